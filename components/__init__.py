@@ -1,0 +1,1 @@
+"""Custom TFX components: what the stock components leave to the pipeline author."""

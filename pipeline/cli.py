@@ -1,0 +1,122 @@
+"""`taxi-pipeline`: run the pipeline locally, prepare data, review the schema.
+
+Exit codes: 0 success (including a model that was evaluated and not blessed:
+the pipeline did its job), 1 a component failed, 2 bad input (data that fails
+the checks or the curated schema).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import warnings
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def configure_logging(verbose: bool) -> None:
+    """Progress lines and the summary, or everything TFX and TensorFlow say."""
+    if verbose:
+        logging.basicConfig(level=logging.INFO)
+        return
+    # Before TensorFlow loads: its C++ INFO/WARNING lines drown the progress.
+    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
+    warnings.simplefilter('ignore')
+    # Libraries log through the root logger and absl's; show errors only.
+    logging.basicConfig(level=logging.ERROR)
+    for handler in logging.getLogger().handlers:
+        handler.setLevel(logging.ERROR)
+    from absl import logging as absl_logging
+    absl_logging.get_absl_handler().setLevel(logging.ERROR)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog='taxi-pipeline', description=__doc__.split('\n')[0])
+    sub = parser.add_subparsers(dest='command', required=True)
+
+    run = sub.add_parser('run', help='run the pipeline end to end (LocalDagRunner, SQLite MLMD, Beam DirectRunner)')
+    run.add_argument('--workspace', default='workspace',
+                     help='directory for pipeline outputs, metadata and pushed models (default: %(default)s)')
+    run.add_argument('--data-root', help='directory of span-N/ CSV directories (default: <workspace>/data, '
+                     'filled with the TFX taxi sample if empty)')
+    run.add_argument('--train-steps', type=int, default=1000, help='training steps (default: %(default)s)')
+    run.add_argument('--eval-steps', type=int, default=100, help='validation steps (default: %(default)s)')
+    run.add_argument('--beam-workers', type=int, default=1,
+                     help='Beam DirectRunner workers; more than 1 uses threads (default: %(default)s)')
+    run.add_argument('--no-cache', action='store_true', help='re-execute every component')
+    run.add_argument('--min-auc', type=float, help='absolute AUC a model needs to be blessed')
+    run.add_argument('--max-auc-drop', type=float, help='how far AUC may fall below the latest pushed model')
+    run.add_argument('--verbose', action='store_true', help='show TFX and TensorFlow logs')
+
+    prepare = sub.add_parser('prepare-data', help='copy the TFX taxi sample into a span directory')
+    prepare.add_argument('--data-root', default=os.path.join('workspace', 'data'))
+    prepare.add_argument('--rows', type=int, help='keep only the first N rows')
+    prepare.add_argument('--span', type=int, default=1)
+
+    draft = sub.add_parser('schema-draft', help='infer a schema from data and show how it differs from the curated one')
+    draft.add_argument('--data-root', default=os.path.join('workspace', 'data'))
+    draft.add_argument('--output', default=os.path.join('workspace', 'schema_draft', 'schema.pbtxt'))
+    return parser
+
+
+def _run(args) -> int:
+    from pipeline import data, local_runner
+    from pipeline.config import PipelineConfig, Thresholds
+    from components.anomalies_gate import DataAnomaliesError
+
+    threshold_overrides = {k: v for k, v in (('min_auc', args.min_auc), ('max_auc_drop', args.max_auc_drop))
+                           if v is not None}
+    config = PipelineConfig.for_workspace(
+        args.workspace, data_root=args.data_root, train_steps=args.train_steps, eval_steps=args.eval_steps,
+        beam_workers=args.beam_workers, enable_cache=not args.no_cache,
+        thresholds=Thresholds(**threshold_overrides))
+    if args.data_root is None and not data.span_dirs(config.data_root):
+        path = data.prepare_sample(config.data_root)
+        print(f'Prepared the TFX Chicago Taxi sample as {path}')
+    print(f'Running pipeline {config.pipeline_name!r}: data {config.data_root}, workspace {args.workspace}')
+    try:
+        result = local_runner.run(config)
+    except data.DataError as e:
+        print(f'error: {e}', file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except DataAnomaliesError as e:
+        print(f'error: {e}', file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except Exception as e:  # a component failed; its own error says why
+        print(f'error: the pipeline failed: {type(e).__name__}: {e}', file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK if result.succeeded else EXIT_FAILED
+
+
+def _prepare(args) -> int:
+    from pipeline import data
+    path = data.prepare_sample(args.data_root, rows=args.rows, span=args.span)
+    print(f'Wrote {path}')
+    return EXIT_OK
+
+
+def _schema_draft(args) -> int:
+    from pipeline import data, schema_review
+    try:
+        span_dir = data.check_data_root(args.data_root)
+    except data.DataError as e:
+        print(f'error: {e}', file=sys.stderr)
+        return EXIT_BAD_INPUT
+    differences = schema_review.write_draft(span_dir, args.output)
+    print(f'Draft schema inferred from {span_dir} written to {args.output}')
+    print('Differences from the curated schema (schemas/schema.pbtxt):')
+    print('\n'.join(f'  {d}' for d in differences) if differences else '  none')
+    return EXIT_OK
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    configure_logging(getattr(args, 'verbose', False))
+    handler = {'run': _run, 'prepare-data': _prepare, 'schema-draft': _schema_draft}[args.command]
+    return handler(args)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

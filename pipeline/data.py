@@ -1,0 +1,113 @@
+"""Input data: the taxi sample shipped with TFX, laid out as spans, and checks.
+
+The data root holds one directory per span (`span-1/`, `span-2/`, ...), each
+with CSV files. ExampleGen reads the latest span, so new data arrives by
+adding a directory; the pipeline does not change.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import tempfile
+from typing import Iterable, List, Optional
+
+from pipeline.features import raw_columns
+
+SPAN_DIR = re.compile(r'^span-(\d+)$')
+
+
+class DataError(ValueError):
+    """The data root cannot be used; the message says what to fix."""
+
+
+def taxi_sample_path() -> str:
+    """The 15k-row Chicago Taxi sample inside the installed tfx package."""
+    import tfx
+    path = os.path.join(os.path.dirname(tfx.__file__), 'examples', 'chicago_taxi_pipeline',
+                        'data', 'simple', 'data.csv')
+    if not os.path.isfile(path):
+        raise DataError(f'the tfx package has no taxi sample at {path}; reinstall tfx==1.16.0')
+    return path
+
+
+def read_rows(path: str) -> tuple[List[str], List[List[str]]]:
+    with open(path, newline='') as f:
+        reader = csv.reader(f)
+        header = next(reader)
+        return header, list(reader)
+
+
+def write_span(data_root: str, span: int, header: List[str], rows: Iterable[List[str]]) -> str:
+    """Writes `span-<span>/data.csv` atomically: a reader never sees half a file."""
+    span_dir = os.path.join(data_root, f'span-{span}')
+    os.makedirs(span_dir, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=span_dir, prefix='.data.csv.')
+    with os.fdopen(fd, 'w', newline='') as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+    target = os.path.join(span_dir, 'data.csv')
+    os.replace(tmp, target)
+    return target
+
+
+def prepare_sample(data_root: str, rows: Optional[int] = None, span: int = 1) -> str:
+    """Copies the taxi sample (or its first `rows` rows) into a span; idempotent."""
+    header, body = read_rows(taxi_sample_path())
+    return write_span(data_root, span, header, body[:rows] if rows else body)
+
+
+def span_dirs(data_root: str) -> List[tuple[int, str]]:
+    if not os.path.isdir(data_root):
+        return []
+    found = [(int(m.group(1)), os.path.join(data_root, name))
+             for name in os.listdir(data_root) if (m := SPAN_DIR.match(name))]
+    return sorted(found)
+
+
+def check_data_root(data_root: str) -> str:
+    """Checks what ExampleGen would choke on obscurely; returns the latest span's dir.
+
+    Schema-level problems (types, domains, missing columns) are left to
+    ExampleValidator and the anomalies gate, which report them per feature.
+    This catches what comes before: no spans, no files, empty or ragged CSVs.
+    """
+    spans = span_dirs(data_root)
+    if not spans:
+        raise DataError(f'no span directories (span-1/, span-2/, ...) under {data_root}; '
+                        'run `taxi-pipeline prepare-data` or point --data-root at your data')
+    span, span_dir = spans[-1]
+    files = sorted(f for f in os.listdir(span_dir) if f.endswith('.csv'))
+    if not files:
+        raise DataError(f'span {span} ({span_dir}) has no .csv files')
+    for name in files:
+        _check_csv(os.path.join(span_dir, name))
+    return span_dir
+
+
+def _check_csv(path: str) -> None:
+    with open(path, newline='') as f:
+        reader = csv.reader(f)
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise DataError(f'{path} is empty: expected a header row and data rows') from None
+        except csv.Error as e:
+            raise DataError(f'{path}: unreadable CSV ({e})') from None
+        unknown = [c for c in header if c not in raw_columns()]
+        if not header or unknown == header:
+            raise DataError(f'{path}: first row is not a header with the taxi columns '
+                            f'(expected names like {", ".join(sorted(raw_columns())[:4])}, ...)')
+        rows = 0
+        try:
+            for row in reader:
+                rows += 1
+                if len(row) != len(header):
+                    raise DataError(f'{path}:{reader.line_num}: {len(row)} fields, '
+                                    f'but the header has {len(header)}')
+        except csv.Error as e:
+            raise DataError(f'{path}:{reader.line_num}: unreadable CSV ({e})') from None
+        if rows == 0:
+            raise DataError(f'{path} has a header but no data rows')
