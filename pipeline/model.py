@@ -84,11 +84,12 @@ def _raw_input_specs() -> Dict[str, tf.TensorSpec]:
     return {f.name: tf.TensorSpec([None], _TF_DTYPES[f.raw_type], name=f.name) for f in FEATURES}
 
 
-def _as_parsed(name: str, values: tf.Tensor, spec) -> tf.Tensor | tf.SparseTensor:
-    """A dense [batch] request tensor in the form `tf.io.parse_example` would give.
+def _as_parsed(values: tf.Tensor, spec) -> tf.Tensor | tf.SparseTensor:
+    """A dense [batch] request tensor in the form `tf.io.parse_example` gives.
 
-    Optional columns parse to [batch, 1] SparseTensors; here an empty string or a
-    NaN marks the value as missing, so JSON clients can send a gap explicitly.
+    Optional columns parse to [batch, 1] SparseTensors, so a JSON client needs
+    a way to say "missing": an empty string, a NaN, or for integer columns
+    (whose schema domains are all non-negative) a negative number.
     """
     if isinstance(spec, tf.io.FixedLenFeature):
         return tf.reshape(values, [-1] + list(spec.shape))
@@ -97,10 +98,9 @@ def _as_parsed(name: str, values: tf.Tensor, spec) -> tf.Tensor | tf.SparseTenso
     elif values.dtype.is_floating:
         present = tf.logical_not(tf.math.is_nan(values))
     else:
-        present = tf.ones_like(values, tf.bool)
-    rows = tf.cast(tf.where(present), tf.int64)
-    indices = tf.concat([rows, tf.zeros_like(rows)], axis=1)
-    return tf.SparseTensor(indices, tf.boolean_mask(values, present),
+        present = tf.greater_equal(values, 0)
+    rows = tf.where(present)
+    return tf.SparseTensor(tf.concat([rows, tf.zeros_like(rows)], axis=1), tf.boolean_mask(values, present),
                            tf.stack([tf.shape(values, out_type=tf.int64)[0], 1]))
 
 
@@ -128,7 +128,7 @@ class ExportModule(tf.Module):
 
         @tf.function(input_signature=[_raw_input_specs()])
         def serve_raw(features):
-            return self._predict({name: _as_parsed(name, values, self._feature_spec[name])
+            return self._predict({name: _as_parsed(values, self._feature_spec[name])
                                   for name, values in features.items()})
 
         @tf.function(input_signature=[examples])
