@@ -77,11 +77,15 @@ def run(config: PipelineConfig, emit_line: Callable[[str], None] = print) -> sum
     failure: Optional[BaseException] = None
     try:
         tfx.orchestration.LocalDagRunner().run(create_pipeline(config))
-    except BaseException as e:  # reported in the summary, then re-raised
+    except BaseException as e:  # summarised first, then re-raised
         failure = e
-        raise
-    finally:
-        progress.stop()
-        result = summary.summarize_latest_run(config, wall_seconds=time.time() - started, failure=failure)
-        emit_line(result.render())
+    progress.stop()
+    wall_seconds = time.time() - started
+    if os.path.exists(config.metadata_path):
+        result = summary.summarize_latest_run(config, wall_seconds, failure=failure)
+    else:
+        result = summary.RunSummary('(not started)', [], wall_seconds, failure=repr(failure))
+    emit_line(result.render())
+    if failure is not None:
+        raise failure
     return result

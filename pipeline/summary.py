@@ -5,7 +5,6 @@ evaluation metrics, blessing and push.
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import Dict, List, Optional
 
 from ml_metadata.metadata_store import metadata_store
@@ -141,9 +140,3 @@ def summarize_latest_run(config: PipelineConfig, wall_seconds: float,
             if props.get('pushed') and props['pushed'].int_value:
                 summary.pushed_to = props['pushed_destination'].string_value
     return summary
-
-
-def latest_pushed_model(config: PipelineConfig) -> Optional[str]:
-    from components.baseline_model import latest_pushed_version
-    version = latest_pushed_version(config.serving_model_dir)
-    return os.path.join(config.serving_model_dir, version) if version else None

@@ -1,0 +1,109 @@
+"""Wall time and peak memory of a full pipeline run, next to TFX's own example.
+
+Runs, back to back and alternating, (a) this project's pipeline on the 15k-row
+taxi sample with default settings on a fresh workspace, then a fully cached
+re-run of it, and (b) TFX's `chicago_taxi_pipeline/taxi_pipeline_native_keras.py`
+(BeamDagRunner, 1000 train steps) on the same data, each in its own process.
+Prints every measurement, then medians and ratios.
+
+    .venv/bin/python benchmarks/pipeline_benchmark.py [--repeats 3]
+"""
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import psutil
+
+VENV_BIN = os.path.dirname(sys.executable)
+
+
+def measure(cmd, env=None, cwd=None):
+    """(wall seconds, peak RSS of the whole process tree in MiB, exit code)."""
+    # Logs go to a file: a pipe that nobody drains fills up and blocks the child.
+    log = tempfile.TemporaryFile(mode='w+')
+    started = time.monotonic()
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, text=True)
+    root = psutil.Process(proc.pid)
+    peak = 0
+    while proc.poll() is None:
+        try:
+            tree = [root] + root.children(recursive=True)
+            peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
+        except psutil.Error:
+            pass
+        time.sleep(0.2)
+    wall = time.monotonic() - started
+    if proc.returncode != 0:
+        log.seek(0)
+        sys.stderr.write(log.read()[-3000:])
+    log.close()
+    return wall, peak / 2**20, proc.returncode
+
+
+def run_ours(workspace):
+    return measure([os.path.join(VENV_BIN, 'taxi-pipeline'), 'run', '--workspace', workspace])
+
+
+def run_reference(home):
+    """TFX's example reads and writes under $HOME/taxi and $HOME/tfx."""
+    import tfx
+    example_dir = os.path.join(os.path.dirname(tfx.__file__), 'examples', 'chicago_taxi_pipeline')
+    taxi = os.path.join(home, 'taxi')
+    os.makedirs(os.path.join(taxi, 'data', 'simple'), exist_ok=True)
+    shutil.copy(os.path.join(example_dir, 'data', 'simple', 'data.csv'), os.path.join(taxi, 'data', 'simple'))
+    for name in ('taxi_pipeline_native_keras.py', 'taxi_utils_native_keras.py'):
+        shutil.copy(os.path.join(example_dir, name), taxi)
+    env = dict(os.environ, HOME=home, TF_CPP_MIN_LOG_LEVEL='3')
+    return measure([sys.executable, os.path.join(taxi, 'taxi_pipeline_native_keras.py')], env=env, cwd=taxi)
+
+
+def eval_metrics(workspace):
+    from pipeline import summary
+    from pipeline.config import PipelineConfig
+    result = summary.summarize_latest_run(PipelineConfig.for_workspace(workspace), wall_seconds=0)
+    return result.metrics, result.blessed
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--repeats', type=int, default=3)
+    parser.add_argument('--skip-reference', action='store_true')
+    args = parser.parse_args()
+
+    results = {'ours': [], 'ours_cached': [], 'reference': []}
+    for i in range(args.repeats):
+        with tempfile.TemporaryDirectory() as ours, tempfile.TemporaryDirectory() as home:
+            wall, rss, code = run_ours(ours)
+            print(f'[{i + 1}/{args.repeats}] ours (fresh):   {wall:6.1f} s  {rss:7.0f} MiB  exit {code}', flush=True)
+            results['ours'].append((wall, rss))
+            metrics, blessed = eval_metrics(ours)
+            wall, rss, code = run_ours(ours)
+            print(f'[{i + 1}/{args.repeats}] ours (cached):  {wall:6.1f} s  {rss:7.0f} MiB  exit {code}', flush=True)
+            results['ours_cached'].append((wall, rss))
+            print(f'           eval: auc={metrics.get("auc", float("nan")):.4f} '
+                  f'accuracy={metrics.get("binary_accuracy", float("nan")):.4f} blessed={blessed}', flush=True)
+            if not args.skip_reference:
+                wall, rss, code = run_reference(home)
+                print(f'[{i + 1}/{args.repeats}] TFX example:    {wall:6.1f} s  {rss:7.0f} MiB  exit {code}',
+                      flush=True)
+                results['reference'].append((wall, rss))
+
+    print('\nmedians')
+    med = {k: (statistics.median(w for w, _ in v), statistics.median(r for _, r in v)) for k, v in results.items() if v}
+    for key, label in (('ours', 'ours, fresh run'), ('ours_cached', 'ours, cached re-run'),
+                       ('reference', 'TFX native-Keras example')):
+        if key in med:
+            print(f'  {label:<26} {med[key][0]:6.1f} s  {med[key][1]:7.0f} MiB peak RSS')
+    if 'reference' in med:
+        print(f'  wall ratio ours/TFX: {med["ours"][0] / med["reference"][0]:.2f}   '
+              f'memory ratio: {med["ours"][1] / med["reference"][1]:.2f}')
+
+
+if __name__ == '__main__':
+    main()
