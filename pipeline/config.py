@@ -60,6 +60,8 @@ class PipelineConfig:
     hyperparameters: Hyperparameters = Hyperparameters()
     # Extra Beam flags (e.g. DataflowRunner options); replace the local defaults.
     beam_args: Optional[List[str]] = None
+    # Where local runs write their HTML report; None for no report.
+    report_dir: Optional[str] = None
 
     @classmethod
     def for_workspace(cls, workspace: str, data_root: Optional[str] = None, **overrides) -> 'PipelineConfig':
@@ -70,6 +72,7 @@ class PipelineConfig:
             pipeline_root=os.path.join(workspace, 'pipeline_root'),
             metadata_path=os.path.join(workspace, 'metadata.sqlite'),
             serving_model_dir=os.path.join(workspace, 'serving_model', PIPELINE_NAME),
+            report_dir=os.path.join(workspace, 'reports'),
             **overrides)
 
     def __post_init__(self):

@@ -14,7 +14,7 @@ from typing import Callable, Optional
 
 from tfx import v1 as tfx
 
-from pipeline import data, summary
+from pipeline import data, report, summary
 from pipeline.config import PipelineConfig
 from pipeline.pipeline import create_pipeline
 
@@ -86,6 +86,9 @@ def run(config: PipelineConfig, emit_line: Callable[[str], None] = print) -> sum
     else:
         result = summary.RunSummary('(not started)', [], wall_seconds, failure=repr(failure))
     emit_line(result.render())
+    if config.report_dir and result.components:
+        report_path = report.write(result, os.path.join(config.report_dir, f'run-{result.run_id.replace(":", "")}.html'))
+        emit_line(f'Report: {report_path}')
     if failure is not None:
         raise failure
     return result

@@ -39,6 +39,8 @@ class RunSummary:
     blessed: Optional[bool] = None
     pushed_to: Optional[str] = None
     failure: Optional[str] = None
+    # Output artifact URIs by node id and output key, for reports.
+    outputs: Dict[str, Dict[str, str]] = dataclasses.field(default_factory=dict)
 
     @property
     def succeeded(self) -> bool:
@@ -131,6 +133,7 @@ def summarize_latest_run(config: PipelineConfig, wall_seconds: float,
     for component, execution in _component_runs(store, config, run):
         summary.components.append(component)
         outputs = _output_artifacts(store, execution.id)
+        summary.outputs[component.node_id] = {key: artifact.uri for key, artifact in outputs.items()}
         if 'evaluation' in outputs and 'blessing' in outputs:
             summary.metrics, summary.baseline_metrics = _overall_metrics(outputs['evaluation'].uri)
             blessed = outputs['blessing'].custom_properties.get('blessed')

@@ -24,6 +24,11 @@ def _assert_stopped_before_training(workspace, output):
     assert not os.path.exists(workspace / 'pipeline_root' / 'Trainer')
     assert not os.path.exists(workspace / 'pipeline_root' / 'Transform')
     assert 'AnomaliesGate FAILED' in output.out
+    # The run's HTML report lists the anomalies too.
+    report = next(line for line in output.out.splitlines() if line.startswith('Report: '))[len('Report: '):]
+    with open(report) as f:
+        page = f.read()
+    assert 'Data anomalies' in page and 'FAILED' in page
 
 
 def _corrupt(rows, header, column, value, every=10):

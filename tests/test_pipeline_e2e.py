@@ -141,3 +141,16 @@ def test_worse_model_than_the_pushed_baseline_is_not_blessed(first_run, pushed_b
     assert result.blessed is False
     assert result.pushed_to is None
     _assert_nothing_new_pushed(config, pushed_before_rejections)
+
+
+def test_run_report_shows_components_slices_and_data(first_run):
+    config, result, progress = first_run
+    report_line = next(line for line in progress if line.startswith('Report: '))
+    with open(report_line[len('Report: '):]) as f:
+        page = f.read()
+    for node in NODES:
+        assert f'<td>{node}</td>' in page
+    assert '<td>overall</td>' in page
+    assert '<td>trip_start_hour=0</td>' in page and '<td>payment_type=Cash</td>' in page
+    assert 'class="good">blessed' in page
+    assert f'Training data (' in page and '<td>fare</td>' in page
