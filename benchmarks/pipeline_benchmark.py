@@ -17,8 +17,13 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 
 import psutil
+
+# This process only reads results back; keep TensorFlow's and Google's chatter out of the figures.
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
+warnings.simplefilter('ignore')
 
 VENV_BIN = os.path.dirname(sys.executable)
 
