@@ -7,7 +7,14 @@ STAMP := $(VENV)/.installed
 WORKSPACE ?= workspace
 RUN_ARGS ?=
 
-.PHONY: run test benchmark schema-draft clean venv
+# Kubeflow build settings; override on the command line or in the environment.
+PIPELINE_IMAGE ?= gcr.io/my-project/chicago-taxi-pipeline:latest
+PIPELINE_BUCKET ?= gs://my-bucket/chicago-taxi
+PIPELINE_ROOT ?= $(PIPELINE_BUCKET)/pipeline_root
+DATA_ROOT ?= $(PIPELINE_BUCKET)/data
+SERVING_MODEL_DIR ?= $(PIPELINE_BUCKET)/serving_model/chicago-taxi
+
+.PHONY: run test benchmark schema-draft compile clean venv
 
 venv: $(STAMP)
 
@@ -29,6 +36,10 @@ benchmark: $(STAMP)
 
 schema-draft: $(STAMP)
 	$(BIN)/taxi-pipeline schema-draft --data-root $(WORKSPACE)/data
+
+compile: $(STAMP)
+	$(BIN)/taxi-pipeline compile --image $(PIPELINE_IMAGE) --pipeline-root $(PIPELINE_ROOT) \
+		--data-root $(DATA_ROOT) --serving-model-dir $(SERVING_MODEL_DIR) --output-dir kfp/build
 
 clean:
 	rm -rf $(WORKSPACE)

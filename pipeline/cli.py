@@ -58,7 +58,46 @@ def _parser() -> argparse.ArgumentParser:
     draft = sub.add_parser('schema-draft', help='infer a schema from data and show how it differs from the curated one')
     draft.add_argument('--data-root', default=os.path.join('workspace', 'data'))
     draft.add_argument('--output', default=os.path.join('workspace', 'schema_draft', 'schema.pbtxt'))
+    compile_ = sub.add_parser('compile', help='compile for Kubeflow Pipelines (KFP IR YAML) and Vertex AI (PipelineJob JSON)')
+    compile_.add_argument('--image', default=os.environ.get('PIPELINE_IMAGE'),
+                          help='pipeline image the tasks run in (env PIPELINE_IMAGE)')
+    compile_.add_argument('--pipeline-root', default=os.environ.get('PIPELINE_ROOT'),
+                          help='artifact root in the cluster, e.g. gs://bucket/pipeline_root (env PIPELINE_ROOT)')
+    compile_.add_argument('--data-root', default=os.environ.get('DATA_ROOT'),
+                          help='span-N/ CSV directories in the cluster (env DATA_ROOT)')
+    compile_.add_argument('--serving-model-dir', default=os.environ.get('SERVING_MODEL_DIR'),
+                          help='push destination TF Serving watches (env SERVING_MODEL_DIR)')
+    compile_.add_argument('--train-steps', type=int, default=1000)
+    compile_.add_argument('--eval-steps', type=int, default=100)
+    compile_.add_argument('--beam-runner', choices=['DirectRunner', 'DataflowRunner'], default='DirectRunner')
+    compile_.add_argument('--project', default=os.environ.get('GCP_PROJECT'), help='Dataflow project (env GCP_PROJECT)')
+    compile_.add_argument('--region', default=os.environ.get('GCP_REGION'), help='Dataflow region (env GCP_REGION)')
+    compile_.add_argument('--temp-location', default=os.environ.get('DATAFLOW_TEMP_LOCATION'),
+                          help='Dataflow temp location (env DATAFLOW_TEMP_LOCATION)')
+    compile_.add_argument('--output-dir', default=os.path.join('kfp', 'build'))
     return parser
+
+
+def _compile(args) -> int:
+    missing = [flag for flag, value in (('--image', args.image), ('--pipeline-root', args.pipeline_root),
+                                        ('--data-root', args.data_root),
+                                        ('--serving-model-dir', args.serving_model_dir)) if not value]
+    if missing:
+        print(f'error: compile needs {", ".join(missing)} (or their environment variables)', file=sys.stderr)
+        return EXIT_BAD_INPUT
+    from pipeline import kubeflow
+    try:
+        settings = kubeflow.KubeflowSettings(
+            image=args.image, pipeline_root=args.pipeline_root, data_root=args.data_root,
+            serving_model_dir=args.serving_model_dir, train_steps=args.train_steps, eval_steps=args.eval_steps,
+            beam_runner=args.beam_runner, gcp_project=args.project, gcp_region=args.region,
+            dataflow_temp_location=args.temp_location)
+    except ValueError as e:
+        print(f'error: {e}', file=sys.stderr)
+        return EXIT_BAD_INPUT
+    for path in kubeflow.compile_pipeline(settings, args.output_dir):
+        print(f'Wrote {path}')
+    return EXIT_OK
 
 
 def _run(args) -> int:
@@ -114,7 +153,8 @@ def _schema_draft(args) -> int:
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     configure_logging(getattr(args, 'verbose', False))
-    handler = {'run': _run, 'prepare-data': _prepare, 'schema-draft': _schema_draft}[args.command]
+    handler = {'run': _run, 'prepare-data': _prepare, 'schema-draft': _schema_draft,
+               'compile': _compile}[args.command]
     return handler(args)
 
 
