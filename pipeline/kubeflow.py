@@ -54,6 +54,8 @@ class KubeflowSettings:
     gcp_project: Optional[str] = None
     gcp_region: Optional[str] = None
     dataflow_temp_location: Optional[str] = None
+    # The curated schema as the tasks see it: inside the image by default.
+    schema_file: str = IMAGE_SCHEMA_FILE
     # Per-component container limits; components not listed get the cluster default.
     resources: Dict[str, Resources] = dataclasses.field(default_factory=lambda: {
         'Transform': Resources(cpu=2, memory_gb=8), 'Trainer': Resources(cpu=4, memory_gb=8)})
@@ -84,7 +86,7 @@ class KubeflowSettings:
     def pipeline_config(self) -> PipelineConfig:
         return PipelineConfig(
             data_root=self.data_root, pipeline_root=self.pipeline_root, metadata_path='',
-            serving_model_dir=self.serving_model_dir, schema_file=IMAGE_SCHEMA_FILE,
+            serving_model_dir=self.serving_model_dir, schema_file=self.schema_file,
             train_steps=self.train_steps, eval_steps=self.eval_steps, thresholds=self.thresholds,
             beam_args=self.beam_args)
 
@@ -115,7 +117,10 @@ def _without_volatile_fields(job: Dict) -> Dict:
 
 def compile_pipeline(settings: KubeflowSettings, output_dir: str) -> Tuple[str, str]:
     """Writes the KFP IR YAML and the Vertex PipelineJob JSON; returns their paths."""
-    runner_config = kubeflow_v2_dag_runner.KubeflowV2DagRunnerConfig(default_image=settings.image)
+    # Schema 2.1: parameters as `runtimeValue.constant`, which KFP 2 backends pass
+    # in `parameterValues` (2.0's legacy `constantValue` goes where KFP 2 does not look).
+    runner_config = kubeflow_v2_dag_runner.KubeflowV2DagRunnerConfig(
+        default_image=settings.image, use_pipeline_spec_2_1=True)
     pipeline = build_pipeline(settings)
     # write_out=False: we write ourselves, atomically and in a stable key order.
     job = kubeflow_v2_dag_runner.KubeflowV2DagRunner(config=runner_config).run(pipeline, write_out=False)
