@@ -75,7 +75,52 @@ def _parser() -> argparse.ArgumentParser:
     compile_.add_argument('--temp-location', default=os.environ.get('DATAFLOW_TEMP_LOCATION'),
                           help='Dataflow temp location (env DATAFLOW_TEMP_LOCATION)')
     compile_.add_argument('--output-dir', default=os.path.join('kfp', 'build'))
+
+    submit = sub.add_parser('submit', help='upload the compiled pipeline to KFP; optionally run and schedule it')
+    submit.add_argument('--host', default=os.environ.get('KFP_HOST'), help='KFP API endpoint (env KFP_HOST)')
+    submit.add_argument('--token', default=os.environ.get('KFP_TOKEN'), help='bearer token (env KFP_TOKEN)')
+    submit.add_argument('--namespace', default=os.environ.get('KFP_NAMESPACE', 'kubeflow'))
+    submit.add_argument('--package', default=os.path.join('kfp', 'build', 'chicago_taxi_pipeline.yaml'),
+                        help='compiled KFP IR YAML (default: %(default)s)')
+    submit.add_argument('--pipeline-name', default='chicago-taxi')
+    submit.add_argument('--version', required=True, help='pipeline version name, e.g. the git commit')
+    submit.add_argument('--experiment', default='chicago-taxi')
+    submit.add_argument('--run', metavar='RUN_NAME', help='also start a run with this name')
+    submit.add_argument('--param', action='append', default=[], metavar='KEY=VALUE', help='run parameter')
+    schedule = submit.add_mutually_exclusive_group()
+    schedule.add_argument('--cron', help='create or replace a recurring run: KFP cron, seconds first ("0 0 3 * * *")')
+    schedule.add_argument('--interval-seconds', type=int, help='create or replace a recurring run every N seconds')
+    submit.add_argument('--schedule-name', default='chicago-taxi-continuous-training')
     return parser
+
+
+def _submit(args) -> int:
+    from pipeline import kfp_submit
+    if not args.host:
+        print('error: submit needs --host (or KFP_HOST)', file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if not os.path.isfile(args.package):
+        print(f'error: no compiled pipeline at {args.package}; run `taxi-pipeline compile` first', file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        params = dict(p.split('=', 1) for p in args.param)
+    except ValueError:
+        print(f'error: --param takes KEY=VALUE, got {args.param}', file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        schedule = None
+        if args.cron or args.interval_seconds:
+            schedule = kfp_submit.Schedule(args.schedule_name, cron=args.cron, interval_seconds=args.interval_seconds)
+        client = kfp_submit.connect(args.host, token=args.token, namespace=args.namespace)
+        kfp_submit.submit(client, args.package, args.pipeline_name, args.version, args.experiment,
+                          run_name=args.run, params=params, schedule=schedule)
+    except ValueError as e:
+        print(f'error: {e}', file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except kfp_submit.SubmitError as e:
+        print(f'error: {e}', file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
 
 
 def _compile(args) -> int:
@@ -154,7 +199,7 @@ def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     configure_logging(getattr(args, 'verbose', False))
     handler = {'run': _run, 'prepare-data': _prepare, 'schema-draft': _schema_draft,
-               'compile': _compile}[args.command]
+               'compile': _compile, 'submit': _submit}[args.command]
     return handler(args)
 
 
