@@ -14,7 +14,9 @@ PIPELINE_ROOT ?= $(PIPELINE_BUCKET)/pipeline_root
 DATA_ROOT ?= $(PIPELINE_BUCKET)/data
 SERVING_MODEL_DIR ?= $(PIPELINE_BUCKET)/serving_model/chicago-taxi
 
-.PHONY: run test benchmark schema-draft compile clean venv
+CI_WORKSPACE ?= build/ci-run
+
+.PHONY: run test benchmark schema-draft compile e2e-small ci-local clean venv
 
 venv: $(STAMP)
 
@@ -40,6 +42,15 @@ schema-draft: $(STAMP)
 compile: $(STAMP)
 	$(BIN)/taxi-pipeline compile --image $(PIPELINE_IMAGE) --pipeline-root $(PIPELINE_ROOT) \
 		--data-root $(DATA_ROOT) --serving-model-dir $(SERVING_MODEL_DIR) --output-dir kfp/build
+
+# A small end-to-end LocalDagRunner run (3,000 rows, 200 steps), as Cloud Build does.
+e2e-small: $(STAMP)
+	rm -rf $(CI_WORKSPACE)
+	$(BIN)/taxi-pipeline prepare-data --data-root $(CI_WORKSPACE)/data --rows 3000
+	$(BIN)/taxi-pipeline run --workspace $(CI_WORKSPACE) --data-root $(CI_WORKSPACE)/data --train-steps 200
+
+# The Cloud Build steps that need no cloud: tests, small e2e run, compile + validate.
+ci-local: test e2e-small compile
 
 clean:
 	rm -rf $(WORKSPACE)

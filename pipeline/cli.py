@@ -140,8 +140,10 @@ def _compile(args) -> int:
     except ValueError as e:
         print(f'error: {e}', file=sys.stderr)
         return EXIT_BAD_INPUT
-    for path in kubeflow.compile_pipeline(settings, args.output_dir):
-        print(f'Wrote {path}')
+    yaml_path, json_path = kubeflow.compile_pipeline(settings, args.output_dir)
+    tasks = kubeflow.validate_compiled(yaml_path)
+    print(f'Wrote {yaml_path} (KFP IR, {tasks} tasks, validated with the kfp SDK)')
+    print(f'Wrote {json_path} (Vertex AI PipelineJob)')
     return EXIT_OK
 
 

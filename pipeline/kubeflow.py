@@ -137,6 +137,16 @@ def compile_pipeline(settings: KubeflowSettings, output_dir: str) -> Tuple[str, 
     return yaml_path, json_path
 
 
+def validate_compiled(yaml_path: str) -> int:
+    """Parses the IR with kfp-pipeline-spec and loads it with the kfp SDK; returns the task count."""
+    import kfp
+    from google.protobuf import json_format
+    with open(yaml_path) as f:
+        spec = json_format.ParseDict(yaml.safe_load(f), pipeline_spec_pb2.PipelineSpec())
+    kfp.components.load_component_from_file(yaml_path)
+    return len(spec.root.dag.tasks)
+
+
 def _write_atomically(path: str, text: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=f'.{os.path.basename(path)}.')
     with os.fdopen(fd, 'w') as f:
