@@ -74,6 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     compile_.add_argument('--region', default=os.environ.get('GCP_REGION'), help='Dataflow region (env GCP_REGION)')
     compile_.add_argument('--temp-location', default=os.environ.get('DATAFLOW_TEMP_LOCATION'),
                           help='Dataflow temp location (env DATAFLOW_TEMP_LOCATION)')
+    compile_.add_argument('--schema-file', help='the curated schema as tasks see it (default: inside the image)')
     compile_.add_argument('--output-dir', default=os.path.join('kfp', 'build'))
 
     submit = sub.add_parser('submit', help='upload the compiled pipeline to KFP; optionally run and schedule it')
@@ -136,7 +137,8 @@ def _compile(args) -> int:
             image=args.image, pipeline_root=args.pipeline_root, data_root=args.data_root,
             serving_model_dir=args.serving_model_dir, train_steps=args.train_steps, eval_steps=args.eval_steps,
             beam_runner=args.beam_runner, gcp_project=args.project, gcp_region=args.region,
-            dataflow_temp_location=args.temp_location)
+            dataflow_temp_location=args.temp_location,
+            **({'schema_file': args.schema_file} if args.schema_file else {}))
     except ValueError as e:
         print(f'error: {e}', file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -21,6 +21,11 @@ class RawType(enum.Enum):
     INT = 'INT'
     BYTES = 'BYTES'
 
+    @property
+    def tf_dtype(self) -> str:
+        """The TensorFlow dtype name a parsed value of this column has."""
+        return {'FLOAT': 'float32', 'INT': 'int64', 'BYTES': 'string'}[self.value]
+
 
 class Encoding(enum.Enum):
     """How Transform turns the raw column into a model input."""

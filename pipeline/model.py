@@ -26,7 +26,7 @@ from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
 from pipeline.config import Hyperparameters
-from pipeline.features import FEATURES, LABEL, RawType
+from pipeline.features import FEATURES, LABEL
 
 # AutoGraph skips the `keras` package but not `tf_keras`, its Keras 2 twin, so
 # every Keras layer call gets AST-converted while tracing: measured here, 60 of
@@ -36,7 +36,6 @@ if not any(getattr(rule, 'module_prefix', None) == 'tf_keras' for rule in autogr
 
 PREDICTION_KEY = 'probabilities'
 RAW_SIGNATURE = 'serving_raw'
-_TF_DTYPES = {RawType.FLOAT: tf.float32, RawType.INT: tf.int64, RawType.BYTES: tf.string}
 
 
 def build_keras_model(hp: Hyperparameters) -> keras.Model:
@@ -81,7 +80,7 @@ def _model_inputs(transformed: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
 
 
 def _raw_input_specs() -> Dict[str, tf.TensorSpec]:
-    return {f.name: tf.TensorSpec([None], _TF_DTYPES[f.raw_type], name=f.name) for f in FEATURES}
+    return {f.name: tf.TensorSpec([None], f.raw_type.tf_dtype, name=f.name) for f in FEATURES}
 
 
 def _as_parsed(values: tf.Tensor, spec) -> tf.Tensor | tf.SparseTensor:

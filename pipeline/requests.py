@@ -64,5 +64,4 @@ def to_tf_example(row: Mapping[str, Value]) -> tf.train.Example:
 def raw_batch(rows) -> Dict[str, tf.Tensor]:
     """Tensors for the `serving_raw` signature from a list of rows."""
     instances = [to_raw_instance(row) for row in rows]
-    dtypes = {RawType.FLOAT: tf.float32, RawType.INT: tf.int64, RawType.BYTES: tf.string}
-    return {f.name: tf.constant([i[f.name] for i in instances], dtype=dtypes[f.raw_type]) for f in FEATURES}
+    return {f.name: tf.constant([i[f.name] for i in instances], dtype=f.raw_type.tf_dtype) for f in FEATURES}
