@@ -74,6 +74,8 @@ def _parser() -> argparse.ArgumentParser:
     compile_.add_argument('--region', default=os.environ.get('GCP_REGION'), help='Dataflow region (env GCP_REGION)')
     compile_.add_argument('--temp-location', default=os.environ.get('DATAFLOW_TEMP_LOCATION'),
                           help='Dataflow temp location (env DATAFLOW_TEMP_LOCATION)')
+    compile_.add_argument('--resources', action='append', default=[], metavar='COMPONENT=CPU,MEMORY_GB',
+                          help='container limits per component, e.g. Trainer=8,16 (default: Transform=2,8 Trainer=4,8)')
     compile_.add_argument('--schema-file', help='the curated schema as tasks see it (default: inside the image)')
     compile_.add_argument('--output-dir', default=os.path.join('kfp', 'build'))
 
@@ -133,11 +135,20 @@ def _compile(args) -> int:
         return EXIT_BAD_INPUT
     from pipeline import kubeflow
     try:
+        resources = dict(kubeflow.KubeflowSettings.default_resources())
+        for item in args.resources:
+            component, _, limits = item.partition('=')
+            cpu, memory = limits.split(',')
+            resources[component] = kubeflow.Resources(cpu=float(cpu), memory_gb=float(memory))
+    except ValueError:
+        print(f'error: --resources takes COMPONENT=CPU,MEMORY_GB, got {args.resources}', file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
         settings = kubeflow.KubeflowSettings(
             image=args.image, pipeline_root=args.pipeline_root, data_root=args.data_root,
             serving_model_dir=args.serving_model_dir, train_steps=args.train_steps, eval_steps=args.eval_steps,
             beam_runner=args.beam_runner, gcp_project=args.project, gcp_region=args.region,
-            dataflow_temp_location=args.temp_location,
+            dataflow_temp_location=args.temp_location, resources=resources,
             **({'schema_file': args.schema_file} if args.schema_file else {}))
     except ValueError as e:
         print(f'error: {e}', file=sys.stderr)

@@ -31,6 +31,8 @@ IMAGE_SCHEMA_FILE = f'{IMAGE_PROJECT_DIR}/schemas/schema.pbtxt'
 PIPELINE_FILE = 'chicago_taxi_pipeline.yaml'
 PIPELINE_JOB_FILE = 'chicago_taxi_pipeline_job.json'
 BEAM_RUNNERS = ('DirectRunner', 'DataflowRunner')
+_COMPONENT_IDS = ('CsvExampleGen', 'StatisticsGen', 'DraftSchemaGen', 'ImportSchemaGen', 'ExampleValidator',
+                  'AnomaliesGate', 'Transform', 'Trainer', 'LatestBlessedModel', 'Evaluator', 'Pusher')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,10 +59,16 @@ class KubeflowSettings:
     # The curated schema as the tasks see it: inside the image by default.
     schema_file: str = IMAGE_SCHEMA_FILE
     # Per-component container limits; components not listed get the cluster default.
-    resources: Dict[str, Resources] = dataclasses.field(default_factory=lambda: {
-        'Transform': Resources(cpu=2, memory_gb=8), 'Trainer': Resources(cpu=4, memory_gb=8)})
+    resources: Dict[str, Resources] = dataclasses.field(default_factory=lambda: KubeflowSettings.default_resources())
+
+    @staticmethod
+    def default_resources() -> Dict[str, Resources]:
+        return {'Transform': Resources(cpu=2, memory_gb=8), 'Trainer': Resources(cpu=4, memory_gb=8)}
 
     def __post_init__(self):
+        unknown = set(self.resources) - set(_COMPONENT_IDS)
+        if unknown:
+            raise ValueError(f'resources for unknown components {sorted(unknown)}; known: {", ".join(_COMPONENT_IDS)}')
         if self.beam_runner not in BEAM_RUNNERS:
             raise ValueError(f'beam_runner must be one of {BEAM_RUNNERS}, not {self.beam_runner!r}')
         if self.beam_runner == 'DataflowRunner':

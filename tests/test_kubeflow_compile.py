@@ -62,6 +62,7 @@ def test_dag_matches_the_local_pipeline(compiled, tmp_path):
     for name, task in tasks.items():
         assert sorted(task.dependent_tasks) == expected[name], name
     assert 'AnomaliesGate' in tasks['Transform'].dependent_tasks
+    assert set(kubeflow._COMPONENT_IDS) == set(expected)  # the names --resources accepts
 
 
 def test_no_tasks_that_open_source_kfp_cannot_run(compiled):
@@ -139,3 +140,17 @@ def test_dockerfile_installs_the_project_where_the_spec_expects_it():
     assert re.search(r'^FROM tensorflow/tfx:1\.16\.0$', dockerfile, re.M)
     for package in ('pipeline', 'components', 'schemas'):
         assert f'COPY {package}/ {package}/' in dockerfile
+
+
+def test_resources_are_settable_per_component_from_the_command_line(tmp_path):
+    code = cli.main(['compile', '--image', IMAGE, '--pipeline-root', 'gs://b/root', '--data-root', 'gs://b/data',
+                     '--serving-model-dir', 'gs://b/serving', '--resources', 'Trainer=8,16',
+                     '--resources', 'Evaluator=2,4', '--output-dir', str(tmp_path)])
+    assert code == cli.EXIT_OK
+    with open(tmp_path / kubeflow.PIPELINE_FILE) as f:
+        executors = yaml.safe_load(f)['deploymentSpec']['executors']
+    assert executors['Trainer_executor']['container']['resources'] == {'cpuLimit': 8.0, 'memoryLimit': 16.0}
+    assert executors['Evaluator_executor']['container']['resources'] == {'cpuLimit': 2.0, 'memoryLimit': 4.0}
+    assert executors['Transform_executor']['container']['resources'] == {'cpuLimit': 2.0, 'memoryLimit': 8.0}
+    with pytest.raises(ValueError, match='unknown components'):
+        _settings(tmp_path, resources={'Trainr': kubeflow.Resources(1, 1)})
