@@ -177,10 +177,7 @@ def _run(args) -> int:
     print(f'Running pipeline {config.pipeline_name!r}: data {config.data_root}, workspace {args.workspace}')
     try:
         result = local_runner.run(config)
-    except data.DataError as e:
-        print(f'error: {e}', file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except DataAnomaliesError as e:
+    except (data.DataError, DataAnomaliesError) as e:
         print(f'error: {e}', file=sys.stderr)
         return EXIT_BAD_INPUT
     except Exception as e:  # a component failed; its own error says why

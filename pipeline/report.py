@@ -17,7 +17,7 @@ from tensorflow_metadata.proto.v0 import statistics_pb2
 import schemas
 from components.anomalies_gate import describe, read_split_anomalies
 from pipeline.schema_review import differences
-from pipeline.summary import RunSummary
+from pipeline.summary import OVERALL, RunSummary, metrics_by_slice
 
 _STYLE = '''
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
@@ -60,27 +60,16 @@ def _statistics_rows(stats: statistics_pb2.DatasetFeatureStatisticsList) -> List
 
 
 def _slice_rows(evaluation_uri: str) -> List[list]:
-    import tensorflow_model_analysis as tfma
-    rows = []
-    for slice_metrics in tfma.load_metrics(evaluation_uri):
-        keys = slice_metrics.slice_key.single_slice_keys
-        label = ', '.join(f'{k.column}={_slice_value(k)}' for k in keys) or 'overall'
-        values = {kv.key.name: kv.value.double_value.value for kv in slice_metrics.metric_keys_and_values
-                  if kv.value.HasField('double_value') and not kv.key.is_diff
-                  and kv.key.model_name != 'baseline' and not kv.key.HasField('sub_key')}
-        rows.append([label, int(values.get('example_count', 0)), values.get('auc', float('nan')),
-                     values.get('binary_accuracy', float('nan')), values.get('precision', float('nan')),
-                     values.get('recall', float('nan'))])
+    nan = float('nan')
+    rows = [[label, int(values.get('example_count', 0)), values.get('auc', nan), values.get('binary_accuracy', nan),
+             values.get('precision', nan), values.get('recall', nan)]
+            for label, (values, _) in metrics_by_slice(evaluation_uri).items()]
+
     def order(row):  # overall first, then by column and numeric value
         column, _, value = row[0].partition('=')
-        return row[0] != 'overall', column, float(value) if _is_number(value) else float('inf'), value
+        return row[0] != OVERALL, column, float(value) if _is_number(value) else float('inf'), value
 
     return sorted(rows, key=order)
-
-
-def _slice_value(key) -> str:
-    value = getattr(key, key.WhichOneof('kind'))
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _is_number(text: str) -> bool:

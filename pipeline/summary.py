@@ -85,19 +85,26 @@ def _output_artifacts(store, execution_id: int) -> Dict[str, metadata_store_pb2.
     return {e.path.steps[0].key: artifacts[e.artifact_id] for e in events if e.path.steps}
 
 
-def _overall_metrics(evaluation_uri: str) -> tuple[Dict[str, float], Dict[str, float]]:
-    """Candidate and baseline metrics on the overall slice, from TFMA's output."""
+OVERALL = 'overall'
+
+
+def metrics_by_slice(evaluation_uri: str) -> Dict[str, tuple[Dict[str, float], Dict[str, float]]]:
+    """(candidate, baseline) scalar metrics per slice ('overall', 'payment_type=Cash', ...) from TFMA's output."""
     import tensorflow_model_analysis as tfma
-    candidate, baseline = {}, {}
+    result = {}
     for slice_metrics in tfma.load_metrics(evaluation_uri):
-        if slice_metrics.slice_key.single_slice_keys:
-            continue
+        label = ', '.join(f'{k.column}={_slice_value(k)}' for k in slice_metrics.slice_key.single_slice_keys)
+        candidate, baseline = result.setdefault(label or OVERALL, ({}, {}))
         for kv in slice_metrics.metric_keys_and_values:
-            if kv.value.HasField('double_value') and not kv.key.HasField('sub_key'):
+            if kv.value.HasField('double_value') and not kv.key.HasField('sub_key') and not kv.key.is_diff:
                 target = baseline if kv.key.model_name == 'baseline' else candidate
-                if not kv.key.is_diff:
-                    target[kv.key.name] = kv.value.double_value.value
-    return candidate, baseline
+                target[kv.key.name] = kv.value.double_value.value
+    return result
+
+
+def _slice_value(key) -> str:
+    value = getattr(key, key.WhichOneof('kind'))
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _component_runs(store, config: PipelineConfig, run: metadata_store_pb2.Context):
@@ -135,7 +142,8 @@ def summarize_latest_run(config: PipelineConfig, wall_seconds: float,
         outputs = _output_artifacts(store, execution.id)
         summary.outputs[component.node_id] = {key: artifact.uri for key, artifact in outputs.items()}
         if 'evaluation' in outputs and 'blessing' in outputs:
-            summary.metrics, summary.baseline_metrics = _overall_metrics(outputs['evaluation'].uri)
+            summary.metrics, summary.baseline_metrics = metrics_by_slice(
+                outputs['evaluation'].uri).get(OVERALL, ({}, {}))
             blessed = outputs['blessing'].custom_properties.get('blessed')
             summary.blessed = bool(blessed and blessed.int_value)
         if 'pushed_model' in outputs:

@@ -153,4 +153,4 @@ def test_run_report_shows_components_slices_and_data(first_run):
     assert '<td>overall</td>' in page
     assert '<td>trip_start_hour=0</td>' in page and '<td>payment_type=Cash</td>' in page
     assert 'class="good">blessed' in page
-    assert f'Training data (' in page and '<td>fare</td>' in page
+    assert 'Training data (' in page and '<td>fare</td>' in page
