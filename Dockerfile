@@ -10,6 +10,7 @@ COPY setup.py README.md ./
 COPY pipeline/ pipeline/
 COPY components/ components/
 COPY schemas/ schemas/
+COPY serving/ serving/
 RUN pip install --no-cache-dir --no-deps -e /pipeline \
     && python -c "import pipeline.pipeline, components.anomalies_gate, schemas; print(schemas.CURATED_SCHEMA)"
 

@@ -12,7 +12,7 @@ setup(
     version='0.1.0',
     description='Chicago Taxi tip prediction as a TFX pipeline on Kubeflow',
     python_requires='>=3.9,<3.12',
-    packages=['pipeline', 'components', 'schemas'],
+    packages=['pipeline', 'components', 'schemas', 'serving'],
     package_data={'schemas': ['*.pbtxt']},
     install_requires=[
         'tfx>=1.16,<1.17',

@@ -1,4 +1,4 @@
-"""`taxi-pipeline`: run the pipeline locally, prepare data, review the schema.
+"""`taxi-pipeline`: run the pipeline locally, serve and query its models, compile for Kubeflow.
 
 Exit codes: 0 success (including a model that was evaluated and not blessed:
 the pipeline did its job), 1 a component failed, 2 bad input (data that fails
@@ -94,7 +94,120 @@ def _parser() -> argparse.ArgumentParser:
     schedule.add_argument('--cron', help='create or replace a recurring run: KFP cron, seconds first ("0 0 3 * * *")')
     schedule.add_argument('--interval-seconds', type=int, help='create or replace a recurring run every N seconds')
     submit.add_argument('--schedule-name', default='chicago-taxi-continuous-training')
+
+    serve = sub.add_parser('serve', help="serve pushed models with TF Serving's REST and gRPC APIs (embedded server)")
+    source = serve.add_mutually_exclusive_group()
+    source.add_argument('--model-base-path', default=os.path.join('workspace', 'serving_model', 'chicago-taxi'),
+                        help="the Pusher's versioned directory (default: %(default)s)")
+    source.add_argument('--model-config-file', help='a TF Serving ModelServerConfig (models, policies, labels), '
+                        're-read when it changes, e.g. serving/config/models.config with a local base_path')
+    serve.add_argument('--model-name', default='chicago-taxi')
+    serve.add_argument('--version-policy', default='latest:1', help='latest:N, all, or specific:V1,V2 (default: %(default)s)')
+    serve.add_argument('--host', default='127.0.0.1', help='interface to bind (default: loopback only)')
+    serve.add_argument('--rest-port', type=int, default=8501)
+    serve.add_argument('--grpc-port', type=int, default=8500)
+    serve.add_argument('--poll-seconds', type=float, default=1.0, help='how often the base path is checked')
+    serve.add_argument('--config-poll-seconds', type=float, default=10.0, help='how often the config file is checked')
+    serve.add_argument('--enable-batching', action='store_true', help='server-side batching of concurrent requests')
+    serve.add_argument('--batching-parameters-file', default=os.path.join('serving', 'config', 'batching.config'))
+    serve.add_argument('--request-log-dir', help='write served examples here as TFRecords of tf.Example (for TFDV)')
+    serve.add_argument('--no-warmup', action='store_true', help='skip replaying assets.extra warm-up requests')
+    serve.add_argument('--verbose', action='store_true')
+
+    predict = sub.add_parser('predict', help='send the rows of a CSV file to a model server and print predictions')
+    predict.add_argument('csv', help='CSV with a header of raw columns (extra columns, like tips, are ignored)')
+    predict.add_argument('--server', default='localhost', help='model server host (default: %(default)s)')
+    predict.add_argument('--protocol', choices=['rest', 'grpc'], default='rest')
+    predict.add_argument('--port', type=int, help='default: 8501 for REST, 8500 for gRPC')
+    predict.add_argument('--model-name', default='chicago-taxi')
+    target = predict.add_mutually_exclusive_group()
+    target.add_argument('--version', type=int, help='a specific model version')
+    target.add_argument('--label', help='a version label, e.g. stable or canary')
+    predict.add_argument('--signature', choices=['serving_raw', 'serving_default'], default='serving_raw',
+                         help='raw features or serialized tf.Examples (default: %(default)s)')
+    predict.add_argument('--batch-size', type=int, default=100, help='rows per request (default: %(default)s)')
+    predict.add_argument('--limit', type=int, help='send only the first N rows')
+
+    from serving import labels as labels_tool  # protobuf only, no TensorFlow
+    sub.add_parser('serving-labels', parents=[labels_tool.parser()], add_help=False,
+                   help='point the stable/canary labels of a TF Serving model config at versions '
+                   '(promote a canary, roll back)')
     return parser
+
+
+def _serve(args) -> int:
+    from serving import server as server_lib
+    from serving.batching import BatchingOptions
+    from serving.manager import VersionPolicy
+    try:
+        options = dict(host=args.host, rest_port=args.rest_port, grpc_port=args.grpc_port,
+                       poll_seconds=args.poll_seconds, config_poll_seconds=args.config_poll_seconds,
+                       request_log_dir=args.request_log_dir, warm_up=not args.no_warmup,
+                       batching=BatchingOptions.from_file(args.batching_parameters_file) if args.enable_batching
+                       else None)
+        if args.model_config_file:
+            settings = server_lib.ServerSettings.from_config_file(args.model_config_file, **options)
+        else:
+            if not os.path.isdir(args.model_base_path):
+                raise ValueError(f'no model directory at {args.model_base_path}: run the pipeline first '
+                                 '(`make run`), or pass --model-base-path')
+            settings = server_lib.ServerSettings.for_model(
+                os.path.abspath(args.model_base_path), args.model_name, VersionPolicy.parse(args.version_policy),
+                **options)
+    except (OSError, ValueError) as e:
+        print(f'error: {e}', file=sys.stderr)
+        return EXIT_BAD_INPUT
+    # Loads, unloads and failed versions are news worth a line on the console.
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter('%(asctime)s %(levelname)s %(message)s'))
+    serving_log = logging.getLogger('serving')
+    serving_log.addHandler(handler)
+    serving_log.setLevel(logging.INFO)
+    serving_log.propagate = False
+    return server_lib.serve_until_interrupted(settings, emit_line=lambda line: print(line, flush=True))
+
+
+def _predict(args) -> int:
+    import csv
+    from serving import client as client_lib
+    if args.batch_size < 1:
+        print('error: --batch-size must be at least 1', file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        with open(args.csv, newline='') as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        print(f'error: cannot read {args.csv}: {e}', file=sys.stderr)
+        return EXIT_BAD_INPUT
+    rows = rows[:args.limit] if args.limit is not None else rows
+    if not rows:
+        print(f'error: {args.csv} has no data rows', file=sys.stderr)
+        return EXIT_BAD_INPUT
+    client = client_lib.connect(args.protocol, args.server, args.port, model_name=args.model_name)
+    try:
+        for start in range(0, len(rows), args.batch_size):
+            batch = rows[start:start + args.batch_size]
+            try:
+                prediction = client.predict(batch, version=args.version, label=args.label, signature=args.signature)
+            except ValueError as e:  # a value the column's type cannot hold
+                print(f'error: {args.csv}, rows {start + 1}-{start + len(batch)}: {e}', file=sys.stderr)
+                return EXIT_BAD_INPUT
+            version = prediction.model_version if prediction.model_version is not None else ''
+            if start == 0:
+                print('row,probability,big_tipper,model_version')
+            for i, probability in enumerate(prediction.probabilities, start=start + 1):
+                print(f'{i},{probability:.6f},{int(probability >= 0.5)},{version}')
+    except client_lib.ServingClientError as e:
+        print(f'error: {e}', file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        client.close()
+    return EXIT_OK
+
+
+def _serving_labels(args) -> int:
+    from serving import labels
+    return labels.run(args)
 
 
 def _submit(args) -> int:
@@ -211,7 +324,8 @@ def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     configure_logging(getattr(args, 'verbose', False))
     handler = {'run': _run, 'prepare-data': _prepare, 'schema-draft': _schema_draft,
-               'compile': _compile, 'submit': _submit}[args.command]
+               'compile': _compile, 'submit': _submit, 'serve': _serve, 'predict': _predict,
+               'serving-labels': _serving_labels}[args.command]
     return handler(args)
 
 

@@ -7,8 +7,15 @@ features:
 - `serving_default`: serialized tf.Example (the TFX and TFMA standard);
 - `serving_raw`: one named tensor per raw feature, which is what TF Serving
   REST clients send as plain JSON (`{"instances": [{"fare": 9.5, ...}]}`);
+- `classification` / `regression`: serialized tf.Example in, TF Serving's
+  Classify (`classes`, `scores`) and Regress (`outputs`) contract out, so the
+  `:classify` and `:regress` APIs work; their method names are set to TF
+  Serving's, which `tf.saved_model.save` cannot do itself;
 - `transform_features`: serialized tf.Example with the label column, returning
   transformed features and label, for TFMA's preprocessing step.
+
+Next to the model, `assets.extra/tf_serving_warmup_requests` holds one request
+per client-facing signature, which servers replay before taking traffic.
 """
 
 from __future__ import annotations
@@ -25,8 +32,11 @@ from absl import logging
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
+from tensorflow.core.protobuf import saved_model_pb2
+
 from pipeline.config import Hyperparameters
 from pipeline.features import FEATURES, LABEL
+from serving import warmup
 
 # AutoGraph skips the `keras` package but not `tf_keras`, its Keras 2 twin, so
 # every Keras layer call gets AST-converted while tracing: measured here, 60 of
@@ -36,6 +46,10 @@ if not any(getattr(rule, 'module_prefix', None) == 'tf_keras' for rule in autogr
 
 PREDICTION_KEY = 'probabilities'
 RAW_SIGNATURE = 'serving_raw'
+CLASSIFY_METHOD = 'tensorflow/serving/classify'
+REGRESS_METHOD = 'tensorflow/serving/regress'
+# Class labels of the Classify API: not a big tipper, a big tipper.
+CLASS_LABELS = ('0', '1')
 
 
 def build_keras_model(hp: Hyperparameters) -> keras.Model:
@@ -112,7 +126,9 @@ class ExportModule(tf.Module):
         # Tracked as an attribute so the Transform graph is saved with the model.
         self.tft_layer = tf_transform_output.transform_features_layer()
         self._feature_spec = tf_transform_output.raw_feature_spec()
-        self._serving_spec = {k: v for k, v in self._feature_spec.items() if k != LABEL.tips_column}
+        # Serving parses only the model's features: columns the model ignores
+        # (and the label's source) must not be required of a client.
+        self._serving_spec = {f.name: self._feature_spec[f.name] for f in FEATURES}
 
     def _predict(self, raw_features) -> Dict[str, tf.Tensor]:
         transformed = self.tft_layer(raw_features)
@@ -134,16 +150,49 @@ class ExportModule(tf.Module):
         def transform_features(serialized):
             return self.tft_layer(tf.io.parse_example(serialized, self._feature_spec))
 
+        # TF Serving's Classify/Regress contract: one string input named `inputs`.
+        inputs = tf.TensorSpec([None], tf.string, name='inputs')
+
+        @tf.function(input_signature=[inputs])
+        def classify(serialized):
+            positive = serve_tf_examples(serialized)[PREDICTION_KEY]
+            batch = tf.shape(positive)[0]
+            return {'classes': tf.tile(tf.constant([CLASS_LABELS]), [batch, 1]),
+                    'scores': tf.concat([1.0 - positive, positive], axis=1)}
+
+        @tf.function(input_signature=[inputs])
+        def regress(serialized):
+            return {'outputs': tf.reshape(serve_tf_examples(serialized)[PREDICTION_KEY], [-1])}
+
         return {
             'serving_default': serve_tf_examples.get_concrete_function(),
             RAW_SIGNATURE: serve_raw.get_concrete_function(),
+            warmup.CLASSIFY: classify.get_concrete_function(),
+            warmup.REGRESS: regress.get_concrete_function(),
             'transform_features': transform_features.get_concrete_function(),
         }
+
+
+def _set_method_names(export_dir: str, method_names: Dict[str, str]) -> None:
+    """Gives signatures TF Serving's Classify/Regress method names.
+
+    TF 2 saves every signature as `tensorflow/serving/predict`; TF Serving's
+    Classify and Regress APIs refuse anything else. Loading ignores the field.
+    """
+    path = f'{export_dir}/saved_model.pb'
+    saved_model = saved_model_pb2.SavedModel.FromString(tf.io.gfile.GFile(path, 'rb').read())
+    for meta_graph in saved_model.meta_graphs:
+        for name, method in method_names.items():
+            meta_graph.signature_def[name].method_name = method
+    with tf.io.gfile.GFile(path, 'wb') as f:
+        f.write(saved_model.SerializeToString())
 
 
 def export_serving_model(model, tf_transform_output, export_dir: str) -> None:
     module = ExportModule(model, tf_transform_output)
     tf.saved_model.save(module, export_dir, signatures=module.signatures())
+    _set_method_names(export_dir, {warmup.CLASSIFY: CLASSIFY_METHOD, warmup.REGRESS: REGRESS_METHOD})
+    warmup.write_warmup_requests(export_dir)
 
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:

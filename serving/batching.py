@@ -1,0 +1,160 @@
+"""Server-side batching: concurrent requests share one model call.
+
+Per model version and signature, requests wait in a queue; a batch thread
+takes the first, gathers more for up to `batch_timeout_micros` or until
+`max_batch_size` examples, runs them as one batch and hands each request its
+slice. A model call costs about the same for 1 or 100 examples, so under
+concurrent load this multiplies throughput. Options are TF Serving's
+BatchingParameters, read from the same text-format file
+(`serving/config/batching.config`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import queue
+import threading
+import time
+from typing import Dict, List, Mapping, Tuple
+
+import grpc
+import numpy as np
+from google.protobuf import text_format
+
+from serving import protos
+from serving.errors import ServingError
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchingOptions:
+    max_batch_size: int = 256
+    batch_timeout_micros: int = 2000
+    num_batch_threads: int = 2
+    max_enqueued_batches: int = 100
+
+    @classmethod
+    def from_file(cls, path: str) -> 'BatchingOptions':
+        """Reads TF Serving's BatchingParameters text proto, as strictly as TF Serving."""
+        params = protos.BatchingParameters()
+        with open(path) as f:
+            try:
+                text_format.Parse(f.read(), params)
+            except text_format.ParseError as e:
+                raise ValueError(f'{path}: not a BatchingParameters text proto: {e}') from None
+        defaults = cls()
+        options = cls(**{field.name: getattr(params, field.name).value if params.HasField(field.name)
+                         else getattr(defaults, field.name) for field in dataclasses.fields(cls)})
+        if min(dataclasses.astuple(options)) < 1:
+            raise ValueError(f'{path}: batching parameters must be positive')
+        return options
+
+
+class _Task:
+    __slots__ = ('inputs', 'size', 'done', 'outputs', 'error')
+
+    def __init__(self, inputs: Mapping[str, np.ndarray], size: int):
+        self.inputs, self.size = inputs, size
+        self.done = threading.Event()
+        self.outputs, self.error = None, None
+
+
+class Batcher:
+    """Batches one servable's `run_unbatched` calls, per signature."""
+
+    def __init__(self, options: BatchingOptions, on_batch=None):
+        self.options = options
+        self._on_batch = on_batch
+        self._queues: Dict[Tuple[int, str], queue.Queue] = {}
+        self._lock = threading.Lock()
+        self._threads: List[threading.Thread] = []
+        self._closed = False
+
+    def _queue_for(self, servable, signature: str) -> queue.Queue:
+        key = (id(servable), signature)
+        with self._lock:
+            if key not in self._queues:
+                q = queue.Queue(maxsize=self.options.max_enqueued_batches * self.options.max_batch_size)
+                self._queues[key] = q
+                for _ in range(self.options.num_batch_threads):
+                    thread = threading.Thread(target=self._loop, args=(servable, signature, q), daemon=True,
+                                              name=f'batch-{servable.version}-{signature}')
+                    thread.start()
+                    self._threads.append(thread)
+            return self._queues[key]
+
+    def run(self, servable, signature: str, inputs: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        size = len(next(iter(inputs.values())))
+        if size >= self.options.max_batch_size:
+            return servable.run_unbatched(signature, inputs)
+        task = _Task(inputs, size)
+        try:
+            self._queue_for(servable, signature).put_nowait(task)
+        except queue.Full:
+            raise ServingError(grpc.StatusCode.UNAVAILABLE,
+                               'The batch scheduling queue to which this session run belongs is full') from None
+        task.done.wait()
+        if task.error is not None:
+            raise task.error
+        return task.outputs
+
+    def _loop(self, servable, signature: str, q: queue.Queue) -> None:
+        carried = None
+        while True:
+            task = carried or q.get()
+            carried = None
+            if task is None:  # closed: pass it on to this queue's other threads
+                try:
+                    q.put_nowait(None)
+                except queue.Full:
+                    pass
+                return
+            batch, size = [task], task.size
+            deadline = time.perf_counter() + self.options.batch_timeout_micros / 1e6
+            while size < self.options.max_batch_size:
+                remaining = deadline - time.perf_counter()
+                try:
+                    nxt = q.get(timeout=remaining) if remaining > 0 else q.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    q.put(None)
+                    break
+                if size + nxt.size > self.options.max_batch_size or set(nxt.inputs) != set(task.inputs):
+                    carried = nxt
+                    break
+                batch.append(nxt)
+                size += nxt.size
+            self._run_batch(servable, signature, batch)
+
+    def _run_batch(self, servable, signature: str, batch: List[_Task]) -> None:
+        try:
+            if len(batch) == 1:
+                results = [servable.run_unbatched(signature, batch[0].inputs)]
+            else:
+                merged = {k: np.concatenate([t.inputs[k] for t in batch]) for k in batch[0].inputs}
+                outputs = servable.run_unbatched(signature, merged)
+                splits = np.cumsum([t.size for t in batch])[:-1]
+                parts = {k: np.split(v, splits) for k, v in outputs.items()}
+                results = [{k: parts[k][i] for k in parts} for i in range(len(batch))]
+            for task, result in zip(batch, results):
+                task.outputs = result
+        except ServingError as e:
+            if len(batch) > 1:
+                # One bad request must not fail its neighbours: run each alone.
+                for task in batch:
+                    self._run_batch(servable, signature, [task])
+                return
+            batch[0].error = e
+        except Exception as e:  # never leave a waiting request hanging
+            for task in batch:
+                task.error = ServingError(grpc.StatusCode.INTERNAL, f'{type(e).__name__}: {e}')
+        if self._on_batch:
+            self._on_batch(sum(t.size for t in batch))
+        for task in batch:
+            task.done.set()
+
+    def close(self) -> None:
+        with self._lock:
+            for q in self._queues.values():
+                q.put(None)
+            self._queues.clear()

@@ -1,0 +1,177 @@
+"""Clients for TF Serving's REST and gRPC APIs, with one interface.
+
+Both take raw rows (dicts of column values, as a CSV reader or an application
+has them), send them to the model by version or label, and return the tip
+probabilities. They work against TF Serving itself and the embedded server.
+
+    client = GrpcClient('localhost')              # or RestClient('localhost')
+    client.predict([{'fare': 9.5, ...}], label='canary').probabilities
+
+Failures raise `ServingClientError` with TF Serving's canonical code and
+message; `ServerUnavailable` (a subclass) when the server cannot be reached.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+from typing import Dict, List, Mapping, Optional, Sequence
+
+import grpc
+import requests as http
+import tensorflow as tf
+from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2, model_service_pb2_grpc,
+                                     predict_pb2, prediction_service_pb2_grpc)
+
+from pipeline import requests as rows_lib
+from serving import GRPC_PORT, MODEL_NAME, REST_PORT
+from serving.errors import HTTP_STATUS
+
+RAW_SIGNATURE, EXAMPLES_SIGNATURE = 'serving_raw', 'serving_default'
+_CODE_BY_HTTP = {status: code.name for code, status in HTTP_STATUS.items()}
+
+
+class ServingClientError(Exception):
+    def __init__(self, code: str, message: str):
+        super().__init__(f'{code}: {message}')
+        self.code, self.message = code, message
+
+
+class ServerUnavailable(ServingClientError):
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class Prediction:
+    """Tip probabilities, one per row; the version that answered when the API says (gRPC)."""
+
+    probabilities: List[float]
+    model_version: Optional[int] = None
+
+
+def _check_target(version: Optional[int], label: Optional[str]) -> None:
+    if version is not None and label:
+        raise ValueError('address a model by version or by label, not both')
+
+
+class RestClient:
+    def __init__(self, host: str = 'localhost', port: int = REST_PORT, model_name: str = MODEL_NAME,
+                 timeout: float = 10.0):
+        self.base = f'http://{host}:{port}'
+        self.model_name, self.timeout = model_name, timeout
+        self._session = http.Session()  # keeps the connection alive between requests
+
+    def _url(self, version: Optional[int], label: Optional[str], suffix: str = '') -> str:
+        _check_target(version, label)
+        target = f'/versions/{version}' if version is not None else f'/labels/{label}' if label else ''
+        return f'{self.base}/v1/models/{self.model_name}{target}{suffix}'
+
+    def _call(self, method: str, url: str, body: Optional[Mapping] = None) -> Dict:
+        try:
+            # json.dumps, not requests' json=: NaN marks a missing float, as TF Serving accepts.
+            response = self._session.request(method, url, data=json.dumps(body) if body is not None else None,
+                                             headers={'Content-Type': 'application/json'}, timeout=self.timeout)
+        except (http.ConnectionError, http.Timeout) as e:
+            raise ServerUnavailable('UNAVAILABLE', f'cannot reach the model server at {self.base}: {e}') from None
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = {'error': response.text[:200] or response.reason}
+        if response.status_code != 200:
+            code = _CODE_BY_HTTP.get(response.status_code, 'UNKNOWN')
+            raise ServingClientError(code, f'HTTP {response.status_code}: {payload.get("error", payload)}')
+        return payload
+
+    def predict_json(self, body: Mapping, version: Optional[int] = None, label: Optional[str] = None) -> Dict:
+        """Sends a TF Serving predict body as is; returns the JSON answer."""
+        return self._call('POST', self._url(version, label, ':predict'), body)
+
+    def predict(self, rows: Sequence[Mapping], version: Optional[int] = None, label: Optional[str] = None,
+                signature: str = RAW_SIGNATURE) -> Prediction:
+        if signature == EXAMPLES_SIGNATURE:
+            instances = [{'b64': base64.b64encode(rows_lib.to_tf_example(r).SerializeToString()).decode()}
+                         for r in rows]
+        else:
+            instances = [rows_lib.to_raw_instance(r) for r in rows]
+        answer = self.predict_json({'signature_name': signature, 'instances': instances}, version, label)
+        return Prediction([float(p[0]) for p in answer['predictions']])
+
+    def status(self, version: Optional[int] = None, label: Optional[str] = None) -> List[Dict]:
+        return self._call('GET', self._url(version, label))['model_version_status']
+
+    def metadata(self, version: Optional[int] = None, label: Optional[str] = None) -> Dict:
+        return self._call('GET', self._url(version, label, '/metadata'))
+
+    def close(self) -> None:
+        self._session.close()
+
+
+class GrpcClient:
+    def __init__(self, host: str = 'localhost', port: int = GRPC_PORT, model_name: str = MODEL_NAME,
+                 timeout: float = 10.0, max_message_bytes: int = 16 * 1024 * 1024):
+        self.target = f'{host}:{port}'
+        self.model_name, self.timeout = model_name, timeout
+        self._channel = grpc.insecure_channel(self.target, options=[
+            ('grpc.max_receive_message_length', max_message_bytes),
+            ('grpc.max_send_message_length', max_message_bytes)])
+        self._predictions = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
+        self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
+
+    def _spec(self, spec, version: Optional[int], label: Optional[str], signature: str = '') -> None:
+        _check_target(version, label)
+        spec.name = self.model_name
+        if signature:
+            spec.signature_name = signature
+        if version is not None:
+            spec.version.value = version
+        elif label:
+            spec.version_label = label
+
+    def _call(self, method, request):
+        try:
+            return method(request, timeout=self.timeout)
+        except grpc.RpcError as e:
+            code = e.code()
+            if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                raise ServerUnavailable(code.name, f'model server at {self.target}: {e.details()}') from None
+            raise ServingClientError(code.name, e.details()) from None
+
+    def predict_request(self, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
+        return self._call(self._predictions.Predict, request)
+
+    def predict(self, rows: Sequence[Mapping], version: Optional[int] = None, label: Optional[str] = None,
+                signature: str = RAW_SIGNATURE) -> Prediction:
+        request = predict_pb2.PredictRequest()
+        self._spec(request.model_spec, version, label, signature)
+        if signature == EXAMPLES_SIGNATURE:
+            request.inputs['examples'].CopyFrom(tf.make_tensor_proto(
+                [rows_lib.to_tf_example(r).SerializeToString() for r in rows], dtype=tf.string))
+        else:
+            for name, tensor in rows_lib.raw_batch(rows).items():
+                request.inputs[name].CopyFrom(tf.make_tensor_proto(tensor))
+        response = self.predict_request(request)
+        probabilities = tf.make_ndarray(response.outputs['probabilities']).reshape(-1).tolist()
+        return Prediction(probabilities, response.model_spec.version.value)
+
+    def status(self, version: Optional[int] = None, label: Optional[str] = None):
+        request = get_model_status_pb2.GetModelStatusRequest()
+        self._spec(request.model_spec, version, label)
+        return list(self._call(self._models.GetModelStatus, request).model_version_status)
+
+    def metadata(self, version: Optional[int] = None, label: Optional[str] = None):
+        request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=['signature_def'])
+        self._spec(request.model_spec, version, label)
+        return self._call(self._predictions.GetModelMetadata, request)
+
+    def close(self) -> None:
+        self._channel.close()
+
+
+def connect(protocol: str, host: str = 'localhost', port: Optional[int] = None, **kwargs):
+    """A REST or gRPC client, on TF Serving's default port for the protocol."""
+    if protocol == 'rest':
+        return RestClient(host, port or REST_PORT, **kwargs)
+    if protocol == 'grpc':
+        return GrpcClient(host, port or GRPC_PORT, **kwargs)
+    raise ValueError(f'protocol must be rest or grpc, not {protocol!r}')

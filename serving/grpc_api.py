@@ -1,0 +1,185 @@
+"""TF Serving's gRPC API: PredictionService and ModelService, on the same core.
+
+Servicers are generated from tensorflow-serving-api's protos, so TF Serving's
+own clients (and `serving.client.GrpcClient`) work unchanged. Errors abort
+the call with the canonical code; nothing escapes as an unhandled exception.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from concurrent import futures
+from typing import Tuple
+
+import grpc
+import tensorflow as tf
+from tensorflow.core.protobuf import error_codes_pb2
+from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, get_model_status_pb2,
+                                     model_management_pb2, model_service_pb2_grpc, predict_pb2,
+                                     prediction_service_pb2_grpc, regression_pb2)
+
+from serving.core import ServingCore, new_request_id
+from serving.errors import ServingError, invalid
+from serving.rest import signature_def_map
+
+log = logging.getLogger(__name__)
+
+
+def _guarded(method):
+    """Turns ServingError into the call's status, and anything else into INTERNAL."""
+
+    @functools.wraps(method)
+    def wrapper(self, request, context):
+        try:
+            return method(self, request, context)
+        except ServingError as e:
+            context.abort(e.code, e.message)
+        except Exception as e:
+            log.exception('unexpected error in %s', method.__name__)
+            context.abort(grpc.StatusCode.INTERNAL, f'Internal error: {type(e).__name__}: {e}')
+
+    return wrapper
+
+
+def _version_and_label(model_spec):
+    version = model_spec.version.value if model_spec.HasField('version') else None
+    return version, (model_spec.version_label or None)
+
+
+def _request_id(context) -> str:
+    for key, value in context.invocation_metadata() or ():
+        if key == 'x-request-id':
+            return value
+    return new_request_id()
+
+
+def _examples(input_proto) -> list:
+    kind = input_proto.WhichOneof('kind')
+    if kind == 'example_list':
+        return [e.SerializeToString() for e in input_proto.example_list.examples]
+    if kind == 'example_list_with_context':
+        context = input_proto.example_list_with_context.context
+        serialized = []
+        for example in input_proto.example_list_with_context.examples:
+            merged = tf.train.Example()
+            merged.CopyFrom(context)
+            merged.MergeFrom(example)
+            serialized.append(merged.SerializeToString())
+        return serialized
+    raise invalid('Input is empty: set example_list or example_list_with_context')
+
+
+class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
+    def __init__(self, core: ServingCore):
+        self.core = core
+
+    @_guarded
+    def Predict(self, request: predict_pb2.PredictRequest, context):  # noqa: N802 (gRPC naming)
+        version, label = _version_and_label(request.model_spec)
+        try:
+            inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
+        except (TypeError, ValueError) as e:
+            raise invalid(f'Invalid input tensor: {e}') from None
+        servable, signature, outputs = self.core.predict(
+            request.model_spec.name, version, label, request.model_spec.signature_name, inputs, 'grpc',
+            _request_id(context), output_filter=list(request.output_filter))
+        response = predict_pb2.PredictResponse()
+        response.model_spec.name = servable.name
+        response.model_spec.version.value = servable.version
+        response.model_spec.signature_name = signature
+        for name, value in outputs.items():
+            response.outputs[name].CopyFrom(tf.make_tensor_proto(value))
+        return response
+
+    @_guarded
+    def Classify(self, request: classification_pb2.ClassificationRequest, context):  # noqa: N802
+        version, label = _version_and_label(request.model_spec)
+        servable, signature, (classes, scores) = self.core.classify(
+            request.model_spec.name, version, label, request.model_spec.signature_name,
+            _examples(request.input), 'grpc', _request_id(context))
+        response = classification_pb2.ClassificationResponse()
+        response.model_spec.name, response.model_spec.signature_name = servable.name, signature
+        response.model_spec.version.value = servable.version
+        for i in range(len(scores if scores is not None else classes)):
+            classification = response.result.classifications.add()
+            for j in range(len(scores[i]) if scores is not None else len(classes[i])):
+                item = classification.classes.add()
+                if classes is not None:
+                    item.label = classes[i][j].decode()
+                if scores is not None:
+                    item.score = float(scores[i][j])
+        return response
+
+    @_guarded
+    def Regress(self, request: regression_pb2.RegressionRequest, context):  # noqa: N802
+        version, label = _version_and_label(request.model_spec)
+        servable, signature, values = self.core.regress(
+            request.model_spec.name, version, label, request.model_spec.signature_name,
+            _examples(request.input), 'grpc', _request_id(context))
+        response = regression_pb2.RegressionResponse()
+        response.model_spec.name, response.model_spec.signature_name = servable.name, signature
+        response.model_spec.version.value = servable.version
+        for value in values:
+            response.result.regressions.add().value = float(value)
+        return response
+
+    @_guarded
+    def GetModelMetadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest, context):  # noqa: N802
+        unsupported = set(request.metadata_field) - {'signature_def'}
+        if unsupported or not request.metadata_field:
+            raise invalid(f'Metadata field(s) not supported: {sorted(unsupported) or "none requested"}; '
+                          'use "signature_def"')
+        version, label = _version_and_label(request.model_spec)
+        servable = self.core.registry.resolve(request.model_spec.name, version, label)
+        response = get_model_metadata_pb2.GetModelMetadataResponse()
+        response.model_spec.name = servable.name
+        response.model_spec.version.value = servable.version
+        response.metadata['signature_def'].Pack(signature_def_map(servable))
+        return response
+
+    def MultiInference(self, request, context):  # noqa: N802
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, 'MultiInference is not supported by this server')
+
+
+class ModelService(model_service_pb2_grpc.ModelServiceServicer):
+    def __init__(self, core: ServingCore, reload_config=None):
+        self.core = core
+        self._reload_config = reload_config
+
+    @_guarded
+    def GetModelStatus(self, request: get_model_status_pb2.GetModelStatusRequest, context):  # noqa: N802
+        version, label = _version_and_label(request.model_spec)
+        if label:
+            version = self.core.registry.resolve(request.model_spec.name, None, label).version
+        response = get_model_status_pb2.GetModelStatusResponse()
+        State = get_model_status_pb2.ModelVersionStatus.State
+        for v, status in sorted(self.core.registry.status(request.model_spec.name, version).items()):
+            item = response.model_version_status.add(version=v, state=State.Value(status.state))
+            item.status.error_code = error_codes_pb2.Code.Value(status.error_code)
+            item.status.error_message = status.error_message
+        return response
+
+    @_guarded
+    def HandleReloadConfigRequest(self, request: model_management_pb2.ReloadConfigRequest, context):  # noqa: N802
+        if self._reload_config is None:
+            raise ServingError(grpc.StatusCode.UNIMPLEMENTED, 'This server was not started from a model config')
+        self._reload_config(request.config)
+        return model_management_pb2.ReloadConfigResponse()
+
+
+def create_server(core: ServingCore, address: str, max_message_bytes: int, workers: int = 16,
+                  reload_config=None) -> Tuple[grpc.Server, int]:
+    """A gRPC server (not started) and the port it bound."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix='grpc'),
+                         options=[('grpc.max_receive_message_length', max_message_bytes),
+                                  ('grpc.max_send_message_length', max_message_bytes)])
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(core), server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(core, reload_config), server)
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError:
+        port = 0
+    if not port:
+        raise OSError(f'could not bind the gRPC port at {address}')
+    return server, port

@@ -1,0 +1,169 @@
+"""TF Serving's REST API (https://www.tensorflow.org/tfx/serving/api_rest).
+
+    GET  /v1/models/{name}[/versions/{v} | /labels/{l}]              model status
+    GET  /v1/models/{name}[/versions/{v} | /labels/{l}]/metadata     signatures
+    POST /v1/models/{name}[/versions/{v} | /labels/{l}]:predict      instances | inputs
+    POST /v1/models/{name}[/versions/{v} | /labels/{l}]:classify     examples (+ context)
+    POST /v1/models/{name}[/versions/{v} | /labels/{l}]:regress      examples (+ context)
+    GET  /monitoring/prometheus/metrics                               Prometheus metrics
+
+Errors answer `{"error": "..."}` with the HTTP status TF Serving maps the
+error's canonical code to. A handler never lets an exception escape: anything
+unexpected becomes a 500 with the same shape.
+"""
+
+from __future__ import annotations
+
+import http.server
+import logging
+import re
+import socketserver
+from typing import Dict, Optional, Tuple
+
+from google.protobuf import json_format
+from tensorflow_serving.apis import get_model_metadata_pb2
+
+from serving import METRICS_PATH, json_codec
+from serving.core import ServingCore, new_request_id
+from serving.errors import ServingError, invalid, not_found
+
+log = logging.getLogger(__name__)
+
+_MODEL_PATH = re.compile(
+    r'^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?'
+    r'(?:(?P<metadata>/metadata)|:(?P<verb>predict|classify|regress))?$')
+
+Response = Tuple[int, bytes, str]
+
+
+def status_json(core: ServingCore, name: str, version: Optional[int]) -> Dict:
+    statuses = core.registry.status(name, version)
+    return {'model_version_status': [
+        {'version': str(v), 'state': s.state, 'status': {'error_code': s.error_code, 'error_message': s.error_message}}
+        for v, s in sorted(statuses.items())]}
+
+
+def signature_def_map(servable) -> get_model_metadata_pb2.SignatureDefMap:
+    signatures = get_model_metadata_pb2.SignatureDefMap()
+    for name, signature_def in servable.signature_defs.items():
+        signatures.signature_def[name].CopyFrom(signature_def)
+    return signatures
+
+
+def _metadata_json(servable) -> Dict:
+    return {'model_spec': {'name': servable.name, 'signature_name': '', 'version': str(servable.version)},
+            'metadata': {'signature_def': json_format.MessageToDict(signature_def_map(servable),
+                                                                    preserving_proto_field_name=True)}}
+
+
+class RestApi:
+    """Routes one HTTP request to the core; independent of the HTTP server."""
+
+    def __init__(self, core: ServingCore):
+        self.core = core
+
+    def handle(self, method: str, path: str, body: bytes, request_id: str) -> Response:
+        try:
+            return self._route(method, path.split('?', 1)[0], body, request_id)
+        except ServingError as e:
+            return e.http_status, json_codec.dumps({'error': e.message}), 'application/json'
+        except Exception as e:  # the server must answer, whatever happened
+            log.exception('unexpected error serving %s %s', method, path)
+            return 500, json_codec.dumps({'error': f'Internal error: {type(e).__name__}: {e}'}), 'application/json'
+
+    def _route(self, method: str, path: str, body: bytes, request_id: str) -> Response:
+        if path == METRICS_PATH and method == 'GET':
+            return 200, self.core.metrics.exposition(), 'text/plain; version=0.0.4'
+        match = _MODEL_PATH.match(path)
+        if not match:
+            raise not_found(f'Malformed request: {method} {path}')
+        name, label, verb = match['name'], match['label'], match['verb']
+        version = int(match['version']) if match['version'] else None
+        if method == 'GET' and not verb:
+            if match['metadata']:
+                return self._ok(_metadata_json(self.core.registry.resolve(name, version, label)))
+            if label:
+                version = self.core.registry.resolve(name, None, label).version
+            return self._ok(status_json(self.core, name, version))
+        if method != 'POST' or not verb:
+            raise invalid(f'Malformed request: {method} {path}')
+        request = json_codec.parse_body(body)
+        signature_name = request.get('signature_name', '')
+        if not isinstance(signature_name, str):
+            raise invalid("'signature_name' must be a string")
+        if verb == 'predict':
+            servable = self.core.registry.resolve(name, version, label)
+            specs = servable.input_specs[servable.signature(signature_name)]
+            inputs, row_format = json_codec.predict_inputs(request, specs)
+            _, _, outputs = self.core.predict(name, servable.version, None, signature_name, inputs, 'rest',
+                                              request_id)
+            return self._ok(json_codec.predict_response(outputs, row_format))
+        examples = json_codec.serialized_examples(request)
+        if verb == 'classify':
+            _, _, (classes, scores) = self.core.classify(name, version, label, signature_name, examples, 'rest',
+                                                         request_id)
+            return self._ok(json_codec.classify_response(classes, scores))
+        _, _, values = self.core.regress(name, version, label, signature_name, examples, 'rest', request_id)
+        return self._ok({'result': values.tolist()})
+
+    @staticmethod
+    def _ok(payload) -> Response:
+        return 200, json_codec.dumps(payload), 'application/json'
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = 'HTTP/1.1'  # keep-alive: clients reuse connections
+    server_version = 'taxi-serving'
+    sys_version = ''
+    # Small responses go out at once instead of waiting on Nagle's algorithm.
+    disable_nagle_algorithm = True
+
+    def _serve(self, method: str) -> None:
+        server: RestServer = self.server  # type: ignore[assignment]
+        request_id = self.headers.get('X-Request-Id') or new_request_id()
+        try:
+            length = int(self.headers.get('Content-Length') or 0)
+        except ValueError:
+            length = -1
+        if length < 0 or length > server.max_request_bytes:
+            # The body is not read, so the connection cannot be reused.
+            self.close_connection = True
+            message = (f'Request body of {length} bytes exceeds the limit of {server.max_request_bytes} bytes'
+                       if length > 0 else 'Invalid Content-Length header')
+            self._reply(413 if length > 0 else 400, json_codec.dumps({'error': message}), 'application/json',
+                        request_id)
+            return
+        body = self.rfile.read(length) if length else b''
+        status, payload, content_type = server.api.handle(method, self.path, body, request_id)
+        self._reply(status, payload, content_type, request_id)
+
+    def _reply(self, status: int, payload: bytes, content_type: str, request_id: str) -> None:
+        self.send_response(status)
+        self.send_header('Content-Type', content_type)
+        self.send_header('Content-Length', str(len(payload)))
+        self.send_header('X-Request-Id', request_id)
+        if self.close_connection:
+            self.send_header('Connection', 'close')
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def do_GET(self):  # noqa: N802 (http.server's naming)
+        self._serve('GET')
+
+    def do_POST(self):  # noqa: N802
+        self._serve('POST')
+
+    def log_message(self, format, *args):  # noqa: A002  (requests are measured and logged elsewhere)
+        pass
+
+
+class RestServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    """A thread per connection; connections are kept alive between requests."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address, api: RestApi, max_request_bytes: int):
+        self.api = api
+        self.max_request_bytes = max_request_bytes
+        super().__init__(address, _Handler)

@@ -1,0 +1,248 @@
+"""The embedded model server: TF Serving's REST and gRPC APIs in one process.
+
+For local runs and tests, where no TF Serving binary exists. It reads the
+same inputs TF Serving does (a model base path and name, or a
+ModelServerConfig file with version policies and labels, and a
+BatchingParameters file) so what is tried here is what the cluster runs.
+
+    taxi-pipeline serve --model-base-path workspace/serving_model/chicago-taxi
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import threading
+import time
+from typing import Dict, Optional
+
+from google.protobuf import text_format
+from tensorflow_serving.config import model_server_config_pb2
+
+from serving import GRPC_PORT, METRICS_PATH, MODEL_NAME, REST_PORT
+from serving.batching import BatchingOptions
+from serving.core import ServingCore
+from serving.grpc_api import create_server as create_grpc_server
+from serving.manager import ModelManager, ModelRegistry, VersionPolicy
+from serving.rest import RestApi, RestServer
+from serving.telemetry import Metrics, RequestLogger
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSource:
+    """One served model: where its versions live, which to load, their labels."""
+
+    name: str
+    base_path: str
+    policy: VersionPolicy = VersionPolicy()
+    labels: Dict[str, int] = dataclasses.field(default_factory=dict)
+
+
+def read_model_config(path: str) -> list[ModelSource]:
+    """Models from a TF Serving ModelServerConfig text proto."""
+    config = model_server_config_pb2.ModelServerConfig()
+    with open(path) as f:
+        text_format.Parse(f.read(), config)
+    return sources_from_config(config)
+
+
+def sources_from_config(config: model_server_config_pb2.ModelServerConfig) -> list[ModelSource]:
+    if not config.HasField('model_config_list') or not config.model_config_list.config:
+        raise ValueError('the model config lists no models (model_config_list { config { ... } })')
+    sources = []
+    for model in config.model_config_list.config:
+        if not model.name or not model.base_path:
+            raise ValueError('every model config needs a name and a base_path')
+        policy_kind = model.model_version_policy.WhichOneof('policy_choice')
+        if policy_kind == 'all':
+            policy = VersionPolicy(all=True)
+        elif policy_kind == 'specific':
+            policy = VersionPolicy(specific=tuple(model.model_version_policy.specific.versions))
+        else:
+            policy = VersionPolicy(latest=model.model_version_policy.latest.num_versions or 1)
+        sources.append(ModelSource(model.name, model.base_path, policy, dict(model.version_labels)))
+    return sources
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerSettings:
+    models: tuple  # of ModelSource
+    host: str = '127.0.0.1'
+    rest_port: int = REST_PORT
+    grpc_port: int = GRPC_PORT
+    model_config_file: Optional[str] = None
+    # How often the base paths (and the config file) are checked for changes.
+    poll_seconds: float = 1.0
+    config_poll_seconds: float = 60.0
+    batching: Optional[BatchingOptions] = None
+    request_log_dir: Optional[str] = None
+    warm_up: bool = True
+    # Larger requests get 413 (REST) or RESOURCE_EXHAUSTED (gRPC).
+    max_request_bytes: int = 16 * 1024 * 1024
+
+    @classmethod
+    def for_model(cls, base_path: str, name: str = MODEL_NAME, policy: VersionPolicy = VersionPolicy(),
+                  **overrides) -> 'ServerSettings':
+        return cls(models=(ModelSource(name, base_path, policy),), **overrides)
+
+    @classmethod
+    def from_config_file(cls, path: str, **overrides) -> 'ServerSettings':
+        return cls(models=tuple(read_model_config(path)), model_config_file=path, **overrides)
+
+
+class ModelServer:
+    """Loads models, serves REST and gRPC, and keeps both in line with the disk."""
+
+    def __init__(self, settings: ServerSettings):
+        self.settings = settings
+        self.metrics = Metrics()
+        self.request_logger = (RequestLogger(settings.request_log_dir, self.metrics)
+                               if settings.request_log_dir else None)
+        self.registry = ModelRegistry({m.name: self._manager(m) for m in settings.models})
+        self.core = ServingCore(self.registry, self.metrics, self.request_logger)
+        self._stop = threading.Event()
+        self._threads = []
+        self._rest: Optional[RestServer] = None
+        self._grpc = None
+        self.rest_port = self.grpc_port = None
+        self._config_mtime = self._mtime(settings.model_config_file)
+
+    def _manager(self, source: ModelSource) -> ModelManager:
+        m = self.metrics
+        return ModelManager(
+            source.name, source.base_path, source.policy, source.labels, warm_up=self.settings.warm_up,
+            batching=self.settings.batching,
+            on_batch=lambda size: m.batch_size.labels(source.name).observe(size),
+            on_loaded=lambda s, seconds, _: (m.load_seconds.labels(s.name).observe(seconds),
+                                             m.available.labels(s.name, str(s.version)).set(1)),
+            on_unloaded=lambda s: m.available.labels(s.name, str(s.version)).set(0),
+            on_failed=lambda version, _: m.load_failures.labels(source.name).inc())
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def start(self) -> 'ModelServer':
+        """Loads what is on disk, then opens both ports. Returns when serving."""
+        # Two polls: a version counts as complete once its files stop changing.
+        self.registry.poll()
+        time.sleep(min(self.settings.poll_seconds, 0.2))
+        self.registry.poll()
+        s = self.settings
+        self._rest = RestServer((s.host, s.rest_port), RestApi(self.core), s.max_request_bytes)
+        self.rest_port = self._rest.server_address[1]
+        self._grpc, self.grpc_port = create_grpc_server(
+            self.core, f'{s.host}:{s.grpc_port}', s.max_request_bytes,
+            reload_config=self.apply_config if s.model_config_file else None)
+        self._grpc.start()
+        for target, name in ((self._rest.serve_forever, 'rest'), (self._watch, 'watch')):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._rest:
+            self._rest.shutdown()
+            self._rest.server_close()
+        if self._grpc:
+            self._grpc.stop(grace=1).wait()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        self.registry.close()
+        if self.request_logger:
+            self.request_logger.close()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    # -- watching the disk -----------------------------------------------------
+
+    @staticmethod
+    def _mtime(path: Optional[str]) -> Optional[float]:
+        try:
+            return os.stat(path).st_mtime_ns if path else None
+        except OSError:
+            return None
+
+    def _watch(self) -> None:
+        next_config_check = time.monotonic() + self.settings.config_poll_seconds
+        while not self._stop.wait(self.settings.poll_seconds):
+            try:
+                if self.settings.model_config_file and time.monotonic() >= next_config_check:
+                    next_config_check = time.monotonic() + self.settings.config_poll_seconds
+                    self._reload_config_file()
+                self.registry.poll()
+            except Exception:  # a bad poll must not stop the watcher, or the server
+                log.exception('polling the model directories failed')
+
+    def _reload_config_file(self) -> None:
+        mtime = self._mtime(self.settings.model_config_file)
+        if mtime == self._config_mtime:
+            return
+        try:
+            sources = read_model_config(self.settings.model_config_file)
+        except Exception as e:  # keep serving the last good config
+            log.error('ignoring the changed model config %s: %s', self.settings.model_config_file, e)
+            return
+        self._config_mtime = mtime
+        self._apply_sources(sources)
+
+    def apply_config(self, config: model_server_config_pb2.ModelServerConfig) -> None:
+        """HandleReloadConfigRequest: serve exactly the models in `config`."""
+        self._apply_sources(sources_from_config(config))
+
+    def _apply_sources(self, sources) -> None:
+        managers = {}
+        for source in sources:
+            try:
+                current = self.registry.manager(source.name)
+            except Exception:
+                current = None
+            if current is not None and current.base_path == source.base_path:
+                current.policy, current.labels = source.policy, dict(source.labels)
+                managers[source.name] = current
+            else:
+                managers[source.name] = self._manager(source)
+        for old in self.registry.managers:
+            if managers.get(old.name) is not old:
+                old.close()
+        self.registry.replace(managers)
+        log.info('model config applied: %s', {s.name: s.labels for s in sources})
+
+
+def serve_until_interrupted(settings: ServerSettings, emit_line=print) -> int:
+    """Runs the server until SIGINT or SIGTERM; the `taxi-pipeline serve` command."""
+    import signal
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    server = ModelServer(settings)
+    try:
+        server.start()
+    except OSError as e:
+        emit_line(f'error: cannot start the server: {e} (is another server on these ports? see --rest-port, '
+                  '--grpc-port)')
+        server.stop()
+        return 1
+    host = settings.host
+    emit_line(f'Serving REST on http://{host}:{server.rest_port} and gRPC on {host}:{server.grpc_port}')
+    for manager in server.registry.managers:
+        versions = ', '.join(map(str, manager.available_versions)) or 'none yet (watching)'
+        labels = ', '.join(f'{k}={v}' for k, v in sorted(manager.labels.items()))
+        emit_line(f'  model {manager.name!r} from {manager.base_path}: versions {versions}'
+                  + (f'; labels {labels}' if labels else ''))
+        emit_line(f'  status:  curl http://{host}:{server.rest_port}/v1/models/{manager.name}')
+    emit_line(f'  metrics: curl http://{host}:{server.rest_port}{METRICS_PATH}')
+    if settings.request_log_dir:
+        emit_line(f'  request log: {settings.request_log_dir}/*.tfrecord')
+    emit_line('Press Ctrl-C to stop.')
+    stop.wait()
+    emit_line('Stopping...')
+    server.stop()
+    return 0

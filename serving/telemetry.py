@@ -1,0 +1,175 @@
+"""What the server tells operators: Prometheus metrics and request logs.
+
+Metrics live in a registry per server (tests run several servers in one
+process) and are exposed on the REST port at TF Serving's monitoring path.
+
+Request logs are TFRecord files of tf.Examples, one per served example: the
+raw features as received, each model output, and `model_name`,
+`model_version`, `signature_name`, `request_id`, `timestamp_micros`. That is
+the form `tfdv.generate_statistics_from_tfrecord` reads, so drift and skew
+checks run on served traffic with the training schema. A file is written as
+`*.tfrecord.partial` and renamed when complete, so readers globbing
+`*.tfrecord` never see half a file. Logging happens on a background thread;
+when it falls behind, records are dropped and counted, never waited for.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import queue
+import threading
+import time
+from typing import Mapping, Optional
+
+import numpy as np
+import prometheus_client as prom
+import tensorflow as tf
+
+from pipeline.features import RawType, serving_columns
+
+log = logging.getLogger(__name__)
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+
+class Metrics:
+    def __init__(self):
+        self.registry = prom.CollectorRegistry()
+        r = self.registry
+        self.requests = prom.Counter(
+            'tfserving_requests', 'Requests by model, version, signature, API, protocol and status code',
+            ['model_name', 'version', 'signature_name', 'api', 'protocol', 'code'], registry=r)
+        self.latency = prom.Histogram(
+            'tfserving_request_latency_seconds', 'Arrival-to-response time of requests',
+            ['model_name', 'version', 'signature_name', 'api', 'protocol'], buckets=_LATENCY_BUCKETS, registry=r)
+        self.examples = prom.Counter('tfserving_examples', 'Examples answered', ['model_name', 'version', 'api'],
+                                     registry=r)
+        self.batch_size = prom.Histogram('tfserving_batch_size', 'Examples per model call with server-side batching',
+                                         ['model_name'], buckets=_BATCH_BUCKETS, registry=r)
+        self.load_seconds = prom.Histogram('tfserving_model_load_seconds', 'Load plus warm-up time of a version',
+                                           ['model_name'], buckets=(0.5, 1, 2, 5, 10, 30, 60, 120), registry=r)
+        self.load_failures = prom.Counter('tfserving_model_load_failures', 'Versions that failed to load',
+                                          ['model_name'], registry=r)
+        self.available = prom.Gauge('tfserving_model_version_available', '1 while a version serves traffic',
+                                    ['model_name', 'version'], registry=r)
+        self.log_dropped = prom.Counter('tfserving_request_log_dropped', 'Request log records dropped (queue full)',
+                                        registry=r)
+
+    def exposition(self) -> bytes:
+        return prom.generate_latest(self.registry)
+
+
+# Integer columns mark "missing" with a negative number in the raw signature
+# (pipeline.requests.MISSING); the log leaves such values out, as a CSV would.
+_INT_FEATURES = {name for name, t in serving_columns().items() if t is RawType.INT}
+
+
+def _feature(name: str, values: np.ndarray) -> Optional[tf.train.Feature]:
+    values = np.ravel(values)
+    if values.dtype == object or values.dtype.kind == 'S':
+        kept = [v for v in values if v != b'']
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=kept)) if kept else None
+    if values.dtype.kind == 'f':
+        kept = [float(v) for v in values if not math.isnan(v)]
+        return tf.train.Feature(float_list=tf.train.FloatList(value=kept)) if kept else None
+    if values.dtype.kind in 'iub':
+        kept = [int(v) for v in values if not (name in _INT_FEATURES and v < 0)]
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=kept)) if kept else None
+    return None
+
+
+def log_examples(record) -> list:
+    """tf.Examples for one logged request: (meta, inputs, outputs, serialized_input)."""
+    meta, inputs, outputs, serialized_input = record
+    size = len(next(iter(outputs.values())))
+    examples = []
+    for i in range(size):
+        if serialized_input is not None:
+            example = tf.train.Example.FromString(inputs[serialized_input][i])
+        else:
+            example = tf.train.Example()
+            for name, values in inputs.items():
+                feature = _feature(name, values[i])
+                if feature is not None:
+                    example.features.feature[name].CopyFrom(feature)
+        for name, values in outputs.items():
+            feature = _feature(name, values[i])
+            if feature is not None:
+                example.features.feature[name].CopyFrom(feature)
+        for name, value in meta.items():
+            if isinstance(value, int):
+                example.features.feature[name].int64_list.value.append(value)
+            else:
+                example.features.feature[name].bytes_list.value.append(str(value).encode())
+        examples.append(example)
+    return examples
+
+
+class RequestLogger:
+    """Writes served examples to rotating TFRecord files in `directory`."""
+
+    def __init__(self, directory: str, metrics: Metrics, max_records_per_file: int = 10000,
+                 rotate_seconds: float = 60.0, queue_size: int = 10000):
+        self.directory = directory
+        tf.io.gfile.makedirs(directory)
+        self._metrics = metrics
+        self._max_records, self._rotate_seconds = max_records_per_file, rotate_seconds
+        self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        self._sequence = 0
+        self._thread = threading.Thread(target=self._loop, name='request-log', daemon=True)
+        self._thread.start()
+
+    def log(self, model_name: str, version: int, signature_name: str, request_id: str,
+            inputs: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray],
+            serialized_input: Optional[str] = None) -> None:
+        meta = {'model_name': model_name, 'model_version': int(version), 'signature_name': signature_name,
+                'request_id': request_id, 'timestamp_micros': int(time.time() * 1e6)}
+        try:
+            self._queue.put_nowait((meta, dict(inputs), dict(outputs), serialized_input))
+        except queue.Full:
+            self._metrics.log_dropped.inc()
+
+    def _open(self):
+        self._sequence += 1
+        stamp = time.strftime('%Y%m%dT%H%M%S', time.gmtime())
+        path = os.path.join(self.directory, f'requests-{stamp}-{os.getpid()}-{self._sequence:05d}.tfrecord')
+        return path, tf.io.TFRecordWriter(path + '.partial'), time.monotonic(), 0
+
+    def _finish(self, path, writer, count) -> None:
+        writer.close()
+        if count:
+            tf.io.gfile.rename(path + '.partial', path, overwrite=True)
+        else:
+            tf.io.gfile.remove(path + '.partial')
+
+    def _loop(self) -> None:
+        path, writer, opened, count = self._open()
+        while True:
+            try:
+                record = self._queue.get(timeout=1.0)
+            except queue.Empty:
+                record = ...
+            if record is None or (count and (count >= self._max_records
+                                             or time.monotonic() - opened >= self._rotate_seconds)):
+                self._finish(path, writer, count)
+                if record is None:
+                    return
+                path, writer, opened, count = self._open()
+            if record is ...:
+                continue
+            try:
+                for example in log_examples(record):
+                    writer.write(example.SerializeToString())
+                    count += 1
+            except Exception:  # a record that cannot be logged must not stop logging
+                log.exception('could not log a request')
+            if self._queue.empty():
+                writer.flush()
+
+    def close(self) -> None:
+        """Writes what is queued and completes the current file."""
+        self._queue.put(None)
+        self._thread.join(timeout=30)
