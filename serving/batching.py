@@ -74,12 +74,13 @@ class Batcher:
         with self._lock:
             if key not in self._queues:
                 q = queue.Queue(maxsize=self.options.max_enqueued_batches * self.options.max_batch_size)
-                self._queues[key] = q
+                # Threads first: a queue nobody serves would hang its requests.
                 for _ in range(self.options.num_batch_threads):
                     thread = threading.Thread(target=self._loop, args=(servable, signature, q), daemon=True,
-                                              name=f'batch-{servable.version}-{signature}')
+                                              name=f'batch-{signature}')
                     thread.start()
                     self._threads.append(thread)
+                self._queues[key] = q
             return self._queues[key]
 
     def run(self, servable, signature: str, inputs: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:

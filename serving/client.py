@@ -29,7 +29,9 @@ from serving import GRPC_PORT, MODEL_NAME, REST_PORT
 from serving.errors import HTTP_STATUS
 
 RAW_SIGNATURE, EXAMPLES_SIGNATURE = 'serving_raw', 'serving_default'
-_CODE_BY_HTTP = {status: code.name for code, status in HTTP_STATUS.items()}
+# REST carries only the HTTP status; where several codes share one, name the usual one.
+_CODE_BY_HTTP = {**{status: code.name for code, status in HTTP_STATUS.items()},
+                 400: 'INVALID_ARGUMENT', 409: 'ABORTED', 500: 'INTERNAL'}
 
 
 class ServingClientError(Exception):

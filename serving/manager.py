@@ -3,9 +3,10 @@
 `ModelManager` watches a model's base directory the way TF Serving's file
 system source does, with the guarantees the issue asks for:
 
-- a version directory is a candidate only once it has `saved_model.pb` and its
-  files have stopped changing between two polls (the Pusher copies files one
-  by one, so a half-written version is never loaded);
+- a version directory is a candidate only once it has `saved_model.pb` and
+  none of its files has changed for `settle_seconds` (the Pusher copies files
+  one by one, saved_model.pb last, so a version still being written, even a
+  slow or stalled copy of its last file, is not loaded);
 - a new version is loaded and warmed up before it is published; the versions
   it replaces are unloaded only after that (availability preserving);
 - a version that fails to load is reported in the status (state END with the
@@ -22,6 +23,7 @@ import dataclasses
 import logging
 import os
 import threading
+import time
 from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
 import tensorflow as tf
@@ -95,9 +97,10 @@ class ModelManager:
                  on_batch: Optional[Callable[[int], None]] = None,
                  on_loaded: Optional[Callable[[servable_lib.Servable, float, int], None]] = None,
                  on_unloaded: Optional[Callable[[servable_lib.Servable], None]] = None,
-                 on_failed: Optional[Callable[[int, str], None]] = None):
+                 on_failed: Optional[Callable[[int, str], None]] = None, settle_seconds: float = 2.0):
         self.name, self.base_path = name, base_path
         self.policy = policy
+        self.settle_seconds = settle_seconds
         self.labels: Dict[str, int] = dict(labels or {})
         self._warm_up = warm_up
         self._batching, self._on_batch = batching, on_batch
@@ -105,14 +108,14 @@ class ModelManager:
         # Published state, replaced whole (never mutated) so readers need no lock.
         self._servables: Dict[int, servable_lib.Servable] = {}
         self._status: Dict[int, VersionStatus] = {}
-        self._seen: Dict[int, Tuple] = {}  # version -> fingerprint at the previous poll
+        self._seen: Dict[int, Tuple] = {}  # version -> its files at the latest poll
         self._failed: Dict[int, Tuple] = {}  # version -> fingerprint that failed to load
         self._poll_lock = threading.Lock()
 
     # -- the watcher side ------------------------------------------------------
 
     def _stable_versions(self) -> List[int]:
-        """Versions whose files exist and did not change since the previous poll."""
+        """Versions with a saved_model.pb and no file modified for settle_seconds."""
         try:
             names = tf.io.gfile.listdir(self.base_path)
         except tf.errors.NotFoundError:
@@ -128,7 +131,8 @@ class ModelManager:
             if fingerprint is None:
                 continue
             seen[version] = fingerprint
-            if self._seen.get(version) == fingerprint:
+            newest = max(mtime for _, _, mtime in fingerprint)
+            if time.time_ns() - newest >= self.settle_seconds * 1e9:
                 stable.append(version)
         self._seen = seen
         return stable
@@ -147,6 +151,12 @@ class ModelManager:
             if keep:
                 for version in sorted(set(self._servables) - keep):
                     self._unload(version)
+
+    @property
+    def settling(self) -> bool:
+        """Whether a version the policy wants is on disk but not complete yet."""
+        present = [v for v in self._seen if self._failed.get(v) != self._seen[v]]
+        return bool(set(self.policy.select(present)) - set(self._servables))
 
     def _set_status(self, version: int, status: VersionStatus) -> None:
         self._status = {**self._status, version: status}

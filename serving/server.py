@@ -76,6 +76,8 @@ class ServerSettings:
     model_config_file: Optional[str] = None
     # How often the base paths (and the config file) are checked for changes.
     poll_seconds: float = 1.0
+    # A version is loaded once none of its files changed for this long.
+    settle_seconds: float = 2.0
     config_poll_seconds: float = 60.0
     batching: Optional[BatchingOptions] = None
     request_log_dir: Optional[str] = None
@@ -114,7 +116,7 @@ class ModelServer:
         m = self.metrics
         return ModelManager(
             source.name, source.base_path, source.policy, source.labels, warm_up=self.settings.warm_up,
-            batching=self.settings.batching,
+            batching=self.settings.batching, settle_seconds=self.settings.settle_seconds,
             on_batch=lambda size: m.batch_size.labels(source.name).observe(size),
             on_loaded=lambda s, seconds, _: (m.load_seconds.labels(s.name).observe(seconds),
                                              m.available.labels(s.name, str(s.version)).set(1)),
@@ -124,11 +126,16 @@ class ModelServer:
     # -- lifecycle -------------------------------------------------------------
 
     def start(self) -> 'ModelServer':
-        """Loads what is on disk, then opens both ports. Returns when serving."""
-        # Two polls: a version counts as complete once its files stop changing.
+        """Loads the versions on disk, then opens both ports.
+
+        A version pushed moments ago is waited for (up to its settle time) so
+        a server started right after a pipeline run serves its model at once.
+        """
+        deadline = time.monotonic() + self.settings.settle_seconds + 1
         self.registry.poll()
-        time.sleep(min(self.settings.poll_seconds, 0.2))
-        self.registry.poll()
+        while any(m.settling for m in self.registry.managers) and time.monotonic() < deadline:
+            time.sleep(min(self.settings.poll_seconds, 0.2))
+            self.registry.poll()
         s = self.settings
         self._rest = RestServer((s.host, s.rest_port), RestApi(self.core), s.max_request_bytes)
         self.rest_port = self._rest.server_address[1]

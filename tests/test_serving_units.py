@@ -1,0 +1,181 @@
+"""The embedded server's parts that need no model: TF Serving's JSON formats,
+version policies, batching options and the batcher's merging of requests."""
+
+import threading
+import time
+
+import grpc
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from serving import json_codec
+from serving.batching import Batcher, BatchingOptions
+from serving.errors import ServingError
+from serving.manager import VersionPolicy
+
+SPECS = {'fare': tf.TensorSpec([None], tf.float32), 'trips': tf.TensorSpec([None], tf.int64),
+         'company': tf.TensorSpec([None], tf.string)}
+
+
+def test_row_format_becomes_one_array_per_input():
+    inputs, row_format = json_codec.predict_inputs(
+        {'instances': [{'fare': 1, 'trips': 2, 'company': 'a'}, {'fare': 2.5, 'trips': 3, 'company': {'b64': 'Yg=='}}]},
+        SPECS)
+    assert row_format
+    np.testing.assert_array_equal(inputs['fare'], np.array([1.0, 2.5], np.float32))
+    assert inputs['fare'].dtype == np.float32 and inputs['trips'].dtype == np.int64
+    assert list(inputs['company']) == [b'a', b'b']
+
+
+def test_columnar_format_and_single_input_shorthand():
+    inputs, row_format = json_codec.predict_inputs({'inputs': {'fare': [1.5], 'trips': [1], 'company': ['x']}}, SPECS)
+    assert not row_format and inputs['trips'].tolist() == [1]
+    single = {'examples': tf.TensorSpec([None], tf.string)}
+    inputs, _ = json_codec.predict_inputs({'instances': [{'b64': 'eHk='}, 'z']}, single)
+    assert list(inputs['examples']) == [b'xy', b'z']
+
+
+@pytest.mark.parametrize('request_body, message', [
+    ({'instances': [{'fare': '1.5', 'trips': 1, 'company': 'a'}]}, 'is not of expected type: float32'),
+    ({'instances': [{'fare': 1.0, 'trips': 1.5, 'company': 'a'}]}, 'is not of expected type: int64'),
+    ({'instances': [{'fare': 1.0, 'trips': 1, 'company': 3}]}, 'is not of expected type: string'),
+    ({'instances': [{'fare': None, 'trips': 1, 'company': 'a'}]}, 'is not of expected type: float32'),
+    ({'instances': [{'fare': 1.0, 'trips': 1}]}, "Missing but required: ['company']"),
+    ({'instances': [{'fare': 1.0, 'trips': 1, 'company': 'a', 'tips': 2}]}, "Sent extra: ['tips']"),
+    ({'instances': [{'fare': 1.0, 'trips': 1, 'company': 'a'}, {'fare': 1.0}]}, 'must have the same keys'),
+    ({'instances': []}, 'non-empty list'),
+    ({'inputs': {'fare': [1.0, 2.0], 'trips': [1], 'company': ['a']}}, 'different batch sizes'),
+    ({'signature_name': 'x'}, "Missing 'inputs' or 'instances' key"),
+    ({'instances': [], 'inputs': {}}, "only one of 'inputs' or 'instances'"),
+    ({'instances': [{'fare': 1.0, 'trips': 1, 'company': {'b64': '***'}}]}, 'not valid base64'),
+])
+def test_bad_requests_are_invalid_argument_with_a_reason(request_body, message):
+    with pytest.raises(ServingError) as error:
+        json_codec.predict_inputs(request_body, SPECS)
+    assert error.value.code_name == 'INVALID_ARGUMENT' and error.value.http_status == 400
+    assert message in error.value.message
+
+
+def test_malformed_json_and_non_objects_are_rejected():
+    for body in (b'{bad', b'[1, 2]', b'\xff'):
+        with pytest.raises(ServingError, match='JSON'):
+            json_codec.parse_body(body)
+
+
+def test_responses_follow_the_request_format():
+    outputs = {'probabilities': np.array([[0.25], [0.75]], np.float32)}
+    assert json_codec.predict_response(outputs, row_format=True) == {'predictions': [[0.25], [0.75]]}
+    assert json_codec.predict_response(outputs, row_format=False) == {'outputs': [[0.25], [0.75]]}
+    two = {'a': np.array([1, 2]), 'b_bytes': np.array([b'x', b'y'], dtype=object)}
+    assert json_codec.predict_response(two, row_format=True) == {
+        'predictions': [{'a': 1, 'b_bytes': {'b64': 'eA=='}}, {'a': 2, 'b_bytes': {'b64': 'eQ=='}}]}
+
+
+def test_classify_examples_infer_feature_types_and_merge_context():
+    (serialized,) = json_codec.serialized_examples({'context': {'company': 'c'}, 'examples': [{'fare': 2.5, 'hour': 3}]})
+    feature = tf.train.Example.FromString(serialized).features.feature
+    assert feature['fare'].float_list.value == [2.5]
+    assert feature['hour'].int64_list.value == [3]
+    assert feature['company'].bytes_list.value == [b'c']
+    with pytest.raises(ServingError, match='non-empty list'):
+        json_codec.serialized_examples({'examples': []})
+    with pytest.raises(ServingError, match='is not a number, string or list'):
+        json_codec.serialized_examples({'examples': [{'fare': None}]})
+
+
+def test_version_policies_select_like_tf_serving():
+    versions = [3, 1, 7, 5]
+    assert VersionPolicy().select(versions) == [7]
+    assert VersionPolicy.parse('latest:2').select(versions) == [5, 7]
+    assert VersionPolicy.parse('all').select(versions) == [1, 3, 5, 7]
+    assert VersionPolicy.parse('specific:1,5,9').select(versions) == [1, 5]
+    for bad in ('latest:0', 'newest', 'specific:a', 'all:2'):
+        with pytest.raises(ValueError, match='version policy'):
+            VersionPolicy.parse(bad)
+
+
+def test_batching_options_read_the_tf_serving_file(tmp_path):
+    path = tmp_path / 'batching.config'
+    path.write_text('max_batch_size { value: 64 }\nbatch_timeout_micros { value: 500 }\n')
+    options = BatchingOptions.from_file(str(path))
+    assert (options.max_batch_size, options.batch_timeout_micros) == (64, 500)
+    assert options.num_batch_threads == BatchingOptions().num_batch_threads
+    path.write_text('max_batch_size: 64\n')  # TF Serving wants an Int64Value here
+    with pytest.raises(ValueError, match='not a BatchingParameters text proto'):
+        BatchingOptions.from_file(str(path))
+    path.write_text('max_batch_size { value: 0 }\n')
+    with pytest.raises(ValueError, match='positive'):
+        BatchingOptions.from_file(str(path))
+
+
+class DoublingServable:
+    """Stands in for a model: doubles `x`, fails on negative values; records batch sizes."""
+
+    def __init__(self):
+        self.batch_sizes = []
+        self.lock = threading.Lock()
+
+    def run_unbatched(self, signature, inputs):
+        with self.lock:
+            self.batch_sizes.append(len(inputs['x']))
+        if (inputs['x'] < 0).any():
+            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, 'negative input')
+        return {'y': inputs['x'] * 2}
+
+
+def test_batcher_merges_concurrent_requests_and_returns_each_its_own_rows():
+    servable = DoublingServable()
+    batcher = Batcher(BatchingOptions(max_batch_size=64, batch_timeout_micros=50_000, num_batch_threads=1))
+    results, errors = {}, {}
+    start = threading.Barrier(16)
+
+    def client(i):
+        start.wait()
+        x = np.array([i, i + 100, -1] if i == 5 else [i, i + 100], dtype=np.int64)
+        try:
+            results[i] = batcher.run(servable, 'sig', {'x': x})['y'].tolist()
+        except ServingError as e:
+            errors[i] = e.message
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=10)
+    batcher.close()
+    assert errors == {5: 'negative input'}  # the bad request fails alone
+    assert results == {i: [2 * i, 2 * (i + 100)] for i in range(16) if i != 5}
+    assert max(servable.batch_sizes) > 2  # requests were really merged
+
+
+class BlockingServable:
+    """A model call that blocks until released, to fill the batcher's queue."""
+
+    def __init__(self):
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def run_unbatched(self, signature, inputs):
+        self.entered.set()
+        self.release.wait(timeout=10)
+        return {'y': inputs['x']}
+
+
+def test_batcher_answers_unavailable_when_its_queue_is_full():
+    servable = BlockingServable()
+    batcher = Batcher(BatchingOptions(max_batch_size=2, batch_timeout_micros=1, num_batch_threads=1,
+                                      max_enqueued_batches=1))
+    call = lambda: batcher.run(servable, 's', {'x': np.array([1])})  # noqa: E731
+    busy = threading.Thread(target=call, daemon=True)
+    busy.start()
+    assert servable.entered.wait(timeout=10)  # the only batch thread is now busy
+    queued = [threading.Thread(target=call, daemon=True) for _ in range(2)]  # fills the queue (1 batch of 2)
+    for t in queued:
+        t.start()
+    time.sleep(0.3)  # let both reach the queue
+    with pytest.raises(ServingError) as error:
+        call()
+    servable.release.set()
+    for t in [busy] + queued:
+        t.join(timeout=10)
+    assert error.value.code_name == 'UNAVAILABLE' and 'queue' in error.value.message
