@@ -85,7 +85,9 @@ class Batcher:
 
     def run(self, servable, signature: str, inputs: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
         size = len(next(iter(inputs.values())))
-        if size >= self.options.max_batch_size:
+        # Full-size requests gain nothing from waiting; after close (the version
+        # was unloaded while this request held it) there is no batch thread.
+        if size >= self.options.max_batch_size or self._closed:
             return servable.run_unbatched(signature, inputs)
         task = _Task(inputs, size)
         try:
@@ -156,6 +158,7 @@ class Batcher:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             for q in self._queues.values():
                 q.put(None)
             self._queues.clear()

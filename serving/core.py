@@ -7,7 +7,7 @@ once, so both protocols behave identically.
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import time
 import uuid
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
@@ -24,75 +24,82 @@ def new_request_id() -> str:
     return uuid.uuid4().hex
 
 
+@dataclasses.dataclass
+class Call:
+    """One inference request, from arrival to response, as metrics see it.
+
+    The front end creates it when the request arrives and finishes it once the
+    response is encoded, so the latency metric is arrival-to-response; the
+    core fills in what it learns on the way (model, version, examples).
+    """
+
+    protocol: str
+    request_id: str = dataclasses.field(default_factory=new_request_id)
+    arrival: float = dataclasses.field(default_factory=time.perf_counter)
+    model_name: str = ''
+    api: str = ''
+    signature_name: str = ''
+    version: str = ''
+    examples: int = 0
+    code: str = 'OK'
+
+    def failed(self, error: BaseException) -> None:
+        self.code = error.code_name if isinstance(error, ServingError) else 'INTERNAL'
+
+
 class ServingCore:
     def __init__(self, registry: ModelRegistry, metrics: Metrics, request_logger: Optional[RequestLogger] = None):
         self.registry = registry
         self.metrics = metrics
         self.request_logger = request_logger
 
-    @contextlib.contextmanager
-    def _measured(self, model_name: str, signature_name: str, api: str, protocol: str, call: Dict):
-        """Counts and times a request; `call['version']` is filled in once resolved."""
-        start = time.perf_counter()
-        code = 'OK'
-        try:
-            yield
-        except ServingError as e:
-            code = e.code_name
-            raise
-        except Exception:
-            code = 'INTERNAL'
-            raise
-        finally:
-            version = str(call.get('version', ''))
-            labels = (model_name, version, signature_name, api, protocol)
-            self.metrics.requests.labels(*labels, code).inc()
-            self.metrics.latency.labels(*labels).observe(time.perf_counter() - start)
-            if code == 'OK':
-                self.metrics.examples.labels(model_name, version, api).inc(call.get('examples', 0))
+    def finish(self, call: Call) -> None:
+        """Counts and times a finished inference call (status and metadata calls are not counted)."""
+        if not call.api:
+            return
+        labels = (call.model_name, call.version, call.signature_name or 'serving_default', call.api, call.protocol)
+        self.metrics.requests.labels(*labels, call.code).inc()
+        self.metrics.latency.labels(*labels).observe(time.perf_counter() - call.arrival)
+        if call.code == 'OK':
+            self.metrics.examples.labels(call.model_name, call.version, call.api).inc(call.examples)
 
-    def predict(self, model_name: str, version: Optional[int], label: Optional[str], signature_name: str,
-                inputs: Mapping[str, np.ndarray], protocol: str, request_id: str,
-                output_filter: Sequence[str] = ()) -> Tuple[Servable, str, Dict[str, np.ndarray]]:
-        call: Dict = {}
-        with self._measured(model_name, signature_name or 'serving_default', 'predict', protocol, call):
-            servable = self.registry.resolve(model_name, version, label)
-            call['version'] = servable.version
-            signature = servable.signature(signature_name)
-            outputs = servable.run(signature, inputs, output_filter)
-            call['examples'] = len(next(iter(outputs.values()))) if outputs else 0
+    def resolve(self, call: Call, api: str, model_name: str, version: Optional[int], label: Optional[str],
+                signature_name: str) -> Tuple[Servable, str]:
+        """The servable and signature a request goes to, resolved once: a request
+        keeps its servable even if a newer version replaces it meanwhile."""
+        call.api, call.model_name, call.signature_name = api, model_name, signature_name
+        servable = self.registry.resolve(model_name, version, label)
+        call.version = str(servable.version)
+        call.signature_name = servable.signature(signature_name)
+        return servable, call.signature_name
+
+    def predict(self, call: Call, servable: Servable, signature: str, inputs: Mapping[str, np.ndarray],
+                output_filter: Sequence[str] = ()) -> Dict[str, np.ndarray]:
+        outputs = servable.run(signature, inputs, output_filter)
+        call.examples = len(next(iter(outputs.values()))) if outputs else 0
         if self.request_logger:
-            specs = servable.input_specs[signature]
-            serialized = _serialized_examples_input(specs)
-            self.request_logger.log(model_name, servable.version, signature, request_id, inputs, outputs,
+            serialized = _serialized_examples_input(servable.input_specs[signature])
+            self.request_logger.log(servable.name, servable.version, signature, call.request_id, inputs, outputs,
                                     serialized_input=serialized)
-        return servable, signature, outputs
+        return outputs
 
-    def classify(self, model_name: str, version: Optional[int], label: Optional[str], signature_name: str,
-                 examples: List[bytes], protocol: str, request_id: str):
-        return self._examples_call('classify', model_name, version, label, signature_name, examples,
-                                   protocol, request_id)
+    def classify(self, call: Call, servable: Servable, signature: str, examples: List[bytes]):
+        """(classes, scores) for serialized tf.Examples."""
+        return self._examples_call(call, servable, signature, 'classify', examples)
 
-    def regress(self, model_name: str, version: Optional[int], label: Optional[str], signature_name: str,
-                examples: List[bytes], protocol: str, request_id: str):
-        return self._examples_call('regress', model_name, version, label, signature_name, examples,
-                                   protocol, request_id)
+    def regress(self, call: Call, servable: Servable, signature: str, examples: List[bytes]) -> np.ndarray:
+        return self._examples_call(call, servable, signature, 'regress', examples)
 
-    def _examples_call(self, api, model_name, version, label, signature_name, examples, protocol, request_id):
-        call: Dict = {}
-        with self._measured(model_name, signature_name or 'serving_default', api, protocol, call):
-            servable = self.registry.resolve(model_name, version, label)
-            call['version'] = servable.version
-            signature = servable.signature(signature_name)
-            result = getattr(servable, api)(signature, examples)
-            call['examples'] = len(examples)
+    def _examples_call(self, call, servable, signature, api, examples):
+        result = getattr(servable, api)(signature, examples)
+        call.examples = len(examples)
         if self.request_logger:
             outputs = ({'classes': result[0], 'scores': result[1]} if api == 'classify' else {'outputs': result})
             outputs = {k: v for k, v in outputs.items() if v is not None}
-            self.request_logger.log(model_name, servable.version, signature, request_id,
+            self.request_logger.log(servable.name, servable.version, signature, call.request_id,
                                     {'examples': np.array(examples, dtype=object)}, outputs,
                                     serialized_input='examples')
-        return servable, signature, result
+        return result
 
 
 def _serialized_examples_input(specs) -> Optional[str]:

@@ -19,25 +19,32 @@ from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
                                      model_management_pb2, model_service_pb2_grpc, predict_pb2,
                                      prediction_service_pb2_grpc, regression_pb2)
 
-from serving.core import ServingCore, new_request_id
+from serving.core import Call, ServingCore, new_request_id
 from serving.errors import ServingError, invalid
 from serving.rest import signature_def_map
+from serving.tensors import to_ndarray
 
 log = logging.getLogger(__name__)
 
 
 def _guarded(method):
-    """Turns ServingError into the call's status, and anything else into INTERNAL."""
+    """Times the call from arrival to response; turns ServingError into the
+    call's status and anything else into INTERNAL."""
 
     @functools.wraps(method)
     def wrapper(self, request, context):
+        call = Call('grpc', _request_id(context))
         try:
-            return method(self, request, context)
+            return method(self, request, context, call)
         except ServingError as e:
+            call.failed(e)
             context.abort(e.code, e.message)
         except Exception as e:
             log.exception('unexpected error in %s', method.__name__)
+            call.failed(e)
             context.abort(grpc.StatusCode.INTERNAL, f'Internal error: {type(e).__name__}: {e}')
+        finally:
+            self.core.finish(call)
 
     return wrapper
 
@@ -75,15 +82,15 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         self.core = core
 
     @_guarded
-    def Predict(self, request: predict_pb2.PredictRequest, context):  # noqa: N802 (gRPC naming)
+    def Predict(self, request: predict_pb2.PredictRequest, context, call):  # noqa: N802 (gRPC naming)
         version, label = _version_and_label(request.model_spec)
         try:
-            inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
+            inputs = {k: to_ndarray(v) for k, v in request.inputs.items()}
         except (TypeError, ValueError) as e:
             raise invalid(f'Invalid input tensor: {e}') from None
-        servable, signature, outputs = self.core.predict(
-            request.model_spec.name, version, label, request.model_spec.signature_name, inputs, 'grpc',
-            _request_id(context), output_filter=list(request.output_filter))
+        servable, signature = self.core.resolve(call, 'predict', request.model_spec.name, version, label,
+                                                request.model_spec.signature_name)
+        outputs = self.core.predict(call, servable, signature, inputs, output_filter=list(request.output_filter))
         response = predict_pb2.PredictResponse()
         response.model_spec.name = servable.name
         response.model_spec.version.value = servable.version
@@ -93,11 +100,11 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         return response
 
     @_guarded
-    def Classify(self, request: classification_pb2.ClassificationRequest, context):  # noqa: N802
+    def Classify(self, request: classification_pb2.ClassificationRequest, context, call):  # noqa: N802
         version, label = _version_and_label(request.model_spec)
-        servable, signature, (classes, scores) = self.core.classify(
-            request.model_spec.name, version, label, request.model_spec.signature_name,
-            _examples(request.input), 'grpc', _request_id(context))
+        servable, signature = self.core.resolve(call, 'classify', request.model_spec.name, version, label,
+                                                request.model_spec.signature_name)
+        classes, scores = self.core.classify(call, servable, signature, _examples(request.input))
         response = classification_pb2.ClassificationResponse()
         response.model_spec.name, response.model_spec.signature_name = servable.name, signature
         response.model_spec.version.value = servable.version
@@ -112,11 +119,11 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         return response
 
     @_guarded
-    def Regress(self, request: regression_pb2.RegressionRequest, context):  # noqa: N802
+    def Regress(self, request: regression_pb2.RegressionRequest, context, call):  # noqa: N802
         version, label = _version_and_label(request.model_spec)
-        servable, signature, values = self.core.regress(
-            request.model_spec.name, version, label, request.model_spec.signature_name,
-            _examples(request.input), 'grpc', _request_id(context))
+        servable, signature = self.core.resolve(call, 'regress', request.model_spec.name, version, label,
+                                                request.model_spec.signature_name)
+        values = self.core.regress(call, servable, signature, _examples(request.input))
         response = regression_pb2.RegressionResponse()
         response.model_spec.name, response.model_spec.signature_name = servable.name, signature
         response.model_spec.version.value = servable.version
@@ -125,7 +132,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         return response
 
     @_guarded
-    def GetModelMetadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest, context):  # noqa: N802
+    def GetModelMetadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest, context, call):  # noqa: N802
         unsupported = set(request.metadata_field) - {'signature_def'}
         if unsupported or not request.metadata_field:
             raise invalid(f'Metadata field(s) not supported: {sorted(unsupported) or "none requested"}; '
@@ -148,7 +155,7 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         self._reload_config = reload_config
 
     @_guarded
-    def GetModelStatus(self, request: get_model_status_pb2.GetModelStatusRequest, context):  # noqa: N802
+    def GetModelStatus(self, request: get_model_status_pb2.GetModelStatusRequest, context, call):  # noqa: N802
         version, label = _version_and_label(request.model_spec)
         if label:
             version = self.core.registry.resolve(request.model_spec.name, None, label).version
@@ -161,7 +168,7 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         return response
 
     @_guarded
-    def HandleReloadConfigRequest(self, request: model_management_pb2.ReloadConfigRequest, context):  # noqa: N802
+    def HandleReloadConfigRequest(self, request: model_management_pb2.ReloadConfigRequest, context, call):  # noqa: N802
         if self._reload_config is None:
             raise ServingError(grpc.StatusCode.UNIMPLEMENTED, 'This server was not started from a model config')
         self._reload_config(request.config)

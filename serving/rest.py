@@ -24,7 +24,7 @@ from google.protobuf import json_format
 from tensorflow_serving.apis import get_model_metadata_pb2
 
 from serving import METRICS_PATH, json_codec
-from serving.core import ServingCore, new_request_id
+from serving.core import Call, ServingCore, new_request_id
 from serving.errors import ServingError, invalid, not_found
 
 log = logging.getLogger(__name__)
@@ -62,16 +62,20 @@ class RestApi:
     def __init__(self, core: ServingCore):
         self.core = core
 
-    def handle(self, method: str, path: str, body: bytes, request_id: str) -> Response:
+    def handle(self, method: str, path: str, body: bytes, call: Call) -> Response:
         try:
-            return self._route(method, path.split('?', 1)[0], body, request_id)
+            response = self._route(method, path.split('?', 1)[0], body, call)
         except ServingError as e:
-            return e.http_status, json_codec.dumps({'error': e.message}), 'application/json'
+            call.failed(e)
+            response = e.http_status, json_codec.dumps({'error': e.message}), 'application/json'
         except Exception as e:  # the server must answer, whatever happened
             log.exception('unexpected error serving %s %s', method, path)
-            return 500, json_codec.dumps({'error': f'Internal error: {type(e).__name__}: {e}'}), 'application/json'
+            call.failed(e)
+            response = 500, json_codec.dumps({'error': f'Internal error: {type(e).__name__}: {e}'}), 'application/json'
+        self.core.finish(call)
+        return response
 
-    def _route(self, method: str, path: str, body: bytes, request_id: str) -> Response:
+    def _route(self, method: str, path: str, body: bytes, call: Call) -> Response:
         if path == METRICS_PATH and method == 'GET':
             return 200, self.core.metrics.exposition(), 'text/plain; version=0.0.4'
         match = _MODEL_PATH.match(path)
@@ -91,19 +95,16 @@ class RestApi:
         signature_name = request.get('signature_name', '')
         if not isinstance(signature_name, str):
             raise invalid("'signature_name' must be a string")
+        servable, signature = self.core.resolve(call, verb, name, version, label, signature_name)
         if verb == 'predict':
-            servable = self.core.registry.resolve(name, version, label)
-            specs = servable.input_specs[servable.signature(signature_name)]
-            inputs, row_format = json_codec.predict_inputs(request, specs)
-            _, _, outputs = self.core.predict(name, servable.version, None, signature_name, inputs, 'rest',
-                                              request_id)
+            inputs, row_format = json_codec.predict_inputs(request, servable.input_specs[signature])
+            outputs = self.core.predict(call, servable, signature, inputs)
             return self._ok(json_codec.predict_response(outputs, row_format))
         examples = json_codec.serialized_examples(request)
         if verb == 'classify':
-            _, _, (classes, scores) = self.core.classify(name, version, label, signature_name, examples, 'rest',
-                                                         request_id)
+            classes, scores = self.core.classify(call, servable, signature, examples)
             return self._ok(json_codec.classify_response(classes, scores))
-        _, _, values = self.core.regress(name, version, label, signature_name, examples, 'rest', request_id)
+        values = self.core.regress(call, servable, signature, examples)
         return self._ok({'result': values.tolist()})
 
     @staticmethod
@@ -120,7 +121,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def _serve(self, method: str) -> None:
         server: RestServer = self.server  # type: ignore[assignment]
-        request_id = self.headers.get('X-Request-Id') or new_request_id()
+        call = Call('rest', self.headers.get('X-Request-Id') or new_request_id())
+        request_id = call.request_id
         try:
             length = int(self.headers.get('Content-Length') or 0)
         except ValueError:
@@ -134,7 +136,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                         request_id)
             return
         body = self.rfile.read(length) if length else b''
-        status, payload, content_type = server.api.handle(method, self.path, body, request_id)
+        status, payload, content_type = server.api.handle(method, self.path, body, call)
         self._reply(status, payload, content_type, request_id)
 
     def _reply(self, status: int, payload: bytes, content_type: str, request_id: str) -> None:

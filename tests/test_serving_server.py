@@ -235,13 +235,15 @@ class LoadGenerator:
     def __init__(self, server, rows, threads_per_protocol=2):
         self.rows, self.stop = rows, threading.Event()
         self.failures, self.versions, self.count = [], [], 0
+        self.versions_by_client = {}
         self.lock = threading.Lock()
-        self.threads = [threading.Thread(target=self._loop, args=(factory,), daemon=True)
-                        for factory in [lambda: RestClient('127.0.0.1', server.rest_port),
-                                        lambda: GrpcClient('127.0.0.1', server.grpc_port)] * threads_per_protocol]
+        self.threads = [threading.Thread(target=self._loop, args=(factory, i), daemon=True)
+                        for i, factory in enumerate( [lambda: RestClient('127.0.0.1', server.rest_port),
+                                        lambda: GrpcClient('127.0.0.1', server.grpc_port)] * threads_per_protocol)]
 
-    def _loop(self, factory):
+    def _loop(self, factory, index):
         client = factory()
+        seen = self.versions_by_client.setdefault(index, [])
         i = 0
         while not self.stop.is_set():
             try:
@@ -250,6 +252,7 @@ class LoadGenerator:
                     self.count += 1
                     if prediction.model_version is not None:
                         self.versions.append(prediction.model_version)
+                        seen.append(prediction.model_version)
             except Exception as e:  # any failure is what this test is about
                 with self.lock:
                     self.failures.append(repr(e))
@@ -311,8 +314,9 @@ def test_new_version_swaps_in_under_load_without_a_failed_request_and_corrupt_on
     assert final[version].state == 'END' and final[version].error_code == 'OK'  # unloaded after the swap
     assert final[version + 1].state == 'AVAILABLE'
     assert set(load.versions) == {version, version + 1}
-    switched = load.versions.index(version + 1)
-    assert set(load.versions[switched:]) == {version + 1}  # once switched, never back
+    for seen in load.versions_by_client.values():
+        if seen:  # each client, once switched, never goes back
+            assert seen == sorted(seen) and seen[-1] == version + 1
     by_version = {s['version']: s for s in reported['model_version_status']}
     assert by_version[str(version + 2)]['state'] == 'END'
     assert 'Failed to load version' in by_version[str(version + 2)]['status']['error_message']

@@ -179,3 +179,18 @@ def test_batcher_answers_unavailable_when_its_queue_is_full():
     for t in [busy] + queued:
         t.join(timeout=10)
     assert error.value.code_name == 'UNAVAILABLE' and 'queue' in error.value.message
+
+
+@pytest.mark.parametrize('value', [
+    np.array([1.5, 2.5], np.float32), np.array([[1], [2]], np.int64), np.array([b'a', b'bc'], dtype=object),
+    np.float32(3.0), np.array([], np.float32), np.array([1, 2], np.int32), np.array([True, False]),
+    np.array([0.5, 1.5], np.float16)])
+def test_tensor_protos_decode_as_tf_make_ndarray_does(value):
+    from serving.tensors import to_ndarray
+    proto = tf.make_tensor_proto(value)
+    decoded, reference = to_ndarray(proto), tf.make_ndarray(proto)
+    assert decoded.dtype == reference.dtype and decoded.shape == reference.shape
+    np.testing.assert_array_equal(decoded, reference)
+    # TF's shorthand: one value repeated over the whole shape.
+    repeated = tf.make_tensor_proto(2.0, shape=[3])
+    np.testing.assert_array_equal(to_ndarray(repeated), [2.0, 2.0, 2.0])

@@ -1,0 +1,214 @@
+"""Serving latency and throughput: the embedded server next to the in-process model.
+
+In one run, on the same pushed model and the same taxi rows:
+- in process: the SavedModel's `serving_raw` signature called directly
+  (single-example latency; examples/s at batch 1000);
+- the embedded server in its own process (`taxi-pipeline serve`), measured
+  from this process over loopback: single-example round trip over REST
+  (keep-alive HTTP/1.1) and gRPC; throughput with concurrent clients, without
+  and with server-side batching (serving/config/batching.config).
+Round trips include the client's own work, so they bound the server's
+arrival-to-response time from above. Latency figures are medians over the
+repeats of each run's p50/p99.
+
+    .venv/bin/python benchmarks/serving_benchmark.py [--model-base-path workspace/serving_model/chicago-taxi]
+"""
+
+import argparse
+import http.client
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import warnings
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
+warnings.simplefilter('ignore')
+
+import grpc  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc  # noqa: E402
+
+import pipeline  # noqa: E402,F401  (Keras 2 before TensorFlow's Keras loads)
+from pipeline import data, requests as rows_lib  # noqa: E402
+from serving import MODEL_NAME  # noqa: E402
+
+VENV_BIN = os.path.dirname(sys.executable)
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def percentiles(seconds):
+    ms = np.array(seconds) * 1000
+    return float(np.percentile(ms, 50)), float(np.percentile(ms, 99))
+
+
+def timed(call, n):
+    for _ in range(20):  # warm the path (connections, caches)
+        call()
+    samples = []
+    for _ in range(n):
+        start = time.perf_counter()
+        call()
+        samples.append(time.perf_counter() - start)
+    return percentiles(samples)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+class ServerProcess:
+    def __init__(self, base_path, batching):
+        self.rest_port, self.grpc_port = free_port(), free_port()
+        cmd = [os.path.join(VENV_BIN, 'taxi-pipeline'), 'serve', '--model-base-path', base_path,
+               '--rest-port', str(self.rest_port), '--grpc-port', str(self.grpc_port)]
+        if batching:
+            cmd += ['--enable-batching', '--batching-parameters-file',
+                    os.path.join(REPO, 'serving', 'config', 'batching.config')]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for line in self.proc.stdout:
+            if 'Press Ctrl-C' in line:
+                break
+        else:
+            raise RuntimeError(f'the server did not start: exit {self.proc.wait()}')
+        threading.Thread(target=lambda: [None for _ in self.proc.stdout], daemon=True).start()
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+def rest_caller(port, body):
+    conn = http.client.HTTPConnection('127.0.0.1', port)
+    conn.connect()
+    conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    path = f'/v1/models/{MODEL_NAME}:predict'
+    headers = {'Content-Type': 'application/json'}
+
+    def call():
+        conn.request('POST', path, body, headers)
+        response = conn.getresponse()
+        payload = response.read()
+        if response.status != 200:
+            raise RuntimeError(payload[:200])
+    return call
+
+
+def grpc_request(rows):
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name, request.model_spec.signature_name = MODEL_NAME, 'serving_raw'
+    for name, tensor in rows_lib.raw_batch(rows).items():
+        request.inputs[name].CopyFrom(tf.make_tensor_proto(tensor))
+    return request
+
+
+def grpc_caller(port, request):
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(f'127.0.0.1:{port}'))
+    return lambda: stub.Predict(request, timeout=30)
+
+
+def throughput(make_call, clients, examples_per_call, seconds):
+    """Examples per second with `clients` threads calling back to back."""
+    calls = [make_call() for _ in range(clients)]
+    for call in calls:
+        call()
+    stop, counts, errors = threading.Event(), [0] * clients, []
+
+    def loop(i):
+        while not stop.is_set():
+            try:
+                calls[i]()
+                counts[i] += 1
+            except Exception as e:
+                errors.append(e)
+                return
+    threads = [threading.Thread(target=loop, args=(i,)) for i in range(clients)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    time.sleep(seconds)
+    stop.set()
+    for t in threads:
+        t.join()
+    if errors:
+        raise RuntimeError(f'{len(errors)} failed requests, e.g. {errors[0]}')
+    return sum(counts) * examples_per_call / (time.perf_counter() - start)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--model-base-path', default=os.path.join('workspace', 'serving_model', MODEL_NAME))
+    parser.add_argument('--repeats', type=int, default=3)
+    parser.add_argument('--requests', type=int, default=500, help='latency samples per repeat')
+    parser.add_argument('--seconds', type=float, default=5.0, help='duration of each throughput run')
+    parser.add_argument('--clients', type=int, default=8)
+    args = parser.parse_args()
+    versions = sorted(v for v in os.listdir(args.model_base_path) if v.isdigit()) \
+        if os.path.isdir(args.model_base_path) else []
+    if not versions:
+        sys.exit(f'error: no pushed model in {args.model_base_path}; run `make run` first')
+    base_path = os.path.abspath(args.model_base_path)
+    header, rows = data.read_rows(data.taxi_sample_path())
+    rows = [dict(zip(header, r)) for r in rows[:1000]]
+    print(f'model {base_path}/{versions[-1]}; {args.repeats} repeats, {args.requests} requests each, '
+          f'{args.clients} concurrent clients for throughput')
+
+    model = tf.saved_model.load(os.path.join(base_path, versions[-1]))
+    serve_raw = model.signatures['serving_raw']
+    one, thousand = rows_lib.raw_batch(rows[:1]), rows_lib.raw_batch(rows)
+    results = {}
+
+    def record(name, value):
+        results.setdefault(name, []).append(value)
+
+    for repeat in range(args.repeats):
+        record('in-process single', timed(lambda: serve_raw(**one), args.requests))
+        start, n = time.perf_counter(), 20
+        for _ in range(n):
+            serve_raw(**thousand)
+        record('in-process batch 1000 ex/s', n * 1000 / (time.perf_counter() - start))
+
+    single_json = json.dumps({'signature_name': 'serving_raw', 'instances': [rows_lib.to_raw_instance(rows[0])]})
+    hundred_json = json.dumps({'signature_name': 'serving_raw',
+                               'instances': [rows_lib.to_raw_instance(r) for r in rows[:100]]})
+    single_grpc, hundred_grpc = grpc_request(rows[:1]), grpc_request(rows[:100])
+    for batching in (False, True):
+        server = ServerProcess(base_path, batching)
+        tag = 'batching' if batching else 'no batching'
+        try:
+            for repeat in range(args.repeats):
+                if not batching:
+                    record('REST single', timed(rest_caller(server.rest_port, single_json), args.requests))
+                    record('gRPC single', timed(grpc_caller(server.grpc_port, single_grpc), args.requests))
+                for label, factory, size in (
+                        ('gRPC 1 ex/request', lambda: grpc_caller(server.grpc_port, single_grpc), 1),
+                        ('gRPC 100 ex/request', lambda: grpc_caller(server.grpc_port, hundred_grpc), 100),
+                        ('REST 100 ex/request', lambda: rest_caller(server.rest_port, hundred_json), 100)):
+                    record(f'{label}, {args.clients} clients, {tag} ex/s',
+                           throughput(factory, args.clients, size, args.seconds))
+        finally:
+            server.stop()
+
+    print('\nLatency, ms (median over repeats of p50 / p99)')
+    base_p50 = statistics.median(p50 for p50, _ in results['in-process single'])
+    for name in ('in-process single', 'REST single', 'gRPC single'):
+        p50 = statistics.median(p for p, _ in results[name])
+        p99 = statistics.median(p for _, p in results[name])
+        print(f'  {name:<20} p50 {p50:7.3f}  p99 {p99:7.3f}  p50 overhead vs in-process {p50 - base_p50:+.3f}')
+    print('\nThroughput, examples/s (median over repeats)')
+    reference = statistics.median(results['in-process batch 1000 ex/s'])
+    for name, values in results.items():
+        if name.endswith('ex/s'):
+            value = statistics.median(values)
+            print(f'  {name:<52} {value:10.0f}  ratio to in-process batch 1000: {value / reference:.2f}')
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,39 @@
+"""TensorProto to numpy, fast for the tensors clients actually send.
+
+`tf.make_ndarray` costs about 10 us per tensor, a tenth of a millisecond for
+the raw signature's 14 inputs on every gRPC request. Dense numeric tensors
+(`tensor_content`) and fully listed typed values are read directly here;
+anything else (half-precision, repeated-last-value shorthand, ...) goes to
+`tf.make_ndarray`, which stays the reference.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.framework import types_pb2
+
+# dtype enum -> (numpy dtype, name of the repeated field holding the values)
+_FIELDS = {
+    types_pb2.DT_FLOAT: (np.float32, 'float_val'),
+    types_pb2.DT_DOUBLE: (np.float64, 'double_val'),
+    types_pb2.DT_INT64: (np.int64, 'int64_val'),
+    types_pb2.DT_INT32: (np.int32, 'int_val'),
+    types_pb2.DT_BOOL: (np.bool_, 'bool_val'),
+    types_pb2.DT_STRING: (object, 'string_val'),
+}
+
+
+def to_ndarray(proto) -> np.ndarray:
+    known = _FIELDS.get(proto.dtype)
+    if known is None:
+        return tf.make_ndarray(proto)
+    dtype, field = known
+    shape = [d.size for d in proto.tensor_shape.dim]
+    size = int(np.prod(shape)) if shape else 1
+    if proto.tensor_content and dtype is not object:
+        return np.frombuffer(proto.tensor_content, dtype=dtype).reshape(shape)
+    values = getattr(proto, field)
+    if len(values) != size:
+        return tf.make_ndarray(proto)
+    return np.array(values, dtype=dtype).reshape(shape)
