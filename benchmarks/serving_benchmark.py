@@ -24,6 +24,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 import warnings
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
@@ -36,7 +37,7 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc  # 
 
 import pipeline  # noqa: E402,F401  (Keras 2 before TensorFlow's Keras loads)
 from pipeline import data, requests as rows_lib  # noqa: E402
-from serving import MODEL_NAME  # noqa: E402
+from serving import METRICS_PATH, MODEL_NAME  # noqa: E402
 
 VENV_BIN = os.path.dirname(sys.executable)
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -65,13 +66,12 @@ def free_port():
 
 
 class ServerProcess:
-    def __init__(self, base_path, batching):
+    def __init__(self, base_path, batching_file=None):
         self.rest_port, self.grpc_port = free_port(), free_port()
         cmd = [os.path.join(VENV_BIN, 'taxi-pipeline'), 'serve', '--model-base-path', base_path,
                '--rest-port', str(self.rest_port), '--grpc-port', str(self.grpc_port)]
-        if batching:
-            cmd += ['--enable-batching', '--batching-parameters-file',
-                    os.path.join(REPO, 'serving', 'config', 'batching.config')]
+        if batching_file:
+            cmd += ['--enable-batching', '--batching-parameters-file', batching_file]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for line in self.proc.stdout:
             if 'Press Ctrl-C' in line:
@@ -83,6 +83,43 @@ class ServerProcess:
     def stop(self):
         self.proc.terminate()
         self.proc.wait(timeout=30)
+
+
+def latency_buckets(rest_port, protocol):
+    """Cumulative counts of the server's own arrival-to-response histogram, by bucket bound."""
+    from prometheus_client.parser import text_string_to_metric_families
+    with urllib.request.urlopen(f'http://127.0.0.1:{rest_port}{METRICS_PATH}') as response:
+        text = response.read().decode()
+    buckets = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if (sample.name == 'tfserving_request_latency_seconds_bucket' and sample.labels['protocol'] == protocol
+                    and sample.labels['api'] == 'predict'):
+                bound = float(sample.labels['le'])
+                buckets[bound] = buckets.get(bound, 0) + sample.value
+    return buckets
+
+
+def bucket_quantile(before, after, q):
+    """Prometheus's histogram_quantile over the requests between two snapshots, in ms."""
+    counts = sorted((bound, after[bound] - before.get(bound, 0)) for bound in after)
+    rank = q * counts[-1][1]
+    lower, below = 0.0, 0.0
+    for bound, count in counts:
+        if count >= rank:
+            if bound == float('inf'):
+                return lower * 1000
+            return (lower + (bound - lower) * (rank - below) / max(count - below, 1e-9)) * 1000
+        lower, below = bound, count
+    return lower * 1000
+
+
+def server_side(rest_port, protocol, measure):
+    """Runs `measure` and returns its result with the server's own p50/p99 for it."""
+    before = latency_buckets(rest_port, protocol)
+    result = measure()
+    after = latency_buckets(rest_port, protocol)
+    return result, (bucket_quantile(before, after, 0.5), bucket_quantile(before, after, 0.99))
 
 
 def rest_caller(port, body):
@@ -149,6 +186,8 @@ def main():
     parser.add_argument('--requests', type=int, default=500, help='latency samples per repeat')
     parser.add_argument('--seconds', type=float, default=5.0, help='duration of each throughput run')
     parser.add_argument('--clients', type=int, default=8)
+    parser.add_argument('--batching-parameters-file', default=os.path.join(REPO, 'serving', 'config', 'batching.config'),
+                        help='batching for the throughput runs (default: the deployment\'s, %(default)s)')
     args = parser.parse_args()
     versions = sorted(v for v in os.listdir(args.model_base_path) if v.isdigit()) \
         if os.path.isdir(args.model_base_path) else []
@@ -170,26 +209,33 @@ def main():
 
     for repeat in range(args.repeats):
         record('in-process single', timed(lambda: serve_raw(**one), args.requests))
-        start, n = time.perf_counter(), 20
-        for _ in range(n):
+        start, n = time.perf_counter(), 0
+        while time.perf_counter() - start < args.seconds:
             serve_raw(**thousand)
+            n += 1
         record('in-process batch 1000 ex/s', n * 1000 / (time.perf_counter() - start))
 
     single_json = json.dumps({'signature_name': 'serving_raw', 'instances': [rows_lib.to_raw_instance(rows[0])]})
     hundred_json = json.dumps({'signature_name': 'serving_raw',
                                'instances': [rows_lib.to_raw_instance(r) for r in rows[:100]]})
-    single_grpc, hundred_grpc = grpc_request(rows[:1]), grpc_request(rows[:100])
+    single_grpc, hundred_grpc, thousand_grpc = grpc_request(rows[:1]), grpc_request(rows[:100]), grpc_request(rows)
     for batching in (False, True):
-        server = ServerProcess(base_path, batching)
+        server = ServerProcess(base_path, args.batching_parameters_file if batching else None)
         tag = 'batching' if batching else 'no batching'
         try:
             for repeat in range(args.repeats):
                 if not batching:
-                    record('REST single', timed(rest_caller(server.rest_port, single_json), args.requests))
-                    record('gRPC single', timed(grpc_caller(server.grpc_port, single_grpc), args.requests))
+                    for name, protocol, call in (
+                            ('REST single', 'rest', rest_caller(server.rest_port, single_json)),
+                            ('gRPC single', 'grpc', grpc_caller(server.grpc_port, single_grpc))):
+                        round_trip, in_server = server_side(server.rest_port, protocol,
+                                                            lambda: timed(call, args.requests))
+                        record(name, round_trip)
+                        record(f'{name}, in server', in_server)
                 for label, factory, size in (
                         ('gRPC 1 ex/request', lambda: grpc_caller(server.grpc_port, single_grpc), 1),
                         ('gRPC 100 ex/request', lambda: grpc_caller(server.grpc_port, hundred_grpc), 100),
+                        ('gRPC 1000 ex/request', lambda: grpc_caller(server.grpc_port, thousand_grpc), 1000),
                         ('REST 100 ex/request', lambda: rest_caller(server.rest_port, hundred_json), 100)):
                     record(f'{label}, {args.clients} clients, {tag} ex/s',
                            throughput(factory, args.clients, size, args.seconds))
@@ -198,10 +244,13 @@ def main():
 
     print('\nLatency, ms (median over repeats of p50 / p99)')
     base_p50 = statistics.median(p50 for p50, _ in results['in-process single'])
-    for name in ('in-process single', 'REST single', 'gRPC single'):
+    print('  (round trips are measured by the client; "in server" is arrival-to-response from the server\'s own')
+    print('   latency histogram, interpolated within its buckets as Prometheus\'s histogram_quantile does)')
+    for name in ('in-process single', 'REST single', 'REST single, in server', 'gRPC single',
+                 'gRPC single, in server'):
         p50 = statistics.median(p for p, _ in results[name])
         p99 = statistics.median(p for _, p in results[name])
-        print(f'  {name:<20} p50 {p50:7.3f}  p99 {p99:7.3f}  p50 overhead vs in-process {p50 - base_p50:+.3f}')
+        print(f'  {name:<24} p50 {p50:7.3f}  p99 {p99:7.3f}  p50 overhead vs in-process {p50 - base_p50:+.3f}')
     print('\nThroughput, examples/s (median over repeats)')
     reference = statistics.median(results['in-process batch 1000 ex/s'])
     for name, values in results.items():
