@@ -6,6 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 WORKSPACE ?= workspace
 RUN_ARGS ?=
+SERVE_ARGS ?=
 
 # Kubeflow build settings; override on the command line or in the environment.
 PIPELINE_IMAGE ?= gcr.io/my-project/chicago-taxi-pipeline:latest
@@ -16,7 +17,7 @@ SERVING_MODEL_DIR ?= $(PIPELINE_BUCKET)/serving_model/chicago-taxi
 
 CI_WORKSPACE ?= build/ci-run
 
-.PHONY: run test benchmark schema-draft compile e2e-small ci-local clean venv
+.PHONY: run test benchmark serve schema-draft compile e2e-small ci-local clean venv
 
 venv: $(STAMP)
 
@@ -35,6 +36,10 @@ test: $(STAMP)
 
 benchmark: $(STAMP)
 	$(BIN)/python benchmarks/pipeline_benchmark.py
+
+# Serve what `make run` pushed, with TF Serving's REST (8501) and gRPC (8500) APIs.
+serve: $(STAMP)
+	$(BIN)/taxi-pipeline serve --model-base-path $(WORKSPACE)/serving_model/chicago-taxi $(SERVE_ARGS)
 
 schema-draft: $(STAMP)
 	$(BIN)/taxi-pipeline schema-draft --data-root $(WORKSPACE)/data
