@@ -15,7 +15,7 @@ import dataclasses
 import queue
 import threading
 import time
-from typing import Dict, List, Mapping, Tuple
+from typing import Dict, List, Mapping
 
 import grpc
 import numpy as np
@@ -44,8 +44,9 @@ class BatchingOptions:
         defaults = cls()
         options = cls(**{field.name: getattr(params, field.name).value if params.HasField(field.name)
                          else getattr(defaults, field.name) for field in dataclasses.fields(cls)})
-        if min(dataclasses.astuple(options)) < 1:
-            raise ValueError(f'{path}: batching parameters must be positive')
+        if min(options.max_batch_size, options.num_batch_threads, options.max_enqueued_batches) < 1 \
+                or options.batch_timeout_micros < 0:
+            raise ValueError(f'{path}: batching parameters must be positive (batch_timeout_micros may be 0)')
         return options
 
 
@@ -59,68 +60,76 @@ class _Task:
 
 
 class Batcher:
-    """Batches one servable's `run_unbatched` calls, per signature."""
+    """Batches one servable's `run_unbatched` calls, per signature.
+
+    At most `max_enqueued_batches * max_batch_size` examples wait at once;
+    beyond that a request fails at once with UNAVAILABLE (clients retry, the
+    autoscaler sees load) instead of making every request slower.
+    """
+
+    _POLL_SECONDS = 0.1  # how soon idle batch threads notice close()
 
     def __init__(self, options: BatchingOptions, on_batch=None):
         self.options = options
         self._on_batch = on_batch
-        self._queues: Dict[Tuple[int, str], queue.Queue] = {}
+        self._queues: Dict[str, queue.Queue] = {}
         self._lock = threading.Lock()
-        self._threads: List[threading.Thread] = []
-        self._closed = False
+        self._queued_examples = 0
+        self._closed = threading.Event()
 
     def _queue_for(self, servable, signature: str) -> queue.Queue:
-        key = (id(servable), signature)
-        with self._lock:
-            if key not in self._queues:
-                q = queue.Queue(maxsize=self.options.max_enqueued_batches * self.options.max_batch_size)
-                # Threads first: a queue nobody serves would hang its requests.
-                for _ in range(self.options.num_batch_threads):
-                    thread = threading.Thread(target=self._loop, args=(servable, signature, q), daemon=True,
-                                              name=f'batch-{signature}')
-                    thread.start()
-                    self._threads.append(thread)
-                self._queues[key] = q
-            return self._queues[key]
+        """The signature's queue; called with the lock held."""
+        if signature not in self._queues:
+            q = queue.Queue()
+            # Threads first: a queue nobody serves would hang its requests.
+            for _ in range(self.options.num_batch_threads):
+                threading.Thread(target=self._loop, args=(servable, signature, q), daemon=True,
+                                 name=f'batch-{signature}').start()
+            self._queues[signature] = q
+        return self._queues[signature]
 
     def run(self, servable, signature: str, inputs: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
         size = len(next(iter(inputs.values())))
-        # Full-size requests gain nothing from waiting; after close (the version
-        # was unloaded while this request held it) there is no batch thread.
-        if size >= self.options.max_batch_size or self._closed:
-            return servable.run_unbatched(signature, inputs)
         task = _Task(inputs, size)
-        try:
-            self._queue_for(servable, signature).put_nowait(task)
-        except queue.Full:
-            raise ServingError(grpc.StatusCode.UNAVAILABLE,
-                               'The batch scheduling queue to which this session run belongs is full') from None
+        with self._lock:
+            # Full-size requests gain nothing from waiting; after close (the
+            # version was unloaded while this request held it) run directly.
+            direct = size >= self.options.max_batch_size or self._closed.is_set()
+            if not direct:
+                if self._queued_examples + size > self.options.max_enqueued_batches * self.options.max_batch_size:
+                    raise ServingError(grpc.StatusCode.UNAVAILABLE,
+                                       'The batch scheduling queue to which this session run belongs is full')
+                self._queued_examples += size
+                self._queue_for(servable, signature).put_nowait(task)
+        if direct:
+            return servable.run_unbatched(signature, inputs)
         task.done.wait()
         if task.error is not None:
             raise task.error
         return task.outputs
 
+    def _take(self, q: queue.Queue, timeout: float):
+        task = q.get(timeout=timeout) if timeout > 0 else q.get_nowait()
+        with self._lock:
+            self._queued_examples -= task.size
+        return task
+
     def _loop(self, servable, signature: str, q: queue.Queue) -> None:
         carried = None
         while True:
-            task = carried or q.get()
+            try:
+                task = carried or self._take(q, self._POLL_SECONDS)
+            except queue.Empty:
+                if self._closed.is_set():  # closed and drained: every queued request was answered
+                    return
+                continue
             carried = None
-            if task is None:  # closed: pass it on to this queue's other threads
-                try:
-                    q.put_nowait(None)
-                except queue.Full:
-                    pass
-                return
             batch, size = [task], task.size
             deadline = time.perf_counter() + self.options.batch_timeout_micros / 1e6
             while size < self.options.max_batch_size:
-                remaining = deadline - time.perf_counter()
                 try:
-                    nxt = q.get(timeout=remaining) if remaining > 0 else q.get_nowait()
+                    nxt = self._take(q, deadline - time.perf_counter())
                 except queue.Empty:
-                    break
-                if nxt is None:
-                    q.put(None)
                     break
                 if size + nxt.size > self.options.max_batch_size or set(nxt.inputs) != set(task.inputs):
                     carried = nxt
@@ -157,8 +166,6 @@ class Batcher:
             task.done.set()
 
     def close(self) -> None:
+        """No new waiting; batch threads answer what is queued, then exit."""
         with self._lock:
-            self._closed = True
-            for q in self._queues.values():
-                q.put(None)
-            self._queues.clear()
+            self._closed.set()

@@ -57,7 +57,7 @@ class ServingCore:
         """Counts and times a finished inference call (status and metadata calls are not counted)."""
         if not call.api:
             return
-        labels = (call.model_name, call.version, call.signature_name or 'serving_default', call.api, call.protocol)
+        labels = (call.model_name, call.version, call.signature_name, call.api, call.protocol)
         self.metrics.requests.labels(*labels, call.code).inc()
         self.metrics.latency.labels(*labels).observe(time.perf_counter() - call.arrival)
         if call.code == 'OK':
@@ -67,9 +67,11 @@ class ServingCore:
                 signature_name: str) -> Tuple[Servable, str]:
         """The servable and signature a request goes to, resolved once: a request
         keeps its servable even if a newer version replaces it meanwhile."""
-        call.api, call.model_name, call.signature_name = api, model_name, signature_name
+        # Metric labels take client-supplied names only once they are known to
+        # exist: a stream of made-up names must not grow the metrics without bound.
+        call.api = api
         servable = self.registry.resolve(model_name, version, label)
-        call.version = str(servable.version)
+        call.model_name, call.version = model_name, str(servable.version)
         call.signature_name = servable.signature(signature_name)
         return servable, call.signature_name
 

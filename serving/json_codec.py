@@ -60,7 +60,14 @@ def to_array(value: Any, spec: tf.TensorSpec, where: str) -> np.ndarray:
         sample = array.flat[0] if array.size else value
         raise invalid(f'{where}: JSON value {json.dumps(sample, default=str)[:80]} is not of expected type: '
                       f'{spec.dtype.name}')
-    return array.astype(spec.dtype.as_numpy_dtype)
+    target = np.dtype(spec.dtype.as_numpy_dtype)
+    if target.kind == 'i' and array.size:
+        # astype would wrap out-of-range integers around (2**63 becomes negative).
+        limits = np.iinfo(target)
+        if array.dtype.kind == 'u' and array.max() > limits.max or \
+                array.dtype.kind == 'i' and (array.max() > limits.max or array.min() < limits.min):
+            raise invalid(f'{where}: value out of range for {spec.dtype.name}')
+    return array.astype(target)
 
 
 def parse_body(body: bytes) -> Dict[str, Any]:
@@ -68,6 +75,8 @@ def parse_body(body: bytes) -> Dict[str, Any]:
         request = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise invalid(f'JSON Parse error: {e}') from None
+    except RecursionError:
+        raise invalid('JSON Parse error: nested too deeply') from None
     if not isinstance(request, dict):
         raise invalid('JSON Value: request body is not an object')
     return request

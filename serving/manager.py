@@ -118,8 +118,8 @@ class ModelManager:
         """Versions with a saved_model.pb and no file modified for settle_seconds."""
         try:
             names = tf.io.gfile.listdir(self.base_path)
-        except tf.errors.NotFoundError:
-            log.warning('model base path %s does not exist', self.base_path)
+        except tf.errors.OpError as e:
+            log.warning('cannot list model base path %s: %s', self.base_path, e.message)
             return []
         stable, seen = [], {}
         for entry in names:
@@ -127,7 +127,11 @@ class ModelManager:
             if not entry.isdigit():
                 continue
             version = int(entry)
-            fingerprint = _fingerprint(os.path.join(self.base_path, entry))
+            try:
+                fingerprint = _fingerprint(os.path.join(self.base_path, entry))
+            except tf.errors.OpError as e:  # deleted while listed, unreadable: skip it this round
+                log.warning('cannot read version %s of %s: %s', entry, self.name, e.message)
+                continue
             if fingerprint is None:
                 continue
             seen[version] = fingerprint
@@ -151,6 +155,11 @@ class ModelManager:
             if keep:
                 for version in sorted(set(self._servables) - keep):
                     self._unload(version)
+
+    def update(self, policy: VersionPolicy, labels: Mapping[str, int]) -> None:
+        """A new policy and labels from the config; applied at the next poll."""
+        with self._poll_lock:
+            self.policy, self.labels = policy, dict(labels)
 
     @property
     def settling(self) -> bool:
@@ -194,18 +203,18 @@ class ModelManager:
             self._on_unloaded(servable)
 
     def close(self) -> None:
-        for servable in self._servables.values():
-            servable.close()
-        self._servables = {}
+        with self._poll_lock:
+            for version in list(self._servables):
+                self._unload(version)
 
     # -- the request side ------------------------------------------------------
 
     def resolve(self, version: Optional[int] = None, label: Optional[str] = None) -> servable_lib.Servable:
-        servables = self._servables
+        servables, labels = self._servables, self.labels  # one consistent snapshot
         if label:
-            if label not in self.labels:
+            if label not in labels:
                 raise invalid(f'Unrecognized servable version label: {label}')
-            version = self.labels[label]
+            version = labels[label]
         if version is not None:
             if version not in servables:
                 raise not_found(f'Servable not found for request: Specific({self.name}, {version})')
@@ -258,7 +267,10 @@ class ModelRegistry:
 
     def poll(self) -> None:
         for manager in self.managers:
-            manager.poll()
+            try:
+                manager.poll()
+            except Exception:  # one model's storage trouble must not stall the others
+                log.exception('polling model %s failed', manager.name)
 
     def close(self) -> None:
         for manager in self.managers:

@@ -80,6 +80,8 @@ class RestApi:
             return 200, self.core.metrics.exposition(), 'text/plain; version=0.0.4'
         match = _MODEL_PATH.match(path)
         if not match:
+            if path.startswith('/v1/'):
+                raise invalid(f'Malformed request: {method} {path}')
             raise not_found(f'Malformed request: {method} {path}')
         name, label, verb = match['name'], match['label'], match['verb']
         version = int(match['version']) if match['version'] else None
@@ -118,24 +120,35 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     sys_version = ''
     # Small responses go out at once instead of waiting on Nagle's algorithm.
     disable_nagle_algorithm = True
+    # A client that stalls (mid-body, or idle on a kept-alive connection)
+    # releases its thread after this long, as TF Serving's HTTP timeout does.
+    timeout = 30
 
     def _serve(self, method: str) -> None:
         server: RestServer = self.server  # type: ignore[assignment]
         call = Call('rest', self.headers.get('X-Request-Id') or new_request_id())
         request_id = call.request_id
+        refusal = None
         try:
             length = int(self.headers.get('Content-Length') or 0)
         except ValueError:
             length = -1
-        if length < 0 or length > server.max_request_bytes:
+        if 'chunked' in self.headers.get('Transfer-Encoding', '').lower():
+            refusal = 411, 'Chunked request bodies are not supported; send a Content-Length'
+        elif length < 0:
+            refusal = 400, 'Invalid Content-Length header'
+        elif length > server.max_request_bytes:
+            refusal = 413, f'Request body of {length} bytes exceeds the limit of {server.max_request_bytes} bytes'
+        if refusal:
             # The body is not read, so the connection cannot be reused.
             self.close_connection = True
-            message = (f'Request body of {length} bytes exceeds the limit of {server.max_request_bytes} bytes'
-                       if length > 0 else 'Invalid Content-Length header')
-            self._reply(413 if length > 0 else 400, json_codec.dumps({'error': message}), 'application/json',
-                        request_id)
+            self._reply(refusal[0], json_codec.dumps({'error': refusal[1]}), 'application/json', request_id)
             return
-        body = self.rfile.read(length) if length else b''
+        try:
+            body = self.rfile.read(length) if length else b''
+        except TimeoutError:
+            self.close_connection = True
+            return
         status, payload, content_type = server.api.handle(method, self.path, body, call)
         self._reply(status, payload, content_type, request_id)
 

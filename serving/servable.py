@@ -77,6 +77,10 @@ class Servable:
         tensors = {}
         for key, spec in specs.items():
             value = inputs[key]
+            expected = np.dtype(object) if spec.dtype == tf.string else np.dtype(spec.dtype.as_numpy_dtype)
+            if value.dtype != expected and not (spec.dtype == tf.string and value.dtype.kind == 'S'):
+                raise invalid(f'Expects arg[{key}] to be {spec.dtype.name} but '
+                              f'{"string" if value.dtype == object else value.dtype.name} is provided')
             if not spec.shape.is_compatible_with(value.shape):
                 raise invalid(f'input "{key}" has shape {list(value.shape)}; signature "{name}" expects '
                               f'{spec.shape.as_list()}')
@@ -107,16 +111,24 @@ class Servable:
         if self.signature_defs[name].method_name != method:
             raise invalid(f'Expected {method.rsplit("/", 1)[-1]} signature method_name to be {method}. '
                           f'Was: {self.signature_defs[name].method_name}')
+        if len(self.input_specs[name]) != 1:
+            raise invalid(f'Expected one input tensor for signature "{name}", found {len(self.input_specs[name])}')
+        if not examples:
+            raise invalid('Input is empty')
         (input_name,) = self.input_specs[name]
         return self.run(name, {input_name: np.array(examples, dtype=object)})
 
     def classify(self, signature_name: str, examples: List[bytes]):
         """(classes [n, k] bytes, scores [n, k]) for serialized tf.Examples."""
         outputs = self._serialized_examples_call(signature_name, CLASSIFY_METHOD, examples)
+        if 'classes' not in outputs and 'scores' not in outputs:
+            raise invalid(f'Expected "classes" or "scores" in classification signature "{signature_name}"')
         return outputs.get('classes'), outputs.get('scores')
 
     def regress(self, signature_name: str, examples: List[bytes]) -> np.ndarray:
         outputs = self._serialized_examples_call(signature_name, REGRESS_METHOD, examples)
+        if 'outputs' not in outputs:
+            raise invalid(f'Expected tensor "outputs" in regression signature "{signature_name}"')
         return np.reshape(outputs['outputs'], [-1])
 
     def warm_up(self) -> int:

@@ -23,6 +23,7 @@ from tensorflow_serving.config import model_server_config_pb2
 from serving import GRPC_PORT, METRICS_PATH, MODEL_NAME, REST_PORT
 from serving.batching import BatchingOptions
 from serving.core import ServingCore
+from serving.errors import invalid
 from serving.grpc_api import create_server as create_grpc_server
 from serving.manager import ModelManager, ModelRegistry, VersionPolicy
 from serving.rest import RestApi, RestServer
@@ -45,7 +46,10 @@ def read_model_config(path: str) -> list[ModelSource]:
     """Models from a TF Serving ModelServerConfig text proto."""
     config = model_server_config_pb2.ModelServerConfig()
     with open(path) as f:
-        text_format.Parse(f.read(), config)
+        try:
+            text_format.Parse(f.read(), config)
+        except text_format.ParseError as e:
+            raise ValueError(f'{path} is not a ModelServerConfig text proto: {e}') from None
     return sources_from_config(config)
 
 
@@ -108,6 +112,9 @@ class ModelServer:
         self._stop = threading.Event()
         self._threads = []
         self._rest: Optional[RestServer] = None
+        self._serving = False
+        # One config change at a time (file watcher and gRPC reloads).
+        self._config_lock = threading.Lock()
         self._grpc = None
         self.rest_port = self.grpc_port = None
         self._config_mtime = self._mtime(settings.model_config_file)
@@ -143,6 +150,7 @@ class ModelServer:
             self.core, f'{s.host}:{s.grpc_port}', s.max_request_bytes,
             reload_config=self.apply_config if s.model_config_file else None)
         self._grpc.start()
+        self._serving = True
         for target, name in ((self._rest.serve_forever, 'rest'), (self._watch, 'watch')):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
@@ -152,10 +160,11 @@ class ModelServer:
     def stop(self) -> None:
         self._stop.set()
         if self._rest:
-            self._rest.shutdown()
+            if self._serving:  # shutdown() waits for serve_forever, which a failed start never ran
+                self._rest.shutdown()
             self._rest.server_close()
         if self._grpc:
-            self._grpc.stop(grace=1).wait()
+            self._grpc.stop(grace=1 if self._serving else None).wait()
         for thread in self._threads:
             thread.join(timeout=5)
         self.registry.close()
@@ -202,9 +211,17 @@ class ModelServer:
 
     def apply_config(self, config: model_server_config_pb2.ModelServerConfig) -> None:
         """HandleReloadConfigRequest: serve exactly the models in `config`."""
-        self._apply_sources(sources_from_config(config))
+        try:
+            sources = sources_from_config(config)
+        except ValueError as e:
+            raise invalid(str(e)) from None
+        self._apply_sources(sources)
 
     def _apply_sources(self, sources) -> None:
+        with self._config_lock:
+            self._apply_sources_locked(sources)
+
+    def _apply_sources_locked(self, sources) -> None:
         managers = {}
         for source in sources:
             try:
@@ -212,7 +229,7 @@ class ModelServer:
             except Exception:
                 current = None
             if current is not None and current.base_path == source.base_path:
-                current.policy, current.labels = source.policy, dict(source.labels)
+                current.update(source.policy, source.labels)
                 managers[source.name] = current
             else:
                 managers[source.name] = self._manager(source)

@@ -149,30 +149,39 @@ class RequestLogger:
             tf.io.gfile.remove(path + '.partial')
 
     def _loop(self) -> None:
-        path, writer, opened, count = self._open()
+        current = None  # (path, writer, opened, count)
         while True:
             try:
                 record = self._queue.get(timeout=1.0)
             except queue.Empty:
                 record = ...
-            if record is None or (count and (count >= self._max_records
-                                             or time.monotonic() - opened >= self._rotate_seconds)):
-                self._finish(path, writer, count)
+            try:
+                if current and (record is None or current[3] >= self._max_records
+                                or time.monotonic() - current[2] >= self._rotate_seconds):
+                    self._finish(*current[:2], current[3])
+                    current = None
                 if record is None:
                     return
-                path, writer, opened, count = self._open()
-            if record is ...:
-                continue
-            try:
+                if record is ...:
+                    continue
+                if current is None:
+                    current = self._open()
+                path, writer, opened, count = current
                 for example in log_examples(record):
                     writer.write(example.SerializeToString())
                     count += 1
-            except Exception:  # a record that cannot be logged must not stop logging
-                log.exception('could not log a request')
-            if self._queue.empty():
-                writer.flush()
+                current = (path, writer, opened, count)
+                if self._queue.empty():
+                    writer.flush()
+            except Exception:  # a full disk or a bad record must not stop logging for good
+                log.exception('request logging failed; continuing with a new file')
+                self._metrics.log_dropped.inc()
+                current = None
 
     def close(self) -> None:
         """Writes what is queued and completes the current file."""
-        self._queue.put(None)
+        try:
+            self._queue.put(None, timeout=10)
+        except queue.Full:
+            log.error('request log did not drain; some records are lost')
         self._thread.join(timeout=30)

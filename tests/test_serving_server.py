@@ -194,6 +194,8 @@ def test_bad_requests_get_tf_serving_errors_and_the_server_keeps_serving(server,
         ('GET', f'{url}/{MODEL_NAME}:predict', None, 400, 'Malformed request'),
         ('GET', f'{url}/no-such-model', None, 404, 'Could not find any versions of model no-such-model'),
         ('GET', f'http://127.0.0.1:{server.rest_port}/v2/other', None, 404, 'Malformed request'),
+        ('GET', f'{url}/{MODEL_NAME}/versions/latest', None, 400, 'Malformed request'),
+        ('POST', f'{url}/{MODEL_NAME}:predict', '[' * 100_000, 400, 'JSON Parse error'),
     ]
     for method, target, body, status, message in cases:
         data = body if isinstance(body, str) or body is None else json.dumps(body)
@@ -213,12 +215,21 @@ def test_bad_requests_get_tf_serving_errors_and_the_server_keeps_serving(server,
     with pytest.raises(ServingClientError) as error:
         grpc_client.predict_request(request)
     assert error.value.code == 'INVALID_ARGUMENT' and 'Missing but required' in error.value.message
+    for name, tensor in rows_lib.raw_batch(held_out_rows[:1]).items():
+        request.inputs[name].CopyFrom(tf.make_tensor_proto(tensor))
+    request.inputs['fare'].CopyFrom(tf.make_tensor_proto(np.array([7], np.int32)))  # TF Serving wants float
+    with pytest.raises(ServingClientError) as error:
+        grpc_client.predict_request(request)
+    assert error.value.code == 'INVALID_ARGUMENT' and 'Expects arg[fare] to be float32 but int32' in error.value.message
     request.inputs['fare'].CopyFrom(tf.make_tensor_proto(np.zeros(400_000, np.float32)))
     with pytest.raises(ServingClientError) as error:
         grpc_client.predict_request(request)
     assert error.value.code == 'RESOURCE_EXHAUSTED'
     with pytest.raises(ServerUnavailable):
         RestClient('127.0.0.1', _free_port()).status()
+
+    chunked = http.post(f'{url}/{MODEL_NAME}:predict', data=iter([json.dumps(good).encode()]))
+    assert chunked.status_code == 411 and 'Content-Length' in chunked.json()['error']
 
     # Still serving, on both protocols.
     assert len(rest.predict(held_out_rows[:2]).probabilities) == 2
@@ -227,6 +238,8 @@ def test_bad_requests_get_tf_serving_errors_and_the_server_keeps_serving(server,
     assert 'tfserving_requests_total{api="predict",code="INVALID_ARGUMENT"' in metrics
     assert 'code="NOT_FOUND"' in metrics and 'protocol="grpc"' in metrics
     assert 'tfserving_request_latency_seconds_bucket' in metrics
+    # Made-up model and signature names never become metric labels.
+    assert 'no-such-model' not in metrics and 'signature_name="nope"' not in metrics
 
 
 class LoadGenerator:
@@ -307,10 +320,10 @@ def test_new_version_swaps_in_under_load_without_a_failed_request_and_corrupt_on
         _wait_for(lambda: load.count > served_before + 20)
         reported = http.get(f'http://127.0.0.1:{server.rest_port}/v1/models/{MODEL_NAME}').json()
         metrics = http.get(f'http://127.0.0.1:{server.rest_port}/monitoring/prometheus/metrics').text
+        final = _status(server)
 
     assert load.failures == []
     assert status.error_code != 'OK' and 'Failed to load version' in status.error_message
-    final = _status(server)
     assert final[version].state == 'END' and final[version].error_code == 'OK'  # unloaded after the swap
     assert final[version + 1].state == 'AVAILABLE'
     assert set(load.versions) == {version, version + 1}
@@ -443,3 +456,17 @@ def test_cli_serves_and_predicts_a_csv(pushed, held_out_rows, expected, tmp_path
     finally:
         serve.send_signal(signal.SIGINT)
         assert serve.wait(timeout=30) == 0
+
+
+def test_a_server_that_cannot_bind_its_port_fails_cleanly(tmp_path):
+    (tmp_path / MODEL_NAME).mkdir()
+    with socket.socket() as taken:
+        taken.bind(('127.0.0.1', 0))
+        taken.listen()
+        server = ModelServer(_settings(tmp_path / MODEL_NAME, grpc_port=taken.getsockname()[1]))
+        with pytest.raises(OSError, match='could not bind the gRPC port'):
+            server.start()
+        stopped = threading.Thread(target=server.stop)
+        stopped.start()
+        stopped.join(timeout=10)
+        assert not stopped.is_alive()  # stop() after a failed start must not hang

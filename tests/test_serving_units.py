@@ -194,3 +194,24 @@ def test_tensor_protos_decode_as_tf_make_ndarray_does(value):
     # TF's shorthand: one value repeated over the whole shape.
     repeated = tf.make_tensor_proto(2.0, shape=[3])
     np.testing.assert_array_equal(to_ndarray(repeated), [2.0, 2.0, 2.0])
+
+
+def test_integers_out_of_range_are_refused_not_wrapped():
+    with pytest.raises(ServingError, match='out of range for int64'):
+        json_codec.to_array([2 ** 63], tf.TensorSpec([None], tf.int64), 'x')
+    with pytest.raises(ServingError, match='out of range for int32'):
+        json_codec.to_array([3_000_000_000], tf.TensorSpec([None], tf.int32), 'x')
+    assert json_codec.to_array([2 ** 62], tf.TensorSpec([None], tf.int64), 'x').tolist() == [2 ** 62]
+
+
+def test_a_closed_batcher_answers_what_was_queued_and_then_runs_requests_directly():
+    servable = DoublingServable()
+    batcher = Batcher(BatchingOptions(max_batch_size=64, batch_timeout_micros=200_000, num_batch_threads=1))
+    queued = {}
+    waiting = threading.Thread(target=lambda: queued.update(r=batcher.run(servable, 's', {'x': np.array([3])})))
+    waiting.start()
+    time.sleep(0.05)  # the request waits for a batch to fill
+    batcher.close()  # the version is unloaded meanwhile
+    waiting.join(timeout=10)
+    assert queued['r']['y'].tolist() == [6]
+    assert batcher.run(servable, 's', {'x': np.array([4])})['y'].tolist() == [8]
