@@ -5,6 +5,7 @@ evaluation metrics, blessing and push.
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Dict, List, Optional
 
 from ml_metadata.metadata_store import metadata_store
@@ -63,6 +64,7 @@ class RunSummary:
             lines.append(f'Blessed: {"yes" if self.blessed else "no"}')
         if self.pushed_to:
             lines.append(f'Pushed to: {self.pushed_to}')
+            lines.append(f'Serve it:  taxi-pipeline serve --model-base-path {os.path.dirname(self.pushed_to)}')
         elif self.blessed is not None:
             lines.append('Pushed: nothing (the model was not blessed)' if not self.blessed else 'Pushed: no')
         if self.failure:

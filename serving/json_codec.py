@@ -42,11 +42,19 @@ def _nested_bytes(value: Any, where: str):
     return _to_bytes(value, where)
 
 
+def _flat(value: Any):
+    if isinstance(value, list):
+        for item in value:
+            yield from _flat(item)
+    else:
+        yield value
+
+
 def to_array(value: Any, spec: tf.TensorSpec, where: str) -> np.ndarray:
     """A JSON value (scalar or nested lists) as an array of the spec's dtype."""
     if spec.dtype == tf.string:
         array = np.array(_nested_bytes(value, where), dtype=object)
-        if array.dtype != object:
+        if any(isinstance(item, list) for item in array.flat):  # numpy keeps ragged rows as lists
             raise invalid(f'{where}: lists are ragged')
         return array
     try:
@@ -57,7 +65,7 @@ def to_array(value: Any, spec: tf.TensorSpec, where: str) -> np.ndarray:
     if allowed is None:
         raise invalid(f'{where}: inputs of type {spec.dtype.name} are not supported over JSON')
     if array.dtype.kind not in allowed:
-        sample = array.flat[0] if array.size else value
+        sample = next((v for v in _flat(value) if np.asarray(v).dtype.kind not in allowed), value)
         raise invalid(f'{where}: JSON value {json.dumps(sample, default=str)[:80]} is not of expected type: '
                       f'{spec.dtype.name}')
     target = np.dtype(spec.dtype.as_numpy_dtype)

@@ -49,6 +49,9 @@ def test_columnar_format_and_single_input_shorthand():
     ({'signature_name': 'x'}, "Missing 'inputs' or 'instances' key"),
     ({'instances': [], 'inputs': {}}, "only one of 'inputs' or 'instances'"),
     ({'instances': [{'fare': 1.0, 'trips': 1, 'company': {'b64': '***'}}]}, 'not valid base64'),
+    ({'inputs': {'fare': [7.25, None], 'trips': [1, 2], 'company': ['a', 'b']}}, 'JSON value null is not'),
+    ({'instances': [{'fare': 1.0, 'trips': 1, 'company': ['a']}, {'fare': 1.0, 'trips': 1, 'company': ['b', 'c']}]},
+     'lists are ragged'),
 ])
 def test_bad_requests_are_invalid_argument_with_a_reason(request_body, message):
     with pytest.raises(ServingError) as error:
