@@ -73,11 +73,13 @@ class ServerProcess:
         if batching_file:
             cmd += ['--enable-batching', '--batching-parameters-file', batching_file]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        output = []
         for line in self.proc.stdout:
+            output.append(line)
             if 'Press Ctrl-C' in line:
                 break
         else:
-            raise RuntimeError(f'the server did not start: exit {self.proc.wait()}')
+            raise RuntimeError(f'the server did not start (exit {self.proc.wait()}): {"".join(output[-5:])}')
         threading.Thread(target=lambda: [None for _ in self.proc.stdout], daemon=True).start()
 
     def stop(self):
