@@ -19,7 +19,6 @@ from typing import Dict, List, Mapping
 
 import grpc
 import numpy as np
-from google.protobuf import text_format
 
 from serving import protos
 from serving.errors import ServingError
@@ -35,12 +34,7 @@ class BatchingOptions:
     @classmethod
     def from_file(cls, path: str) -> 'BatchingOptions':
         """Reads TF Serving's BatchingParameters text proto, as strictly as TF Serving."""
-        params = protos.BatchingParameters()
-        with open(path) as f:
-            try:
-                text_format.Parse(f.read(), params)
-            except text_format.ParseError as e:
-                raise ValueError(f'{path}: not a BatchingParameters text proto: {e}') from None
+        params = protos.read_text(path, protos.BatchingParameters())
         defaults = cls()
         options = cls(**{field.name: getattr(params, field.name).value if params.HasField(field.name)
                          else getattr(defaults, field.name) for field in dataclasses.fields(cls)})

@@ -54,6 +54,15 @@ def _version_and_label(model_spec):
     return version, (model_spec.version_label or None)
 
 
+def _answered_by(response, servable, signature: str = ''):
+    """Fills the response's model_spec with the version that answered."""
+    response.model_spec.name = servable.name
+    response.model_spec.version.value = servable.version
+    if signature:
+        response.model_spec.signature_name = signature
+    return response
+
+
 def _request_id(context) -> str:
     for key, value in context.invocation_metadata() or ():
         if key == 'x-request-id':
@@ -91,10 +100,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         servable, signature = self.core.resolve(call, 'predict', request.model_spec.name, version, label,
                                                 request.model_spec.signature_name)
         outputs = self.core.predict(call, servable, signature, inputs, output_filter=list(request.output_filter))
-        response = predict_pb2.PredictResponse()
-        response.model_spec.name = servable.name
-        response.model_spec.version.value = servable.version
-        response.model_spec.signature_name = signature
+        response = _answered_by(predict_pb2.PredictResponse(), servable, signature)
         for name, value in outputs.items():
             response.outputs[name].CopyFrom(tf.make_tensor_proto(value))
         return response
@@ -105,9 +111,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         servable, signature = self.core.resolve(call, 'classify', request.model_spec.name, version, label,
                                                 request.model_spec.signature_name)
         classes, scores = self.core.classify(call, servable, signature, _examples(request.input))
-        response = classification_pb2.ClassificationResponse()
-        response.model_spec.name, response.model_spec.signature_name = servable.name, signature
-        response.model_spec.version.value = servable.version
+        response = _answered_by(classification_pb2.ClassificationResponse(), servable, signature)
         for i in range(len(scores if scores is not None else classes)):
             classification = response.result.classifications.add()
             for j in range(len(scores[i]) if scores is not None else len(classes[i])):
@@ -124,9 +128,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         servable, signature = self.core.resolve(call, 'regress', request.model_spec.name, version, label,
                                                 request.model_spec.signature_name)
         values = self.core.regress(call, servable, signature, _examples(request.input))
-        response = regression_pb2.RegressionResponse()
-        response.model_spec.name, response.model_spec.signature_name = servable.name, signature
-        response.model_spec.version.value = servable.version
+        response = _answered_by(regression_pb2.RegressionResponse(), servable, signature)
         for value in values:
             response.result.regressions.add().value = float(value)
         return response
@@ -139,9 +141,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                           'use "signature_def"')
         version, label = _version_and_label(request.model_spec)
         servable = self.core.registry.resolve(request.model_spec.name, version, label)
-        response = get_model_metadata_pb2.GetModelMetadataResponse()
-        response.model_spec.name = servable.name
-        response.model_spec.version.value = servable.version
+        response = _answered_by(get_model_metadata_pb2.GetModelMetadataResponse(), servable)
         response.metadata['signature_def'].Pack(signature_def_map(servable))
         return response
 

@@ -28,7 +28,7 @@ from typing import Dict, FrozenSet, List, Optional
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from serving import CANARY_LABEL, MODEL_NAME, STABLE_LABEL
+from serving import CANARY_LABEL, MODEL_NAME, STABLE_LABEL, protos
 
 
 def _read(config_path: str):
@@ -40,10 +40,7 @@ def _read(config_path: str):
         if line.strip() and not line.lstrip().startswith('#'):
             break
         header.append(line)
-    try:
-        config = text_format.Parse(text, model_server_config_pb2.ModelServerConfig())
-    except text_format.ParseError as e:
-        raise ValueError(f'{config_path}: not a ModelServerConfig text proto: {e}') from None
+    config = protos.parse_text(text, model_server_config_pb2.ModelServerConfig(), config_path)
     return ''.join(header), config
 
 

@@ -9,7 +9,7 @@ unknown fields, wrong types, and `max_batch_size: 256` where an Int64Value is
 needed are all rejected. The embedded server reads its batching file with it.
 """
 
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, wrappers_pb2
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format, wrappers_pb2
 
 
 def _field(name, number, type_, type_name=None, repeated=False):
@@ -54,3 +54,17 @@ def _message_classes():
 
 
 MonitoringConfig, BatchingParameters = _message_classes()
+
+
+def parse_text(text: str, message, source: str):
+    """Parses a text-format proto into `message`; ValueError naming `source` if it is not one."""
+    try:
+        return text_format.Parse(text, message)
+    except text_format.ParseError as e:
+        raise ValueError(f'{source}: not a {message.DESCRIPTOR.name} text proto: {e}') from None
+
+
+def read_text(path: str, message):
+    """`message` parsed from the text-format file at `path`."""
+    with open(path) as f:
+        return parse_text(f.read(), message, path)

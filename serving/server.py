@@ -17,10 +17,9 @@ import threading
 import time
 from typing import Dict, Optional
 
-from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from serving import GRPC_PORT, METRICS_PATH, MODEL_NAME, REST_PORT
+from serving import GRPC_PORT, METRICS_PATH, MODEL_NAME, REST_PORT, protos
 from serving.batching import BatchingOptions
 from serving.core import ServingCore
 from serving.errors import invalid
@@ -44,13 +43,7 @@ class ModelSource:
 
 def read_model_config(path: str) -> list[ModelSource]:
     """Models from a TF Serving ModelServerConfig text proto."""
-    config = model_server_config_pb2.ModelServerConfig()
-    with open(path) as f:
-        try:
-            text_format.Parse(f.read(), config)
-        except text_format.ParseError as e:
-            raise ValueError(f'{path} is not a ModelServerConfig text proto: {e}') from None
-    return sources_from_config(config)
+    return sources_from_config(protos.read_text(path, model_server_config_pb2.ModelServerConfig()))
 
 
 def sources_from_config(config: model_server_config_pb2.ModelServerConfig) -> list[ModelSource]:
