@@ -33,6 +33,7 @@ def configure_logging(verbose: bool) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
+    import serving  # the serving contract: names and ports only, no TensorFlow
     parser = argparse.ArgumentParser(prog='taxi-pipeline', description=__doc__.split('\n')[0])
     sub = parser.add_subparsers(dest='command', required=True)
 
@@ -97,15 +98,15 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser('serve', help="serve pushed models with TF Serving's REST and gRPC APIs (embedded server)")
     source = serve.add_mutually_exclusive_group()
-    source.add_argument('--model-base-path', default=os.path.join('workspace', 'serving_model', 'chicago-taxi'),
+    source.add_argument('--model-base-path', default=os.path.join('workspace', 'serving_model', serving.MODEL_NAME),
                         help="the Pusher's versioned directory (default: %(default)s)")
     source.add_argument('--model-config-file', help='a TF Serving ModelServerConfig (models, policies, labels), '
                         're-read when it changes, e.g. serving/config/models.config with a local base_path')
-    serve.add_argument('--model-name', default='chicago-taxi')
+    serve.add_argument('--model-name', default=serving.MODEL_NAME)
     serve.add_argument('--version-policy', default='latest:1', help='latest:N, all, or specific:V1,V2 (default: %(default)s)')
     serve.add_argument('--host', default='127.0.0.1', help='interface to bind (default: loopback only)')
-    serve.add_argument('--rest-port', type=int, default=8501)
-    serve.add_argument('--grpc-port', type=int, default=8500)
+    serve.add_argument('--rest-port', type=int, default=serving.REST_PORT)
+    serve.add_argument('--grpc-port', type=int, default=serving.GRPC_PORT)
     serve.add_argument('--poll-seconds', type=float, default=1.0, help='how often the base path is checked')
     serve.add_argument('--config-poll-seconds', type=float, default=10.0, help='how often the config file is checked')
     serve.add_argument('--enable-batching', action='store_true', help='server-side batching of concurrent requests')
@@ -118,8 +119,8 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument('csv', help='CSV with a header of raw columns (extra columns, like tips, are ignored)')
     predict.add_argument('--server', default='localhost', help='model server host (default: %(default)s)')
     predict.add_argument('--protocol', choices=['rest', 'grpc'], default='rest')
-    predict.add_argument('--port', type=int, help='default: 8501 for REST, 8500 for gRPC')
-    predict.add_argument('--model-name', default='chicago-taxi')
+    predict.add_argument('--port', type=int, help=f'default: {serving.REST_PORT} for REST, {serving.GRPC_PORT} for gRPC')
+    predict.add_argument('--model-name', default=serving.MODEL_NAME)
     target = predict.add_mutually_exclusive_group()
     target.add_argument('--version', type=int, help='a specific model version')
     target.add_argument('--label', help='a version label, e.g. stable or canary')

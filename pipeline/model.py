@@ -36,7 +36,7 @@ from tensorflow.core.protobuf import saved_model_pb2
 
 from pipeline.config import Hyperparameters
 from pipeline.features import FEATURES, LABEL
-from serving import warmup
+from serving import CLASSIFY_METHOD, REGRESS_METHOD, warmup
 
 # AutoGraph skips the `keras` package but not `tf_keras`, its Keras 2 twin, so
 # every Keras layer call gets AST-converted while tracing: measured here, 60 of
@@ -46,8 +46,6 @@ if not any(getattr(rule, 'module_prefix', None) == 'tf_keras' for rule in autogr
 
 PREDICTION_KEY = 'probabilities'
 RAW_SIGNATURE = 'serving_raw'
-CLASSIFY_METHOD = 'tensorflow/serving/classify'
-REGRESS_METHOD = 'tensorflow/serving/regress'
 # Class labels of the Classify API: not a big tipper, a big tipper.
 CLASS_LABELS = ('0', '1')
 

@@ -20,3 +20,7 @@ WARMUP_FILE = 'assets.extra/tf_serving_warmup_requests'
 # The version labels the deployment uses for canary and rollback.
 STABLE_LABEL = 'stable'
 CANARY_LABEL = 'canary'
+# TF Serving's SignatureDef method names; Classify and Regress accept only their own.
+PREDICT_METHOD = 'tensorflow/serving/predict'
+CLASSIFY_METHOD = 'tensorflow/serving/classify'
+REGRESS_METHOD = 'tensorflow/serving/regress'

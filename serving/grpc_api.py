@@ -90,15 +90,17 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     def __init__(self, core: ServingCore):
         self.core = core
 
+    def _resolve(self, call, api: str, model_spec):
+        version, label = _version_and_label(model_spec)
+        return self.core.resolve(call, api, model_spec.name, version, label, model_spec.signature_name)
+
     @_guarded
     def Predict(self, request: predict_pb2.PredictRequest, context, call):  # noqa: N802 (gRPC naming)
-        version, label = _version_and_label(request.model_spec)
         try:
             inputs = {k: to_ndarray(v) for k, v in request.inputs.items()}
         except (TypeError, ValueError) as e:
             raise invalid(f'Invalid input tensor: {e}') from None
-        servable, signature = self.core.resolve(call, 'predict', request.model_spec.name, version, label,
-                                                request.model_spec.signature_name)
+        servable, signature = self._resolve(call, 'predict', request.model_spec)
         outputs = self.core.predict(call, servable, signature, inputs, output_filter=list(request.output_filter))
         response = _answered_by(predict_pb2.PredictResponse(), servable, signature)
         for name, value in outputs.items():
@@ -107,9 +109,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     @_guarded
     def Classify(self, request: classification_pb2.ClassificationRequest, context, call):  # noqa: N802
-        version, label = _version_and_label(request.model_spec)
-        servable, signature = self.core.resolve(call, 'classify', request.model_spec.name, version, label,
-                                                request.model_spec.signature_name)
+        servable, signature = self._resolve(call, 'classify', request.model_spec)
         classes, scores = self.core.classify(call, servable, signature, _examples(request.input))
         response = _answered_by(classification_pb2.ClassificationResponse(), servable, signature)
         for i in range(len(scores if scores is not None else classes)):
@@ -124,9 +124,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     @_guarded
     def Regress(self, request: regression_pb2.RegressionRequest, context, call):  # noqa: N802
-        version, label = _version_and_label(request.model_spec)
-        servable, signature = self.core.resolve(call, 'regress', request.model_spec.name, version, label,
-                                                request.model_spec.signature_name)
+        servable, signature = self._resolve(call, 'regress', request.model_spec)
         values = self.core.regress(call, servable, signature, _examples(request.input))
         response = _answered_by(regression_pb2.RegressionResponse(), servable, signature)
         for value in values:

@@ -17,13 +17,10 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 
-from serving import warmup
+from serving import CLASSIFY_METHOD, REGRESS_METHOD, warmup
 from serving.errors import ServingError, invalid
 
 DEFAULT_SIGNATURE = 'serving_default'
-PREDICT_METHOD = 'tensorflow/serving/predict'
-CLASSIFY_METHOD = 'tensorflow/serving/classify'
-REGRESS_METHOD = 'tensorflow/serving/regress'
 
 
 def read_signature_defs(model_dir: str) -> Dict[str, meta_graph_pb2.SignatureDef]:
