@@ -1,18 +1,26 @@
 # The pipeline image: TFX 1.16 with this project installed, so every Kubeflow
 # task (and Dataflow worker) imports user code by module path, e.g.
-# pipeline.preprocessing.preprocessing_fn, exactly as tested locally.
+# taxi_model.preprocessing.preprocessing_fn, exactly as tested locally.
 FROM tensorflow/tfx:1.16.0
+
+# tf.Transform and TFMA need Keras 2; TF 2.16's tf.keras is Keras 3 unless this
+# is set before TensorFlow loads. Set here, every task process gets it.
+ENV TF_USE_LEGACY_KERAS=1
 
 WORKDIR /pipeline
 # Dependencies come from the TFX image; install only this package on top, so
-# the image's tested TFX/TensorFlow stack is not re-resolved.
-COPY setup.py README.md ./
-COPY pipeline/ pipeline/
+# the image's tested TFX/TensorFlow stack is not re-resolved. Transform and
+# Trainer tasks need taxi_model/, components/ and schemas/; pipeline/, cli/ and
+# serving/ are for the operator's commands run from the same image.
+COPY setup.py README.md atomic_file.py ./
+COPY taxi_model/ taxi_model/
 COPY components/ components/
 COPY schemas/ schemas/
+COPY pipeline/ pipeline/
 COPY serving/ serving/
+COPY cli/ cli/
 RUN pip install --no-cache-dir --no-deps -e /pipeline \
-    && python -c "import pipeline.pipeline, components.anomalies_gate, schemas; print(schemas.CURATED_SCHEMA)"
+    && python -c "import taxi_model.model, taxi_model.preprocessing, components.trainer, schemas; print(schemas.CURATED_SCHEMA)"
 
 # KubeflowV2DagRunner sets the command per task; this is for running by hand.
 ENTRYPOINT ["python", "-m", "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"]

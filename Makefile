@@ -46,7 +46,7 @@ schema-draft: $(STAMP)
 
 compile: $(STAMP)
 	$(BIN)/taxi-pipeline compile --image $(PIPELINE_IMAGE) --pipeline-root $(PIPELINE_ROOT) \
-		--data-root $(DATA_ROOT) --serving-model-dir $(SERVING_MODEL_DIR) --output-dir kfp/build
+		--data-root $(DATA_ROOT) --serving-model-dir $(SERVING_MODEL_DIR) --output-dir kfp
 
 # A small end-to-end LocalDagRunner run (3,000 rows, 200 steps), as Cloud Build does.
 e2e-small: $(STAMP)

@@ -12,7 +12,8 @@ setup(
     version='0.1.0',
     description='Chicago Taxi tip prediction as a TFX pipeline on Kubeflow',
     python_requires='>=3.9,<3.12',
-    packages=['pipeline', 'components', 'schemas', 'serving'],
+    packages=['taxi_model', 'components', 'pipeline', 'serving', 'cli', 'schemas'],
+    py_modules=['atomic_file'],
     package_data={'schemas': ['*.pbtxt']},
     install_requires=[
         'tfx>=1.16,<1.17',
@@ -25,6 +26,6 @@ setup(
         'kfp>=2.7,<2.8',
         'tensorflow-serving-api>=2.16,<2.17',
     ],
-    extras_require={'test': ['pytest']},
-    entry_points={'console_scripts': ['taxi-pipeline=pipeline.cli:main']},
+    extras_require={'test': ['pytest', 'dockerfile-parse']},
+    entry_points={'console_scripts': ['taxi-pipeline=cli.main:main']},
 )

@@ -16,7 +16,6 @@ import warnings
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 warnings.simplefilter('ignore')
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, 'tests'))
 CLI = os.path.join(os.path.dirname(sys.executable), 'taxi-pipeline')
 
 
@@ -34,8 +33,8 @@ def main():
     args = parser.parse_args()
 
     import schemas
-    from kfp_harness import LocalKfpRun
     from pipeline import data
+    from pipeline.kfp_local_runner import LocalKfpRun, image_environment
 
     compile_times, local_times, harness_times = [], [], []
     for i in range(args.repeats):
@@ -52,7 +51,8 @@ def main():
             local_cmd = [CLI, 'run', '--workspace', os.path.join(tmp, 'local'), '--data-root',
                          os.path.join(tmp, 'data'), '--train-steps', str(args.train_steps)]
             local_times.append(timed(lambda: subprocess.run(local_cmd, check=True, capture_output=True)))
-            run = LocalKfpRun(spec, os.path.join(tmp, 'kfp_root'))
+            run = LocalKfpRun(spec, os.path.join(tmp, 'kfp_root'),
+                              env=image_environment(os.path.join(REPO, 'Dockerfile')))
             harness_times.append(timed(run.run))
             print(f'[{i + 1}/{args.repeats}] compile {compile_times[-1]:5.1f} s   LocalDagRunner {local_times[-1]:5.1f} s'
                   f'   compiled spec via harness {harness_times[-1]:5.1f} s', flush=True)

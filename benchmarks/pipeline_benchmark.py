@@ -69,9 +69,9 @@ def run_reference(home):
 
 
 def eval_metrics(workspace):
-    from pipeline import summary
+    from pipeline import run_summary
     from pipeline.config import PipelineConfig
-    result = summary.summarize_latest_run(PipelineConfig.for_workspace(workspace), wall_seconds=0)
+    result = run_summary.summarize_latest_run(PipelineConfig.for_workspace(workspace), wall_seconds=0)
     return result.metrics, result.blessed
 
 

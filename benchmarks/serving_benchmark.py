@@ -28,6 +28,8 @@ import urllib.request
 import warnings
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
+# Keras 2 for tf.Transform's layer inside the SavedModel, before TensorFlow loads.
+os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
 warnings.simplefilter('ignore')
 
 import grpc  # noqa: E402
@@ -35,9 +37,10 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc  # noqa: E402
 
-import pipeline  # noqa: E402,F401  (Keras 2 before TensorFlow's Keras loads)
-from pipeline import data, requests as rows_lib  # noqa: E402
-from serving import METRICS_PATH, MODEL_NAME  # noqa: E402
+from pipeline import data  # noqa: E402
+from pipeline.config import PIPELINE_NAME as MODEL_NAME  # noqa: E402
+from serving import METRICS_PATH  # noqa: E402
+from taxi_model import contract  # noqa: E402
 
 VENV_BIN = os.path.dirname(sys.executable)
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -142,8 +145,8 @@ def rest_caller(port, body):
 
 def grpc_request(rows):
     request = predict_pb2.PredictRequest()
-    request.model_spec.name, request.model_spec.signature_name = MODEL_NAME, 'serving_raw'
-    for name, tensor in rows_lib.raw_batch(rows).items():
+    request.model_spec.name, request.model_spec.signature_name = MODEL_NAME, contract.PREDICT_RAW
+    for name, tensor in contract.raw_inputs(rows).items():
         request.inputs[name].CopyFrom(tf.make_tensor_proto(tensor))
     return request
 
@@ -202,8 +205,8 @@ def main():
           f'{args.clients} concurrent clients for throughput')
 
     model = tf.saved_model.load(os.path.join(base_path, versions[-1]))
-    serve_raw = model.signatures['serving_raw']
-    one, thousand = rows_lib.raw_batch(rows[:1]), rows_lib.raw_batch(rows)
+    serve_raw = model.signatures[contract.PREDICT_RAW]
+    one, thousand = ({k: tf.constant(v) for k, v in contract.raw_inputs(batch).items()} for batch in (rows[:1], rows))
     results = {}
 
     def record(name, value):
@@ -217,9 +220,9 @@ def main():
             n += 1
         record('in-process batch 1000 ex/s', n * 1000 / (time.perf_counter() - start))
 
-    single_json = json.dumps({'signature_name': 'serving_raw', 'instances': [rows_lib.to_raw_instance(rows[0])]})
-    hundred_json = json.dumps({'signature_name': 'serving_raw',
-                               'instances': [rows_lib.to_raw_instance(r) for r in rows[:100]]})
+    single_json = json.dumps({'signature_name': contract.PREDICT_RAW, 'instances': [contract.to_raw_instance(rows[0])]})
+    hundred_json = json.dumps({'signature_name': contract.PREDICT_RAW,
+                               'instances': [contract.to_raw_instance(r) for r in rows[:100]]})
     single_grpc, hundred_grpc, thousand_grpc = grpc_request(rows[:1]), grpc_request(rows[:100]), grpc_request(rows)
     for batching in (False, True):
         server = ServerProcess(base_path, args.batching_parameters_file if batching else None)

@@ -1,27 +1,86 @@
-"""Evaluator whose baseline may be empty (the first run has nothing pushed yet)."""
+"""Evaluator whose gates are float exec properties, and whose baseline may be empty.
 
-from tfx import v1 as tfx
+Two things TFX's Evaluator leaves to the pipeline author:
+- The thresholds live inside the EvalConfig proto, where KubeflowV2DagRunner
+  cannot put a runtime parameter. Here `min_auc`, `min_accuracy` and
+  `max_auc_drop` are float exec properties (Kubeflow Pipelines parameters),
+  and the executor adds the gates they define to the EvalConfig it is given.
+- The first run has nothing pushed yet, so the baseline is an empty Model
+  artifact; the executor drops it, and TFMA validates absolute thresholds only
+  (TFX's own rubber stamp when there is no baseline).
+"""
+
+from typing import Optional, Union
+
+import tensorflow_model_analysis as tfma
+from google.protobuf import json_format
+from tfx import types
 from tfx.components.evaluator import executor as evaluator_executor
-from tfx.dsl.components.base import executor_spec
-from tfx.types import standard_component_specs
+from tfx.dsl.components.base import base_beam_component, executor_spec
+from tfx.orchestration import data_types
+from tfx.types import standard_artifacts, standard_component_specs
+from tfx.types.component_spec import ExecutionParameter
 
 from components.baseline_model import has_model
 
+MIN_AUC, MIN_ACCURACY, MAX_AUC_DROP = 'min_auc', 'min_accuracy', 'max_auc_drop'
+FloatParameter = Union[float, data_types.RuntimeParameter]
+
+
+def gated(eval_config: tfma.EvalConfig, min_auc: float, min_accuracy: float, max_auc_drop: float) -> tfma.EvalConfig:
+    """`eval_config` plus the blessing gates: AUC and accuracy floors, and how far
+    AUC may fall below the baseline's. Gates apply to the overall slice only: a
+    slice such as payment_type "Unknown" has a few dozen rows, too few to judge by."""
+    def overall(threshold):
+        return tfma.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()], threshold=threshold)
+
+    gates = tfma.MetricsSpec(metrics=[
+        tfma.MetricConfig(class_name='AUC', per_slice_thresholds=[overall(tfma.MetricThreshold(
+            value_threshold=tfma.GenericValueThreshold(lower_bound={'value': min_auc}),
+            # Ignored when there is no baseline (the first push).
+            change_threshold=tfma.GenericChangeThreshold(
+                direction=tfma.MetricDirection.HIGHER_IS_BETTER, absolute={'value': -max_auc_drop})))]),
+        tfma.MetricConfig(class_name='BinaryAccuracy', per_slice_thresholds=[overall(tfma.MetricThreshold(
+            value_threshold=tfma.GenericValueThreshold(lower_bound={'value': min_accuracy})))]),
+    ])
+    result = tfma.EvalConfig()
+    result.CopyFrom(eval_config)
+    result.metrics_specs.append(gates)
+    return result
+
+
+class EvaluatorSpec(standard_component_specs.EvaluatorSpec):
+    PARAMETERS = {**standard_component_specs.EvaluatorSpec.PARAMETERS,
+                  MIN_AUC: ExecutionParameter(type=float),
+                  MIN_ACCURACY: ExecutionParameter(type=float),
+                  MAX_AUC_DROP: ExecutionParameter(type=float)}
+
 
 class Executor(evaluator_executor.Executor):
-    """Drops an empty baseline, so TFMA validates absolute thresholds only.
-
-    With no baseline, TFX's Evaluator already skips change thresholds
-    (rubber stamp); it just needs the input to be absent rather than empty.
-    """
-
     def Do(self, input_dict, output_dict, exec_properties):
         key = standard_component_specs.BASELINE_MODEL_KEY
         baselines = input_dict.get(key) or []
         if baselines and not has_model(baselines[0]):
             input_dict = {**input_dict, key: []}
+        config_key = standard_component_specs.EVAL_CONFIG_KEY
+        eval_config = json_format.Parse(exec_properties[config_key], tfma.EvalConfig())
+        eval_config = gated(eval_config, float(exec_properties[MIN_AUC]), float(exec_properties[MIN_ACCURACY]),
+                            float(exec_properties[MAX_AUC_DROP]))
+        exec_properties = {**exec_properties, config_key: json_format.MessageToJson(eval_config)}
         return super().Do(input_dict, output_dict, exec_properties)
 
 
-class Evaluator(tfx.components.Evaluator):
+class Evaluator(base_beam_component.BaseBeamComponent):
+    """TFX's Evaluator (TFMA) with its blessing gates as parameters."""
+
+    SPEC_CLASS = EvaluatorSpec
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
+
+    def __init__(self, examples: types.BaseChannel, model: types.BaseChannel, baseline_model: types.BaseChannel,
+                 eval_config: tfma.EvalConfig, min_auc: FloatParameter, min_accuracy: FloatParameter,
+                 max_auc_drop: FloatParameter, schema: Optional[types.BaseChannel] = None):
+        super().__init__(spec=EvaluatorSpec(
+            examples=examples, model=model, baseline_model=baseline_model, eval_config=eval_config, schema=schema,
+            min_auc=min_auc, min_accuracy=min_accuracy, max_auc_drop=max_auc_drop,
+            evaluation=types.Channel(type=standard_artifacts.ModelEvaluation),
+            blessing=types.Channel(type=standard_artifacts.ModelBlessing)))

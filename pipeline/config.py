@@ -1,37 +1,26 @@
-"""The pipeline's configuration: one typed object, built once, passed down."""
+"""The pipeline's configuration: one typed object for every target, built once, passed down.
+
+The same `PipelineConfig` describes a local run (LocalDagRunner, SQLite ML
+Metadata, Beam DirectRunner) and a Kubeflow compile (with `kubeflow` set, and
+Beam on the DirectRunner in the container or on Dataflow). Every default is
+stated here once; the CLI's flags and the compiled spec's parameters take
+theirs from these fields.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Dict, List, Optional
+from typing import List, Mapping, Optional
 
 import schemas
+from taxi_model.hyperparameters import Hyperparameters
 
 PIPELINE_NAME = 'chicago-taxi'
-
-
-@dataclasses.dataclass(frozen=True)
-class Hyperparameters:
-    """Passed through Trainer's `custom_config`, so runs record them in MLMD."""
-
-    batch_size: int = 64
-    learning_rate: float = 0.003
-    hidden_units: tuple = (64, 32)
-    embedding_dim: int = 8
-    seed: int = 42
-
-    @classmethod
-    def from_custom_config(cls, custom_config: Dict | None) -> 'Hyperparameters':
-        values = dict((custom_config or {}).get('hyperparameters', {}))
-        if 'hidden_units' in values:
-            values['hidden_units'] = tuple(values['hidden_units'])
-        return cls(**values)
-
-    def to_custom_config(self) -> Dict:
-        values = dataclasses.asdict(self)
-        values['hidden_units'] = list(self.hidden_units)
-        return {'hyperparameters': values}
+BEAM_RUNNERS = ('DirectRunner', 'DataflowRunner')
+# Where the Dockerfile installs this project inside the pipeline image.
+IMAGE_PROJECT_DIR = '/pipeline'
+IMAGE_SCHEMA_FILE = f'{IMAGE_PROJECT_DIR}/schemas/schema.pbtxt'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,23 +34,92 @@ class Thresholds:
 
 
 @dataclasses.dataclass(frozen=True)
+class Resources:
+    """A Kubeflow task's container limits."""
+
+    cpu: float
+    memory_gb: float
+
+
+# Kubeflow container limits by node id; components not listed get the cluster default.
+DEFAULT_RESOURCES: Mapping[str, Resources] = {'Transform': Resources(cpu=2, memory_gb=8),
+                                              'Trainer': Resources(cpu=4, memory_gb=8)}
+
+
+@dataclasses.dataclass(frozen=True)
+class BeamSettings:
+    """Where Beam runs: in process (DirectRunner) or on Dataflow."""
+
+    runner: str = 'DirectRunner'
+    # DirectRunner workers; more than 1 uses threads, never multi_processing,
+    # which has lost rows in TFDV (tensorflow/data-validation#247).
+    direct_workers: int = 1
+    gcp_project: Optional[str] = None
+    gcp_region: Optional[str] = None
+    temp_location: Optional[str] = None
+
+    def __post_init__(self):
+        if self.runner not in BEAM_RUNNERS:
+            raise ValueError(f'beam runner must be one of {", ".join(BEAM_RUNNERS)}, not {self.runner!r}')
+        if self.direct_workers < 1:
+            raise ValueError('beam direct_workers must be at least 1')
+        if self.runner == 'DataflowRunner':
+            missing = [name for name in ('gcp_project', 'gcp_region', 'temp_location') if not getattr(self, name)]
+            if missing:
+                raise ValueError(f'DataflowRunner needs {", ".join(missing)}')
+
+    def args(self, image: Optional[str] = None) -> List[str]:
+        """Beam pipeline args; on Dataflow, workers start from `image`, so user code imports as it does here."""
+        if self.runner == 'DataflowRunner':
+            return ['--runner=DataflowRunner', f'--project={self.gcp_project}', f'--region={self.gcp_region}',
+                    f'--temp_location={self.temp_location}', '--experiments=use_runner_v2'] + (
+                        [f'--sdk_container_image={image}'] if image else [])
+        # One in-memory worker is fastest for small data.
+        if self.direct_workers == 1:
+            return ['--direct_running_mode=in_memory', '--direct_num_workers=1']
+        return ['--direct_running_mode=multi_threading', f'--direct_num_workers={self.direct_workers}']
+
+
+@dataclasses.dataclass(frozen=True)
+class KubeflowSettings:
+    """What only a Kubeflow compile needs: the image every task runs in, and limits."""
+
+    image: str
+    resources: Mapping[str, Resources] = dataclasses.field(default_factory=lambda: dict(DEFAULT_RESOURCES))
+
+    def __post_init__(self):
+        if not self.image:
+            raise ValueError('a Kubeflow compile needs the pipeline image')
+
+
+@dataclasses.dataclass(frozen=True)
 class PipelineConfig:
     data_root: str
     pipeline_root: str
-    metadata_path: str
     serving_model_dir: str
+    # SQLite ML Metadata of local runs; on Kubeflow the backend owns ML Metadata.
+    metadata_path: Optional[str] = None
     pipeline_name: str = PIPELINE_NAME
     schema_file: str = schemas.CURATED_SCHEMA
     train_steps: int = 1000
     eval_steps: int = 100
-    beam_workers: int = 1
     enable_cache: bool = True
     thresholds: Thresholds = Thresholds()
     hyperparameters: Hyperparameters = Hyperparameters()
-    # Extra Beam flags (e.g. DataflowRunner options); replace the local defaults.
-    beam_args: Optional[List[str]] = None
+    beam: BeamSettings = BeamSettings()
+    kubeflow: Optional[KubeflowSettings] = None
     # Where local runs write their HTML report; None for no report.
     report_dir: Optional[str] = None
+
+    def __post_init__(self):
+        if self.train_steps < 1 or self.eval_steps < 1:
+            raise ValueError('train_steps and eval_steps must be at least 1')
+        if self.kubeflow is not None:
+            for field in ('pipeline_root', 'data_root', 'serving_model_dir', 'schema_file'):
+                value = getattr(self, field)
+                if '://' not in value and not value.startswith('/'):
+                    raise ValueError(f'{field} must be a URI (gs://, s3://, minio://) or an absolute path '
+                                     f'inside the cluster, not {value!r}')
 
     @classmethod
     def for_workspace(cls, workspace: str, data_root: Optional[str] = None, **overrides) -> 'PipelineConfig':
@@ -75,19 +133,22 @@ class PipelineConfig:
             report_dir=os.path.join(workspace, 'reports'),
             **overrides)
 
-    def __post_init__(self):
-        if self.train_steps < 1 or self.eval_steps < 1:
-            raise ValueError('train_steps and eval_steps must be at least 1')
-        if self.beam_workers < 1:
-            raise ValueError('beam_workers must be at least 1')
+    @classmethod
+    def for_kubeflow(cls, image: str, pipeline_root: str, data_root: str, serving_model_dir: str,
+                     resources: Optional[Mapping[str, Resources]] = None, **overrides) -> 'PipelineConfig':
+        """The cluster layout: paths are bucket URIs, code and schema come from the image."""
+        kubeflow = KubeflowSettings(image, resources) if resources is not None else KubeflowSettings(image)
+        return cls(data_root=data_root, pipeline_root=pipeline_root, serving_model_dir=serving_model_dir,
+                   kubeflow=kubeflow, **{'schema_file': IMAGE_SCHEMA_FILE, **overrides})
 
     @property
     def beam_pipeline_args(self) -> List[str]:
-        if self.beam_args is not None:
-            return list(self.beam_args)
-        # One in-memory worker is fastest for small data. More workers use
-        # threads, not multi_processing, which has lost rows in TFDV
-        # (tensorflow/data-validation#247).
-        if self.beam_workers == 1:
-            return ['--direct_running_mode=in_memory', '--direct_num_workers=1']
-        return ['--direct_running_mode=multi_threading', f'--direct_num_workers={self.beam_workers}']
+        return self.beam.args(self.kubeflow.image if self.kubeflow else None)
+
+
+def default(field: str):
+    """A PipelineConfig field's default, for flags that must not restate it."""
+    value = PipelineConfig.__dataclass_fields__[field].default
+    if value is dataclasses.MISSING:
+        raise KeyError(f'PipelineConfig.{field} has no default')
+    return value

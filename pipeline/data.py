@@ -8,12 +8,13 @@ adding a directory; the pipeline does not change.
 from __future__ import annotations
 
 import csv
+import io
 import os
 import re
-import tempfile
 from typing import Iterable, List, Optional
 
-from pipeline.features import raw_columns
+from atomic_file import write_atomically
+from taxi_model.features import raw_columns
 
 SPAN_DIR = re.compile(r'^span-(\d+)$')
 
@@ -41,16 +42,11 @@ def read_rows(path: str) -> tuple[List[str], List[List[str]]]:
 
 def write_span(data_root: str, span: int, header: List[str], rows: Iterable[List[str]]) -> str:
     """Writes `span-<span>/data.csv` atomically: a reader never sees half a file."""
-    span_dir = os.path.join(data_root, f'span-{span}')
-    os.makedirs(span_dir, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=span_dir, prefix='.data.csv.')
-    with os.fdopen(fd, 'w', newline='') as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        writer.writerows(rows)
-    target = os.path.join(span_dir, 'data.csv')
-    os.replace(tmp, target)
-    return target
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(header)
+    writer.writerows(rows)
+    return write_atomically(os.path.join(data_root, f'span-{span}', 'data.csv'), text.getvalue())
 
 
 def prepare_sample(data_root: str, rows: Optional[int] = None, span: int = 1) -> str:

@@ -6,6 +6,7 @@ through a person reading these differences, not by overwriting it.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import List
 
@@ -32,26 +33,41 @@ def _field_text(feature: schema_pb2.Feature, field: str) -> str:
     return ' '.join(str(getattr(feature, field)).split())
 
 
-def differences(curated: schema_pb2.Schema, draft: schema_pb2.Schema) -> List[str]:
-    """Readable per-feature differences; empty when the two agree on what matters."""
+@dataclasses.dataclass(frozen=True)
+class Difference:
+    """One way the draft departs from the curated schema. `field` is 'feature'
+    when the whole feature is only on one side ('present' / 'absent')."""
+
+    feature: str
+    field: str
+    curated: str
+    draft: str
+
+    def __str__(self) -> str:
+        if self.field == 'feature':
+            return (f'{self.feature}: in the curated schema, not in the data' if self.draft == 'absent' else
+                    f'{self.feature}: in the data, not in the curated schema')
+        return f'{self.feature}.{self.field}: curated {self.curated} | draft {self.draft}'
+
+
+def differences(curated: schema_pb2.Schema, draft: schema_pb2.Schema) -> List[Difference]:
+    """Per-feature differences on the fields a reviewer cares about; empty when the two agree."""
     curated_by_name = {f.name: f for f in curated.feature}
     draft_by_name = {f.name: f for f in draft.feature}
-    lines = []
+    found = []
     for name in sorted(set(curated_by_name) | set(draft_by_name)):
-        if name not in draft_by_name:
-            lines.append(f'{name}: in the curated schema, not in the data')
-            continue
-        if name not in curated_by_name:
-            lines.append(f'{name}: in the data, not in the curated schema')
+        if name not in draft_by_name or name not in curated_by_name:
+            found.append(Difference(name, 'feature', 'present' if name in curated_by_name else 'absent',
+                                    'present' if name in draft_by_name else 'absent'))
             continue
         for field in _COMPARED_FIELDS:
             ours, theirs = _field_text(curated_by_name[name], field), _field_text(draft_by_name[name], field)
             if ours != theirs:
-                lines.append(f'{name}.{field}: curated {ours} | draft {theirs}')
-    return lines
+                found.append(Difference(name, field, ours, theirs))
+    return found
 
 
-def write_draft(csv_dir: str, output_path: str) -> List[str]:
+def write_draft(csv_dir: str, output_path: str) -> List[Difference]:
     draft = infer_draft(csv_dir)
     os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
     tfdv.write_schema_text(draft, output_path)

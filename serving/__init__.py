@@ -1,15 +1,12 @@
-"""Serving the pushed model: TF Serving's contract, shared by every part.
+"""A TF-Serving-compatible model server, its clients and TF Serving's deployment.
 
-The Kubernetes manifests, the compose file, the Python clients and the
-embedded server all take their model name, ports and paths from here, and
-`tests/test_serving_manifests.py` holds the manifests to these values.
+Model-agnostic: the server learns each model from its SavedModel (signatures,
+warm-up records, declared missing-value markers) and imports none of the
+taxi model's code. This module holds TF Serving's conventions that the
+manifests, the clients and the server share; `tests/serving/test_manifests.py`
+holds the Kubernetes manifests to them.
 """
 
-from pipeline.config import PIPELINE_NAME
-
-# The name clients address (/v1/models/<name>): the pipeline's name, which is
-# also the last component of the Pusher's destination directory.
-MODEL_NAME = PIPELINE_NAME
 # TF Serving's default ports: --port (gRPC) and --rest_api_port (REST).
 GRPC_PORT = 8500
 REST_PORT = 8501
@@ -17,10 +14,10 @@ REST_PORT = 8501
 METRICS_PATH = '/monitoring/prometheus/metrics'
 # TF Serving replays these PredictionLog records before a version takes traffic.
 WARMUP_FILE = 'assets.extra/tf_serving_warmup_requests'
+# A model may declare, per signature and input, how a request marks a missing
+# value ("nan", "negative" or "empty"); the request log then leaves such values
+# out, as a CSV or a tf.Example would. Not a TF Serving file: TF Serving ignores it.
+MISSING_VALUES_FILE = 'assets.extra/missing_values.json'
 # The version labels the deployment uses for canary and rollback.
 STABLE_LABEL = 'stable'
 CANARY_LABEL = 'canary'
-# TF Serving's SignatureDef method names; Classify and Regress accept only their own.
-PREDICT_METHOD = 'tensorflow/serving/predict'
-CLASSIFY_METHOD = 'tensorflow/serving/classify'
-REGRESS_METHOD = 'tensorflow/serving/regress'

@@ -1,11 +1,12 @@
 """Clients for TF Serving's REST and gRPC APIs, with one interface.
 
-Both take raw rows (dicts of column values, as a CSV reader or an application
-has them), send them to the model by version or label, and return the tip
-probabilities. They work against TF Serving itself and the embedded server.
+Model-agnostic: both take a predict signature's inputs as named numpy arrays
+(one row per example), send them to a model by version or label, and return
+the signature's outputs as named arrays. They work against TF Serving itself
+and the embedded server.
 
-    client = GrpcClient('localhost')              # or RestClient('localhost')
-    client.predict([{'fare': 9.5, ...}], label='canary').probabilities
+    client = GrpcClient('localhost', model_name='chicago-taxi')    # or RestClient
+    client.predict({'fare': np.array([9.5], np.float32), ...}, signature='serving_raw', label='canary').outputs
 
 Failures raise `ServingClientError` with TF Serving's canonical code and
 message; `ServerUnavailable` (a subclass) when the server cannot be reached.
@@ -16,19 +17,20 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Dict, List, Mapping, Optional
 
 import grpc
-import requests as http
+import numpy as np
+import requests
 import tensorflow as tf
 from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2, model_service_pb2_grpc,
                                      predict_pb2, prediction_service_pb2_grpc)
 
-from pipeline import requests as rows_lib
-from serving import GRPC_PORT, MODEL_NAME, REST_PORT
+from serving import GRPC_PORT, REST_PORT
 from serving.errors import HTTP_STATUS
+from serving.tensors import to_ndarray
 
-RAW_SIGNATURE, EXAMPLES_SIGNATURE = 'serving_raw', 'serving_default'
+Inputs = Mapping[str, np.ndarray]
 # REST carries only the HTTP status; where several codes share one, name the usual one.
 _CODE_BY_HTTP = {**{status: code.name for code, status in HTTP_STATUS.items()},
                  400: 'INVALID_ARGUMENT', 409: 'ABORTED', 500: 'INTERNAL'}
@@ -46,9 +48,9 @@ class ServerUnavailable(ServingClientError):
 
 @dataclasses.dataclass(frozen=True)
 class Prediction:
-    """Tip probabilities, one per row; the version that answered when the API says (gRPC)."""
+    """A predict signature's outputs, one row per example; the version that answered when the API says (gRPC)."""
 
-    probabilities: List[float]
+    outputs: Dict[str, np.ndarray]
     model_version: Optional[int] = None
 
 
@@ -58,11 +60,12 @@ def _check_target(version: Optional[int], label: Optional[str]) -> None:
 
 
 class RestClient:
-    def __init__(self, host: str = 'localhost', port: int = REST_PORT, model_name: str = MODEL_NAME,
-                 timeout: float = 10.0):
+    def __init__(self, host: str = 'localhost', port: int = REST_PORT, *, model_name: str, timeout: float = 10.0):
         self.base = f'http://{host}:{port}'
         self.model_name, self.timeout = model_name, timeout
-        self._session = http.Session()  # keeps the connection alive between requests
+        self._session = requests.Session()  # keeps the connection alive between requests
+        # (version, label, signature) -> the signature's output names, for single-output answers.
+        self._output_names: Dict[tuple, List[str]] = {}
 
     def _url(self, version: Optional[int], label: Optional[str], suffix: str = '') -> str:
         _check_target(version, label)
@@ -74,7 +77,7 @@ class RestClient:
             # json.dumps, not requests' json=: NaN marks a missing float, as TF Serving accepts.
             response = self._session.request(method, url, data=json.dumps(body) if body is not None else None,
                                              headers={'Content-Type': 'application/json'}, timeout=self.timeout)
-        except (http.ConnectionError, http.Timeout) as e:
+        except (requests.ConnectionError, requests.Timeout) as e:
             raise ServerUnavailable('UNAVAILABLE', f'cannot reach the model server at {self.base}: {e}') from None
         try:
             payload = response.json()
@@ -89,15 +92,30 @@ class RestClient:
         """Sends a TF Serving predict body as is; returns the JSON answer."""
         return self._call('POST', self._url(version, label, ':predict'), body)
 
-    def predict(self, rows: Sequence[Mapping], version: Optional[int] = None, label: Optional[str] = None,
-                signature: str = RAW_SIGNATURE) -> Prediction:
-        if signature == EXAMPLES_SIGNATURE:
-            instances = [{'b64': base64.b64encode(rows_lib.to_tf_example(r).SerializeToString()).decode()}
-                         for r in rows]
-        else:
-            instances = [rows_lib.to_raw_instance(r) for r in rows]
-        answer = self.predict_json({'signature_name': signature, 'instances': instances}, version, label)
-        return Prediction([float(p[0]) for p in answer['predictions']])
+    def predict(self, inputs: Inputs, signature: str = '', version: Optional[int] = None,
+                label: Optional[str] = None) -> Prediction:
+        """Sends `inputs` in TF Serving's row format (binary strings as b64)."""
+        size = len(next(iter(inputs.values())))
+        columns = {name: [_json_value(v) for v in array] for name, array in inputs.items()}
+        instances = [{name: column[i] for name, column in columns.items()} for i in range(size)]
+        body = {'instances': instances}
+        if signature:
+            body['signature_name'] = signature
+        predictions = self.predict_json(body, version, label)['predictions']
+        if predictions and isinstance(predictions[0], dict):
+            outputs = {name: np.array([p[name] for p in predictions]) for name in predictions[0]}
+        else:  # TF Serving leaves the name out when a signature has one output
+            (name,) = self._single_output_name(signature, version, label)
+            outputs = {name: np.array(predictions)}
+        return Prediction(outputs)
+
+    def _single_output_name(self, signature: str, version: Optional[int], label: Optional[str]) -> List[str]:
+        key = (version, label, signature)
+        if key not in self._output_names:
+            signature_defs = self.metadata(version, label)['metadata']['signature_def']['signature_def']
+            chosen = signature_defs[signature or tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY]
+            self._output_names[key] = list(chosen['outputs'])
+        return self._output_names[key]
 
     def status(self, version: Optional[int] = None, label: Optional[str] = None) -> List[Dict]:
         return self._call('GET', self._url(version, label))['model_version_status']
@@ -110,8 +128,8 @@ class RestClient:
 
 
 class GrpcClient:
-    def __init__(self, host: str = 'localhost', port: int = GRPC_PORT, model_name: str = MODEL_NAME,
-                 timeout: float = 10.0, max_message_bytes: int = 16 * 1024 * 1024):
+    def __init__(self, host: str = 'localhost', port: int = GRPC_PORT, *, model_name: str, timeout: float = 10.0,
+                 max_message_bytes: int = 16 * 1024 * 1024):
         self.target = f'{host}:{port}'
         self.model_name, self.timeout = model_name, timeout
         self._channel = grpc.insecure_channel(self.target, options=[
@@ -142,19 +160,15 @@ class GrpcClient:
     def predict_request(self, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
         return self._call(self._predictions.Predict, request)
 
-    def predict(self, rows: Sequence[Mapping], version: Optional[int] = None, label: Optional[str] = None,
-                signature: str = RAW_SIGNATURE) -> Prediction:
+    def predict(self, inputs: Inputs, signature: str = '', version: Optional[int] = None,
+                label: Optional[str] = None) -> Prediction:
         request = predict_pb2.PredictRequest()
         self._spec(request.model_spec, version, label, signature)
-        if signature == EXAMPLES_SIGNATURE:
-            request.inputs['examples'].CopyFrom(tf.make_tensor_proto(
-                [rows_lib.to_tf_example(r).SerializeToString() for r in rows], dtype=tf.string))
-        else:
-            for name, tensor in rows_lib.raw_batch(rows).items():
-                request.inputs[name].CopyFrom(tf.make_tensor_proto(tensor))
+        for name, array in inputs.items():
+            request.inputs[name].CopyFrom(tf.make_tensor_proto(array))
         response = self.predict_request(request)
-        probabilities = tf.make_ndarray(response.outputs['probabilities']).reshape(-1).tolist()
-        return Prediction(probabilities, response.model_spec.version.value)
+        outputs = {name: to_ndarray(tensor) for name, tensor in response.outputs.items()}
+        return Prediction(outputs, response.model_spec.version.value)
 
     def status(self, version: Optional[int] = None, label: Optional[str] = None):
         request = get_model_status_pb2.GetModelStatusRequest()
@@ -168,6 +182,13 @@ class GrpcClient:
 
     def close(self) -> None:
         self._channel.close()
+
+
+def _json_value(value):
+    """A numpy element as TF Serving's JSON: bytes as {"b64": ...}, NaN as NaN."""
+    if isinstance(value, bytes):
+        return {'b64': base64.b64encode(value).decode()}
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def connect(protocol: str, host: str = 'localhost', port: Optional[int] = None, **kwargs):

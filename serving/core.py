@@ -82,7 +82,7 @@ class ServingCore:
         if self.request_logger:
             serialized = _serialized_examples_input(servable.input_specs[signature])
             self.request_logger.log(servable.name, servable.version, signature, call.request_id, inputs, outputs,
-                                    serialized_input=serialized)
+                                    serialized_input=serialized, missing=servable.missing_values.get(signature))
         return outputs
 
     def classify(self, call: Call, servable: Servable, signature: str, examples: List[bytes]):

@@ -19,16 +19,13 @@ Pure Python and protobuf: no TensorFlow import.
 
 from __future__ import annotations
 
-import argparse
-import os
-import sys
-import tempfile
-from typing import Dict, FrozenSet, List, Optional
+from typing import Dict, FrozenSet, Optional
 
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from serving import CANARY_LABEL, MODEL_NAME, STABLE_LABEL, protos
+from atomic_file import write_atomically
+from serving import CANARY_LABEL, STABLE_LABEL, protos
 
 
 def _read(config_path: str):
@@ -44,40 +41,34 @@ def _read(config_path: str):
     return ''.join(header), config
 
 
-def _model(config, model_name: str, config_path: str):
+def _model(config, model_name: Optional[str], config_path: str):
+    """The named model of the config, or its only model when no name is given."""
     models = config.model_config_list.config
+    if model_name is None and len(models) == 1:
+        return models[0]
     for model in models:
         if model.name == model_name:
             return model
     known = ', '.join(repr(m.name) for m in models) or 'none'
+    if model_name is None:
+        raise ValueError(f'{config_path} serves several models ({known}): name one with --model-name')
     raise ValueError(f'{config_path}: no model named {model_name!r} (models: {known})')
 
 
-def _write_atomically(config_path: str, text: str) -> None:
-    """Readers (TF Serving, kubectl) see the old file or the new one, never half of one."""
-    directory = os.path.dirname(os.path.abspath(config_path))
-    fd, tmp_path = tempfile.mkstemp(dir=directory, prefix='.' + os.path.basename(config_path) + '.')
-    try:
-        with os.fdopen(fd, 'w') as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp_path, os.stat(config_path).st_mode & 0o7777)  # mkstemp makes it 0600
-        os.replace(tmp_path, config_path)
-    except BaseException:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
-        raise
+def model_name_in(config_path: str, model_name: Optional[str] = None) -> str:
+    """`model_name` if the config serves it; without one, the config's only model."""
+    _, config = _read(config_path)
+    return _model(config, model_name, config_path).name
 
 
-def read_labels(config_path: str, model_name: str = MODEL_NAME) -> Dict[str, int]:
+def read_labels(config_path: str, model_name: Optional[str] = None) -> Dict[str, int]:
     """The model's version labels, e.g. {'stable': 3, 'canary': 4}."""
     _, config = _read(config_path)
     return dict(_model(config, model_name, config_path).version_labels)
 
 
 def set_labels(config_path: str, stable: int, canary: Optional[int] = None,
-               model_name: str = MODEL_NAME, *, staged: bool = True) -> FrozenSet[int]:
+               model_name: Optional[str] = None, *, staged: bool = True) -> FrozenSet[int]:
     """Label `stable` (and `canary`, or remove that label when None) and load only those versions.
 
     Returns the versions that must load before the labels can move: empty when
@@ -111,43 +102,5 @@ def set_labels(config_path: str, stable: int, canary: Optional[int] = None,
     policy.specific.versions.extend(sorted(versions))
     model.version_labels.clear()
     model.version_labels.update(labels)
-    _write_atomically(config_path, header + text_format.MessageToString(config))
+    write_atomically(config_path, header + text_format.MessageToString(config))
     return pending
-
-
-def parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog='serving-labels',
-        description='Point the stable/canary labels of a TF Serving models.config at model versions.')
-    parser.add_argument('--config', required=True, help='ModelServerConfig text proto, e.g. serving/config/models.config')
-    parser.add_argument('--stable', type=int, required=True, help='version for the stable label')
-    parser.add_argument('--canary', type=int, help='version for the canary label (omit to remove it)')
-    parser.add_argument('--model-name', default=MODEL_NAME)
-    parser.add_argument('--direct', action='store_true',
-                        help='write the final state in one step; only for a config no server has loaded yet')
-    return parser
-
-
-def main(argv: Optional[List[str]] = None) -> int:
-    return run(parser().parse_args(argv))
-
-
-def run(args: argparse.Namespace) -> int:
-    try:
-        pending = set_labels(args.config, args.stable, args.canary, args.model_name, staged=not args.direct)
-        labels = read_labels(args.config, args.model_name)
-    except (ValueError, OSError) as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 2
-    if pending:
-        versions = ', '.join(map(str, sorted(pending)))
-        print(f'staged: {args.config} now also loads version(s) {versions}; labels unchanged.\n'
-              f'TF Serving moves a label only to a loaded version. Once every replica lists {versions} '
-              f'as AVAILABLE (GET /v1/models/{args.model_name}), run the same command again.')
-    else:
-        print(f'{args.model_name}: ' + ', '.join(f'{k}={v}' for k, v in sorted(labels.items())))
-    return 0
-
-
-if __name__ == '__main__':
-    sys.exit(main())

@@ -7,30 +7,60 @@ inputs, dtypes and TF Serving's signature contract lives here.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
-from typing import Dict, List, Mapping, Sequence
+from typing import Dict, Iterator, List, Mapping, Sequence
 
 import grpc
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
+from tensorflow_serving.apis import prediction_log_pb2
 
-from serving import CLASSIFY_METHOD, REGRESS_METHOD, warmup
+from serving import MISSING_VALUES_FILE, WARMUP_FILE
 from serving.errors import ServingError, invalid
 
-DEFAULT_SIGNATURE = 'serving_default'
+DEFAULT_SIGNATURE = tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY
+MISSING_RULES = ('nan', 'negative', 'empty')
 
 
 def read_signature_defs(model_dir: str) -> Dict[str, meta_graph_pb2.SignatureDef]:
     """The SignatureDefs of the SavedModel's serving meta graph (with method names)."""
-    with tf.io.gfile.GFile(os.path.join(model_dir, 'saved_model.pb'), 'rb') as f:
+    with tf.io.gfile.GFile(os.path.join(model_dir, tf.saved_model.SAVED_MODEL_FILENAME_PB), 'rb') as f:
         saved_model = saved_model_pb2.SavedModel.FromString(f.read())
     for meta_graph in saved_model.meta_graphs:
         if 'serve' in meta_graph.meta_info_def.tags:
             return dict(meta_graph.signature_def)
     raise ValueError(f'{model_dir} has no meta graph tagged "serve"')
+
+
+def read_warmup_requests(model_dir: str) -> Iterator[prediction_log_pb2.PredictionLog]:
+    """The version's warm-up records (TF Serving's file); none if it has no file."""
+    path = os.path.join(model_dir, WARMUP_FILE)
+    if not tf.io.gfile.exists(path):
+        return
+    for record in tf.data.TFRecordDataset(path).as_numpy_iterator():
+        yield prediction_log_pb2.PredictionLog.FromString(record)
+
+
+def read_missing_values(model_dir: str) -> Dict[str, Dict[str, str]]:
+    """signature -> input -> how a request marks that input missing, if the model says.
+
+    A malformed file fails the load: a model that declares markers wrongly
+    would otherwise log "missing" values as real ones.
+    """
+    path = os.path.join(model_dir, MISSING_VALUES_FILE)
+    if not tf.io.gfile.exists(path):
+        return {}
+    with tf.io.gfile.GFile(path) as f:
+        declared = json.load(f)
+    if not isinstance(declared, dict) or not all(
+            isinstance(inputs, dict) and all(rule in MISSING_RULES for rule in inputs.values())
+            for inputs in declared.values()):
+        raise ValueError(f'{path}: expected {{signature: {{input: one of {", ".join(MISSING_RULES)}}}}}')
+    return declared
 
 
 class Servable:
@@ -39,6 +69,7 @@ class Servable:
     def __init__(self, name: str, version: int, path: str):
         self.name, self.version, self.path = name, version, path
         self.signature_defs = read_signature_defs(path)
+        self.missing_values = read_missing_values(path)
         self._model = tf.saved_model.load(path)
         self._functions = dict(self._model.signatures)
         # Input name -> TensorSpec, per signature.
@@ -117,22 +148,24 @@ class Servable:
 
     def classify(self, signature_name: str, examples: List[bytes]):
         """(classes [n, k] bytes, scores [n, k]) for serialized tf.Examples."""
-        outputs = self._serialized_examples_call(signature_name, CLASSIFY_METHOD, examples)
-        if 'classes' not in outputs and 'scores' not in outputs:
-            raise invalid(f'Expected "classes" or "scores" in classification signature "{signature_name}"')
-        return outputs.get('classes'), outputs.get('scores')
+        outputs = self._serialized_examples_call(signature_name, tf.saved_model.CLASSIFY_METHOD_NAME, examples)
+        classes, scores = tf.saved_model.CLASSIFY_OUTPUT_CLASSES, tf.saved_model.CLASSIFY_OUTPUT_SCORES
+        if classes not in outputs and scores not in outputs:
+            raise invalid(f'Expected "{classes}" or "{scores}" in classification signature "{signature_name}"')
+        return outputs.get(classes), outputs.get(scores)
 
     def regress(self, signature_name: str, examples: List[bytes]) -> np.ndarray:
-        outputs = self._serialized_examples_call(signature_name, REGRESS_METHOD, examples)
-        if 'outputs' not in outputs:
-            raise invalid(f'Expected tensor "outputs" in regression signature "{signature_name}"')
-        return np.reshape(outputs['outputs'], [-1])
+        outputs = self._serialized_examples_call(signature_name, tf.saved_model.REGRESS_METHOD_NAME, examples)
+        key = tf.saved_model.REGRESS_OUTPUTS
+        if key not in outputs:
+            raise invalid(f'Expected tensor "{key}" in regression signature "{signature_name}"')
+        return np.reshape(outputs[key], [-1])
 
     def warm_up(self) -> int:
         """Replays the version's warm-up records; returns how many ran."""
         from tensorflow_serving.apis import input_pb2  # noqa: F401  (registers the Input type)
         count = 0
-        for log in warmup.read_warmup_requests(self.path):
+        for log in read_warmup_requests(self.path):
             kind = log.WhichOneof('log_type')
             if kind == 'predict_log':
                 request = log.predict_log.request

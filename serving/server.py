@@ -6,6 +6,9 @@ ModelServerConfig file with version policies and labels, and a
 BatchingParameters file) so what is tried here is what the cluster runs.
 
     taxi-pipeline serve --model-base-path workspace/serving_model/chicago-taxi
+
+It knows no particular model: each version's signatures, warm-up records and
+declared missing-value markers come from its SavedModel directory.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Dict, Optional
 
 from tensorflow_serving.config import model_server_config_pb2
 
-from serving import GRPC_PORT, METRICS_PATH, MODEL_NAME, REST_PORT, protos
+from serving import GRPC_PORT, METRICS_PATH, REST_PORT, protos
 from serving.batching import BatchingOptions
 from serving.core import ServingCore
 from serving.errors import invalid
@@ -83,8 +86,10 @@ class ServerSettings:
     max_request_bytes: int = 16 * 1024 * 1024
 
     @classmethod
-    def for_model(cls, base_path: str, name: str = MODEL_NAME, policy: VersionPolicy = VersionPolicy(),
+    def for_model(cls, base_path: str, name: Optional[str] = None, policy: VersionPolicy = VersionPolicy(),
                   **overrides) -> 'ServerSettings':
+        """One model; its name defaults to the base path's last directory, as the Pusher lays it out."""
+        name = name or os.path.basename(os.path.normpath(base_path))
         return cls(models=(ModelSource(name, base_path, policy),), **overrides)
 
     @classmethod

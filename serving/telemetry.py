@@ -4,7 +4,8 @@ Metrics live in a registry per server (tests run several servers in one
 process) and are exposed on the REST port at TF Serving's monitoring path.
 
 Request logs are TFRecord files of tf.Examples, one per served example: the
-raw features as received, each model output, and `model_name`,
+raw features as received (less the values the model declares as "missing"
+markers, see `serving.MISSING_VALUES_FILE`), each model output, and `model_name`,
 `model_version`, `signature_name`, `request_id`, `timestamp_micros`. That is
 the form `tfdv.generate_statistics_from_tfrecord` reads, so drift and skew
 checks run on served traffic with the training schema. A file is written as
@@ -26,8 +27,6 @@ from typing import Mapping, Optional
 import numpy as np
 import prometheus_client as prom
 import tensorflow as tf
-
-from pipeline.features import RawType, serving_columns
 
 log = logging.getLogger(__name__)
 
@@ -65,28 +64,35 @@ class Metrics:
         return prom.generate_latest(self.registry)
 
 
-# Integer columns mark "missing" with a negative number in the raw signature
-# (pipeline.requests.MISSING); the log leaves such values out, as a CSV would.
-_INT_FEATURES = {name for name, t in serving_columns().items() if t is RawType.INT}
+def _is_missing(rule: Optional[str], value) -> bool:
+    """Whether `value` is how the model's signature marks a missing input."""
+    if rule == 'nan':
+        return isinstance(value, float) and math.isnan(value)
+    if rule == 'negative':
+        return value < 0
+    if rule == 'empty':
+        return value == b''
+    return False
 
 
-def _feature(name: str, values: np.ndarray) -> Optional[tf.train.Feature]:
+def _feature(values: np.ndarray, missing_rule: Optional[str] = None) -> Optional[tf.train.Feature]:
     values = np.ravel(values)
     if values.dtype == object or values.dtype.kind == 'S':
-        kept = [v for v in values if v != b'']
+        kept = [v if isinstance(v, bytes) else str(v).encode() for v in values]
+        kept = [v for v in kept if not _is_missing(missing_rule, v)]
         return tf.train.Feature(bytes_list=tf.train.BytesList(value=kept)) if kept else None
     if values.dtype.kind == 'f':
-        kept = [float(v) for v in values if not math.isnan(v)]
+        kept = [v for v in map(float, values) if not _is_missing(missing_rule, v)]
         return tf.train.Feature(float_list=tf.train.FloatList(value=kept)) if kept else None
     if values.dtype.kind in 'iub':
-        kept = [int(v) for v in values if not (name in _INT_FEATURES and v < 0)]
+        kept = [v for v in map(int, values) if not _is_missing(missing_rule, v)]
         return tf.train.Feature(int64_list=tf.train.Int64List(value=kept)) if kept else None
     return None
 
 
 def log_examples(record) -> list:
-    """tf.Examples for one logged request: (meta, inputs, outputs, serialized_input)."""
-    meta, inputs, outputs, serialized_input = record
+    """tf.Examples for one logged request: (meta, inputs, outputs, serialized_input, missing rules)."""
+    meta, inputs, outputs, serialized_input, missing = record
     size = len(next(iter(outputs.values())))
     examples = []
     for i in range(size):
@@ -95,11 +101,11 @@ def log_examples(record) -> list:
         else:
             example = tf.train.Example()
             for name, values in inputs.items():
-                feature = _feature(name, values[i])
+                feature = _feature(values[i], missing.get(name))
                 if feature is not None:
                     example.features.feature[name].CopyFrom(feature)
         for name, values in outputs.items():
-            feature = _feature(name, values[i])
+            feature = _feature(values[i])
             if feature is not None:
                 example.features.feature[name].CopyFrom(feature)
         for name, value in meta.items():
@@ -127,11 +133,12 @@ class RequestLogger:
 
     def log(self, model_name: str, version: int, signature_name: str, request_id: str,
             inputs: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray],
-            serialized_input: Optional[str] = None) -> None:
+            serialized_input: Optional[str] = None, missing: Optional[Mapping[str, str]] = None) -> None:
+        """Queues one request's examples; `missing` maps an input to its missing-value rule."""
         meta = {'model_name': model_name, 'model_version': int(version), 'signature_name': signature_name,
                 'request_id': request_id, 'timestamp_micros': int(time.time() * 1e6)}
         try:
-            self._queue.put_nowait((meta, dict(inputs), dict(outputs), serialized_input))
+            self._queue.put_nowait((meta, dict(inputs), dict(outputs), serialized_input, dict(missing or {})))
         except queue.Full:
             self._metrics.log_dropped.inc()
 

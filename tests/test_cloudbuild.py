@@ -1,13 +1,15 @@
-"""cloudbuild.yaml parses, and every step's command exists in this repo."""
+"""cloudbuild.yaml parses, its steps run in a safe order, and its commands do what CI needs."""
 
 import os
 import re
 import shlex
+import subprocess
 
 import pytest
 import yaml
 
-from pipeline import cli
+from cli import main as cli
+from support.kfp_api_server import FakeKfpApi
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -18,29 +20,29 @@ def build():
         return yaml.safe_load(f)
 
 
-@pytest.fixture(scope='module')
-def make_targets():
-    with open(os.path.join(REPO, 'Makefile')) as f:
-        return set(re.findall(r'^([a-z][\w-]*):', f.read(), re.M))
-
-
-def _substitute(text, build):
-    values = dict(build['substitutions'], SHORT_SHA='abc1234', PROJECT_ID='example-project')
+def _substitute(text, build, **extra):
+    values = dict(build['substitutions'], SHORT_SHA='abc1234', PROJECT_ID='example-project', **extra)
     for _ in range(3):  # substitutions may refer to each other
         text = re.sub(r'\$\{(\w+)\}', lambda m: values[m.group(1)], text)
     return text
 
 
-def test_steps_run_in_the_ci_cd_order(build):
-    assert [s['id'] for s in build['steps']] == ['test', 'e2e-small', 'build-image', 'push-image', 'compile',
-                                                  'upload']
+def _steps(build):
+    return {s['id']: s for s in build['steps']}
 
 
-def test_make_steps_name_existing_targets(build, make_targets):
-    for step in build['steps']:
-        if step.get('entrypoint') == 'make':
-            assert step['args'][0] in make_targets, step['id']
-    assert {'test', 'e2e-small', 'compile', 'ci-local', 'run'} <= make_targets
+def test_nothing_ships_before_the_tests_pass_and_the_image_exists(build):
+    order = [s['id'] for s in build['steps']]
+    assert order.index('test') < order.index('build-image') < order.index('push-image')
+    assert order.index('push-image') < order.index('compile') < order.index('upload')
+
+
+@pytest.mark.parametrize('step_id', ['test', 'e2e-small', 'compile'])
+def test_make_steps_are_targets_make_can_run(build, step_id):
+    step = _steps(build)[step_id]
+    assert step['entrypoint'] == 'make'
+    dry_run = subprocess.run(['make', '-n'] + step['args'], cwd=REPO, capture_output=True, text=True)
+    assert dry_run.returncode == 0, dry_run.stderr
 
 
 def test_every_substitution_used_is_declared(build):
@@ -49,30 +51,39 @@ def test_every_substitution_used_is_declared(build):
     assert used <= set(build['substitutions'])
 
 
-def test_image_is_built_pushed_and_compiled_with_the_commit_tag(build):
-    steps = {s['id']: s for s in build['steps']}
-    tag = '${_IMAGE}:${SHORT_SHA}'
-    assert tag in steps['build-image']['args']
-    assert os.path.isfile(os.path.join(REPO, 'Dockerfile'))
-    assert f'PIPELINE_IMAGE={tag}' in steps['compile']['args']
-    assert tag in build['images']
+def test_the_spec_names_the_image_this_build_pushes(build):
+    steps = _steps(build)
+    args = steps['build-image']['args']
+    tags = [_substitute(args[i + 1], build) for i, arg in enumerate(args) if arg == '-t']
+    commit_tag = next(tag for tag in tags if tag.endswith(':abc1234'))
+    compile_settings = dict(arg.split('=', 1) for arg in steps['compile']['args'][1:])
+    assert _substitute(compile_settings['PIPELINE_IMAGE'], build) == commit_tag
+    assert commit_tag in [_substitute(image, build) for image in build['images']]
 
 
-def test_upload_step_is_a_valid_submit_command(build):
-    step = next(s for s in build['steps'] if s['id'] == 'upload')
-    command = shlex.split(_substitute(step['args'][1], build))
-    assert command[0] == '.venv/bin/taxi-pipeline'
-    args = cli._parser().parse_args(command[1:])
-    assert args.command == 'submit' and args.version == 'abc1234'
-    assert args.package == os.path.join('kfp', 'build', 'chicago_taxi_pipeline.yaml')
-    # The token reaches the CLI through the secret the step declares.
-    assert step['secretEnv'] == ['KFP_TOKEN']
+def _run_upload_step(build, monkeypatch, submit_args=''):
+    step = _steps(build)['upload']
+    assert step['secretEnv'] == ['KFP_TOKEN']  # the token reaches the CLI through this secret
     assert build['availableSecrets']['secretManager'][0]['env'] == 'KFP_TOKEN'
+    monkeypatch.chdir(REPO)
+    monkeypatch.setenv('KFP_TOKEN', 'from-secret-manager')
+    with FakeKfpApi() as api:
+        command = shlex.split(_substitute(step['args'][1], build, _KFP_HOST=api.host, _SUBMIT_ARGS=submit_args))
+        assert os.path.basename(command[0]) == 'taxi-pipeline'
+        code = cli.main(command[1:])
+    return code, api
 
 
-def test_submit_args_substitution_accepts_run_and_schedule(build):
-    step = next(s for s in build['steps'] if s['id'] == 'upload')
-    build = dict(build, substitutions=dict(build['substitutions'],
-                                           _SUBMIT_ARGS='--run ci-abc --cron "0 0 3 * * *"'))
-    args = cli._parser().parse_args(shlex.split(_substitute(step['args'][1], build))[1:])
-    assert args.run == 'ci-abc' and args.cron == '0 0 3 * * *'
+def test_upload_step_uploads_the_compiled_spec_as_the_commits_version(build, monkeypatch):
+    code, api = _run_upload_step(build, monkeypatch)
+    assert code == cli.EXIT_OK
+    assert [v['display_name'] for v in api.versions.values()] == ['abc1234']
+    assert all({k.lower(): v for k, v in r.headers.items()}.get('authorization') == 'Bearer from-secret-manager'
+               for r in api.requests)
+
+
+def test_submit_args_substitution_runs_and_schedules(build, monkeypatch):
+    code, api = _run_upload_step(build, monkeypatch, '--run ci-abc --cron "0 0 3 * * *"')
+    assert code == cli.EXIT_OK
+    assert [r['display_name'] for r in api.runs.values()] == ['ci-abc']
+    assert [r['trigger'] for r in api.recurring_runs.values()] == [{'cron_schedule': {'cron': '0 0 3 * * *'}}]

@@ -1,0 +1,74 @@
+"""`taxi-pipeline`: run the pipeline locally, compile it for Kubeflow, serve and query its models.
+
+A thin dispatcher: each command's parser and handler live with the code they
+drive (`pipeline.commands`, `serving.commands`, `cli.predict`). Handlers
+return 0 or raise; one table maps what they raise to the exit code:
+0 success (including a model that was evaluated and not blessed: the
+pipeline did its job), 1 something failed, 2 bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import warnings
+
+# tf.Transform and TFMA need Keras 2; TF 2.16's tf.keras is Keras 3 unless this
+# is set before TensorFlow loads. The pipeline image sets it in its ENV.
+os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def _exit_codes():
+    """(exception type, exit code), most specific first; anything else is a failure."""
+    from components.anomalies_gate import DataAnomaliesError
+    return ((DataAnomaliesError, EXIT_BAD_INPUT),  # data that fails the curated schema
+            (ValueError, EXIT_BAD_INPUT),          # bad arguments, files or data (DataError is one)
+            (OSError, EXIT_BAD_INPUT),             # a file named on the command line cannot be read
+            (Exception, EXIT_FAILED))
+
+
+def configure_logging(verbose: bool) -> None:
+    """Progress lines and the summary, or everything TFX and TensorFlow say."""
+    if verbose:
+        logging.basicConfig(level=logging.INFO)
+        return
+    # Before TensorFlow loads: its C++ INFO/WARNING lines drown the progress.
+    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
+    warnings.simplefilter('ignore')
+    # Libraries log through the root logger and absl's; show errors only.
+    logging.basicConfig(level=logging.ERROR)
+    for handler in logging.getLogger().handlers:
+        handler.setLevel(logging.ERROR)
+    from absl import logging as absl_logging
+    absl_logging.get_absl_handler().setLevel(logging.ERROR)
+
+
+def parser() -> argparse.ArgumentParser:
+    from cli import predict
+    from pipeline import commands as pipeline_commands
+    from serving import commands as serving_commands
+    root = argparse.ArgumentParser(prog='taxi-pipeline', description=__doc__.split('\n')[0])
+    commands = root.add_subparsers(dest='command', required=True)
+    pipeline_commands.register(commands)
+    serving_commands.register(commands, default_model_base_path=pipeline_commands.default_serving_model_dir())
+    predict.register(commands)
+    return root
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    configure_logging(getattr(args, 'verbose', False))
+    try:
+        return args.handler(args)
+    except Exception as e:
+        code = next(code for kind, code in _exit_codes() if isinstance(e, kind))
+        print(f'error: {e}', file=sys.stderr)
+        return code
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""Trainer whose step counts are plain integer exec properties.
+
+TFX's Trainer takes its steps inside the TrainArgs/EvalArgs protos, and
+KubeflowV2DagRunner cannot put a runtime parameter inside a proto (protobuf
+rejects it at build time). With `train_steps` and `eval_steps` as integer
+exec properties, a Kubeflow Pipelines run sets them like any other pipeline
+parameter; the executor writes them into the protos TFX's GenericExecutor
+reads, so `run_fn` sees the usual `FnArgs.train_steps`/`eval_steps`.
+"""
+
+from typing import Optional, Union
+
+from tfx import types
+from tfx.components.trainer import executor as trainer_executor
+from tfx.dsl.components.base import base_component, executor_spec
+from tfx.orchestration import data_types
+from tfx.proto import trainer_pb2
+from tfx.types import standard_artifacts, standard_component_specs
+from tfx.types.component_spec import ExecutionParameter
+from tfx.utils import json_utils, proto_utils
+
+TRAIN_STEPS, EVAL_STEPS = 'train_steps', 'eval_steps'
+IntParameter = Union[int, data_types.RuntimeParameter]
+
+
+class TrainerSpec(standard_component_specs.TrainerSpec):
+    PARAMETERS = {**standard_component_specs.TrainerSpec.PARAMETERS,
+                  TRAIN_STEPS: ExecutionParameter(type=int),
+                  EVAL_STEPS: ExecutionParameter(type=int)}
+
+
+class Executor(trainer_executor.GenericExecutor):
+    def Do(self, input_dict, output_dict, exec_properties):
+        properties = dict(exec_properties)
+        for key, steps, proto in ((standard_component_specs.TRAIN_ARGS_KEY, TRAIN_STEPS, trainer_pb2.TrainArgs()),
+                                  (standard_component_specs.EVAL_ARGS_KEY, EVAL_STEPS, trainer_pb2.EvalArgs())):
+            if properties.get(key):
+                proto_utils.json_to_proto(properties[key], proto)
+            # KFP passes every number as a double; TFX casts integer parameters back.
+            proto.num_steps = int(properties[steps])
+            if proto.num_steps < 1:
+                raise ValueError(f'{steps} must be at least 1, got {proto.num_steps}')
+            properties[key] = proto_utils.proto_to_json(proto)
+        return super().Do(input_dict, output_dict, properties)
+
+
+class Trainer(base_component.BaseComponent):
+    """TFX's Trainer (GenericExecutor, `run_fn` by module path) with steps as parameters."""
+
+    SPEC_CLASS = TrainerSpec
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
+
+    def __init__(self, examples: types.BaseChannel, transform_graph: types.BaseChannel, schema: types.BaseChannel,
+                 run_fn: str, train_steps: IntParameter, eval_steps: IntParameter,
+                 custom_config: Optional[dict] = None):
+        super().__init__(spec=TrainerSpec(
+            examples=examples, transform_graph=transform_graph, schema=schema,
+            train_args=trainer_pb2.TrainArgs(), eval_args=trainer_pb2.EvalArgs(),
+            run_fn=run_fn, custom_config=json_utils.dumps(custom_config or {}),
+            train_steps=train_steps, eval_steps=eval_steps,
+            model=types.Channel(type=standard_artifacts.Model),
+            model_run=types.Channel(type=standard_artifacts.ModelRun)))

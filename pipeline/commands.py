@@ -1,0 +1,211 @@
+"""`run`, `prepare-data`, `schema-draft`, `compile`, `submit`: building and running the DAG.
+
+Each command's parser and handler; `cli.main` only dispatches. Defaults come
+from `pipeline.config` (stated once there). Handlers raise ValueError (or a
+DataError) for bad input, `PipelineFailed` when a component fails, and
+return 0 otherwise; `cli.main` maps exceptions to exit codes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from pipeline import config as config_lib
+from pipeline.config import PipelineConfig, Thresholds
+
+DEFAULT_WORKSPACE = 'workspace'
+COMPILED_DIR = 'kfp'
+
+
+class PipelineFailed(RuntimeError):
+    """A component failed; its own error is the cause."""
+
+
+def default_serving_model_dir(workspace: str = DEFAULT_WORKSPACE) -> str:
+    return PipelineConfig.for_workspace(workspace).serving_model_dir
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    run = commands.add_parser('run', help='run the pipeline end to end (LocalDagRunner, SQLite MLMD, Beam DirectRunner)')
+    run.add_argument('--workspace', default=DEFAULT_WORKSPACE,
+                     help='directory for pipeline outputs, metadata and pushed models (default: %(default)s)')
+    run.add_argument('--data-root', help='directory of span-N/ CSV directories (default: <workspace>/data, '
+                     'filled with the TFX taxi sample if empty)')
+    _steps_and_thresholds(run)
+    run.add_argument('--beam-workers', type=int, default=config_lib.BeamSettings().direct_workers,
+                     help='Beam DirectRunner workers; more than 1 uses threads (default: %(default)s)')
+    run.add_argument('--no-cache', action='store_true', help='re-execute every component')
+    run.add_argument('--verbose', action='store_true', help='show TFX and TensorFlow logs')
+    run.set_defaults(handler=run_command)
+
+    prepare = commands.add_parser('prepare-data', help='copy the TFX taxi sample into a span directory')
+    prepare.add_argument('--data-root', default=os.path.join(DEFAULT_WORKSPACE, 'data'))
+    prepare.add_argument('--rows', type=int, help='keep only the first N rows')
+    prepare.add_argument('--span', type=int, default=1)
+    prepare.set_defaults(handler=prepare_command)
+
+    draft = commands.add_parser('schema-draft',
+                                help='infer a schema from data and show how it differs from the curated one')
+    draft.add_argument('--data-root', default=os.path.join(DEFAULT_WORKSPACE, 'data'))
+    draft.add_argument('--output', default=os.path.join(DEFAULT_WORKSPACE, 'schema_draft', 'schema.pbtxt'))
+    draft.set_defaults(handler=schema_draft_command)
+
+    compile_ = commands.add_parser(
+        'compile', help='compile for Kubeflow Pipelines (KFP IR YAML) and Vertex AI (PipelineJob JSON)')
+    compile_.add_argument('--image', default=os.environ.get('PIPELINE_IMAGE'),
+                          help='pipeline image the tasks run in (env PIPELINE_IMAGE)')
+    compile_.add_argument('--pipeline-root', default=os.environ.get('PIPELINE_ROOT'),
+                          help='artifact root in the cluster, e.g. gs://bucket/pipeline_root (env PIPELINE_ROOT)')
+    compile_.add_argument('--data-root', default=os.environ.get('DATA_ROOT'),
+                          help='default of the data_root parameter: span-N/ CSV directories in the cluster '
+                          '(env DATA_ROOT)')
+    compile_.add_argument('--serving-model-dir', default=os.environ.get('SERVING_MODEL_DIR'),
+                          help='push destination TF Serving watches (env SERVING_MODEL_DIR)')
+    _steps_and_thresholds(compile_)
+    beam = config_lib.BeamSettings()
+    compile_.add_argument('--beam-runner', choices=config_lib.BEAM_RUNNERS, default=beam.runner)
+    compile_.add_argument('--project', default=os.environ.get('GCP_PROJECT'), help='Dataflow project (env GCP_PROJECT)')
+    compile_.add_argument('--region', default=os.environ.get('GCP_REGION'), help='Dataflow region (env GCP_REGION)')
+    compile_.add_argument('--temp-location', default=os.environ.get('DATAFLOW_TEMP_LOCATION'),
+                          help='Dataflow temp location (env DATAFLOW_TEMP_LOCATION)')
+    defaults = ' '.join(f'{k}={v.cpu:g},{v.memory_gb:g}' for k, v in config_lib.DEFAULT_RESOURCES.items())
+    compile_.add_argument('--resources', action='append', default=[], metavar='COMPONENT=CPU,MEMORY_GB',
+                          help=f'container limits per component, e.g. Trainer=8,16 (default: {defaults})')
+    compile_.add_argument('--schema-file', help='the curated schema as tasks see it (default: inside the image)')
+    compile_.add_argument('--output-dir', default=COMPILED_DIR, help='(default: %(default)s)')
+    compile_.set_defaults(handler=compile_command)
+
+    submit = commands.add_parser('submit', help='upload the compiled pipeline to KFP; optionally run and schedule it')
+    submit.add_argument('--host', default=os.environ.get('KFP_HOST'), help='KFP API endpoint (env KFP_HOST)')
+    submit.add_argument('--token', default=os.environ.get('KFP_TOKEN'), help='bearer token (env KFP_TOKEN)')
+    submit.add_argument('--namespace', default=os.environ.get('KFP_NAMESPACE', 'kubeflow'))
+    submit.add_argument('--package', default=os.path.join(COMPILED_DIR, 'chicago_taxi_pipeline.yaml'),
+                        help='compiled KFP IR YAML (default: %(default)s)')
+    submit.add_argument('--pipeline-name', default=config_lib.PIPELINE_NAME)
+    submit.add_argument('--version', required=True, help='pipeline version name, e.g. the git commit')
+    submit.add_argument('--experiment', default=config_lib.PIPELINE_NAME)
+    submit.add_argument('--run', metavar='RUN_NAME', help='also start a run with this name')
+    submit.add_argument('--param', action='append', default=[], metavar='KEY=VALUE',
+                        help='a run parameter the spec declares, e.g. train_steps=5000')
+    schedule = submit.add_mutually_exclusive_group()
+    schedule.add_argument('--cron', help='create or replace a recurring run: KFP cron, seconds first ("0 0 3 * * *")')
+    schedule.add_argument('--interval-seconds', type=int, help='create or replace a recurring run every N seconds')
+    submit.add_argument('--schedule-name', default=f'{config_lib.PIPELINE_NAME}-continuous-training')
+    submit.set_defaults(handler=submit_command)
+
+
+def _steps_and_thresholds(parser: argparse.ArgumentParser) -> None:
+    """Flags for the values a run may change; their defaults are PipelineConfig's."""
+    thresholds = Thresholds()
+    parser.add_argument('--train-steps', type=int, default=config_lib.default('train_steps'),
+                        help='training steps (default: %(default)s)')
+    parser.add_argument('--eval-steps', type=int, default=config_lib.default('eval_steps'),
+                        help='validation steps (default: %(default)s)')
+    parser.add_argument('--min-auc', type=float, default=thresholds.min_auc,
+                        help='AUC a model needs to be blessed (default: %(default)s)')
+    parser.add_argument('--min-accuracy', type=float, default=thresholds.min_accuracy,
+                        help='accuracy a model needs to be blessed (default: %(default)s)')
+    parser.add_argument('--max-auc-drop', type=float, default=thresholds.max_auc_drop,
+                        help='how far AUC may fall below the latest pushed model (default: %(default)s)')
+
+
+def _run_settings(args) -> dict:
+    return dict(train_steps=args.train_steps, eval_steps=args.eval_steps,
+                thresholds=Thresholds(min_auc=args.min_auc, min_accuracy=args.min_accuracy,
+                                      max_auc_drop=args.max_auc_drop))
+
+
+def run_command(args) -> int:
+    from components.anomalies_gate import DataAnomaliesError
+    from pipeline import data, local_runner
+    config = PipelineConfig.for_workspace(
+        args.workspace, data_root=args.data_root, enable_cache=not args.no_cache,
+        beam=config_lib.BeamSettings(direct_workers=args.beam_workers), **_run_settings(args))
+    if args.data_root is None and not data.span_dirs(config.data_root):
+        print(f'Prepared the TFX Chicago Taxi sample as {data.prepare_sample(config.data_root)}')
+    print(f'Running pipeline {config.pipeline_name!r}: data {config.data_root}, workspace {args.workspace}')
+    try:
+        result = local_runner.run(config)
+    except (data.DataError, DataAnomaliesError):
+        raise
+    except Exception as e:  # a component failed; its own error says why
+        raise PipelineFailed(f'the pipeline failed: {type(e).__name__}: {e}') from e
+    if not result.succeeded:
+        raise PipelineFailed('the pipeline did not complete: see the summary above')
+    return 0
+
+
+def prepare_command(args) -> int:
+    from pipeline import data
+    print(f'Wrote {data.prepare_sample(args.data_root, rows=args.rows, span=args.span)}')
+    return 0
+
+
+def schema_draft_command(args) -> int:
+    from pipeline import data, schema_review
+    span_dir = data.check_data_root(args.data_root)
+    differences = schema_review.write_draft(span_dir, args.output)
+    print(f'Draft schema inferred from {span_dir} written to {args.output}')
+    print('Differences from the curated schema (schemas/schema.pbtxt):')
+    print('\n'.join(f'  {d}' for d in differences) if differences else '  none')
+    return 0
+
+
+def _resources(items) -> dict:
+    resources = dict(config_lib.DEFAULT_RESOURCES)
+    for item in items:
+        component, _, limits = item.partition('=')
+        try:
+            cpu, memory = limits.split(',')
+            resources[component] = config_lib.Resources(cpu=float(cpu), memory_gb=float(memory))
+        except ValueError:
+            raise ValueError(f'--resources takes COMPONENT=CPU,MEMORY_GB, got {item!r}') from None
+    return resources
+
+
+def compile_command(args) -> int:
+    missing = [flag for flag, value in (('--image', args.image), ('--pipeline-root', args.pipeline_root),
+                                        ('--data-root', args.data_root),
+                                        ('--serving-model-dir', args.serving_model_dir)) if not value]
+    if missing:
+        raise ValueError(f'compile needs {", ".join(missing)} (or their environment variables)')
+    config = PipelineConfig.for_kubeflow(
+        args.image, args.pipeline_root, args.data_root, args.serving_model_dir, resources=_resources(args.resources),
+        beam=config_lib.BeamSettings(runner=args.beam_runner, gcp_project=args.project, gcp_region=args.region,
+                                     temp_location=args.temp_location),
+        **_run_settings(args), **({'schema_file': args.schema_file} if args.schema_file else {}))
+    from pipeline import kubeflow_compile
+    yaml_path, json_path = kubeflow_compile.compile_pipeline(config, args.output_dir)
+    tasks = kubeflow_compile.validate_compiled(yaml_path)
+    parameters = ', '.join(kubeflow_compile.declared_parameters(yaml_path))
+    print(f'Wrote {yaml_path} (KFP IR, {tasks} tasks, validated with the kfp SDK; run parameters: {parameters})')
+    print(f'Wrote {json_path} (Vertex AI PipelineJob)')
+    return 0
+
+
+def _parse_params(items) -> dict:
+    params = {}
+    for item in items:
+        key, sep, value = item.partition('=')
+        if not sep or not key:
+            raise ValueError(f'--param takes KEY=VALUE, got {item!r}')
+        params[key] = value
+    return params
+
+
+def submit_command(args) -> int:
+    from pipeline import kubeflow_submit
+    if not args.host:
+        raise ValueError('submit needs --host (or KFP_HOST)')
+    if not os.path.isfile(args.package):
+        raise ValueError(f'no compiled pipeline at {args.package}; run `taxi-pipeline compile` first')
+    schedule = None
+    if args.cron or args.interval_seconds:
+        schedule = kubeflow_submit.Schedule(args.schedule_name, cron=args.cron, interval_seconds=args.interval_seconds)
+    # Checked and typed before connecting: a name the spec does not declare uploads nothing.
+    params = kubeflow_submit.typed_parameters(args.package, _parse_params(args.param))
+    client = kubeflow_submit.connect(args.host, token=args.token, namespace=args.namespace)
+    kubeflow_submit.submit(client, args.package, args.pipeline_name, args.version, args.experiment,
+                           run_name=args.run, params=params, schedule=schedule)
+    return 0

@@ -1,0 +1,158 @@
+"""The TFX DAG, built from a PipelineConfig. Runner-agnostic: no runner here.
+
+ExampleGen -> StatisticsGen -> SchemaGen (draft, for review)
+                            -> ExampleValidator (curated schema) -> AnomaliesGate
+           -> Transform (after the gate) -> Trainer -> LatestBlessedModel (baseline)
+           -> Evaluator (candidate vs baseline) -> Pusher (blessed only)
+
+For Kubeflow (`config.kubeflow` set) the values a person may want to change
+per run are runtime parameters of the compiled spec (see RUNTIME_PARAMETERS),
+with the config's values as their defaults. Locally they are plain values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Dict, List, Optional
+
+import tensorflow_model_analysis as tfma
+from tfx import v1 as tfx
+
+from components.anomalies_gate import AnomaliesGate
+from components.baseline_model import LatestPushedModel
+from components.evaluator import Evaluator
+from components.trainer import Trainer
+from pipeline.config import PipelineConfig
+from taxi_model import contract
+from taxi_model.features import LABEL, SLICE_COLUMNS
+
+PREPROCESSING_FN = 'taxi_model.preprocessing.preprocessing_fn'
+RUN_FN = 'taxi_model.model.run_fn'
+# Each span is a directory of CSV files; ExampleGen reads the latest span.
+SPAN_PATTERN = 'span-{SPAN}/*.csv'
+
+
+@dataclasses.dataclass(frozen=True)
+class RuntimeParameter:
+    """A value a Kubeflow Pipelines run may set: its name in the spec and its config field."""
+
+    name: str
+    ptype: type
+    description: str
+
+    def value(self, config: PipelineConfig):
+        if hasattr(config.thresholds, self.name):
+            return getattr(config.thresholds, self.name)
+        return getattr(config, self.name)
+
+
+# Exec properties TFX's v2 compiler can parameterise are whole str/int/float
+# properties; a parameter inside a proto (TrainArgs, EvalConfig, PushDestination,
+# ExampleGen's split config) or inside a dict (custom_config) is not possible.
+# Steps and thresholds therefore are plain properties of our Trainer and Evaluator.
+RUNTIME_PARAMETERS = (
+    RuntimeParameter('data_root', str, 'span-N/ CSV directories; ExampleGen reads the latest span'),
+    RuntimeParameter('train_steps', int, 'training steps'),
+    RuntimeParameter('eval_steps', int, 'validation steps during training'),
+    RuntimeParameter('min_auc', float, 'AUC a model needs to be blessed (overall slice)'),
+    RuntimeParameter('min_accuracy', float, 'accuracy a model needs to be blessed (overall slice)'),
+    RuntimeParameter('max_auc_drop', float, "how far AUC may fall below the latest pushed model's"),
+)
+
+
+def eval_config() -> tfma.EvalConfig:
+    """What TFMA computes; the blessing gates are added by the Evaluator from its parameters."""
+    return tfma.EvalConfig(
+        model_specs=[tfma.ModelSpec(
+            signature_name=contract.PREDICT_EXAMPLES,
+            label_key=LABEL.name,
+            # Applies the model's Transform graph to raw eval examples, which
+            # is where the (derived) label comes from.
+            preprocessing_function_names=[contract.TRANSFORM_FEATURES])],
+        slicing_specs=[tfma.SlicingSpec()] + [tfma.SlicingSpec(feature_keys=[c]) for c in SLICE_COLUMNS],
+        metrics_specs=[tfma.MetricsSpec(metrics=[
+            tfma.MetricConfig(class_name='ExampleCount'),
+            tfma.MetricConfig(class_name='Precision'),
+            tfma.MetricConfig(class_name='Recall'),
+        ])])
+
+
+def _parameters(config: PipelineConfig) -> Dict[str, object]:
+    """Each runtime parameter's value for this target: a RuntimeParameter on Kubeflow, else the config's value."""
+    values = {p.name: p.value(config) for p in RUNTIME_PARAMETERS}
+    if config.kubeflow is None:
+        return values
+    return {p.name: tfx.dsl.experimental.RuntimeParameter(name=p.name, ptype=p.ptype, default=values[p.name])
+            for p in RUNTIME_PARAMETERS}
+
+
+def create_components(config: PipelineConfig) -> List[tfx.dsl.components.base.base_node.BaseNode]:
+    params = _parameters(config)
+    example_gen = tfx.components.CsvExampleGen(
+        input_base=params['data_root'],
+        input_config=tfx.proto.Input(splits=[tfx.proto.Input.Split(name='span', pattern=SPAN_PATTERN)]),
+        output_config=tfx.proto.Output(split_config=tfx.proto.SplitConfig(splits=[
+            tfx.proto.SplitConfig.Split(name='train', hash_buckets=2),
+            tfx.proto.SplitConfig.Split(name='eval', hash_buckets=1)])))
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs['examples'])
+    draft_schema = tfx.components.SchemaGen(
+        statistics=statistics_gen.outputs['statistics'], infer_feature_shape=True).with_id('DraftSchemaGen')
+    curated_schema = tfx.components.ImportSchemaGen(schema_file=config.schema_file)
+    example_validator = tfx.components.ExampleValidator(
+        statistics=statistics_gen.outputs['statistics'], schema=curated_schema.outputs['schema'])
+    anomalies_gate = AnomaliesGate(anomalies=example_validator.outputs['anomalies'])
+
+    transform = tfx.components.Transform(
+        examples=example_gen.outputs['examples'],
+        schema=curated_schema.outputs['schema'],
+        preprocessing_fn=PREPROCESSING_FN,
+        # StatisticsGen already profiles the raw data; pre/post-transform
+        # statistics would double Transform's time for nothing we read.
+        disable_statistics=True,
+        force_tf_compat_v1=True)
+    transform.add_upstream_node(anomalies_gate)
+
+    trainer = Trainer(
+        run_fn=RUN_FN,
+        examples=transform.outputs['transformed_examples'],
+        transform_graph=transform.outputs['transform_graph'],
+        schema=curated_schema.outputs['schema'],
+        train_steps=params['train_steps'],
+        eval_steps=params['eval_steps'],
+        custom_config=config.hyperparameters.to_custom_config())
+
+    baseline = LatestPushedModel(
+        candidate=trainer.outputs['model'], serving_model_dir=config.serving_model_dir
+    ).with_id('LatestBlessedModel')
+    evaluator = Evaluator(
+        examples=example_gen.outputs['examples'],
+        model=trainer.outputs['model'],
+        baseline_model=baseline.outputs['baseline'],
+        eval_config=eval_config(),
+        min_auc=params['min_auc'], min_accuracy=params['min_accuracy'], max_auc_drop=params['max_auc_drop'])
+    pusher = tfx.components.Pusher(
+        model=trainer.outputs['model'],
+        model_blessing=evaluator.outputs['blessing'],
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.serving_model_dir)))
+
+    components = [example_gen, statistics_gen, draft_schema, curated_schema, example_validator, anomalies_gate,
+                  transform, trainer, baseline, evaluator, pusher]
+    if config.kubeflow is not None:
+        unknown = set(config.kubeflow.resources) - {c.id for c in components}
+        if unknown:
+            raise ValueError(f'resources for unknown components {sorted(unknown)}; '
+                             f'known: {", ".join(c.id for c in components)}')
+    return components
+
+
+def create_pipeline(config: PipelineConfig, metadata_connection_config: Optional[object]) -> tfx.dsl.Pipeline:
+    """The pipeline. Local runs pass their ML Metadata connection; Kubeflow's backend owns
+    ML Metadata, so a compile passes None."""
+    return tfx.dsl.Pipeline(
+        pipeline_name=config.pipeline_name,
+        pipeline_root=config.pipeline_root,
+        components=create_components(config),
+        enable_cache=config.enable_cache,
+        metadata_connection_config=metadata_connection_config,
+        beam_pipeline_args=config.beam_pipeline_args)

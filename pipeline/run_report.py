@@ -1,0 +1,131 @@
+"""A self-contained HTML report of one run: what ran, how the model did per
+slice, what the data looked like, and where it departs from the curated schema.
+
+TFDV's and TFMA's own visualisations need a notebook or a CDN; this page opens
+from disk anywhere, including a build artifact viewer.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from typing import Iterable, List, Sequence
+
+import tensorflow_data_validation as tfdv
+from tensorflow_metadata.proto.v0 import statistics_pb2
+
+import schemas
+from atomic_file import write_atomically
+from components.anomalies_gate import describe, read_split_anomalies
+from pipeline.run_summary import OVERALL, RunSummary, metrics_by_slice
+from pipeline.schema_review import differences
+
+_STYLE = '''
+body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 14px; }
+th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: right; }
+th { background: #f0f0f0; } td:first-child, th:first-child { text-align: left; }
+.bad { color: #b00; font-weight: bold; } .good { color: #070; font-weight: bold; }
+'''
+
+
+def _table(headers: Sequence[str], rows: Iterable[Sequence]) -> str:
+    head = ''.join(f'<th>{html.escape(str(h))}</th>' for h in headers)
+    body = ''.join('<tr>' + ''.join(f'<td>{html.escape(_fmt(c))}</td>' for c in row) + '</tr>' for row in rows)
+    return f'<table><tr>{head}</tr>{body}</table>'
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f'{value:.4g}'
+    return str(value)
+
+
+def _statistics_rows(stats: statistics_pb2.DatasetFeatureStatisticsList) -> List[list]:
+    rows = []
+    dataset = stats.datasets[0]
+    for feature in sorted(dataset.features, key=lambda f: f.path.step[0]):
+        name = feature.path.step[0]
+        if feature.HasField('num_stats'):
+            num = feature.num_stats
+            common = num.common_stats
+            rows.append([name, statistics_pb2.FeatureNameStatistics.Type.Name(feature.type),
+                         common.num_non_missing, common.num_missing, num.mean, num.std_dev, num.min, num.max, ''])
+        else:
+            text = feature.string_stats
+            common = text.common_stats
+            top = ', '.join(f'{v.value} ({int(v.frequency)})' for v in text.top_values[:3])
+            rows.append([name, 'STRING', common.num_non_missing, common.num_missing, '', '', '', '',
+                         f'{text.unique} unique; top: {top}'])
+    return rows
+
+
+def _slice_rows(evaluation_uri: str) -> List[list]:
+    nan = float('nan')
+    rows = [[label, int(values.get('example_count', 0)), values.get('auc', nan), values.get('binary_accuracy', nan),
+             values.get('precision', nan), values.get('recall', nan)]
+            for label, (values, _) in metrics_by_slice(evaluation_uri).items()]
+
+    def order(row):  # overall first, then by column and numeric value
+        column, _, value = row[0].partition('=')
+        return row[0] != OVERALL, column, float(value) if _is_number(value) else float('inf'), value
+
+    return sorted(rows, key=order)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def render(result: RunSummary) -> str:
+    parts = [f'<h1>Run {html.escape(result.run_id)}</h1>']
+    status = 'succeeded' if result.succeeded else 'FAILED'
+    parts.append(f'<p class="{"good" if result.succeeded else "bad"}">{status} in {result.wall_seconds:.1f}s</p>')
+    if result.failure:
+        parts.append(f'<pre class="bad">{html.escape(result.failure)}</pre>')
+    parts.append('<h2>Components</h2>')
+    parts.append(_table(['component', 'state', 'seconds'],
+                        [[c.node_id, c.state, c.seconds] for c in result.components]))
+
+    evaluation = result.outputs.get('Evaluator', {}).get('evaluation')
+    if evaluation:
+        blessed = 'blessed' if result.blessed else 'NOT blessed'
+        parts.append(f'<h2>Evaluation: <span class="{"good" if result.blessed else "bad"}">{blessed}</span></h2>')
+        if result.pushed_to:
+            parts.append(f'<p>Pushed to <code>{html.escape(result.pushed_to)}</code></p>')
+        if result.baseline_metrics:
+            parts.append('<p>Baseline (latest pushed model): ' + html.escape(
+                ', '.join(f'{k}={v:.4f}' for k, v in sorted(result.baseline_metrics.items()))) + '</p>')
+        parts.append(_table(['slice', 'examples', 'AUC', 'accuracy', 'precision', 'recall'],
+                            _slice_rows(evaluation)))
+
+    anomalies = result.outputs.get('ExampleValidator', {}).get('anomalies')
+    if anomalies:
+        found = [(split, line) for split in ('train', 'eval')
+                 for line in describe(read_split_anomalies(anomalies, split))]
+        parts.append('<h2>Data anomalies</h2>')
+        parts.append(_table(['split', 'anomaly'], found) if found else '<p class="good">none</p>')
+
+    draft = result.outputs.get('DraftSchemaGen', {}).get('schema')
+    if draft:
+        diffs = differences(tfdv.load_schema_text(schemas.CURATED_SCHEMA),
+                            tfdv.load_schema_text(os.path.join(draft, 'schema.pbtxt')))
+        parts.append('<h2>Inferred schema vs curated schema</h2>')
+        parts.append(_table(['difference'], [[d] for d in diffs]) if diffs else '<p>no differences</p>')
+
+    statistics = result.outputs.get('StatisticsGen', {}).get('statistics')
+    if statistics:
+        stats = tfdv.load_stats_binary(os.path.join(statistics, 'Split-train', 'FeatureStats.pb'))
+        parts.append(f'<h2>Training data ({stats.datasets[0].num_examples} examples)</h2>')
+        parts.append(_table(['feature', 'type', 'present', 'missing', 'mean', 'std', 'min', 'max', 'values'],
+                            _statistics_rows(stats)))
+    return (f'<!doctype html><html><head><meta charset="utf-8"><title>Run {html.escape(result.run_id)}</title>'
+            f'<style>{_STYLE}</style></head><body>{"".join(parts)}</body></html>')
+
+
+def write(result: RunSummary, path: str) -> str:
+    return write_atomically(path, render(result))

@@ -1,0 +1,163 @@
+"""What a run did, read back from ML Metadata: per-component state and time,
+evaluation metrics, blessing and push.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Dict, List, Optional
+
+from ml_metadata.metadata_store import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+
+from pipeline.config import PipelineConfig
+
+_STATE_NAMES = {
+    metadata_store_pb2.Execution.COMPLETE: 'done',
+    metadata_store_pb2.Execution.CACHED: 'cached',
+    metadata_store_pb2.Execution.FAILED: 'FAILED',
+    metadata_store_pb2.Execution.RUNNING: 'running',
+    metadata_store_pb2.Execution.CANCELED: 'canceled',
+    metadata_store_pb2.Execution.NEW: 'new',
+}
+
+
+@dataclasses.dataclass
+class ComponentRun:
+    node_id: str
+    state: str
+    seconds: float
+
+
+@dataclasses.dataclass
+class RunSummary:
+    run_id: str
+    components: List[ComponentRun]
+    wall_seconds: float
+    metrics: Dict[str, float] = dataclasses.field(default_factory=dict)
+    baseline_metrics: Dict[str, float] = dataclasses.field(default_factory=dict)
+    blessed: Optional[bool] = None
+    pushed_to: Optional[str] = None
+    failure: Optional[str] = None
+    # Output artifact URIs by node id and output key, for reports.
+    outputs: Dict[str, Dict[str, str]] = dataclasses.field(default_factory=dict)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.failure is None and all(c.state in ('done', 'cached') for c in self.components)
+
+    def state_of(self, node_id: str) -> Optional[str]:
+        return next((c.state for c in self.components if c.node_id == node_id), None)
+
+    def render(self) -> str:
+        lines = [f'Run {self.run_id}: {"succeeded" if self.succeeded else "FAILED"} in {self.wall_seconds:.1f}s']
+        for c in self.components:
+            lines.append(f'  {c.node_id:<20} {c.state:<7} {c.seconds:6.1f}s')
+        if self.metrics:
+            shown = ', '.join(f'{k}={v:.4f}' for k, v in sorted(self.metrics.items()))
+            lines.append(f'Eval metrics (overall): {shown}')
+        if self.baseline_metrics:
+            shown = ', '.join(f'{k}={v:.4f}' for k, v in sorted(self.baseline_metrics.items()))
+            lines.append(f'Baseline (latest pushed): {shown}')
+        if self.blessed is not None:
+            lines.append(f'Blessed: {"yes" if self.blessed else "no"}')
+        if self.pushed_to:
+            lines.append(f'Pushed to: {self.pushed_to}')
+            lines.append(f'Serve it:  taxi-pipeline serve --model-base-path {os.path.dirname(self.pushed_to)}')
+        elif self.blessed is not None:
+            lines.append('Pushed: nothing (the model was not blessed)' if not self.blessed else 'Pushed: no')
+        if self.failure:
+            lines.append(f'Failure: {self.failure.splitlines()[0]}')
+        return '\n'.join(lines)
+
+
+def open_store(metadata_path: str) -> metadata_store.MetadataStore:
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = metadata_path
+    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    return metadata_store.MetadataStore(config)
+
+
+def _output_artifacts(store, execution_id: int) -> Dict[str, metadata_store_pb2.Artifact]:
+    """Output artifacts of an execution by output key (the event path's first step)."""
+    events = [e for e in store.get_events_by_execution_ids([execution_id])
+              if e.type in (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)]
+    artifacts = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in events])}
+    return {e.path.steps[0].key: artifacts[e.artifact_id] for e in events if e.path.steps}
+
+
+OVERALL = 'overall'
+
+
+def metrics_by_slice(evaluation_uri: str) -> Dict[str, tuple[Dict[str, float], Dict[str, float]]]:
+    """(candidate, baseline) scalar metrics per slice ('overall', 'payment_type=Cash', ...) from TFMA's output."""
+    import tensorflow_model_analysis as tfma
+    result = {}
+    for slice_metrics in tfma.load_metrics(evaluation_uri):
+        label = ', '.join(f'{k.column}={_slice_value(k)}' for k in slice_metrics.slice_key.single_slice_keys)
+        candidate, baseline = result.setdefault(label or OVERALL, ({}, {}))
+        for kv in slice_metrics.metric_keys_and_values:
+            if kv.value.HasField('double_value') and not kv.key.HasField('sub_key') and not kv.key.is_diff:
+                target = baseline if kv.key.model_name == 'baseline' else candidate
+                target[kv.key.name] = kv.value.double_value.value
+    return result
+
+
+def _slice_value(key) -> str:
+    value = getattr(key, key.WhichOneof('kind'))
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _component_runs(store, config: PipelineConfig, run: metadata_store_pb2.Context):
+    """(ComponentRun, execution) pairs of one pipeline run, in execution order."""
+    prefix = f'{config.pipeline_name}.'
+    for execution in sorted(store.get_executions_by_context(run.id), key=lambda e: e.id):
+        node = next((c.name for c in store.get_contexts_by_execution(execution.id) if c.type == 'node'), '?')
+        node_id = node[len(prefix):] if node.startswith(prefix) else node
+        seconds = (execution.last_update_time_since_epoch - execution.create_time_since_epoch) / 1000
+        yield ComponentRun(node_id, _STATE_NAMES.get(execution.last_known_state, 'unknown'), seconds), execution
+
+
+def _latest_run(store, since_ms: int = 0) -> Optional[metadata_store_pb2.Context]:
+    runs = [c for c in store.get_contexts_by_type('pipeline_run') if c.create_time_since_epoch >= since_ms]
+    return max(runs, key=lambda c: c.create_time_since_epoch) if runs else None
+
+
+def latest_run_executions(store, config: PipelineConfig) -> Dict[str, metadata_store_pb2.Execution]:
+    """The executions of the newest run, by node id (empty if nothing ran yet)."""
+    run = _latest_run(store)
+    return {component.node_id: execution for component, execution in _component_runs(store, config, run)} if run else {}
+
+
+def components_since(config: PipelineConfig, since_ms: int) -> List[ComponentRun]:
+    """Components of the newest run started after `since_ms` (for progress)."""
+    store = open_store(config.metadata_path)
+    run = _latest_run(store, since_ms)
+    return [component for component, _ in _component_runs(store, config, run)] if run else []
+
+
+def summarize_latest_run(config: PipelineConfig, wall_seconds: float,
+                         failure: Optional[BaseException] = None) -> RunSummary:
+    failure_text = f'{type(failure).__name__}: {failure}' if failure else None
+    if not os.path.exists(config.metadata_path):  # failed before ML Metadata was created
+        return RunSummary('(not started)', [], wall_seconds, failure=failure_text)
+    store = open_store(config.metadata_path)
+    run = _latest_run(store)
+    if run is None:
+        return RunSummary('(none)', [], wall_seconds, failure=failure_text)
+    summary = RunSummary(run.name, [], wall_seconds, failure=failure_text)
+    for component, execution in _component_runs(store, config, run):
+        summary.components.append(component)
+        outputs = _output_artifacts(store, execution.id)
+        summary.outputs[component.node_id] = {key: artifact.uri for key, artifact in outputs.items()}
+        if 'evaluation' in outputs and 'blessing' in outputs:
+            summary.metrics, summary.baseline_metrics = metrics_by_slice(
+                outputs['evaluation'].uri).get(OVERALL, ({}, {}))
+            blessed = outputs['blessing'].custom_properties.get('blessed')
+            summary.blessed = bool(blessed and blessed.int_value)
+        if 'pushed_model' in outputs:
+            props = outputs['pushed_model'].custom_properties
+            if props.get('pushed') and props['pushed'].int_value:
+                summary.pushed_to = props['pushed_destination'].string_value
+    return summary

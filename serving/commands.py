@@ -1,0 +1,95 @@
+"""`serve` and `serving-labels`: the model server and TF Serving's version labels.
+
+Each command's parser and handler; `cli.main` only dispatches. Handlers raise
+ValueError for bad input (exit 2) and return 0 or 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+
+from serving import CANARY_LABEL, GRPC_PORT, REST_PORT, STABLE_LABEL
+
+
+def register(commands: argparse._SubParsersAction, default_model_base_path: str) -> None:
+    serve = commands.add_parser('serve', help="serve pushed models with TF Serving's REST and gRPC APIs "
+                                '(embedded server)')
+    source = serve.add_mutually_exclusive_group()
+    source.add_argument('--model-base-path', default=default_model_base_path,
+                        help="the Pusher's versioned directory (default: %(default)s)")
+    source.add_argument('--model-config-file', help='a TF Serving ModelServerConfig (models, policies, labels), '
+                        're-read when it changes, e.g. serving/config/models.config with a local base_path')
+    serve.add_argument('--model-name', help="the name clients address (default: the base path's last "
+                       'directory, as the Pusher lays it out)')
+    serve.add_argument('--version-policy', default='latest:1',
+                       help='latest:N, all, or specific:V1,V2 (default: %(default)s)')
+    serve.add_argument('--host', default='127.0.0.1', help='interface to bind (default: loopback only)')
+    serve.add_argument('--rest-port', type=int, default=REST_PORT)
+    serve.add_argument('--grpc-port', type=int, default=GRPC_PORT)
+    serve.add_argument('--poll-seconds', type=float, default=1.0, help='how often the base path is checked')
+    serve.add_argument('--config-poll-seconds', type=float, default=10.0,
+                       help='how often the config file is checked')
+    serve.add_argument('--enable-batching', action='store_true', help='server-side batching of concurrent requests')
+    serve.add_argument('--batching-parameters-file', default=os.path.join('serving', 'config', 'batching.config'))
+    serve.add_argument('--request-log-dir', help='write served examples here as TFRecords of tf.Example (for TFDV)')
+    serve.add_argument('--no-warmup', action='store_true', help='skip replaying assets.extra warm-up requests')
+    serve.add_argument('--verbose', action='store_true')
+    serve.set_defaults(handler=serve_command)
+
+    labels = commands.add_parser(
+        'serving-labels', help=f'point the {STABLE_LABEL}/{CANARY_LABEL} labels of a TF Serving model config '
+        'at versions (promote a canary, roll back)')
+    labels.add_argument('--config', required=True,
+                        help='ModelServerConfig text proto, e.g. serving/config/models.config')
+    labels.add_argument('--stable', type=int, required=True, help=f'version for the {STABLE_LABEL} label')
+    labels.add_argument('--canary', type=int, help=f'version for the {CANARY_LABEL} label (omit to remove it)')
+    labels.add_argument('--model-name', help="the model whose labels move (default: the config's only model)")
+    labels.add_argument('--direct', action='store_true',
+                        help='write the final state in one step; only for a config no server has loaded yet')
+    labels.set_defaults(handler=labels_command)
+
+
+def serve_command(args) -> int:
+    from serving import server as server_lib
+    from serving.batching import BatchingOptions
+    from serving.manager import VersionPolicy
+    options = dict(host=args.host, rest_port=args.rest_port, grpc_port=args.grpc_port,
+                   poll_seconds=args.poll_seconds, config_poll_seconds=args.config_poll_seconds,
+                   request_log_dir=args.request_log_dir, warm_up=not args.no_warmup,
+                   batching=BatchingOptions.from_file(args.batching_parameters_file) if args.enable_batching
+                   else None)
+    if args.model_config_file:
+        settings = server_lib.ServerSettings.from_config_file(args.model_config_file, **options)
+    else:
+        if not os.path.isdir(args.model_base_path):
+            raise ValueError(f'no model directory at {args.model_base_path}: run the pipeline first '
+                             '(`make run`), or pass --model-base-path')
+        base_path = os.path.abspath(args.model_base_path)
+        settings = server_lib.ServerSettings.for_model(
+            base_path, args.model_name or os.path.basename(base_path), VersionPolicy.parse(args.version_policy),
+            **options)
+    # Loads, unloads and failed versions are news worth a line on the console.
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter('%(asctime)s %(levelname)s %(message)s'))
+    serving_log = logging.getLogger('serving')
+    serving_log.addHandler(handler)
+    serving_log.setLevel(logging.INFO)
+    serving_log.propagate = False
+    return server_lib.serve_until_interrupted(settings, emit_line=lambda line: print(line, flush=True))
+
+
+def labels_command(args) -> int:
+    from serving import labels
+    pending = labels.set_labels(args.config, args.stable, args.canary, args.model_name, staged=not args.direct)
+    current = labels.read_labels(args.config, args.model_name)
+    name = labels.model_name_in(args.config, args.model_name)
+    if pending:
+        versions = ', '.join(map(str, sorted(pending)))
+        print(f'staged: {args.config} now also loads version(s) {versions}; labels unchanged.\n'
+              f'TF Serving moves a label only to a loaded version. Once every replica lists {versions} '
+              f'as AVAILABLE (GET /v1/models/{name}), run the same command again.')
+    else:
+        print(f'{name}: ' + ', '.join(f'{k}={v}' for k, v in sorted(current.items())))
+    return 0

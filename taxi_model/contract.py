@@ -1,0 +1,149 @@
+"""The serving contract of the exported taxi model: the one place that says it.
+
+What a client sends and gets back: the signature names, their input and
+output keys, how a raw request marks a missing value, and how a row of raw
+column values (as a CSV reader or an application has it) becomes a request.
+The export (`taxi_model.export`), its warm-up records, the CLI's clients and
+the tests all take these from here. The model server takes none of it: it
+learns each model from the SavedModel's own signatures.
+
+TF Serving's own names (the default signature, the Classify/Regress method
+names and keys) are TensorFlow's constants, not restated.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Dict, List, Mapping, Optional, Sequence, Union
+
+import numpy as np
+import tensorflow as tf
+
+from taxi_model.features import FEATURES, RawType, raw_columns
+
+# -- signatures ----------------------------------------------------------------
+
+# Serialized tf.Example in, probabilities out: the TFX and TFMA standard.
+PREDICT_EXAMPLES = tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY
+# One tensor per raw feature: plain JSON for TF Serving's REST API.
+PREDICT_RAW = 'serving_raw'
+# TF Serving's Classify and Regress APIs, over serialized tf.Examples.
+CLASSIFY = 'classification'
+REGRESS = 'regression'
+# Raw tf.Example (with the label's source columns) to transformed features and
+# label: what TFMA's preprocessing step calls. Not for clients.
+TRANSFORM_FEATURES = 'transform_features'
+
+# The signatures a client may call, and TF Serving's method name for each.
+CLIENT_SIGNATURES: Dict[str, str] = {
+    PREDICT_EXAMPLES: tf.saved_model.PREDICT_METHOD_NAME,
+    PREDICT_RAW: tf.saved_model.PREDICT_METHOD_NAME,
+    CLASSIFY: tf.saved_model.CLASSIFY_METHOD_NAME,
+    REGRESS: tf.saved_model.REGRESS_METHOD_NAME,
+}
+
+# -- inputs and outputs ----------------------------------------------------------
+
+# The serialized tf.Example input of the predict signatures.
+EXAMPLES_INPUT = 'examples'
+# Classify and Regress take one string input of this name (TF Serving's contract).
+EXAMPLES_API_INPUT = tf.saved_model.CLASSIFY_INPUTS
+# The probability that the trip's tip exceeds the threshold, shape [batch, 1].
+PROBABILITIES = 'probabilities'
+# Classify's class labels, in score order: not a big tipper, a big tipper.
+CLASS_LABELS = ('0', '1')
+
+# -- missing values in a raw request ----------------------------------------------
+
+# What `serving_raw` reads as "missing" in an optional column. Integers use a
+# negative number, which is sound while every integer domain of the curated
+# schema is non-negative (tests/taxi_model/test_features.py holds it to that).
+MISSING: Dict[RawType, Union[float, int, str]] = {RawType.FLOAT: float('nan'), RawType.INT: -1, RawType.BYTES: ''}
+# The same rule, spelled for readers of the exported model that cannot import
+# this module (the model server's request log): per input, "nan", "negative" or "empty".
+_MISSING_RULE = {RawType.FLOAT: 'nan', RawType.INT: 'negative', RawType.BYTES: 'empty'}
+# Written into every exported model's assets.extra/ next to TF Serving's warm-up file.
+MISSING_VALUES_FILE = 'assets.extra/missing_values.json'
+
+
+def missing_values_json() -> str:
+    """The missing-value markers of every signature with raw inputs, as JSON."""
+    return json.dumps({PREDICT_RAW: {f.name: _MISSING_RULE[f.raw_type] for f in FEATURES}}, indent=2, sort_keys=True)
+
+
+# -- rows to requests ---------------------------------------------------------------
+
+Value = Union[float, int, str, None]
+
+
+def _typed(raw_type: RawType, value: Value) -> Optional[Union[float, int, str]]:
+    """The value in the column's type, or None when missing. Raises on bad text."""
+    if value is None or (isinstance(value, str) and value.strip() == ''):
+        return None
+    if raw_type is RawType.FLOAT:
+        number = float(value)
+        return None if math.isnan(number) else number
+    if raw_type is RawType.INT:
+        return int(float(value)) if isinstance(value, str) else int(value)
+    return str(value)
+
+
+def to_raw_instance(row: Mapping[str, Value]) -> Dict[str, Union[float, int, str]]:
+    """The model's features from `row`, with missing values as `MISSING` markers."""
+    instance = {}
+    for f in FEATURES:
+        try:
+            value = _typed(f.raw_type, row.get(f.name))
+        except ValueError:
+            raise ValueError(f'{f.name}: {row.get(f.name)!r} is not a {f.raw_type.value} value') from None
+        instance[f.name] = MISSING[f.raw_type] if value is None else value
+    return instance
+
+
+def to_tf_example(row: Mapping[str, Value]) -> tf.train.Example:
+    """A tf.Example of the known columns in `row`; a missing value is left out."""
+    example = tf.train.Example()
+    for name, raw_type in raw_columns().items():
+        try:
+            value = _typed(raw_type, row.get(name))
+        except ValueError:
+            raise ValueError(f'{name}: {row.get(name)!r} is not a {raw_type.value} value') from None
+        if value is None:
+            continue
+        feature = example.features.feature[name]
+        if raw_type is RawType.FLOAT:
+            feature.float_list.value.append(value)
+        elif raw_type is RawType.INT:
+            feature.int64_list.value.append(value)
+        else:
+            feature.bytes_list.value.append(value.encode())
+    return example
+
+
+def raw_inputs(rows: Sequence[Mapping[str, Value]]) -> Dict[str, np.ndarray]:
+    """The `serving_raw` signature's inputs for `rows`, one array per feature."""
+    instances = [to_raw_instance(row) for row in rows]
+    return {f.name: np.array([i[f.name] for i in instances], dtype=_NUMPY_DTYPES[f.raw_type]) for f in FEATURES}
+
+
+def example_inputs(rows: Sequence[Mapping[str, Value]]) -> Dict[str, np.ndarray]:
+    """The `serving_default` signature's input for `rows`: serialized tf.Examples."""
+    return {EXAMPLES_INPUT: np.array([to_tf_example(row).SerializeToString() for row in rows], dtype=object)}
+
+
+def inputs_for(signature: str, rows: Sequence[Mapping[str, Value]]) -> Dict[str, np.ndarray]:
+    """The inputs of a predict signature (`serving_raw` or `serving_default`) for `rows`."""
+    if signature == PREDICT_RAW:
+        return raw_inputs(rows)
+    if signature == PREDICT_EXAMPLES:
+        return example_inputs(rows)
+    raise ValueError(f'signature must be {PREDICT_RAW} or {PREDICT_EXAMPLES}, not {signature!r}')
+
+
+def probabilities(outputs: Mapping[str, np.ndarray]) -> List[float]:
+    """One tip probability per row from a predict signature's outputs."""
+    return np.reshape(outputs[PROBABILITIES], [-1]).astype(float).tolist()
+
+
+_NUMPY_DTYPES = {RawType.FLOAT: np.float32, RawType.INT: np.int64, RawType.BYTES: object}

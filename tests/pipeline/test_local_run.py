@@ -1,0 +1,161 @@
+"""The pipeline end to end on LocalDagRunner: run, lineage, push, and rejection.
+
+Runs in this order (pytest keeps file order): a first run on a fresh
+workspace, then a run that must be rejected by the absolute threshold, then
+one rejected by the change threshold against the first run's pushed model.
+"""
+
+import dataclasses
+import hashlib
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from components.baseline_model import latest_pushed_version
+from pipeline import local_runner, run_summary
+from pipeline.config import Thresholds
+from support.html_tables import read_tables
+from taxi_model import contract
+
+NODES = ['CsvExampleGen', 'ImportSchemaGen', 'StatisticsGen', 'DraftSchemaGen', 'ExampleValidator',
+         'AnomaliesGate', 'Transform', 'Trainer', 'LatestBlessedModel', 'Evaluator', 'Pusher']
+
+
+def _tree_digest(path):
+    digest = hashlib.sha256()
+    for root, _, files in sorted(os.walk(path)):
+        for name in sorted(files):
+            digest.update(os.path.relpath(os.path.join(root, name), path).encode())
+            with open(os.path.join(root, name), 'rb') as f:
+                digest.update(f.read())
+    return digest.hexdigest()
+
+
+def _executions_by_node(config):
+    store = run_summary.open_store(config.metadata_path)
+    return store, run_summary.latest_run_executions(store, config)
+
+
+def test_every_component_runs_and_is_recorded_in_mlmd(first_run):
+    config, result, progress = first_run
+    assert result.succeeded
+    assert [c.node_id for c in result.components] == NODES
+    assert all(c.state == 'done' for c in result.components)
+    # Progress named every component as it finished.
+    for node in NODES:
+        assert any(node in line and 'done' in line for line in progress), node
+
+
+def test_first_model_is_blessed_and_pushed_to_a_versioned_directory(first_run):
+    config, result, _ = first_run
+    assert result.blessed is True
+    assert result.metrics['auc'] >= config.thresholds.min_auc
+    assert result.baseline_metrics == {}  # nothing was pushed before
+    version = latest_pushed_version(config.serving_model_dir)
+    assert result.pushed_to == os.path.join(config.serving_model_dir, version)
+    assert os.path.isfile(os.path.join(result.pushed_to, 'saved_model.pb'))
+
+
+def test_pushed_model_traces_back_to_its_data_schema_and_blessing(first_run):
+    config, _, _ = first_run
+    store, executions = _executions_by_node(config)
+
+    def inputs(node):
+        events = store.get_events_by_execution_ids([executions[node].id])
+        return {e.path.steps[0].key: e.artifact_id for e in events if e.type == e.INPUT}
+
+    def outputs(node):
+        events = store.get_events_by_execution_ids([executions[node].id])
+        return {e.path.steps[0].key: e.artifact_id for e in events if e.type == e.OUTPUT}
+
+    assert inputs('Pusher')['model'] == outputs('Trainer')['model']
+    assert inputs('Pusher')['model_blessing'] == outputs('Evaluator')['blessing']
+    assert inputs('Trainer')['transform_graph'] == outputs('Transform')['transform_graph']
+    assert inputs('Trainer')['schema'] == outputs('ImportSchemaGen')['schema']
+    assert inputs('Transform')['examples'] == outputs('CsvExampleGen')['examples']
+    assert inputs('Evaluator')['baseline_model'] == outputs('LatestBlessedModel')['baseline']
+    examples = store.get_artifacts_by_id([outputs('CsvExampleGen')['examples']])[0]
+    assert examples.custom_properties['span'].int_value == 1
+    example_gen = executions['CsvExampleGen']
+    assert example_gen.custom_properties['input_base'].string_value == config.data_root
+
+
+def test_pushed_model_serves_both_signatures_with_the_trained_models_predictions(first_run, taxi_rows):
+    config, result, _ = first_run
+    store, executions = _executions_by_node(config)
+    trained_id = next(e.artifact_id for e in store.get_events_by_execution_ids([executions['Trainer'].id])
+                      if e.type == e.OUTPUT)
+    trained_uri = store.get_artifacts_by_id([trained_id])[0].uri
+    trained = tf.saved_model.load(os.path.join(trained_uri, 'Format-Serving'))
+    pushed = tf.saved_model.load(result.pushed_to)
+
+    header, rows = taxi_rows
+    sample = [dict(zip(header, row)) for row in rows[-300:]]  # rows the run never saw
+    examples = {k: tf.constant(v) for k, v in contract.example_inputs(sample).items()}
+    raw = {k: tf.constant(v) for k, v in contract.raw_inputs(sample).items()}
+    expected = trained.signatures[contract.PREDICT_EXAMPLES](**examples)[contract.PROBABILITIES].numpy()
+    by_example = pushed.signatures[contract.PREDICT_EXAMPLES](**examples)[contract.PROBABILITIES].numpy()
+    by_raw = pushed.signatures[contract.PREDICT_RAW](**raw)[contract.PROBABILITIES].numpy()
+
+    assert expected.shape == (300, 1)
+    np.testing.assert_allclose(by_example, expected, rtol=1e-6)
+    np.testing.assert_allclose(by_raw, expected, rtol=1e-5, atol=1e-6)
+    assert 0.05 < expected.mean() < 0.95  # not a constant model
+
+
+@pytest.fixture(scope='module')
+def pushed_before_rejections(first_run):
+    config, result, _ = first_run
+    return sorted(os.listdir(config.serving_model_dir)), _tree_digest(result.pushed_to)
+
+
+def _assert_nothing_new_pushed(config, pushed_before):
+    versions, digest = pushed_before
+    assert sorted(os.listdir(config.serving_model_dir)) == versions
+    assert _tree_digest(os.path.join(config.serving_model_dir, versions[-1])) == digest
+
+
+def test_raised_threshold_blesses_nothing_and_pushes_nothing(first_run, pushed_before_rejections):
+    config, _, _ = first_run
+    strict = dataclasses.replace(config, thresholds=Thresholds(min_auc=0.999))
+    result = local_runner.run(strict, emit_line=lambda line: None)
+    assert result.succeeded
+    assert result.blessed is False
+    assert result.pushed_to is None
+    # Data, schema and Transform were reused from the first run.
+    for node in ('CsvExampleGen', 'StatisticsGen', 'Transform'):
+        assert result.state_of(node) == 'cached'
+    _assert_nothing_new_pushed(config, pushed_before_rejections)
+
+
+def test_worse_model_than_the_pushed_baseline_is_not_blessed(first_run, pushed_before_rejections):
+    config, first, _ = first_run
+    # Only the change threshold can fail: absolute bounds are off.
+    worse = dataclasses.replace(config, train_steps=1,
+                                thresholds=Thresholds(min_auc=0.0, min_accuracy=0.0, max_auc_drop=0.01))
+    result = local_runner.run(worse, emit_line=lambda line: None)
+    assert result.succeeded
+    assert result.baseline_metrics['auc'] == pytest.approx(first.metrics['auc'], abs=1e-6)
+    assert result.metrics['auc'] < result.baseline_metrics['auc'] - 0.01
+    assert result.blessed is False
+    assert result.pushed_to is None
+    _assert_nothing_new_pushed(config, pushed_before_rejections)
+
+
+def test_run_report_shows_components_slices_and_data(first_run):
+    config, result, progress = first_run
+    report_line = next(line for line in progress if line.startswith('Report: '))
+    with open(report_line[len('Report: '):]) as f:
+        tables = read_tables(f.read())
+    components = {row[0]: row[1] for row in tables['Components'][1:]}
+    assert components == {node: 'done' for node in NODES}
+    evaluation = next(rows for heading, rows in tables.items() if heading.startswith('Evaluation'))
+    assert next(h for h in tables if h.startswith('Evaluation')) == 'Evaluation: blessed'
+    header, *slices = evaluation
+    by_slice = {row[0]: dict(zip(header, row)) for row in slices}
+    assert {'overall', 'trip_start_hour=0', 'payment_type=Cash'} <= set(by_slice)
+    assert float(by_slice['overall']['AUC']) == pytest.approx(result.metrics['auc'], abs=1e-3)
+    training = next(rows for heading, rows in tables.items() if heading.startswith('Training data'))
+    assert 'fare' in {row[0] for row in training[1:]}

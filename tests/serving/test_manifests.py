@@ -1,0 +1,503 @@
+"""The TF Serving deployment artifacts in serving/ agree with each other, with
+the serving contract in serving/__init__.py and with where the Pusher writes;
+every config parses as the proto TF Serving reads it into; the label tool
+edits models.config safely. Parsers only: no Docker, no cluster, no network."""
+
+import glob
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+import yaml
+from google.protobuf import text_format
+from tensorflow_serving.config import model_server_config_pb2
+
+import atomic_file
+import serving
+from cli import main as cli
+from pipeline.config import PIPELINE_NAME, PipelineConfig
+from serving import labels, protos
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# The served model's name is the pipeline's: the last directory of the Pusher's destination.
+MODEL_NAME = PIPELINE_NAME
+SERVING = os.path.join(REPO, 'serving')
+CONFIG_DIR = os.path.join(SERVING, 'config')
+MOUNT = '/config'
+
+
+# TF Serving's protos that tensorflow-serving-api does not ship (see serving.protos).
+MonitoringConfig, BatchingParameters = protos.MonitoringConfig, protos.BatchingParameters
+
+
+def _parse(name, message_class):
+    with open(os.path.join(CONFIG_DIR, name)) as f:
+        return text_format.Parse(f.read(), message_class())
+
+
+# --- fixtures ----------------------------------------------------------------
+
+def _load_yaml(*parts):
+    with open(os.path.join(SERVING, *parts)) as f:
+        return [doc for doc in yaml.safe_load_all(f) if doc is not None]
+
+
+@pytest.fixture(scope='module')
+def kustomization():
+    (doc,) = _load_yaml('kustomization.yaml')
+    return doc
+
+
+@pytest.fixture(scope='module')
+def resources(kustomization):
+    """Every resource the kustomization lists, by (kind, name)."""
+    docs = [d for path in kustomization['resources'] for d in _load_yaml(path)]
+    by_key = {(d['kind'], d['metadata']['name']): d for d in docs}
+    assert len(by_key) == len(docs), 'duplicate resource'
+    return by_key
+
+
+@pytest.fixture(scope='module')
+def deployment(resources):
+    (deploy,) = [d for (kind, _), d in resources.items() if kind == 'Deployment']
+    return deploy
+
+
+@pytest.fixture(scope='module')
+def container(deployment):
+    (c,) = deployment['spec']['template']['spec']['containers']
+    return c
+
+
+def _flags(args):
+    """{'--port': '8500', ...} from ['--port=8500', ...]; every arg must be --flag=value."""
+    flags = {}
+    for arg in args:
+        match = re.fullmatch(r'(--\w+)=(.+)', arg)
+        assert match, f'not a --flag=value argument: {arg!r}'
+        assert match.group(1) not in flags, f'{match.group(1)} given twice'
+        flags[match.group(1)] = match.group(2)
+    return flags
+
+
+@pytest.fixture(scope='module')
+def flags(container):
+    assert container['command'] == ['tensorflow_model_server']
+    return _flags(container['args'])
+
+
+@pytest.fixture(scope='module')
+def compose():
+    (doc,) = _load_yaml('docker-compose.yaml')
+    (service,) = doc['services'].values()
+    return service
+
+
+def _makefile_default(name):
+    """A Makefile variable's default (`NAME ?= value`), with $(VAR) references expanded."""
+    with open(os.path.join(REPO, 'Makefile')) as f:
+        defaults = dict(re.findall(r'^(\w+)\s*\?=\s*(.*?)\s*$', f.read(), re.M))
+    value = defaults[name]
+    for _ in range(10):
+        value = re.sub(r'\$\((\w+)\)', lambda m: defaults[m.group(1)], value)
+    assert '$(' not in value
+    return value
+
+
+# --- parsing -------------------------------------------------------------------
+
+def test_every_yaml_file_parses():
+    paths = glob.glob(os.path.join(SERVING, '**', '*.yaml'), recursive=True)
+    assert len(paths) >= 6
+    for path in paths:
+        with open(path) as f:
+            assert [d for d in yaml.safe_load_all(f) if d is not None], path
+
+
+def test_config_files_parse_as_tf_serving_protos():
+    models = _parse('models.config', model_server_config_pb2.ModelServerConfig)
+    assert len(models.model_config_list.config) == 1
+    monitoring = _parse('monitoring.config', MonitoringConfig)
+    assert monitoring.prometheus_config.enable
+    batching = _parse('batching.config', BatchingParameters)
+    for field in ('max_batch_size', 'batch_timeout_micros', 'max_enqueued_batches', 'num_batch_threads'):
+        assert batching.HasField(field) and getattr(batching, field).value > 0, field
+    assert not batching.pad_variable_length_inputs
+
+
+def test_batching_proto_rejects_what_tf_serving_rejects():
+    # The transcription is strict enough to catch the common mistakes.
+    for bad in ('max_batch_size: 256', 'max_batch_size { value: "x" }', 'max_batch_sizes { value: 1 }'):
+        with pytest.raises(text_format.ParseError):
+            text_format.Parse(bad, BatchingParameters())
+
+
+# --- the ConfigMap and the Deployment --------------------------------------------
+
+def test_configmap_generator_holds_every_config_file_under_a_fixed_name(kustomization):
+    (generator,) = kustomization['configMapGenerator']
+    files = sorted(os.path.join(SERVING, p) for p in generator['files'])
+    assert files == sorted(glob.glob(os.path.join(CONFIG_DIR, '*.config')))
+    # A hashed name would restart the pods on a label change instead of letting
+    # TF Serving's config polling pick it up.
+    assert kustomization['generatorOptions']['disableNameSuffixHash'] is True
+
+
+def test_deployment_reads_exactly_the_generated_files_from_the_mount(kustomization, deployment, container, flags):
+    (generator,) = kustomization['configMapGenerator']
+    (volume,) = deployment['spec']['template']['spec']['volumes']
+    assert volume['configMap']['name'] == generator['name']
+    (mount,) = container['volumeMounts']
+    assert mount['name'] == volume['name'] and mount['mountPath'] == MOUNT
+    # Files under a subPath mount never see ConfigMap updates.
+    assert 'subPath' not in mount
+    referenced = {v for v in flags.values() if v.startswith(MOUNT + '/')}
+    assert referenced == {f'{MOUNT}/{os.path.basename(p)}' for p in generator['files']}
+    assert flags['--model_config_file'] == f'{MOUNT}/models.config'
+    assert flags['--batching_parameters_file'] == f'{MOUNT}/batching.config'
+    assert flags['--monitoring_config_file'] == f'{MOUNT}/monitoring.config'
+    assert flags['--enable_batching'] == 'true'
+    # Label changes arrive only through config polling.
+    assert int(flags['--model_config_file_poll_wait_seconds']) > 0
+
+
+def test_labelled_config_can_start(flags):
+    # models.config has labels; a starting pod applies them before its versions load.
+    assert set(labels.read_labels(os.path.join(CONFIG_DIR, 'models.config'))) == {serving.STABLE_LABEL,
+                                                                                  serving.CANARY_LABEL}
+    assert flags['--allow_version_labels_for_unavailable_models'] == 'true'
+
+
+def test_ports_match_the_serving_contract(resources, deployment, container, flags):
+    assert int(flags['--port']) == serving.GRPC_PORT
+    assert int(flags['--rest_api_port']) == serving.REST_PORT
+    ports = {p['name']: p['containerPort'] for p in container['ports']}
+    assert ports == {'grpc': serving.GRPC_PORT, 'http': serving.REST_PORT}
+
+    services = [d for (kind, _), d in resources.items() if kind == 'Service']
+    assert {s['spec'].get('type', 'ClusterIP') for s in services} == {'ClusterIP'}
+    pod_labels = deployment['spec']['template']['metadata']['labels']
+    for service in services:
+        assert service['spec']['selector'].items() <= pod_labels.items(), service['metadata']['name']
+        for port in service['spec']['ports']:
+            target = port['targetPort']
+            assert ports.get(target, target) == port['port'] == ports[port['name']], port
+    main = resources[('Service', 'chicago-taxi-serving')]
+    assert {p['name']: p['port'] for p in main['spec']['ports']} == ports
+
+
+def test_probes_ask_for_the_model_on_the_rest_port(container):
+    probes = {k: container[k] for k in ('startupProbe', 'readinessProbe', 'livenessProbe') if k in container}
+    assert {'readinessProbe', 'livenessProbe'} <= probes.keys()
+    ports = {p['name']: p['containerPort'] for p in container['ports']}
+    for name, probe in probes.items():
+        port = probe['httpGet']['port']
+        assert ports.get(port, port) == serving.REST_PORT, name
+        assert probe['httpGet']['path'] == f'/v1/models/{MODEL_NAME}', name
+
+    def patience(probe):  # seconds of failures before the probe acts
+        return probe.get('periodSeconds', 10) * probe.get('failureThreshold', 3)
+
+    assert patience(probes['livenessProbe']) > patience(probes['readinessProbe'])
+
+
+def test_prometheus_annotations_point_at_the_monitoring_endpoint(deployment):
+    annotations = deployment['spec']['template']['metadata']['annotations']
+    monitoring = _parse('monitoring.config', MonitoringConfig)
+    assert annotations['prometheus.io/scrape'] == 'true'
+    assert annotations['prometheus.io/port'] == str(serving.REST_PORT)
+    assert annotations['prometheus.io/path'] == monitoring.prometheus_config.path == serving.METRICS_PATH
+
+
+def test_rollout_never_drops_below_the_serving_replicas(deployment):
+    assert deployment['spec']['strategy']['rollingUpdate']['maxUnavailable'] == 0
+    assert 'replicas' not in deployment['spec']  # the HPA owns the replica count
+
+
+def test_the_autoscaler_scales_the_deployment_on_cpu(resources, deployment):
+    (hpa,) = [d for (kind, _), d in resources.items() if kind == 'HorizontalPodAutoscaler']
+    assert hpa['apiVersion'] == 'autoscaling/v2'
+    target = hpa['spec']['scaleTargetRef']
+    assert (target['kind'], target['name']) == ('Deployment', deployment['metadata']['name'])
+    assert 2 <= hpa['spec']['minReplicas'] <= hpa['spec']['maxReplicas']  # two or more: a node can go
+    (metric,) = hpa['spec']['metrics']
+    assert metric['resource']['name'] == 'cpu' and metric['resource']['target']['type'] == 'Utilization'
+
+
+def _cores(quantity):
+    return float(quantity[:-1]) / 1000 if str(quantity).endswith('m') else float(quantity)
+
+
+def test_cpu_request_backs_the_utilization_target_and_batching_threads(container):
+    # Utilization is relative to the request; one batching thread per core the pod may use.
+    requested, limit = (_cores(container['resources'][kind]['cpu']) for kind in ('requests', 'limits'))
+    assert 0 < requested <= limit
+    batching = _parse('batching.config', BatchingParameters)
+    assert batching.num_batch_threads.value <= limit
+
+
+def test_pods_run_as_the_workload_identity_service_account(resources, deployment):
+    name = deployment['spec']['template']['spec']['serviceAccountName']
+    account = resources[('ServiceAccount', name)]
+    assert account['metadata']['annotations']['iam.gke.io/gcp-service-account'].endswith('.iam.gserviceaccount.com')
+
+
+def test_every_resource_carries_the_app_label(kustomization, resources):
+    (entry,) = kustomization['labels']
+    assert entry['pairs'] == {'app': 'chicago-taxi-serving'}
+    selector = next(d for (k, _), d in resources.items() if k == 'Deployment')['spec']['selector']['matchLabels']
+    assert selector == entry['pairs']
+
+
+@pytest.mark.skipif(shutil.which('kubectl') is None, reason='kubectl not installed')
+def test_kustomize_renders_the_configmap_under_its_fixed_name():
+    # kubectl's built-in kustomize runs locally; it needs no cluster.
+    out = subprocess.run(['kubectl', 'kustomize', SERVING], capture_output=True, text=True, timeout=30, check=True)
+    docs = list(yaml.safe_load_all(out.stdout))
+    (configmap,) = [d for d in docs if d['kind'] == 'ConfigMap']
+    (deployment,) = [d for d in docs if d['kind'] == 'Deployment']
+    # The name the Deployment mounts is the one kustomize renders (no hash suffix).
+    mounted = {v['configMap']['name'] for v in deployment['spec']['template']['spec']['volumes'] if 'configMap' in v}
+    assert configmap['metadata']['name'] in mounted
+    with open(os.path.join(CONFIG_DIR, 'models.config')) as f:
+        assert configmap['data']['models.config'] == f.read()
+    assert all(d['metadata']['labels']['app'] == 'chicago-taxi-serving' for d in docs)
+
+
+# --- models.config -------------------------------------------------------------------
+
+def test_model_base_path_is_where_the_pusher_writes():
+    (model,) = _parse('models.config', model_server_config_pb2.ModelServerConfig).model_config_list.config
+    assert model.name == MODEL_NAME
+    assert model.model_platform == 'tensorflow'
+    assert model.base_path == _makefile_default('SERVING_MODEL_DIR')
+    assert model.base_path.startswith('gs://') and model.base_path.rstrip('/').endswith('/' + MODEL_NAME)
+
+
+def test_labels_point_at_loaded_versions():
+    (model,) = _parse('models.config', model_server_config_pb2.ModelServerConfig).model_config_list.config
+    assert model.model_version_policy.WhichOneof('policy_choice') == 'specific'
+    versions = set(model.model_version_policy.specific.versions)
+    assert set(model.version_labels) == {serving.STABLE_LABEL, serving.CANARY_LABEL}
+    assert set(model.version_labels.values()) <= versions
+
+
+# --- running locally -------------------------------------------------------------------
+
+def test_compose_serves_the_local_push_destination_with_the_cluster_image(compose, container, flags):
+    assert compose['image'] == container['image']
+    assert compose['entrypoint'] == container['command']
+    local = _flags(compose['command'])
+    assert local['--model_name'] == MODEL_NAME
+    assert int(local['--port']) == serving.GRPC_PORT and int(local['--rest_api_port']) == serving.REST_PORT
+    assert {f'{p}:{p}' for p in (serving.GRPC_PORT, serving.REST_PORT)} == set(compose['ports'])
+    for flag in ('--enable_batching', '--batching_parameters_file', '--monitoring_config_file',
+                 '--enable_model_warmup'):
+        assert local[flag] == flags[flag], flag
+
+    # Resolve the container's model path through the volumes to a host path.
+    mounts = {}
+    for volume in compose['volumes']:
+        host, target, mode = volume.split(':')
+        assert mode == 'ro'
+        mounts[target] = os.path.normpath(os.path.join(SERVING, host))
+    model_root, rest = local['--model_base_path'].lstrip('/').split('/', 1)
+    host_model_dir = os.path.join(mounts['/' + model_root], rest)
+    pusher = PipelineConfig.for_workspace(os.path.join(REPO, 'workspace')).serving_model_dir
+    assert host_model_dir == pusher
+    assert os.path.normpath(mounts[MOUNT]) == CONFIG_DIR
+
+
+def _run_script(tmp_path, path_dirs, *args):
+    env = {'PATH': os.pathsep.join(map(str, path_dirs)), 'HOME': str(tmp_path)}
+    return subprocess.run([shutil.which('bash'), os.path.join(SERVING, 'run_tf_serving.sh'), *args],
+                          capture_output=True, text=True, env=env, timeout=30)
+
+
+@pytest.fixture
+def fake_docker(tmp_path):
+    """A `docker` that records its arguments, one per line."""
+    bin_dir = tmp_path / 'bin'
+    bin_dir.mkdir()
+    script = bin_dir / 'docker'
+    script.write_text(f'#!{shutil.which("bash")}\nprintf "%s\\n" "$@" > {tmp_path}/docker-args\n')
+    script.chmod(0o755)
+    return bin_dir, tmp_path / 'docker-args'
+
+
+def test_run_script_runs_what_compose_runs(tmp_path, fake_docker, compose):
+    bin_dir, args_file = fake_docker
+    model_dir = tmp_path / 'serving_model' / MODEL_NAME
+    (model_dir / '1795432478').mkdir(parents=True)
+    (model_dir / '1795432478' / 'saved_model.pb').write_bytes(b'')
+    result = _run_script(tmp_path, [bin_dir], str(model_dir))
+    assert result.returncode == 0, result.stderr
+    args = args_file.read_text().splitlines()
+    image = args.index(compose['image'])
+    assert args[:2] == ['run', '--rm']
+    assert args[args.index('--entrypoint') + 1] == compose['entrypoint'][0]
+    assert _flags(args[image + 1:]) == _flags(compose['command'])
+    volumes = {args[i + 1] for i, a in enumerate(args[:image]) if a == '-v'}
+    assert volumes == {f'{model_dir}:/models/{MODEL_NAME}:ro', f'{CONFIG_DIR}:{MOUNT}:ro'}
+    assert {args[i + 1] for i, a in enumerate(args[:image]) if a == '-p'} == set(compose['ports'])
+
+
+@pytest.mark.parametrize('case, messages', [
+    ('no_docker', ['docker not found']),
+    ('no_model', ['no model directory', 'make run']),
+    ('no_version', ['no version directories']),
+])
+def test_run_script_explains_what_is_missing(tmp_path, fake_docker, case, messages):
+    bin_dir, args_file = fake_docker
+    path_dirs, model_dir = {'no_docker': ([tmp_path / 'empty'], str(tmp_path)),
+                            'no_model': ([bin_dir], str(tmp_path / 'nowhere')),
+                            'no_version': ([bin_dir], str(tmp_path / 'bin'))}[case]
+    result = _run_script(tmp_path, path_dirs, model_dir)
+    assert result.returncode == 1
+    assert all(message in result.stderr for message in messages), result.stderr
+    assert not args_file.exists()  # docker was never started
+
+
+# --- the label tool --------------------------------------------------------------------
+
+@pytest.fixture
+def config_copy(tmp_path):
+    path = tmp_path / 'models.config'
+    shutil.copy(os.path.join(CONFIG_DIR, 'models.config'), path)
+    return str(path)
+
+
+def _policy(path):
+    with open(path) as f:
+        (model,) = text_format.Parse(f.read(), model_server_config_pb2.ModelServerConfig()).model_config_list.config
+    return sorted(model.model_version_policy.specific.versions)
+
+
+def _header(path):
+    with open(path) as f:
+        return [line for line in f if line.startswith('#')]
+
+
+def test_set_labels_round_trip_keeps_the_file_and_its_header(config_copy):
+    with open(config_copy) as f:
+        original = f.read()
+    # The shipped labels, written again: nothing to stage, identical bytes.
+    shipped = labels.read_labels(config_copy)
+    assert labels.set_labels(config_copy, shipped['stable'], shipped['canary']) == frozenset()
+    with open(config_copy) as f:
+        assert f.read() == original
+
+    assert labels.set_labels(config_copy, 200, 300, staged=False) == frozenset()
+    assert labels.read_labels(config_copy) == {'stable': 200, 'canary': 300}
+    assert _policy(config_copy) == [200, 300]
+    assert _header(config_copy) == [line for line in original.splitlines(keepends=True) if line.startswith('#')]
+    # Everything else about the model is untouched.
+    (model,) = _parse('models.config', model_server_config_pb2.ModelServerConfig).model_config_list.config
+    with open(config_copy) as f:
+        (edited,) = text_format.Parse(f.read(), model_server_config_pb2.ModelServerConfig()).model_config_list.config
+    assert (edited.name, edited.base_path, edited.model_platform) == (model.name, model.base_path,
+                                                                      model.model_platform)
+
+
+def test_canary_then_promotion_then_rollback(config_copy):
+    labels.set_labels(config_copy, 100, staged=False)
+    assert labels.read_labels(config_copy) == {'stable': 100} and _policy(config_copy) == [100]
+
+    # A new canary: first load it, labels untouched ...
+    assert labels.set_labels(config_copy, 100, 200) == {200}
+    assert labels.read_labels(config_copy) == {'stable': 100} and _policy(config_copy) == [100, 200]
+    # ... then, once loaded, label it.
+    assert labels.set_labels(config_copy, 100, 200) == frozenset()
+    assert labels.read_labels(config_copy) == {'stable': 100, 'canary': 200}
+
+    # Promotion moves stable to a loaded version: one step; the canary label goes.
+    assert labels.set_labels(config_copy, 200) == frozenset()
+    assert labels.read_labels(config_copy) == {'stable': 200} and _policy(config_copy) == [200]
+
+    # Rollback to the older version: reload it first while 200 keeps serving.
+    assert labels.set_labels(config_copy, 100) == {100}
+    assert labels.read_labels(config_copy) == {'stable': 200} and _policy(config_copy) == [100, 200]
+    assert labels.set_labels(config_copy, 100) == frozenset()
+    assert labels.read_labels(config_copy) == {'stable': 100} and _policy(config_copy) == [100]
+
+
+def test_canary_removal(config_copy):
+    shipped = labels.read_labels(config_copy)
+    assert labels.set_labels(config_copy, shipped['stable']) == frozenset()
+    assert labels.read_labels(config_copy) == {'stable': shipped['stable']}
+    assert _policy(config_copy) == [shipped['stable']]
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    ({'stable': 0}, 'stable.*positive integer'),
+    ({'stable': -5}, 'stable.*positive integer'),
+    ({'stable': 3, 'canary': 0}, 'canary.*positive integer'),
+    ({'stable': '3'}, 'stable.*positive integer'),
+    ({'stable': True}, 'stable.*positive integer'),
+    ({'stable': 3, 'model_name': 'chicago-taxis'}, 'chicago-taxis'),
+])
+def test_bad_input_is_refused_and_changes_nothing(config_copy, kwargs, message):
+    with open(config_copy) as f:
+        original = f.read()
+    with pytest.raises(ValueError, match=message):
+        labels.set_labels(config_copy, **kwargs)
+    with open(config_copy) as f:
+        assert f.read() == original
+
+
+def test_a_config_that_is_not_a_model_server_config_is_refused(tmp_path):
+    path = tmp_path / 'models.config'
+    path.write_text('model_config_list { config { nmae: "x" } }\n')
+    with pytest.raises(ValueError, match='not a ModelServerConfig'):
+        labels.read_labels(str(path))
+
+
+@pytest.mark.parametrize('failing', ['fsync', 'replace'])
+def test_a_failed_write_leaves_the_original_file(config_copy, monkeypatch, failing):
+    with open(config_copy) as f:
+        original = f.read()
+
+    def fail(*args, **kwargs):
+        raise OSError(28, 'No space left on device')
+
+    monkeypatch.setattr(atomic_file.os, failing, fail)
+    with pytest.raises(OSError):
+        labels.set_labels(config_copy, 7, 8, staged=False)
+    monkeypatch.undo()
+    with open(config_copy) as f:
+        assert f.read() == original
+    assert os.listdir(os.path.dirname(config_copy)) == ['models.config']  # no temporary file left
+
+
+@pytest.mark.parametrize('argv, code, labels_after', [
+    (['--stable', '5', '--canary', '6', '--direct'], 0, {'stable': 5, 'canary': 6}),
+    (['--stable', '0'], 2, None),
+    (['--stable', '5', '--model-name', 'other'], 2, None),
+])
+def test_serving_labels_command(config_copy, argv, code, labels_after):
+    before = labels.read_labels(config_copy)
+    assert cli.main(['serving-labels', '--config', config_copy] + argv) == code
+    assert labels.read_labels(config_copy) == (labels_after if labels_after is not None else before)
+
+
+def test_serving_labels_command_stages_a_move_to_an_unloaded_version(config_copy, capsys):
+    before = labels.read_labels(config_copy)
+    assert cli.main(['serving-labels', '--config', config_copy, '--stable', '9']) == 0
+    assert labels.read_labels(config_copy) == before  # labels wait until 9 is loaded
+    assert 9 in _policy(config_copy)
+    assert '9' in capsys.readouterr().out
+
+
+def test_serving_labels_command_on_a_missing_config_is_bad_input(config_copy, capsys):
+    assert cli.main(['serving-labels', '--config', config_copy + '.missing', '--stable', '5']) == 2
+    assert config_copy + '.missing' in capsys.readouterr().err
+
+
+def test_label_tool_does_not_import_tensorflow():
+    out = subprocess.run([sys.executable, '-c',
+                          'import sys, serving.labels; print("tensorflow" in sys.modules)'],
+                         capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert out.stdout.strip() == 'False', out.stderr

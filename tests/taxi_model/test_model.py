@@ -1,0 +1,41 @@
+import numpy as np
+
+from taxi_model import features, model
+from taxi_model.hyperparameters import Hyperparameters
+
+
+def _batch(n=32, seed=0):
+    rng = np.random.default_rng(seed)
+    inputs = {}
+    for f in features.FEATURES:
+        if f.is_categorical:
+            inputs[f.transformed_name] = rng.integers(0, f.num_categories, size=(n, 1))
+        else:
+            inputs[f.transformed_name] = rng.normal(size=(n, 1)).astype('float32')
+    return inputs, rng.integers(0, 2, size=(n, 1))
+
+
+def test_model_takes_one_input_per_feature_and_outputs_probabilities():
+    m = model.build_keras_model(Hyperparameters())
+    assert set(m.input_names) == {f.transformed_name for f in features.FEATURES}
+    x, _ = _batch()
+    p = m.predict(x, verbose=0)
+    assert p.shape == (32, 1)
+    assert np.all((p >= 0) & (p <= 1))
+
+
+def test_a_training_step_changes_the_weights_and_lowers_the_loss():
+    m = model.build_keras_model(Hyperparameters(learning_rate=0.05))
+    x, y = _batch()
+    before = [w.copy() for w in m.get_weights()]
+    first = m.train_on_batch(x, y, return_dict=True)['loss']
+    for _ in range(20):
+        last = m.train_on_batch(x, y, return_dict=True)['loss']
+    assert any(not np.allclose(a, b) for a, b in zip(before, m.get_weights()))
+    assert last < first
+
+
+def test_hyperparameters_round_trip_through_custom_config():
+    hp = Hyperparameters(batch_size=8, hidden_units=(4, 2), learning_rate=0.1)
+    assert Hyperparameters.from_custom_config(hp.to_custom_config()) == hp
+    assert Hyperparameters.from_custom_config(None) == Hyperparameters()
