@@ -20,7 +20,7 @@ COPY pipeline/ pipeline/
 COPY serving/ serving/
 COPY cli/ cli/
 RUN pip install --no-cache-dir --no-deps -e /pipeline \
-    && python -c "import taxi_model.model, taxi_model.preprocessing, components.trainer, schemas; print(schemas.CURATED_SCHEMA)"
+    && python -c "import taxi_model.training, taxi_model.preprocessing, components.trainer, schemas; print(schemas.CURATED_SCHEMA)"
 
 # KubeflowV2DagRunner sets the command per task; this is for running by hand.
 ENTRYPOINT ["python", "-m", "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"]

@@ -1,7 +1,7 @@
 """`taxi-pipeline`: run the pipeline locally, compile it for Kubeflow, serve and query its models.
 
 A thin dispatcher: each command's parser and handler live with the code they
-drive (`pipeline.commands`, `serving.commands`, `cli.predict`). Handlers
+drive (`pipeline.commands`, `serving.commands`, `cli.served_model`). Handlers
 return 0 or raise; one table maps what they raise to the exit code:
 0 success (including a model that was evaluated and not blessed: the
 pipeline did its job), 1 something failed, 2 bad input.
@@ -48,14 +48,14 @@ def configure_logging(verbose: bool) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    from cli import predict
+    from cli import served_model
     from pipeline import commands as pipeline_commands
     from serving import commands as serving_commands
     root = argparse.ArgumentParser(prog='taxi-pipeline', description=__doc__.split('\n')[0])
     commands = root.add_subparsers(dest='command', required=True)
     pipeline_commands.register(commands)
     serving_commands.register(commands, default_model_base_path=pipeline_commands.default_serving_model_dir())
-    predict.register(commands)
+    served_model.register(commands)
     return root
 
 

@@ -1,4 +1,5 @@
-"""Trainer whose step counts are plain integer exec properties.
+"""Trainer whose step counts are plain integer exec properties, and whose model
+carries the statistics and schema of the data it was trained on.
 
 TFX's Trainer takes its steps inside the TrainArgs/EvalArgs protos, and
 KubeflowV2DagRunner cannot put a runtime parameter inside a proto (protobuf
@@ -6,7 +7,15 @@ rejects it at build time). With `train_steps` and `eval_steps` as integer
 exec properties, a Kubeflow Pipelines run sets them like any other pipeline
 parameter; the executor writes them into the protos TFX's GenericExecutor
 reads, so `run_fn` sees the usual `FnArgs.train_steps`/`eval_steps`.
+
+With `statistics` (StatisticsGen's output) wired in, the exported SavedModel
+gets, under `assets.extra/`, the training split's statistics and the schema
+the data was validated against. Every pushed version then says what it learned
+from, so drift and skew checks need no Resolver or metadata store to find it.
 """
+
+import os
+
 
 from typing import Optional, Union
 
@@ -15,15 +24,23 @@ from tfx.components.trainer import executor as trainer_executor
 from tfx.dsl.components.base import base_component, executor_spec
 from tfx.orchestration import data_types
 from tfx.proto import trainer_pb2
-from tfx.types import standard_artifacts, standard_component_specs
-from tfx.types.component_spec import ExecutionParameter
-from tfx.utils import json_utils, proto_utils
+from tfx.types import artifact_utils, standard_artifacts, standard_component_specs
+from tfx.types.component_spec import ChannelParameter, ExecutionParameter
+from tfx.utils import io_utils, json_utils, path_utils, proto_utils
 
 TRAIN_STEPS, EVAL_STEPS = 'train_steps', 'eval_steps'
+STATISTICS = 'statistics'
+# What a pushed version carries about its training data, next to TF Serving's
+# warm-up file: TFDV statistics of the training split and the curated schema.
+TRAINING_STATISTICS_FILE = 'assets.extra/training_statistics.pb'
+SCHEMA_FILE = 'assets.extra/schema.pbtxt'
+TRAIN_SPLIT = 'train'
 IntParameter = Union[int, data_types.RuntimeParameter]
 
 
 class TrainerSpec(standard_component_specs.TrainerSpec):
+    INPUTS = {**standard_component_specs.TrainerSpec.INPUTS,
+              STATISTICS: ChannelParameter(type=standard_artifacts.ExampleStatistics, optional=True)}
     PARAMETERS = {**standard_component_specs.TrainerSpec.PARAMETERS,
                   TRAIN_STEPS: ExecutionParameter(type=int),
                   EVAL_STEPS: ExecutionParameter(type=int)}
@@ -41,20 +58,30 @@ class Executor(trainer_executor.GenericExecutor):
             if proto.num_steps < 1:
                 raise ValueError(f'{steps} must be at least 1, got {proto.num_steps}')
             properties[key] = proto_utils.proto_to_json(proto)
-        return super().Do(input_dict, output_dict, properties)
+        super().Do(input_dict, output_dict, properties)
+        serving_dir = path_utils.serving_model_path(
+            artifact_utils.get_single_uri(output_dict[standard_component_specs.MODEL_KEY]))
+        if input_dict.get(STATISTICS):
+            statistics = artifact_utils.get_single_instance(input_dict[STATISTICS])
+            io_utils.copy_file(os.path.join(statistics.uri, f'Split-{TRAIN_SPLIT}', 'FeatureStats.pb'),
+                               os.path.join(serving_dir, TRAINING_STATISTICS_FILE), overwrite=True)
+        schema_uri = artifact_utils.get_single_uri(input_dict[standard_component_specs.SCHEMA_KEY])
+        io_utils.copy_file(io_utils.get_only_uri_in_dir(schema_uri), os.path.join(serving_dir, SCHEMA_FILE),
+                           overwrite=True)
 
 
 class Trainer(base_component.BaseComponent):
-    """TFX's Trainer (GenericExecutor, `run_fn` by module path) with steps as parameters."""
+    """TFX's Trainer (GenericExecutor, `run_fn` by module path) with steps as parameters;
+    its model carries the training statistics and schema (`assets.extra/`)."""
 
     SPEC_CLASS = TrainerSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
 
     def __init__(self, examples: types.BaseChannel, transform_graph: types.BaseChannel, schema: types.BaseChannel,
                  run_fn: str, train_steps: IntParameter, eval_steps: IntParameter,
-                 custom_config: Optional[dict] = None):
+                 statistics: Optional[types.BaseChannel] = None, custom_config: Optional[dict] = None):
         super().__init__(spec=TrainerSpec(
-            examples=examples, transform_graph=transform_graph, schema=schema,
+            examples=examples, transform_graph=transform_graph, schema=schema, statistics=statistics,
             train_args=trainer_pb2.TrainArgs(), eval_args=trainer_pb2.EvalArgs(),
             run_fn=run_fn, custom_config=json_utils.dumps(custom_config or {}),
             train_steps=train_steps, eval_steps=eval_steps,

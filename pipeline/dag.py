@@ -27,7 +27,7 @@ from taxi_model import contract
 from taxi_model.features import LABEL, SLICE_COLUMNS
 
 PREPROCESSING_FN = 'taxi_model.preprocessing.preprocessing_fn'
-RUN_FN = 'taxi_model.model.run_fn'
+RUN_FN = 'taxi_model.training.run_fn'
 # Each span is a directory of CSV files; ExampleGen reads the latest span.
 SPAN_PATTERN = 'span-{SPAN}/*.csv'
 
@@ -66,6 +66,8 @@ def eval_config() -> tfma.EvalConfig:
         model_specs=[tfma.ModelSpec(
             signature_name=contract.PREDICT_EXAMPLES,
             label_key=LABEL.name,
+            # The signature also returns outlier flags; the probability is the prediction.
+            prediction_key=contract.PROBABILITIES,
             # Applies the model's Transform graph to raw eval examples, which
             # is where the (derived) label comes from.
             preprocessing_function_names=[contract.TRANSFORM_FEATURES])],
@@ -117,6 +119,7 @@ def create_components(config: PipelineConfig) -> List[tfx.dsl.components.base.ba
         examples=transform.outputs['transformed_examples'],
         transform_graph=transform.outputs['transform_graph'],
         schema=curated_schema.outputs['schema'],
+        statistics=statistics_gen.outputs['statistics'],
         train_steps=params['train_steps'],
         eval_steps=params['eval_steps'],
         custom_config=config.hyperparameters.to_custom_config())

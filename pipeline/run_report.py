@@ -1,5 +1,6 @@
 """A self-contained HTML report of one run: what ran, how the model did per
-slice, what the data looked like, and where it departs from the curated schema.
+slice, what drives its predictions and how many eval examples it flags as
+outliers, what the data looked like, and where it departs from the curated schema.
 
 TFDV's and TFMA's own visualisations need a notebook or a CDN; this page opens
 from disk anywhere, including a build artifact viewer.
@@ -17,8 +18,11 @@ from tensorflow_metadata.proto.v0 import statistics_pb2
 import schemas
 from atomic_file import write_atomically
 from components.anomalies_gate import describe, read_split_anomalies
+from components.baseline_model import SERVING_SUBDIR
+from pipeline import model_insights, svg_charts
 from pipeline.run_summary import OVERALL, RunSummary, metrics_by_slice
 from pipeline.schema_review import differences
+from taxi_model.preprocessing import OUTLIER_SHARE
 
 _STYLE = '''
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
@@ -81,6 +85,22 @@ def _is_number(text: str) -> bool:
         return False
 
 
+def _insights_section(insights) -> str:
+    if insights is None:
+        return '<h2>Feature importance</h2><p>The model has no explain signature.</p>'
+    share = insights.outlier_share
+    flagged = ', '.join(f'{name} {value:.1%}' for name, value in insights.flagged_share.items()) or 'none'
+    return ''.join([
+        f'<h2>Feature importance ({insights.examples} eval examples)</h2>',
+        '<p>Mean absolute attribution of each raw feature (integrated gradients, in log-odds): how far, '
+        'on average, it moves a prediction away from that of the average training example.</p>',
+        svg_charts.bar_chart(insights.importance),
+        '<h2>Outliers in the eval split</h2>',
+        f'<p class="{"bad" if share > 0.05 else "good"}" id="outlier-share">{share:.1%} of {insights.examples} '
+        f'eval examples flagged as outliers (the threshold flags {OUTLIER_SHARE:.0%} of training examples).</p>',
+        f'<p>Outside the schema or vocabulary: {html.escape(flagged)}</p>'])
+
+
 def render(result: RunSummary) -> str:
     parts = [f'<h1>Run {html.escape(result.run_id)}</h1>']
     status = 'succeeded' if result.succeeded else 'FAILED'
@@ -102,6 +122,12 @@ def render(result: RunSummary) -> str:
                 ', '.join(f'{k}={v:.4f}' for k, v in sorted(result.baseline_metrics.items()))) + '</p>')
         parts.append(_table(['slice', 'examples', 'AUC', 'accuracy', 'precision', 'recall'],
                             _slice_rows(evaluation)))
+
+    model = result.outputs.get('Trainer', {}).get('model')
+    examples = result.outputs.get('CsvExampleGen', {}).get('examples')
+    if model and examples and os.path.exists(os.path.join(model, SERVING_SUBDIR)):
+        parts.append(_insights_section(model_insights.explain_eval_split(os.path.join(model, SERVING_SUBDIR),
+                                                                           examples)))
 
     anomalies = result.outputs.get('ExampleValidator', {}).get('anomalies')
     if anomalies:

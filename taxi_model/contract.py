@@ -13,9 +13,10 @@ names and keys) are TensorFlow's constants, not restated.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
-from typing import Dict, List, Mapping, Optional, Sequence, Union
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import tensorflow as tf
@@ -31,6 +32,9 @@ PREDICT_RAW = 'serving_raw'
 # TF Serving's Classify and Regress APIs, over serialized tf.Examples.
 CLASSIFY = 'classification'
 REGRESS = 'regression'
+# Raw features in (as `serving_raw`), the prediction with one attribution per raw
+# feature out (integrated gradients against a stated baseline).
+EXPLAIN = 'explain'
 # Raw tf.Example (with the label's source columns) to transformed features and
 # label: what TFMA's preprocessing step calls. Not for clients.
 TRANSFORM_FEATURES = 'transform_features'
@@ -39,6 +43,7 @@ TRANSFORM_FEATURES = 'transform_features'
 CLIENT_SIGNATURES: Dict[str, str] = {
     PREDICT_EXAMPLES: tf.saved_model.PREDICT_METHOD_NAME,
     PREDICT_RAW: tf.saved_model.PREDICT_METHOD_NAME,
+    EXPLAIN: tf.saved_model.PREDICT_METHOD_NAME,
     CLASSIFY: tf.saved_model.CLASSIFY_METHOD_NAME,
     REGRESS: tf.saved_model.REGRESS_METHOD_NAME,
 }
@@ -53,6 +58,35 @@ EXAMPLES_API_INPUT = tf.saved_model.CLASSIFY_INPUTS
 PROBABILITIES = 'probabilities'
 # Classify's class labels, in score order: not a big tipper, a big tipper.
 CLASS_LABELS = ('0', '1')
+
+# Outlier flags, outputs of every predict signature and of `explain`, shape [batch]:
+# - how unlike the training split the example is (mean squared z-score of its
+#   numeric features, statistics from Transform's analysis of the training split);
+OUTLIER_SCORE = 'outlier_score'
+# - the score above which an example is unusual: calibrated to flag
+#   `taxi_model.preprocessing.OUTLIER_SHARE` of the training split;
+OUTLIER_THRESHOLD = 'outlier_threshold'
+# - the raw features outside the curated schema's domain or unseen in the
+#   vocabulary, comma-separated ('' when none);
+FLAGGED_FEATURES = 'flagged_features'
+# - true when the score exceeds the threshold or any feature is flagged.
+IS_OUTLIER = 'is_outlier'
+FLAG_OUTPUTS = (IS_OUTLIER, OUTLIER_SCORE, FLAGGED_FEATURES)
+
+# `explain` outputs, shape [batch]: the prediction for the baseline input, the
+# log-odds of both, and per raw feature its share of (log-odds - baseline log-odds).
+# Attributions are in log-odds, where the model's wide part adds up exactly; in
+# probability the sigmoid's saturation would credit one feature's change to another.
+BASELINE_PROBABILITY = 'baseline_probability'
+LOG_ODDS = 'log_odds'
+BASELINE_LOG_ODDS = 'baseline_log_odds'
+ATTRIBUTION_PREFIX = 'attribution_'
+# Written into every exported model: how attributions are computed and the baseline.
+EXPLANATION_FILE = 'assets.extra/explanation.json'
+
+
+def attribution_key(feature_name: str) -> str:
+    return f'{ATTRIBUTION_PREFIX}{feature_name}'
 
 # -- missing values in a raw request ----------------------------------------------
 
@@ -69,7 +103,8 @@ MISSING_VALUES_FILE = 'assets.extra/missing_values.json'
 
 def missing_values_json() -> str:
     """The missing-value markers of every signature with raw inputs, as JSON."""
-    return json.dumps({PREDICT_RAW: {f.name: _MISSING_RULE[f.raw_type] for f in FEATURES}}, indent=2, sort_keys=True)
+    rules = {f.name: _MISSING_RULE[f.raw_type] for f in FEATURES}
+    return json.dumps({PREDICT_RAW: rules, EXPLAIN: rules}, indent=2, sort_keys=True)
 
 
 # -- rows to requests ---------------------------------------------------------------
@@ -121,6 +156,21 @@ def to_tf_example(row: Mapping[str, Value]) -> tf.train.Example:
     return example
 
 
+def from_tf_example(example: tf.train.Example) -> Dict[str, Value]:
+    """The row a tf.Example holds (the inverse of `to_tf_example`): None where a column is absent."""
+    row: Dict[str, Value] = {}
+    for name, raw_type in raw_columns().items():
+        feature = example.features.feature.get(name)
+        values = [] if feature is None else getattr(feature, feature.WhichOneof('kind') or 'int64_list').value
+        if not values:
+            row[name] = None
+        elif raw_type is RawType.BYTES:
+            row[name] = values[0].decode()
+        else:
+            row[name] = values[0]
+    return row
+
+
 def raw_inputs(rows: Sequence[Mapping[str, Value]]) -> Dict[str, np.ndarray]:
     """The `serving_raw` signature's inputs for `rows`, one array per feature."""
     instances = [to_raw_instance(row) for row in rows]
@@ -133,17 +183,47 @@ def example_inputs(rows: Sequence[Mapping[str, Value]]) -> Dict[str, np.ndarray]
 
 
 def inputs_for(signature: str, rows: Sequence[Mapping[str, Value]]) -> Dict[str, np.ndarray]:
-    """The inputs of a predict signature (`serving_raw` or `serving_default`) for `rows`."""
-    if signature == PREDICT_RAW:
+    """The inputs of a predict signature (`serving_raw`, `serving_default` or `explain`) for `rows`."""
+    if signature in (PREDICT_RAW, EXPLAIN):
         return raw_inputs(rows)
     if signature == PREDICT_EXAMPLES:
         return example_inputs(rows)
-    raise ValueError(f'signature must be {PREDICT_RAW} or {PREDICT_EXAMPLES}, not {signature!r}')
+    raise ValueError(f'signature must be {PREDICT_RAW}, {PREDICT_EXAMPLES} or {EXPLAIN}, not {signature!r}')
 
 
 def probabilities(outputs: Mapping[str, np.ndarray]) -> List[float]:
     """One tip probability per row from a predict signature's outputs."""
     return np.reshape(outputs[PROBABILITIES], [-1]).astype(float).tolist()
+
+
+@dataclasses.dataclass(frozen=True)
+class Flags:
+    """One row's outlier flags; all empty for a model exported before they existed."""
+
+    is_outlier: Optional[bool] = None
+    score: Optional[float] = None
+    features: Tuple[str, ...] = ()
+
+
+def flags(outputs: Mapping[str, np.ndarray]) -> List[Flags]:
+    """Per row, the outlier flags in a predict or explain signature's outputs."""
+    size = len(outputs[PROBABILITIES])
+    if IS_OUTLIER not in outputs:
+        return [Flags()] * size
+    names = [_text(v) for v in np.reshape(outputs[FLAGGED_FEATURES], [-1])]
+    return [Flags(bool(flag), float(score), tuple(n for n in name.split(',') if n))
+            for flag, score, name in zip(np.reshape(outputs[IS_OUTLIER], [-1]),
+                                         np.reshape(outputs[OUTLIER_SCORE], [-1]), names)]
+
+
+def attributions(outputs: Mapping[str, np.ndarray]) -> List[Dict[str, float]]:
+    """Per row, each raw feature's attribution from the `explain` signature's outputs."""
+    columns = {f.name: np.reshape(outputs[attribution_key(f.name)], [-1]).astype(float) for f in FEATURES}
+    return [{name: float(column[i]) for name, column in columns.items()} for i in range(len(outputs[PROBABILITIES]))]
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 _NUMPY_DTYPES = {RawType.FLOAT: np.float32, RawType.INT: np.int64, RawType.BYTES: object}

@@ -6,6 +6,9 @@ features (names and keys from `taxi_model.contract`):
 - `serving_default`: serialized tf.Example (the TFX and TFMA standard);
 - `serving_raw`: one named tensor per raw feature, which is what TF Serving
   REST clients send as plain JSON (`{"instances": [{"fare": 9.5, ...}]}`);
+- `explain`: raw features in (as `serving_raw`); the probability, the baseline
+  probability, both as log-odds, and one integrated-gradients attribution (in
+  log-odds) per raw feature out;
 - `classification` / `regression`: serialized tf.Example in, TF Serving's
   Classify (`classes`, `scores`) and Regress (`outputs`) contract out, so the
   `:classify` and `:regress` APIs work; their method names are set to TF
@@ -13,26 +16,47 @@ features (names and keys from `taxi_model.contract`):
 - `transform_features`: serialized tf.Example with the label column, returning
   transformed features and label, for TFMA's preprocessing step.
 
+The predict signatures and `explain` also flag outliers (`contract.FLAG_OUTPUTS`):
+the outlier score and its threshold come from Transform's analysis of the
+training split; the domains come from the curated schema the Trainer was given.
+
 Next to the model, under `assets.extra/`:
 - `tf_serving_warmup_requests`: one request per client signature, which TF
   Serving (and the embedded server) replay before the version takes traffic;
 - `missing_values.json`: how `serving_raw` marks a missing value, so a server's
-  request log can leave such values out without knowing this model.
+  request log can leave such values out without knowing this model;
+- `explanation.json`: how attributions are computed, the baseline input in
+  raw and transformed terms, the baseline probability and the outlier threshold.
 """
 
 from __future__ import annotations
 
+import json
 import os
-from typing import Dict, List, Mapping
+from typing import Dict, List, Mapping, Optional, Tuple
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
+import tf_keras as keras
+from google.protobuf import text_format
 from tensorflow.core.protobuf import saved_model_pb2
+from tensorflow_metadata.proto.v0 import schema_pb2
 from tensorflow_serving.apis import (classification_pb2, model_pb2, predict_pb2, prediction_log_pb2,
                                      regression_pb2)
 
 from taxi_model import contract
-from taxi_model.features import FEATURES
+from taxi_model.features import FEATURES, Encoding, Feature, RawType
+from taxi_model.model import ENCODER, HEAD, LOGIT, model_inputs, representation_keys
+from taxi_model.preprocessing import OUTLIER_SHARE, densify
+
+# Integrated gradients: points on the straight path from the baseline to the
+# input, integrated with the trapezoidal rule. The completeness gap (sum of
+# attributions vs log-odds - baseline log-odds) shrinks with the steps; 64
+# keep it within COMPLETENESS_TOLERANCE on the taxi model (tests hold it to
+# that), and a single-example explain under 2x a predict (benchmarks/).
+IG_STEPS = 64
+COMPLETENESS_TOLERANCE = 0.05
 
 # TF Serving replays the PredictionLog records in this file at load time.
 WARMUP_FILE = 'assets.extra/tf_serving_warmup_requests'
@@ -48,10 +72,37 @@ WARMUP_ROWS: List[Mapping[str, object]] = [
      'trip_miles': 0.0, 'trip_seconds': 0, 'payment_type': 'Cash'},
 ]
 
+# A domain check: ('range', min or None, max or None) or ('values', allowed strings).
+Domain = Tuple
 
-def model_inputs(transformed: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
-    """The Keras inputs, in the shape the model declares: [batch, 1]."""
-    return {f.transformed_name: tf.reshape(transformed[f.transformed_name], [-1, 1]) for f in FEATURES}
+
+def schema_domains(schema_path: Optional[str]) -> Dict[str, Domain]:
+    """The curated schema's domain of each model feature that has one."""
+    if not schema_path:
+        return {}
+    with tf.io.gfile.GFile(schema_path) as f:
+        schema = text_format.Parse(f.read(), schema_pb2.Schema())
+    shared = {d.name: d for d in schema.string_domain}
+    domains = {}
+    for feature in schema.feature:
+        kind = feature.WhichOneof('domain_info')
+        if kind in ('int_domain', 'float_domain'):
+            d = getattr(feature, kind)
+            domains[feature.name] = ('range', d.min if d.HasField('min') else None, d.max if d.HasField('max') else None)
+        elif kind == 'string_domain':
+            domains[feature.name] = ('values', tuple(feature.string_domain.value))
+        elif kind == 'domain' and feature.domain in shared:
+            domains[feature.name] = ('values', tuple(shared[feature.domain].value))
+    return {f.name: domains[f.name] for f in FEATURES if f.name in domains}
+
+
+def _values_and_presence(x, missing_value) -> Tuple[tf.Tensor, tf.Tensor]:
+    """A raw feature as parsed ([batch, 0 or 1] sparse, or dense): [batch] values and [batch] presence."""
+    if isinstance(x, tf.SparseTensor):
+        present = tf.SparseTensor(x.indices, tf.ones_like(x.values, tf.bool), x.dense_shape)
+        return densify(x, missing_value), densify(present, False)
+    values = tf.reshape(x, [-1])
+    return values, tf.ones_like(values, tf.bool)
 
 
 def _raw_input_specs() -> Dict[str, tf.TensorSpec]:
@@ -81,19 +132,99 @@ def _as_parsed(values: tf.Tensor, spec) -> tf.Tensor | tf.SparseTensor:
 class ExportModule(tf.Module):
     """The model plus the Transform layer, with every signature of the contract."""
 
-    def __init__(self, model, tf_transform_output: tft.TFTransformOutput):
+    def __init__(self, model, tf_transform_output: tft.TFTransformOutput, baseline: Mapping[str, np.ndarray],
+                 schema_path: Optional[str] = None):
         super().__init__()
         self.model = model
+        self.encoder, self.head = model.get_layer(ENCODER), model.get_layer(HEAD)
+        self.logit = keras.Model(inputs=self.head.input, outputs=self.head.get_layer(LOGIT).output)
         # Tracked as an attribute so the Transform graph is saved with the model.
         self.tft_layer = tf_transform_output.transform_features_layer()
         self._feature_spec = tf_transform_output.raw_feature_spec()
         # Serving parses only the model's features: columns the model ignores
         # (and the label's source) must not be required of a client.
         self._serving_spec = {f.name: self._feature_spec[f.name] for f in FEATURES}
+        self.domains = schema_domains(schema_path)
+        # An id past the vocabulary Transform kept is an out-of-vocabulary bucket.
+        self._vocabulary_sizes = {f.name: tf_transform_output.vocabulary_size_by_name(f.name)
+                                  for f in FEATURES if f.encoding is Encoding.VOCABULARY}
+        self._vocabularies = {name: tf_transform_output.vocabulary_by_name(name) for name in self._vocabulary_sizes}
+        # The explanation baseline: each encoder output's training mean, [1, width].
+        self._baseline = {key: tf.constant(value) for key, value in baseline.items()}
+
+    def _flags(self, raw_features, transformed) -> Dict[str, tf.Tensor]:
+        """`contract.FLAG_OUTPUTS` for a batch: the outlier score against its
+        calibrated threshold, and the features outside their domain or vocabulary."""
+        flagged = []
+        for f in FEATURES:
+            fill = '' if f.raw_type is RawType.BYTES else tf.constant(0, tf.as_dtype(f.raw_type.tf_dtype))
+            values, present = _values_and_presence(raw_features[f.name], fill)
+            outside = tf.zeros_like(present)
+            domain = self.domains.get(f.name)
+            if domain and domain[0] == 'range':
+                _, low, high = domain
+                if low is not None:
+                    outside |= values < tf.cast(low, values.dtype)
+                if high is not None:
+                    outside |= values > tf.cast(high, values.dtype)
+            elif domain:
+                allowed = tf.constant(list(domain[1]), tf.string)
+                outside |= tf.logical_not(tf.reduce_any(tf.equal(values[:, None], allowed[None, :]), axis=1))
+            if f.name in self._vocabulary_sizes:
+                outside |= transformed[f.transformed_name] >= self._vocabulary_sizes[f.name]
+            flagged.append(present & outside)
+        flagged = tf.stack(flagged, axis=1)
+        names = tf.where(flagged, tf.constant([[f.name for f in FEATURES]]), '')
+        joined = tf.strings.regex_replace(tf.strings.reduce_join(names, axis=1, separator=','), ',+', ',')
+        score = transformed[contract.OUTLIER_SCORE]
+        return {contract.OUTLIER_SCORE: score,
+                contract.IS_OUTLIER: (score > transformed[contract.OUTLIER_THRESHOLD]) | tf.reduce_any(flagged, axis=1),
+                contract.FLAGGED_FEATURES: tf.strings.regex_replace(joined, '^,|,$', '')}
 
     def _predict(self, raw_features) -> Dict[str, tf.Tensor]:
         transformed = self.tft_layer(raw_features)
-        return {contract.PROBABILITIES: self.model(model_inputs(transformed))}
+        return {contract.PROBABILITIES: self.model(model_inputs(transformed)),
+                **self._flags(raw_features, transformed)}
+
+    def _explain(self, raw_features) -> Dict[str, tf.Tensor]:
+        """Integrated gradients over the encoder's representations (one-hot and
+        embedding of a categorical feature, the scaled value of a numeric one):
+        the head is differentiable there, ids are not. Each representation's
+        attribution is summed back to the raw feature it came from."""
+        transformed = self.tft_layer(raw_features)
+        representations = self.encoder(model_inputs(transformed))
+        baseline = self._baseline
+        alphas = tf.linspace(0.0, 1.0, IG_STEPS + 1)
+        weights = tf.concat([[0.5], tf.ones([IG_STEPS - 1]), [0.5]], axis=0) / IG_STEPS
+        difference, path = {}, {}
+        for key, value in representations.items():
+            difference[key] = value - baseline[key]
+            # [steps + 1, batch, width] -> [(steps + 1) * batch, width]: one head call for the whole path.
+            path[key] = tf.reshape(baseline[key][None] + alphas[:, None, None] * difference[key][None],
+                                   [-1, value.shape[-1]])
+        with tf.GradientTape() as tape:
+            tape.watch(path)
+            log_odds = self.logit(path)
+        gradients = tape.gradient(log_odds, path)
+        batch = tf.shape(difference[next(iter(difference))])[0]
+        log_odds = tf.reshape(self.logit(representations), [-1])
+        baseline_log_odds = tf.fill([batch], tf.reshape(self.logit(baseline), []))
+        outputs = {contract.PROBABILITIES: tf.reshape(tf.sigmoid(log_odds), [-1, 1]),
+                   contract.BASELINE_PROBABILITY: tf.sigmoid(baseline_log_odds),
+                   contract.LOG_ODDS: log_odds, contract.BASELINE_LOG_ODDS: baseline_log_odds}
+        for f in FEATURES:
+            attribution = 0.0
+            for key in representation_keys(f):
+                # The width is static: an empty batch cannot infer it.
+                steps = tf.reshape(gradients[key], [IG_STEPS + 1, batch, difference[key].shape[-1]])
+                average = tf.tensordot(weights, steps, axes=1)
+                attribution += tf.reduce_sum(difference[key] * average, axis=1)
+            outputs[contract.attribution_key(f.name)] = attribution
+        outputs.update(self._flags(raw_features, transformed))
+        return outputs
+
+    def _raw_parsed(self, features):
+        return {name: _as_parsed(values, self._feature_spec[name]) for name, values in features.items()}
 
     def signatures(self) -> Dict[str, tf.types.experimental.ConcreteFunction]:
         examples = tf.TensorSpec([None], tf.string, name=contract.EXAMPLES_INPUT)
@@ -104,8 +235,11 @@ class ExportModule(tf.Module):
 
         @tf.function(input_signature=[_raw_input_specs()])
         def serve_raw(features):
-            return self._predict({name: _as_parsed(values, self._feature_spec[name])
-                                  for name, values in features.items()})
+            return self._predict(self._raw_parsed(features))
+
+        @tf.function(input_signature=[_raw_input_specs()])
+        def explain(features):
+            return self._explain(self._raw_parsed(features))
 
         @tf.function(input_signature=[examples])
         def transform_features(serialized):
@@ -128,9 +262,49 @@ class ExportModule(tf.Module):
         return {
             contract.PREDICT_EXAMPLES: serve_tf_examples.get_concrete_function(),
             contract.PREDICT_RAW: serve_raw.get_concrete_function(),
+            contract.EXPLAIN: explain.get_concrete_function(),
             contract.CLASSIFY: classify.get_concrete_function(),
             contract.REGRESS: regress.get_concrete_function(),
             contract.TRANSFORM_FEATURES: transform_features.get_concrete_function(),
+        }
+
+    def _describe_baseline(self, f: Feature) -> Dict:
+        """A feature's baseline in the terms of its raw values."""
+        keys = representation_keys(f)
+        if not f.is_categorical:
+            return {'mean_z_score': float(self._baseline[keys[0]].numpy()[0, 0])}
+        frequencies = self._baseline[keys[0]].numpy()[0]
+        top = int(np.argmax(frequencies))
+        value = top
+        if f.name in self._vocabularies:
+            vocabulary = self._vocabularies[f.name]
+            value = vocabulary[top].decode() if top < len(vocabulary) else '(out of vocabulary)'
+        elif f.encoding is Encoding.BUCKETIZED:
+            value = f'quantile bucket {top} of {f.buckets}'
+        return {'most_frequent': value, 'share': round(float(frequencies[top]), 4)}
+
+    def explanation(self) -> Dict:
+        """What `contract.EXPLANATION_FILE` says: the method, the baseline and the outlier threshold."""
+        raw = self._raw_parsed({k: tf.constant(v) for k, v in contract.raw_inputs(WARMUP_ROWS[:1]).items()})
+        transformed = self.tft_layer(raw)
+        baseline_log_odds = float(tf.reshape(self.logit(self._baseline), []))
+        return {
+            'method': 'integrated gradients of the log-odds over the model inputs (one-hot and embedding of a '
+                      'categorical feature, the scaled value of a numeric one), summed per raw feature',
+            'steps': IG_STEPS, 'integration': 'trapezoidal', 'unit': 'log-odds',
+            'completeness': f'sum of attributions = {contract.LOG_ODDS} - {contract.BASELINE_LOG_ODDS}, '
+                            f'within {COMPLETENESS_TOLERANCE}',
+            'baseline': {'meaning': 'the average training example: the training mean of every model input '
+                                    '(category frequencies for a one-hot, the mean embedding, the mean z-score)',
+                         'features': {f.name: self._describe_baseline(f) for f in FEATURES}},
+            'baseline_log_odds': baseline_log_odds,
+            'baseline_probability': float(1 / (1 + np.exp(-baseline_log_odds))),
+            'outliers': {
+                'score': 'mean squared z-score of the numeric features against the training split',
+                'threshold': float(transformed[contract.OUTLIER_THRESHOLD][0]),
+                'calibrated_share_of_training_examples': OUTLIER_SHARE,
+                'domains_from': 'the curated schema the model was trained with',
+                'domains': {name: list(d[1:]) for name, d in self.domains.items()}},
         }
 
 
@@ -164,7 +338,7 @@ def warmup_logs(rows=WARMUP_ROWS, model_name: str = '') -> List[prediction_log_p
         return request.input
 
     logs = []
-    for signature in (contract.PREDICT_RAW, contract.PREDICT_EXAMPLES):
+    for signature in (contract.PREDICT_RAW, contract.PREDICT_EXAMPLES, contract.EXPLAIN):
         request = predict_pb2.PredictRequest(model_spec=spec(signature))
         for name, array in contract.inputs_for(signature, rows).items():
             request.inputs[name].CopyFrom(tf.make_tensor_proto(array))
@@ -186,11 +360,20 @@ def write_warmup_requests(model_dir: str, logs=None) -> str:
     return path
 
 
-def export_serving_model(model, tf_transform_output: tft.TFTransformOutput, export_dir: str) -> None:
-    module = ExportModule(model, tf_transform_output)
+def export_serving_model(model, tf_transform_output: tft.TFTransformOutput, export_dir: str,
+                         baseline: Mapping[str, np.ndarray], schema_path: Optional[str] = None) -> None:
+    """Saves the SavedModel with every signature of the contract, and its assets.extra/.
+
+    `baseline` is each encoder output's training mean (`taxi_model.model.mean_representations`);
+    `schema_path` the curated schema the model was trained with: its domains
+    become the outlier flags' domain checks.
+    """
+    module = ExportModule(model, tf_transform_output, baseline, schema_path)
     tf.saved_model.save(module, export_dir, signatures=module.signatures())
     _set_method_names(export_dir, {name: method for name, method in contract.CLIENT_SIGNATURES.items()
                                    if method != tf.saved_model.PREDICT_METHOD_NAME})
     write_warmup_requests(export_dir)
     with tf.io.gfile.GFile(os.path.join(export_dir, contract.MISSING_VALUES_FILE), 'w') as f:
         f.write(contract.missing_values_json())
+    with tf.io.gfile.GFile(os.path.join(export_dir, contract.EXPLANATION_FILE), 'w') as f:
+        f.write(json.dumps(module.explanation(), indent=2, sort_keys=True))

@@ -1,29 +1,28 @@
-"""Trainer module: a wide-and-deep Keras model over the transformed features.
+"""The Keras model: wide and deep over the transformed features, built as an
+encoder (ids to one-hot and embedding representations) followed by a head
+(representations to the tip probability).
 
-`run_fn` is referenced by module path (`taxi_model.model.run_fn`). It trains
-on Transform's output and exports through `taxi_model.export`, whose
-SavedModel carries the Transform graph and the signatures of the serving
-contract (`taxi_model.contract`).
+The split is what lets `taxi_model.export` explain a prediction: integrated
+gradients interpolate between representations, where the head is
+differentiable and ids are not. Training is `taxi_model.training.run_fn`.
 """
 
 from __future__ import annotations
 
-from typing import List
+from typing import Dict, Iterable
+
+import numpy as np
 
 import tensorflow as tf
 # Keras 2, as tf.Transform uses: its transform layer and TFMA expect it, and
 # TF 2.16 points tf.keras at Keras 3.
 import tf_keras as keras
 from tensorflow.python.autograph.core import config as autograph_config
-import tensorflow_transform as tft
-from absl import logging
-from tfx import v1 as tfx
-from tfx_bsl.public import tfxio
 
 from taxi_model import contract
-from taxi_model.export import export_serving_model, model_inputs
-from taxi_model.features import FEATURES, LABEL
+from taxi_model.features import FEATURES
 from taxi_model.hyperparameters import Hyperparameters
+
 
 # AutoGraph skips the `keras` package but not `tf_keras`, its Keras 2 twin, so
 # every Keras layer call gets AST-converted while tracing: measured here, 60 of
@@ -32,27 +31,65 @@ if not any(getattr(rule, 'module_prefix', None) == 'tf_keras' for rule in autogr
     autograph_config.CONVERSION_RULES += (autograph_config.DoNotConvert('tf_keras'),)
 
 
-def build_keras_model(hp: Hyperparameters) -> keras.Model:
-    """Wide part: one-hot categoricals. Deep part: scaled numerics and embeddings."""
-    inputs, wide, deep = {}, [], []
+def model_inputs(transformed: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    """The Keras inputs, in the shape the model declares: [batch, 1]."""
+    return {f.transformed_name: tf.reshape(transformed[f.transformed_name], [-1, 1]) for f in FEATURES}
+
+
+ENCODER, HEAD = 'encoder', 'head'
+# The head's last layer before the sigmoid: explanations attribute log-odds.
+LOGIT = 'logit'
+
+
+def representation_keys(f) -> tuple:
+    """The encoder's outputs for one feature: what the head reads of it, and what
+    an explanation attributes back to it."""
+    name = f.transformed_name
+    return (f'{name}_onehot', f'{name}_embedding') if f.is_categorical else (name,)
+
+
+def build_encoder(hp: Hyperparameters) -> keras.Model:
+    """Transformed features to continuous representations: ids become a one-hot
+    (wide part) and an embedding (deep part); scaled numbers pass through."""
+    inputs, outputs = {}, {}
     for f in FEATURES:
         name = f.transformed_name
         if f.is_categorical:
             inputs[name] = keras.layers.Input(shape=(1,), name=name, dtype=tf.int64)
-            wide.append(keras.layers.CategoryEncoding(
-                num_tokens=f.num_categories, output_mode='one_hot', name=f'{name}_onehot')(inputs[name]))
-            embedded = keras.layers.Embedding(
-                f.num_categories, hp.embedding_dim, name=f'{name}_embedding')(inputs[name])
-            deep.append(keras.layers.Flatten()(embedded))
+            onehot_key, embedding_key = representation_keys(f)
+            outputs[onehot_key] = keras.layers.CategoryEncoding(
+                num_tokens=f.num_categories, output_mode='one_hot', name=onehot_key)(inputs[name])
+            embedded = keras.layers.Embedding(f.num_categories, hp.embedding_dim, name=embedding_key)(inputs[name])
+            outputs[embedding_key] = keras.layers.Flatten()(embedded)
         else:
             inputs[name] = keras.layers.Input(shape=(1,), name=name, dtype=tf.float32)
-            deep.append(inputs[name])
+            outputs[name] = keras.layers.Identity()(inputs[name])
+    return keras.Model(inputs=inputs, outputs=outputs, name=ENCODER)
+
+
+def build_head(encoder: keras.Model, hp: Hyperparameters) -> keras.Model:
+    """Representations to the probability: differentiable in every input, which
+    is what lets integrated gradients attribute a prediction to features."""
+    inputs = {key: keras.layers.Input(shape=tensor.shape[1:], name=key)
+              for key, tensor in encoder.output.items()}
+    deep = [inputs[key] for f in FEATURES for key in representation_keys(f) if not key.endswith('_onehot')]
+    wide = [inputs[key] for f in FEATURES for key in representation_keys(f) if key.endswith('_onehot')]
     hidden = keras.layers.concatenate(deep)
     for units in hp.hidden_units:
         hidden = keras.layers.Dense(units, activation='relu')(hidden)
     joined = keras.layers.concatenate([hidden] + wide)
-    output = keras.layers.Dense(1, activation='sigmoid', name=contract.PROBABILITIES)(joined)
-    model = keras.Model(inputs=inputs, outputs=output)
+    logit = keras.layers.Dense(1, name=LOGIT)(joined)
+    output = keras.layers.Activation('sigmoid', name=contract.PROBABILITIES)(logit)
+    return keras.Model(inputs=inputs, outputs=output, name=HEAD)
+
+
+def build_keras_model(hp: Hyperparameters) -> keras.Model:
+    """Wide and deep: one-hot categoricals (wide); scaled numerics and embeddings
+    through dense layers (deep). Built as encoder then head, so an explanation
+    can interpolate between representations."""
+    encoder = build_encoder(hp)
+    head = build_head(encoder, hp)
+    model = keras.Model(inputs=encoder.input, outputs=head(encoder(encoder.input)))
     model.compile(
         optimizer=keras.optimizers.Adam(hp.learning_rate),
         loss='binary_crossentropy',
@@ -60,39 +97,15 @@ def build_keras_model(hp: Hyperparameters) -> keras.Model:
     return model
 
 
-def _dataset(files: List[str], data_accessor, tf_transform_output: tft.TFTransformOutput,
-             batch_size: int, seed: int) -> tf.data.Dataset:
-    return data_accessor.tf_dataset_factory(
-        files,
-        tfxio.TensorFlowDatasetOptions(batch_size=batch_size, label_key=LABEL.name, shuffle_seed=seed),
-        tf_transform_output.transformed_metadata.schema).repeat()
-
-
-def require_keras_2() -> None:
-    """Fails at once, and says why, where tf.keras is Keras 3: the Transform layer
-    and TFMA would otherwise fail later and obscurely."""
-    if not tf.keras.Model.__module__.startswith('tf_keras'):
-        raise RuntimeError(f'tf.keras is {tf.keras.Model.__module__.split(".")[0]} (Keras 3); tf.Transform and TFMA '
-                           'need Keras 2: set TF_USE_LEGACY_KERAS=1 in the environment before TensorFlow loads')
-
-
-def run_fn(fn_args: tfx.components.FnArgs) -> None:
-    """TFX Trainer entry point."""
-    require_keras_2()
-    hp = Hyperparameters.from_custom_config(fn_args.custom_config)
-    keras.utils.set_random_seed(hp.seed)
-    tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
-    train = _dataset(fn_args.train_files, fn_args.data_accessor, tf_transform_output, hp.batch_size, hp.seed)
-    evaluation = _dataset(fn_args.eval_files, fn_args.data_accessor, tf_transform_output, hp.batch_size, hp.seed)
-
-    model = build_keras_model(hp)
-    model.fit(
-        train.map(lambda features, label: (model_inputs(features), label)),
-        steps_per_epoch=fn_args.train_steps,
-        validation_data=evaluation.map(lambda features, label: (model_inputs(features), label)),
-        validation_steps=fn_args.eval_steps,
-        verbose=0,
-        callbacks=[keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq='epoch')])
-    logging.info('Trained %d steps; final metrics: %s', fn_args.train_steps,
-                 {k: v[-1] for k, v in model.history.history.items()})
-    export_serving_model(model, tf_transform_output, fn_args.serving_model_dir)
+def mean_representations(encoder: keras.Model, batches: Iterable[Dict[str, tf.Tensor]]) -> Dict[str, np.ndarray]:
+    """The mean of each encoder output over `batches` of model inputs, shape [1, width]:
+    over training data, the explanation baseline (the "average training example":
+    category frequencies for a one-hot, the mean embedding, the mean z-score)."""
+    sums, count = {}, 0
+    for inputs in batches:
+        for key, value in encoder(inputs).items():
+            sums[key] = sums.get(key, 0.0) + tf.reduce_sum(value, axis=0).numpy()
+        count += int(tf.shape(next(iter(inputs.values())))[0])
+    if not count:
+        raise ValueError('no examples to average the representations over')
+    return {key: (total / count)[None, :].astype(np.float32) for key, total in sums.items()}

@@ -8,6 +8,8 @@ one rejected by the change threshold against the first run's pushed model.
 import dataclasses
 import hashlib
 import os
+import re
+from xml.etree import ElementTree
 
 import numpy as np
 import pytest
@@ -18,6 +20,7 @@ from pipeline import local_runner, run_summary
 from pipeline.config import Thresholds
 from support.html_tables import read_tables
 from taxi_model import contract
+from taxi_model.features import FEATURES
 
 NODES = ['CsvExampleGen', 'ImportSchemaGen', 'StatisticsGen', 'DraftSchemaGen', 'ExampleValidator',
          'AnomaliesGate', 'Transform', 'Trainer', 'LatestBlessedModel', 'Evaluator', 'Pusher']
@@ -159,3 +162,18 @@ def test_run_report_shows_components_slices_and_data(first_run):
     assert float(by_slice['overall']['AUC']) == pytest.approx(result.metrics['auc'], abs=1e-3)
     training = next(rows for heading, rows in tables.items() if heading.startswith('Training data'))
     assert 'fare' in {row[0] for row in training[1:]}
+
+
+def test_run_report_charts_feature_importance_and_states_the_eval_outlier_share(first_run):
+    _, _, progress = first_run
+    report_line = next(line for line in progress if line.startswith('Report: '))
+    with open(report_line[len('Report: '):]) as f:
+        page = f.read()
+    chart = ElementTree.fromstring(page[page.index('<svg'):page.index('</svg>') + len('</svg>')])
+    namespace = '{http://www.w3.org/2000/svg}'
+    bars = {title.text.split(':')[0]: float(title.text.split(':')[1])
+            for title in chart.iter(f'{namespace}title')}
+    assert set(bars) == {f.name for f in FEATURES}
+    assert all(value >= 0 for value in bars.values())
+    share = re.search(r'id="outlier-share">([0-9.]+)% of (\d+) eval examples', page)
+    assert share and 0 <= float(share.group(1)) <= 100 and int(share.group(2)) > 0

@@ -162,7 +162,28 @@ def test_rest_and_grpc_predictions_equal_the_saved_model(rest, grpc_client, held
     instances = [contract.to_raw_instance(r) for r in held_out_rows[:3]]
     columns = {name: [instance[name] for instance in instances] for name in instances[0]}
     answer = rest.predict_json({'signature_name': 'serving_raw', 'inputs': columns}, version=pushed[1])
-    np.testing.assert_allclose(np.reshape(answer['outputs'], -1), expected[:3], atol=1e-6)
+    np.testing.assert_allclose(np.reshape(answer['outputs'][contract.PROBABILITIES], -1), expected[:3], atol=1e-6)
+
+
+def test_explanations_and_flags_are_the_same_in_process_over_rest_and_over_grpc(rest, grpc_client, held_out_rows,
+                                                                               pushed):
+    rows = held_out_rows[:50] + [dict(held_out_rows[0], payment_type='Bitcoin', trip_start_hour='99')]
+    inputs = contract.raw_inputs(rows)
+    model = tf.saved_model.load(pushed[0])
+    for signature in (contract.EXPLAIN, contract.PREDICT_RAW):
+        local = {k: v.numpy() for k, v in model.signatures[signature](
+            **{k: tf.constant(v) for k, v in inputs.items()}).items()}
+        for client in (rest, grpc_client):
+            served = client.predict(inputs, signature=signature).outputs
+            assert set(served) == set(local)
+            for name, value in local.items():
+                if value.dtype == object:
+                    assert [v.decode() for v in value] == [v.decode() if isinstance(v, bytes) else v
+                                                           for v in served[name]], name
+                else:
+                    np.testing.assert_allclose(np.reshape(served[name], value.shape), value, atol=1e-6,
+                                               err_msg=name)
+        assert contract.flags(local)[-1].is_outlier
 
 
 def test_classify_and_regress_answer_with_the_same_probabilities(server, held_out_rows, expected):
@@ -500,6 +521,17 @@ def test_cli_serves_and_predicts_a_csv(pushed, held_out_rows, expected, tmp_path
             printed = list(csv.DictReader(capsys.readouterr().out.splitlines()))
             assert [int(p['row']) for p in printed] == list(range(1, 8))
             np.testing.assert_allclose([float(p['probability']) for p in printed], expected[:7], atol=1e-6)
+            assert all(p['is_outlier'] in ('0', '1') and float(p['outlier_score']) >= 0 for p in printed)
+            assert cli.main(['explain', rows_csv, '--protocol', protocol, '--port', str(port), '--json']) == 0
+            explained = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+            assert [e['row'] for e in explained] == list(range(1, 8))
+            np.testing.assert_allclose([e['probability'] for e in explained], expected[:7], atol=1e-6)
+            assert all(set(e['attributions']) == set(contract.raw_inputs(held_out_rows[:1])) for e in explained)
+        odd = write_csv(str(tmp_path / 'odd.csv'), header, [[('Bitcoin' if h == 'payment_type' else r[h])
+                                                            for h in header] for r in held_out_rows[:1]])
+        assert cli.main(['explain', odd, '--port', str(rest_port), '--top', '2']) == 0
+        text = capsys.readouterr().out
+        assert 'top attributions (log-odds):' in text and 'OUTLIER' in text and 'payment_type' in text
         bad = write_csv(str(tmp_path / 'bad.csv'), header, [[('cheap' if h == 'fare' else r[h]) for h in header]
                                                            for r in held_out_rows[:2]])
         assert cli.main(['predict', bad, '--port', str(rest_port)]) == 2

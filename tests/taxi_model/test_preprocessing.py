@@ -8,7 +8,7 @@ from tensorflow_transform.tf_metadata import schema_utils
 import tensorflow_data_validation as tfdv
 
 import schemas
-from taxi_model import features, preprocessing
+from taxi_model import contract, features, preprocessing
 
 BASE_ROW = {
     'fare': 10.0, 'trip_miles': 1.0, 'trip_seconds': 100, 'tips': 0.0,
@@ -86,6 +86,21 @@ def test_bucketized_missing_value_gets_the_middle_bucket(transformed):
     assert all(0 <= b < f.buckets for b in buckets)
 
 
-def test_every_feature_has_one_output(transformed):
+def test_every_feature_has_one_output_besides_label_and_outlier_score(transformed):
     expected = {f.transformed_name for f in features.FEATURES} | {features.LABEL.name}
-    assert set(transformed[0]) == expected
+    assert set(transformed[0]) == expected | {contract.OUTLIER_SCORE, contract.OUTLIER_THRESHOLD}
+
+
+def test_outlier_score_is_the_mean_squared_z_score_and_its_threshold_a_training_quantile(transformed):
+    scores = column(transformed, contract.OUTLIER_SCORE)
+    # Every row has the same fare and miles (z 0): the score comes from trip_seconds
+    # and the latitudes, the features that vary.
+    numeric = [f for f in features.FEATURES if f.raw_type is not features.RawType.BYTES
+               and f.encoding is not features.Encoding.IDENTITY]
+    seconds = column(transformed, 'trip_seconds_xf')
+    latitude = np.array([41.9, 41.7, 42.0, np.nan])
+    present = latitude[~np.isnan(latitude)]
+    latitude_z = np.nan_to_num((latitude - present.mean()) / present.std())
+    np.testing.assert_allclose(scores, (seconds ** 2 + latitude_z ** 2) / len(numeric), rtol=1e-4)
+    threshold = column(transformed, contract.OUTLIER_THRESHOLD)
+    assert len(set(threshold)) == 1 and scores.min() <= threshold[0] <= scores.max()
