@@ -174,12 +174,12 @@ class ExportModule(tf.Module):
                 outside |= transformed[f.transformed_name] >= self._vocabulary_sizes[f.name]
             flagged.append(present & outside)
         flagged = tf.stack(flagged, axis=1)
-        names = tf.where(flagged, tf.constant([[f.name for f in FEATURES]]), '')
-        joined = tf.strings.regex_replace(tf.strings.reduce_join(names, axis=1, separator=','), ',+', ',')
+        names = tf.broadcast_to(tf.constant([f.name for f in FEATURES]), tf.shape(flagged))
         score = transformed[contract.OUTLIER_SCORE]
         return {contract.OUTLIER_SCORE: score,
                 contract.IS_OUTLIER: (score > transformed[contract.OUTLIER_THRESHOLD]) | tf.reduce_any(flagged, axis=1),
-                contract.FLAGGED_FEATURES: tf.strings.regex_replace(joined, '^,|,$', '')}
+                contract.FLAGGED_FEATURES: tf.strings.reduce_join(tf.ragged.boolean_mask(names, flagged), axis=1,
+                                                                  separator=',')}
 
     def _predict(self, raw_features) -> Dict[str, tf.Tensor]:
         transformed = self.tft_layer(raw_features)
