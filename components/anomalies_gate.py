@@ -1,9 +1,12 @@
-"""A gate that fails the run when ExampleValidator found anomalies.
+"""A gate that fails the run when ExampleValidator found anomalies, or when the
+drift check found drift and its policy blocks.
 
 ExampleValidator only records anomalies (and a `blessed` property); nothing
 downstream reads them, so a TFX pipeline trains on bad data unless something
 stops it. This component does, by failing its execution: every runner
-(LocalDagRunner, KFP, Vertex) then stops the nodes that depend on it.
+(LocalDagRunner, KFP, Vertex) then stops the nodes that depend on it. The
+drift check records its findings and never fails itself, so they stay in ML
+Metadata when the gate stops the run.
 """
 
 import os
@@ -12,9 +15,10 @@ from typing import Dict, List
 import tensorflow as tf
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 from tfx import v1 as tfx
+from tfx.components.example_validator.executor import DEFAULT_FILE_NAME as ANOMALIES_FILE  # per split
 from tfx.types import artifact_utils
 
-ANOMALIES_FILE = 'SchemaDiff.pb'  # What ExampleValidator writes per split.
+from components import drift_check
 
 
 class DataAnomaliesError(RuntimeError):
@@ -29,6 +33,23 @@ class DataAnomaliesError(RuntimeError):
         lines.append('Fix the data, or, if the change is intended, update schemas/schema.pbtxt '
                      '(see `taxi-pipeline schema-draft`).')
         super().__init__('\n'.join(lines))
+
+
+class DataDriftError(RuntimeError):
+    """The new data drifted from the serving model's training data, and the policy blocks."""
+
+    def __init__(self, baseline_version: str, lines: List[str]):
+        self.lines = lines
+        super().__init__('\n'.join(
+            [f'Data drift against the data serving version {baseline_version} was trained on; the drift policy '
+             'blocks, so the run stops before Transform and Trainer.']
+            + [f'  - {line}' for line in lines]
+            + ['If the change is real and intended, run with --drift-policy warn (the model is then marked as '
+               'trained on drifted data), or adjust the drift comparators in schemas/schema.pbtxt.']))
+
+
+# What the gate raises: data that must not be trained on (the CLI's exit code 2).
+GATE_ERRORS = (DataAnomaliesError, DataDriftError)
 
 
 def describe(anomalies: anomalies_pb2.Anomalies) -> List[str]:
@@ -52,8 +73,12 @@ def read_split_anomalies(anomalies_uri: str, split: str) -> anomalies_pb2.Anomal
 
 
 @tfx.dsl.components.component
-def AnomaliesGate(anomalies: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ExampleAnomalies]):
-    """Raises DataAnomaliesError if any split of `anomalies` is not empty."""
+def AnomaliesGate(
+    anomalies: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ExampleAnomalies],
+    drift_report: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ExampleAnomalies] = None,
+):
+    """Raises DataAnomaliesError if any split of `anomalies` is not empty, and
+    DataDriftError if `drift_report` found drift under the blocking policy."""
     problems = {}
     for split in artifact_utils.decode_split_names(anomalies.split_names):
         lines = describe(read_split_anomalies(anomalies.uri, split))
@@ -61,3 +86,8 @@ def AnomaliesGate(anomalies: tfx.dsl.components.InputArtifact[tfx.types.standard
             problems[split] = lines
     if problems:
         raise DataAnomaliesError(problems)
+    if drift_report is not None:
+        result = drift_check.read_result(drift_report.mlmd_artifact)
+        policy = drift_report.get_string_custom_property(drift_check.POLICY)
+        if result is not None and result.verdict == drift_check.DRIFT and policy == 'block':
+            raise DataDriftError(result.baseline_version, drift_check.describe(result))

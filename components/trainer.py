@@ -29,7 +29,10 @@ from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 from tfx.utils import io_utils, json_utils, path_utils, proto_utils
 
 TRAIN_STEPS, EVAL_STEPS = 'train_steps', 'eval_steps'
-STATISTICS = 'statistics'
+STATISTICS, DRIFT_REPORT = 'statistics', 'drift_report'
+# The drift check's findings (custom properties named so) are copied onto the
+# candidate model, so a release process sees "trained on drifted data".
+DRIFT_PROPERTY_PREFIX = 'drift_'
 # What a pushed version carries about its training data, next to TF Serving's
 # warm-up file: TFDV statistics of the training split and the curated schema.
 TRAINING_STATISTICS_FILE = 'assets.extra/training_statistics.pb'
@@ -40,7 +43,8 @@ IntParameter = Union[int, data_types.RuntimeParameter]
 
 class TrainerSpec(standard_component_specs.TrainerSpec):
     INPUTS = {**standard_component_specs.TrainerSpec.INPUTS,
-              STATISTICS: ChannelParameter(type=standard_artifacts.ExampleStatistics, optional=True)}
+              STATISTICS: ChannelParameter(type=standard_artifacts.ExampleStatistics, optional=True),
+              DRIFT_REPORT: ChannelParameter(type=standard_artifacts.ExampleAnomalies, optional=True)}
     PARAMETERS = {**standard_component_specs.TrainerSpec.PARAMETERS,
                   TRAIN_STEPS: ExecutionParameter(type=int),
                   EVAL_STEPS: ExecutionParameter(type=int)}
@@ -65,6 +69,12 @@ class Executor(trainer_executor.GenericExecutor):
             statistics = artifact_utils.get_single_instance(input_dict[STATISTICS])
             io_utils.copy_file(os.path.join(statistics.uri, f'Split-{TRAIN_SPLIT}', 'FeatureStats.pb'),
                                os.path.join(serving_dir, TRAINING_STATISTICS_FILE), overwrite=True)
+        if input_dict.get(DRIFT_REPORT):
+            report = artifact_utils.get_single_instance(input_dict[DRIFT_REPORT])
+            model = artifact_utils.get_single_instance(output_dict[standard_component_specs.MODEL_KEY])
+            for name, value in report.mlmd_artifact.custom_properties.items():
+                if name.startswith(DRIFT_PROPERTY_PREFIX):
+                    model.set_string_custom_property(name, value.string_value)
         schema_uri = artifact_utils.get_single_uri(input_dict[standard_component_specs.SCHEMA_KEY])
         io_utils.copy_file(io_utils.get_only_uri_in_dir(schema_uri), os.path.join(serving_dir, SCHEMA_FILE),
                            overwrite=True)
@@ -79,9 +89,11 @@ class Trainer(base_component.BaseComponent):
 
     def __init__(self, examples: types.BaseChannel, transform_graph: types.BaseChannel, schema: types.BaseChannel,
                  run_fn: str, train_steps: IntParameter, eval_steps: IntParameter,
-                 statistics: Optional[types.BaseChannel] = None, custom_config: Optional[dict] = None):
+                 statistics: Optional[types.BaseChannel] = None, drift_report: Optional[types.BaseChannel] = None,
+                 custom_config: Optional[dict] = None):
         super().__init__(spec=TrainerSpec(
             examples=examples, transform_graph=transform_graph, schema=schema, statistics=statistics,
+            drift_report=drift_report,
             train_args=trainer_pb2.TrainArgs(), eval_args=trainer_pb2.EvalArgs(),
             run_fn=run_fn, custom_config=json_utils.dumps(custom_config or {}),
             train_steps=train_steps, eval_steps=eval_steps,

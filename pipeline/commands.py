@@ -43,6 +43,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     prepare.add_argument('--data-root', default=os.path.join(DEFAULT_WORKSPACE, 'data'))
     prepare.add_argument('--rows', type=int, help='keep only the first N rows')
     prepare.add_argument('--span', type=int, default=1)
+    prepare.add_argument('--seed', type=int, help='draw the rows with replacement, with this seed: a new span from '
+                         'the same distribution')
+    prepare.add_argument('--drift', action='store_true',
+                         help='a drifted span: fares tripled, trips at night, card payments turned to cash')
     prepare.set_defaults(handler=prepare_command)
 
     draft = commands.add_parser('schema-draft',
@@ -108,16 +112,19 @@ def _steps_and_thresholds(parser: argparse.ArgumentParser) -> None:
                         help='accuracy a model needs to be blessed (default: %(default)s)')
     parser.add_argument('--max-auc-drop', type=float, default=thresholds.max_auc_drop,
                         help='how far AUC may fall below the latest pushed model (default: %(default)s)')
+    parser.add_argument('--drift-policy', choices=config_lib.DRIFT_POLICIES, default=config_lib.default('drift_policy'),
+                        help="what drift from the serving model's training data does: warn (train, and mark the "
+                        'model) or block (stop before training, exit 2) (default: %(default)s)')
 
 
 def _run_settings(args) -> dict:
-    return dict(train_steps=args.train_steps, eval_steps=args.eval_steps,
+    return dict(train_steps=args.train_steps, eval_steps=args.eval_steps, drift_policy=args.drift_policy,
                 thresholds=Thresholds(min_auc=args.min_auc, min_accuracy=args.min_accuracy,
                                       max_auc_drop=args.max_auc_drop))
 
 
 def run_command(args) -> int:
-    from components.anomalies_gate import DataAnomaliesError
+    from components.anomalies_gate import GATE_ERRORS
     from pipeline import data, local_runner
     config = PipelineConfig.for_workspace(
         args.workspace, data_root=args.data_root, enable_cache=not args.no_cache,
@@ -127,7 +134,7 @@ def run_command(args) -> int:
     print(f'Running pipeline {config.pipeline_name!r}: data {config.data_root}, workspace {args.workspace}')
     try:
         result = local_runner.run(config)
-    except (data.DataError, DataAnomaliesError):
+    except (data.DataError, *GATE_ERRORS):
         raise
     except Exception as e:  # a component failed; its own error says why
         raise PipelineFailed(f'the pipeline failed: {type(e).__name__}: {e}') from e
@@ -138,7 +145,7 @@ def run_command(args) -> int:
 
 def prepare_command(args) -> int:
     from pipeline import data
-    print(f'Wrote {data.prepare_sample(args.data_root, rows=args.rows, span=args.span)}')
+    print(f'Wrote {data.prepare_sample(args.data_root, rows=args.rows, span=args.span, seed=args.seed, drift=args.drift)}')
     return 0
 
 

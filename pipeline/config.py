@@ -18,6 +18,8 @@ from taxi_model.hyperparameters import Hyperparameters
 
 PIPELINE_NAME = 'chicago-taxi'
 BEAM_RUNNERS = ('DirectRunner', 'DataflowRunner')
+# What drift from the serving model's training data does (components/drift_check.py).
+DRIFT_POLICIES = ('warn', 'block')
 # Where the Dockerfile installs this project inside the pipeline image.
 IMAGE_PROJECT_DIR = '/pipeline'
 IMAGE_SCHEMA_FILE = f'{IMAGE_PROJECT_DIR}/schemas/schema.pbtxt'
@@ -104,6 +106,7 @@ class PipelineConfig:
     train_steps: int = 1000
     eval_steps: int = 100
     enable_cache: bool = True
+    drift_policy: str = 'warn'
     thresholds: Thresholds = Thresholds()
     hyperparameters: Hyperparameters = Hyperparameters()
     beam: BeamSettings = BeamSettings()
@@ -114,6 +117,8 @@ class PipelineConfig:
     def __post_init__(self):
         if self.train_steps < 1 or self.eval_steps < 1:
             raise ValueError('train_steps and eval_steps must be at least 1')
+        if self.drift_policy not in DRIFT_POLICIES:
+            raise ValueError(f'drift_policy must be one of {", ".join(DRIFT_POLICIES)}, not {self.drift_policy!r}')
         if self.kubeflow is not None:
             for field in ('pipeline_root', 'data_root', 'serving_model_dir', 'schema_file'):
                 value = getattr(self, field)

@@ -2,6 +2,7 @@
 
 ExampleGen -> StatisticsGen -> SchemaGen (draft, for review)
                             -> ExampleValidator (curated schema) -> AnomaliesGate
+                            -> DriftCheck (vs the serving model's data) -^
            -> Transform (after the gate) -> Trainer -> LatestBlessedModel (baseline)
            -> Evaluator (candidate vs baseline) -> Pusher (blessed only)
 
@@ -20,6 +21,7 @@ from tfx import v1 as tfx
 
 from components.anomalies_gate import AnomaliesGate
 from components.baseline_model import LatestPushedModel
+from components.drift_check import DriftCheck
 from components.evaluator import Evaluator
 from components.trainer import Trainer
 from pipeline.config import PipelineConfig
@@ -57,6 +59,7 @@ RUNTIME_PARAMETERS = (
     RuntimeParameter('min_auc', float, 'AUC a model needs to be blessed (overall slice)'),
     RuntimeParameter('min_accuracy', float, 'accuracy a model needs to be blessed (overall slice)'),
     RuntimeParameter('max_auc_drop', float, "how far AUC may fall below the latest pushed model's"),
+    RuntimeParameter('drift_policy', str, "what drift from the serving model's training data does: warn or block"),
 )
 
 
@@ -102,7 +105,12 @@ def create_components(config: PipelineConfig) -> List[tfx.dsl.components.base.ba
     curated_schema = tfx.components.ImportSchemaGen(schema_file=config.schema_file)
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs['statistics'], schema=curated_schema.outputs['schema'])
-    anomalies_gate = AnomaliesGate(anomalies=example_validator.outputs['anomalies'])
+    # Against the serving version's training data, read from the push destination (no Resolver).
+    # Cached with its span like every component: a re-run of the same span reuses the comparison.
+    drift_check = DriftCheck(statistics=statistics_gen.outputs['statistics'], schema=curated_schema.outputs['schema'],
+                             serving_model_dir=config.serving_model_dir, drift_policy=params['drift_policy'])
+    anomalies_gate = AnomaliesGate(anomalies=example_validator.outputs['anomalies'],
+                                   drift_report=drift_check.outputs['drift_report'])
 
     transform = tfx.components.Transform(
         examples=example_gen.outputs['examples'],
@@ -120,6 +128,7 @@ def create_components(config: PipelineConfig) -> List[tfx.dsl.components.base.ba
         transform_graph=transform.outputs['transform_graph'],
         schema=curated_schema.outputs['schema'],
         statistics=statistics_gen.outputs['statistics'],
+        drift_report=drift_check.outputs['drift_report'],
         train_steps=params['train_steps'],
         eval_steps=params['eval_steps'],
         custom_config=config.hyperparameters.to_custom_config())
@@ -139,8 +148,8 @@ def create_components(config: PipelineConfig) -> List[tfx.dsl.components.base.ba
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.serving_model_dir)))
 
-    components = [example_gen, statistics_gen, draft_schema, curated_schema, example_validator, anomalies_gate,
-                  transform, trainer, baseline, evaluator, pusher]
+    components = [example_gen, statistics_gen, draft_schema, curated_schema, example_validator, drift_check,
+                  anomalies_gate, transform, trainer, baseline, evaluator, pusher]
     if config.kubeflow is not None:
         unknown = set(config.kubeflow.resources) - {c.id for c in components}
         if unknown:

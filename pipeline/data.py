@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import random
 import re
 from typing import Iterable, List, Optional
 
@@ -49,10 +50,37 @@ def write_span(data_root: str, span: int, header: List[str], rows: Iterable[List
     return write_atomically(os.path.join(data_root, f'span-{span}', 'data.csv'), text.getvalue())
 
 
-def prepare_sample(data_root: str, rows: Optional[int] = None, span: int = 1) -> str:
-    """Copies the taxi sample (or its first `rows` rows) into a span; idempotent."""
+def drifted(header: List[str], rows: List[List[str]]) -> List[List[str]]:
+    """The rows as a market that changed: fares tripled, trips moved to the night
+    (hour + 12, wrapping), card payments turned to cash (and their tips, which
+    the data only records for cards, to 0). Deterministic."""
+    at = {name: i for i, name in enumerate(header)}
+    changed = []
+    for row in rows:
+        row = list(row)
+        if row[at['fare']]:
+            row[at['fare']] = f'{float(row[at["fare"]]) * 3:.2f}'
+        if row[at['trip_start_hour']]:
+            row[at['trip_start_hour']] = str((int(row[at['trip_start_hour']]) + 12) % 24)
+        if row[at['payment_type']] == 'Credit Card':
+            row[at['payment_type']], row[at['tips']] = 'Cash', '0.0'
+        changed.append(row)
+    return changed
+
+
+def prepare_sample(data_root: str, rows: Optional[int] = None, span: int = 1, seed: Optional[int] = None,
+                   drift: bool = False) -> str:
+    """Writes a span from the taxi sample; deterministic, idempotent.
+
+    By default the sample's first `rows` rows (all without `rows`). With
+    `seed`, `rows` rows drawn with replacement from the first `rows` (a new
+    span from the same distribution). With `drift`, the rows as `drifted` makes them.
+    """
     header, body = read_rows(taxi_sample_path())
-    return write_span(data_root, span, header, body[:rows] if rows else body)
+    body = body[:rows] if rows else body
+    if seed is not None:
+        body = random.Random(seed).choices(body, k=len(body))
+    return write_span(data_root, span, header, drifted(header, body) if drift else body)
 
 
 def span_dirs(data_root: str) -> List[tuple[int, str]]:

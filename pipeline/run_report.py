@@ -18,6 +18,7 @@ from tensorflow_metadata.proto.v0 import statistics_pb2
 import schemas
 from atomic_file import write_atomically
 from components.anomalies_gate import describe, read_split_anomalies
+from components import drift_check
 from components.baseline_model import SERVING_SUBDIR
 from pipeline import model_insights, svg_charts
 from pipeline.run_summary import OVERALL, RunSummary, metrics_by_slice
@@ -85,6 +86,25 @@ def _is_number(text: str) -> bool:
         return False
 
 
+def _drift_section(result: RunSummary) -> str:
+    drift = result.drift
+    if drift.verdict == drift_check.NO_BASELINE:
+        return ('<h2>Drift</h2><p>Not checked: nothing was pushed yet, or the pushed version carries no '
+                'training statistics.</p>')
+    verdict = (f'<span class="bad">DRIFT in {html.escape(", ".join(drift.drifted))}</span> (policy '
+               f'{html.escape(result.drift_policy or "?")})' if drift.drifted else '<span class="good">none</span>')
+    rows = [[f.feature, f.measure, f.value, f.threshold, 'DRIFT' if f.drifted else 'ok'] for f in drift.features]
+    distances = {f.feature: f.value / float(f.threshold) for f in drift.features
+                 if f.feature != drift_check.EXAMPLE_COUNT and float(f.threshold) > 0}
+    return ''.join([
+        f'<h2>Drift vs the data serving version {html.escape(str(drift.baseline_version))} was trained on: '
+        f'{verdict}</h2>',
+        '<p>TFDV drift comparators of the curated schema, new span vs the training split the serving version '
+        'carries. Distance as a multiple of its threshold (above 1 is drift):</p>',
+        svg_charts.bar_chart(distances, unit='x', alert_above=1.0),
+        _table(['feature', 'measure', 'value', 'allowed', 'verdict'], rows)])
+
+
 def _insights_section(insights) -> str:
     if insights is None:
         return '<h2>Feature importance</h2><p>The model has no explain signature.</p>'
@@ -110,6 +130,9 @@ def render(result: RunSummary) -> str:
     parts.append('<h2>Components</h2>')
     parts.append(_table(['component', 'state', 'seconds'],
                         [[c.node_id, c.state, c.seconds] for c in result.components]))
+
+    if result.drift is not None:
+        parts.append(_drift_section(result))
 
     evaluation = result.outputs.get('Evaluator', {}).get('evaluation')
     if evaluation:

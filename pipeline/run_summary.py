@@ -1,5 +1,6 @@
 """What a run did, read back from ML Metadata: per-component state and time,
-evaluation metrics, blessing and push.
+drift against the serving model's training data, evaluation metrics,
+blessing and push.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Dict, List, Optional
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
+from components import drift_check
 from pipeline.config import PipelineConfig
 
 _STATE_NAMES = {
@@ -42,6 +44,8 @@ class RunSummary:
     failure: Optional[str] = None
     # Output artifact URIs by node id and output key, for reports.
     outputs: Dict[str, Dict[str, str]] = dataclasses.field(default_factory=dict)
+    drift: Optional[drift_check.DriftResult] = None
+    drift_policy: Optional[str] = None
 
     @property
     def succeeded(self) -> bool:
@@ -54,6 +58,7 @@ class RunSummary:
         lines = [f'Run {self.run_id}: {"succeeded" if self.succeeded else "FAILED"} in {self.wall_seconds:.1f}s']
         for c in self.components:
             lines.append(f'  {c.node_id:<20} {c.state:<7} {c.seconds:6.1f}s')
+        lines.extend(self._drift_lines())
         if self.metrics:
             shown = ', '.join(f'{k}={v:.4f}' for k, v in sorted(self.metrics.items()))
             lines.append(f'Eval metrics (overall): {shown}')
@@ -72,6 +77,24 @@ class RunSummary:
         return '\n'.join(lines)
 
 
+    def _drift_lines(self) -> List[str]:
+        drift = self.drift
+        if drift is None:
+            return []
+        if drift.verdict == drift_check.NO_BASELINE:
+            return ['Drift: not checked (nothing pushed yet, or the pushed version carries no training statistics)']
+        against = f'Drift vs the data serving version {drift.baseline_version} was trained on'
+        if drift.verdict == drift_check.NO_DRIFT:
+            measured = [f for f in drift.features if f.feature != drift_check.EXAMPLE_COUNT]
+            closest = max(measured, key=lambda f: f.value / max(float(f.threshold), 1e-12), default=None)
+            return [f'{against}: none' + (f' (closest: {closest.feature} {closest.value:.3g} of {closest.threshold})'
+                                          if closest else '')]
+        action = ('the run stopped before training' if self.drift_policy == 'block'
+                  else 'training went on; the model is marked drift_verdict=drift')
+        return [f'{against}: DRIFT in {", ".join(drift.drifted)} (policy {self.drift_policy}: {action})'] + [
+            f'  {line}' for line in drift_check.describe(drift)]
+
+
 def open_store(metadata_path: str) -> metadata_store.MetadataStore:
     config = metadata_store_pb2.ConnectionConfig()
     config.sqlite.filename_uri = metadata_path
@@ -79,7 +102,7 @@ def open_store(metadata_path: str) -> metadata_store.MetadataStore:
     return metadata_store.MetadataStore(config)
 
 
-def _output_artifacts(store, execution_id: int) -> Dict[str, metadata_store_pb2.Artifact]:
+def output_artifacts(store, execution_id: int) -> Dict[str, metadata_store_pb2.Artifact]:
     """Output artifacts of an execution by output key (the event path's first step)."""
     events = [e for e in store.get_events_by_execution_ids([execution_id])
               if e.type in (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)]
@@ -149,8 +172,12 @@ def summarize_latest_run(config: PipelineConfig, wall_seconds: float,
     summary = RunSummary(run.name, [], wall_seconds, failure=failure_text)
     for component, execution in _component_runs(store, config, run):
         summary.components.append(component)
-        outputs = _output_artifacts(store, execution.id)
+        outputs = output_artifacts(store, execution.id)
         summary.outputs[component.node_id] = {key: artifact.uri for key, artifact in outputs.items()}
+        if 'drift_report' in outputs:
+            summary.drift = drift_check.read_result(outputs['drift_report'])
+            policy = outputs['drift_report'].custom_properties.get(drift_check.POLICY)
+            summary.drift_policy = policy.string_value if policy else None
         if 'evaluation' in outputs and 'blessing' in outputs:
             summary.metrics, summary.baseline_metrics = metrics_by_slice(
                 outputs['evaluation'].uri).get(OVERALL, ({}, {}))

@@ -87,7 +87,7 @@ def test_tasks_read_the_run_parameters(compiled):
     assert bound == {('CsvExampleGen', 'input_base'): 'data_root',
                      ('Trainer', 'train_steps'): 'train_steps', ('Trainer', 'eval_steps'): 'eval_steps',
                      ('Evaluator', 'min_auc'): 'min_auc', ('Evaluator', 'min_accuracy'): 'min_accuracy',
-                     ('Evaluator', 'max_auc_drop'): 'max_auc_drop'}
+                     ('Evaluator', 'max_auc_drop'): 'max_auc_drop', ('DriftCheck', 'drift_policy'): 'drift_policy'}
 
 
 def test_dag_matches_the_local_pipeline(compiled, tmp_path):

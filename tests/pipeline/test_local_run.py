@@ -22,7 +22,7 @@ from support.html_tables import read_tables
 from taxi_model import contract
 from taxi_model.features import FEATURES
 
-NODES = ['CsvExampleGen', 'ImportSchemaGen', 'StatisticsGen', 'DraftSchemaGen', 'ExampleValidator',
+NODES = ['CsvExampleGen', 'ImportSchemaGen', 'StatisticsGen', 'DraftSchemaGen', 'DriftCheck', 'ExampleValidator',
          'AnomaliesGate', 'Transform', 'Trainer', 'LatestBlessedModel', 'Evaluator', 'Pusher']
 
 

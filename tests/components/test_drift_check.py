@@ -1,0 +1,65 @@
+"""The drift comparison on its own: TFDV statistics of generated spans, the
+curated schema's comparators, and what the check records in ML Metadata."""
+
+import json
+
+import pytest
+import tensorflow_data_validation as tfdv
+from ml_metadata.proto import metadata_store_pb2
+
+import schemas
+from components import drift_check
+from pipeline import data
+
+
+@pytest.fixture(scope='module')
+def statistics(tmp_path_factory):
+    """TFDV statistics of the sample's first 3,000 rows, a resample of them, a drifted
+    resample, and a span a quarter the size."""
+    root = tmp_path_factory.mktemp('spans')
+    spans = {'baseline': dict(rows=3000), 'clean': dict(rows=3000, seed=7),
+             'drifted': dict(rows=3000, seed=9, drift=True), 'small': dict(rows=750, seed=3)}
+    return {name: tfdv.generate_statistics_from_csv(data.prepare_sample(str(root / name), **kwargs))
+            for name, kwargs in spans.items()}
+
+
+@pytest.fixture(scope='module')
+def schema():
+    return tfdv.load_schema_text(schemas.CURATED_SCHEMA)
+
+
+def test_a_resampled_span_does_not_drift(statistics, schema):
+    result, anomalies = drift_check.compare(statistics['clean'], statistics['baseline'], schema, '7')
+    assert result.verdict == drift_check.NO_DRIFT, drift_check.describe(result)
+    # Every comparator of the schema was measured, and the count compared.
+    compared = {f.name for f in schema.feature if f.HasField('drift_comparator')}
+    assert {f.feature for f in result.features} == compared | {drift_check.EXAMPLE_COUNT}
+    assert not anomalies.anomaly_info
+
+
+def test_a_drifted_span_names_the_features_that_moved(statistics, schema):
+    result, anomalies = drift_check.compare(statistics['drifted'], statistics['baseline'], schema, '7')
+    assert result.verdict == drift_check.DRIFT
+    # Fares x3, trips at night, cards to cash; distances and miles did not move.
+    assert set(result.drifted) == {'fare', 'trip_start_hour', 'payment_type'}
+    assert set(anomalies.anomaly_info) == {'fare', 'trip_start_hour', 'payment_type'}
+    lines = drift_check.describe(result)
+    assert len(lines) == 3 and any(line.startswith('fare: Jensen-Shannon divergence') for line in lines)
+
+
+def test_a_span_with_a_quarter_of_the_examples_is_count_drift(statistics, schema):
+    result, _ = drift_check.compare(statistics['small'], statistics['baseline'], schema, '7')
+    count = next(f for f in result.features if f.feature == drift_check.EXAMPLE_COUNT)
+    assert count.drifted and count.value == pytest.approx(0.25)
+    assert drift_check.EXAMPLE_COUNT in result.drifted
+
+
+def test_the_recorded_result_reads_back_from_ml_metadata_properties(statistics, schema):
+    result, _ = drift_check.compare(statistics['drifted'], statistics['baseline'], schema, '42')
+    artifact = metadata_store_pb2.Artifact()
+    artifact.custom_properties[drift_check.VERDICT].string_value = result.verdict
+    artifact.custom_properties[drift_check.BASELINE_VERSION].string_value = '42'
+    artifact.custom_properties[drift_check.DISTANCES].string_value = json.dumps(
+        [f.__dict__ for f in result.features])
+    assert drift_check.read_result(artifact) == result
+    assert drift_check.read_result(metadata_store_pb2.Artifact()) is None
