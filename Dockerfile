@@ -18,6 +18,7 @@ COPY components/ components/
 COPY schemas/ schemas/
 COPY pipeline/ pipeline/
 COPY serving/ serving/
+COPY monitoring/ monitoring/
 COPY cli/ cli/
 RUN pip install --no-cache-dir --no-deps -e /pipeline \
     && python -c "import taxi_model.training, taxi_model.preprocessing, components.trainer, schemas; print(schemas.CURATED_SCHEMA)"

@@ -12,7 +12,7 @@ setup(
     version='0.1.0',
     description='Chicago Taxi tip prediction as a TFX pipeline on Kubeflow',
     python_requires='>=3.9,<3.12',
-    packages=['taxi_model', 'components', 'pipeline', 'serving', 'cli', 'schemas'],
+    packages=['taxi_model', 'components', 'pipeline', 'serving', 'monitoring', 'cli', 'schemas'],
     py_modules=['atomic_file'],
     package_data={'schemas': ['*.pbtxt']},
     install_requires=[

@@ -1,10 +1,11 @@
 """`taxi-pipeline`: run the pipeline locally, compile it for Kubeflow, serve and query its models.
 
 A thin dispatcher: each command's parser and handler live with the code they
-drive (`pipeline.commands`, `serving.commands`, `cli.served_model`). Handlers
-return 0 or raise; one table maps what they raise to the exit code:
-0 success (including a model that was evaluated and not blessed: the
-pipeline did its job), 1 something failed, 2 bad input.
+drive (`pipeline.commands`, `serving.commands`, `monitoring.commands`,
+`cli.served_model`). Handlers return 0 or raise; one table maps what they
+raise to the exit code: 0 success (including a model that was evaluated and
+not blessed: the pipeline did its job), 1 something failed, 2 bad input;
+`monitor` returns 3 when it raised an alert.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
 def _exit_codes():
     """(exception type, exit code), most specific first; anything else is a failure."""
-    from components.anomalies_gate import DataAnomaliesError
-    return ((DataAnomaliesError, EXIT_BAD_INPUT),  # data that fails the curated schema
+    from components.anomalies_gate import GATE_ERRORS
+    return ((GATE_ERRORS, EXIT_BAD_INPUT),         # data that fails the curated schema, or drifted and blocked
             (ValueError, EXIT_BAD_INPUT),          # bad arguments, files or data (DataError is one)
             (OSError, EXIT_BAD_INPUT),             # a file named on the command line cannot be read
             (Exception, EXIT_FAILED))
@@ -49,6 +50,7 @@ def configure_logging(verbose: bool) -> None:
 
 def parser() -> argparse.ArgumentParser:
     from cli import served_model
+    from monitoring import commands as monitoring_commands
     from pipeline import commands as pipeline_commands
     from serving import commands as serving_commands
     root = argparse.ArgumentParser(prog='taxi-pipeline', description=__doc__.split('\n')[0])
@@ -56,6 +58,8 @@ def parser() -> argparse.ArgumentParser:
     pipeline_commands.register(commands)
     serving_commands.register(commands, default_model_base_path=pipeline_commands.default_serving_model_dir())
     served_model.register(commands)
+    monitoring_commands.register(commands, default_model_base_path=pipeline_commands.default_serving_model_dir(),
+                                 default_log_dir=os.path.join(pipeline_commands.DEFAULT_WORKSPACE, 'request_logs'))
     return root
 
 

@@ -77,7 +77,7 @@ def _is_missing(rule: Optional[str], value) -> bool:
 
 def _feature(values: np.ndarray, missing_rule: Optional[str] = None) -> Optional[tf.train.Feature]:
     values = np.ravel(values)
-    if values.dtype == object or values.dtype.kind == 'S':
+    if values.dtype == object or values.dtype.kind in 'SU':  # bytes, or text a caller passed as str
         kept = [v if isinstance(v, bytes) else str(v).encode() for v in values]
         kept = [v for v in kept if not _is_missing(missing_rule, v)]
         return tf.train.Feature(bytes_list=tf.train.BytesList(value=kept)) if kept else None
