@@ -172,27 +172,28 @@ def _prediction_schema(key: str) -> schema_pb2.Schema:
 def monitor(settings: Settings) -> List[VersionReport]:
     """Reports, one per version that answered in the window."""
     reports = []
-    by_version = {}
-    # Read with the newest schema any logged version carries; each version is then judged by its own.
-    for version in _logged_versions(settings):
-        schema, training = _load_version(settings.model_base_path, version)
-        if schema is None:
-            continue
-        outputs = {settings.prediction_key: schema_pb2.FLOAT, settings.outlier_key: schema_pb2.INT}
-        reading = request_logs.reading_schema(schema, outputs)
-        window = request_logs.read(settings.log_dir, reading, settings.start_micros, settings.end_micros)
-        previous = request_logs.read(settings.log_dir, reading, settings.start_micros - settings.window_micros,
-                                     settings.start_micros)
-        by_version[version] = (schema, training, request_logs.versions(window).get(version),
-                               request_logs.versions(previous).get(version))
+    previous_start = settings.start_micros - settings.window_micros
+    outputs = {settings.prediction_key: schema_pb2.FLOAT, settings.outlier_key: schema_pb2.INT}
+    # Each version is read and judged with its own schema: the one it was trained with.
+    carried = {}
+
+    def reading_schema_of(version):
+        carried[version] = _load_version(settings.model_base_path, version)
+        schema = carried[version][0]
+        return request_logs.reading_schema(schema, outputs) if schema is not None else None
+
+    tables = request_logs.read_by_version(settings.log_dir, reading_schema_of, previous_start, settings.end_micros)
+    by_version = {version: (*carried[version], request_logs.between(table, settings.start_micros, settings.end_micros),
+                            request_logs.between(table, previous_start, settings.start_micros))
+                  for version, table in tables.items()}
     for version, (schema, training, window, previous) in sorted(by_version.items()):
-        if window is None:
+        if not window.num_rows:
             continue
         serving = _statistics(window, schema)
         skew = _skew(training, serving, schema, window) if training is not None else []
         drift, prediction_drift = [], None
         prediction_schema = _prediction_schema(settings.prediction_key)
-        if previous is not None and previous.num_rows:
+        if previous.num_rows:
             found, _ = compare(serving, _statistics(previous, schema), _without_count(schema))
             by_feature = {f.feature: f for f in found.features}
             if training is not None:
@@ -205,19 +206,11 @@ def monitor(settings: Settings) -> List[VersionReport]:
             prediction_drift = next(iter(found.features), None)
         outliers = pc.list_flatten(window.column(settings.outlier_key).combine_chunks())
         outlier_rate = pc.mean(outliers).as_py() if len(outliers) else None
-        report = VersionReport(version, window.num_rows, previous.num_rows if previous is not None else 0, serving,
+        report = VersionReport(version, window.num_rows, previous.num_rows, serving,
                                training, skew, drift, prediction_drift, outlier_rate)
         report.alerts = _alerts(report, settings)
         reports.append(report)
     return reports
-
-
-def _logged_versions(settings: Settings) -> List[int]:
-    """The versions that answered in the window or the one before, from the logs' metadata column."""
-    reading = request_logs.reading_schema(schema_pb2.Schema(), {})
-    table = request_logs.read(settings.log_dir, reading, settings.start_micros - settings.window_micros,
-                              settings.end_micros)
-    return sorted(request_logs.versions(table))
 
 
 def _alerts(report: VersionReport, settings: Settings) -> List[Dict]:

@@ -9,7 +9,9 @@ generators read, typed by the version's schema.
 """
 
 import os
-from typing import Dict, Iterator, List
+from typing import Callable, Dict, Iterator, List, Optional
+
+import numpy as np
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -42,45 +44,51 @@ def reading_schema(schema: schema_pb2.Schema, outputs: Dict[str, int]) -> schema
 
 
 def _records(path: str) -> Iterator[List[bytes]]:
-    batch = []
+    """The file's records in batches (tf.data batches them in C++; one at a time costs ~0.1 ms each)."""
     try:
-        for record in tf.data.TFRecordDataset(path).as_numpy_iterator():
-            batch.append(record)
-            if len(batch) == _BATCH:
-                yield batch
-                batch = []
+        for batch in tf.data.TFRecordDataset(path).batch(_BATCH).as_numpy_iterator():
+            yield list(batch)
     except tf.errors.OpError as e:
         raise LogError(f'{path} is not a readable TFRecord file ({e.message.splitlines()[0]})') from None
-    if batch:
-        yield batch
 
 
-def read(directory: str, schema: schema_pb2.Schema, start_micros: int, end_micros: int) -> pa.Table:
-    """Every logged example served in [start, end), as a table with `schema`'s columns."""
-    decoder = example_coder.ExamplesToRecordBatchDecoder(schema.SerializeToString())
-    batches = []
+def _decode(decoder, records: List[bytes], path: str) -> pa.RecordBatch:
+    try:
+        return decoder.DecodeBatch(records)
+    except Exception as e:  # a record that is not a tf.Example, or a feature of another type
+        raise LogError(f"{path} holds records that are not this model's logged tf.Examples ({e})") from None
+
+
+def read_by_version(directory: str, reading_schema_of: Callable[[int], Optional[schema_pb2.Schema]],
+                    start_micros: int, end_micros: int) -> Dict[int, pa.Table]:
+    """Every example served in [start, end), by the version that answered, in one pass.
+
+    Each version's rows are decoded with the schema `reading_schema_of(version)`
+    gives (None skips the version): the log's metadata is decoded first, then
+    only the rows of the window, per version.
+    """
+    meta = example_coder.ExamplesToRecordBatchDecoder(reading_schema(schema_pb2.Schema(), {}).SerializeToString())
+    decoders, batches = {}, {}
     for path in log_files(directory):
         for records in _records(path):
-            try:
-                batch = decoder.DecodeBatch(records)
-            except Exception as e:  # a record that is not a tf.Example
-                raise LogError(f'{path} holds records that are not tf.Examples ({e})') from None
-            served = _single_values(batch, TIMESTAMP)
-            keep = pc.and_(pc.greater_equal(served, start_micros), pc.less(served, end_micros))
-            batches.append(batch.filter(keep))
-    return pa.Table.from_batches(batches, schema=decoder.ArrowSchema()).combine_chunks() if batches else \
-        decoder.ArrowSchema().empty_table()
+            info = _decode(meta, records, path)
+            served = pc.list_flatten(info.column(info.schema.get_field_index(TIMESTAMP)))
+            versions_served = pc.list_flatten(info.column(info.schema.get_field_index(MODEL_VERSION)))
+            in_window = pc.and_(pc.greater_equal(served, start_micros), pc.less(served, end_micros))
+            for version in pc.unique(versions_served.filter(in_window)).to_pylist():
+                if version not in decoders:
+                    schema = reading_schema_of(version)
+                    decoders[version] = (example_coder.ExamplesToRecordBatchDecoder(schema.SerializeToString())
+                                         if schema is not None else None)
+                if decoders[version] is None:
+                    continue
+                rows = np.flatnonzero(pc.and_(in_window, pc.equal(versions_served, version)).to_numpy(
+                    zero_copy_only=False))
+                batches.setdefault(version, []).append(_decode(decoders[version], [records[i] for i in rows], path))
+    return {version: pa.Table.from_batches(found).combine_chunks() for version, found in batches.items()}
 
 
-def _single_values(batch, name: str) -> pa.Array:
-    """A column every log record has exactly one value of, as a flat array."""
-    column = batch.column(batch.schema.get_field_index(name))
-    return pc.list_flatten(column) if len(column) else pa.array([], pa.int64())
-
-
-def versions(table: pa.Table) -> Dict[int, pa.Table]:
-    """The table split by the model version that answered."""
-    if not table.num_rows:
-        return {}
-    column = pc.list_flatten(table.column(MODEL_VERSION).combine_chunks())
-    return {int(v): table.filter(pc.equal(column, v)) for v in pc.unique(column).to_pylist()}
+def between(table: pa.Table, start_micros: int, end_micros: int) -> pa.Table:
+    """The rows served in [start, end)."""
+    served = pc.list_flatten(table.column(TIMESTAMP).combine_chunks()) if table.num_rows else pa.array([], pa.int64())
+    return table.filter(pc.and_(pc.greater_equal(served, start_micros), pc.less(served, end_micros)))
