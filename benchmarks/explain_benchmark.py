@@ -15,7 +15,7 @@ import os
 import statistics
 import sys
 
-from serving_benchmark import MODEL_NAME, ServerProcess, rest_caller, timed  # same folder: shared helpers
+from serving_benchmark import MODEL_NAME, ServerProcess, latest_pushed, rest_caller, timed  # same folder: shared helpers
 
 import tensorflow as tf  # noqa: E402  (serving_benchmark set the environment first)
 
@@ -31,18 +31,14 @@ def main():
     parser.add_argument('--repeats', type=int, default=3)
     parser.add_argument('--requests', type=int, default=300, help='latency samples per measurement')
     args = parser.parse_args()
-    versions = sorted((v for v in os.listdir(args.model_base_path) if v.isdigit()), key=int) \
-        if os.path.isdir(args.model_base_path) else []
-    if not versions:
-        sys.exit(f'error: no pushed model in {args.model_base_path}; run `make run` first')
-    base_path = os.path.abspath(args.model_base_path)
-    model = tf.saved_model.load(os.path.join(base_path, versions[-1]))
+    base_path, version = latest_pushed(args.model_base_path)
+    model = tf.saved_model.load(os.path.join(base_path, version))
     if contract.EXPLAIN not in model.signatures:
-        sys.exit(f'error: version {versions[-1]} has no {contract.EXPLAIN} signature; run `make run` again')
+        sys.exit(f'error: version {version} has no {contract.EXPLAIN} signature; run `make run` again')
     header, rows = data.read_rows(data.taxi_sample_path())
     rows = [dict(zip(header, r)) for r in rows[:100]]
     batches = {'single': rows[:1], 'batch 100': rows}
-    print(f'model {base_path}/{versions[-1]}; {args.repeats} repeats, {args.requests} requests each')
+    print(f'model {base_path}/{version}; {args.repeats} repeats, {args.requests} requests each')
 
     results = {}
     server = ServerProcess(base_path)

@@ -33,6 +33,8 @@ from pipeline.config import PIPELINE_NAME  # noqa: E402
 from serving.telemetry import log_examples  # noqa: E402
 from taxi_model import contract  # noqa: E402
 
+from serving_benchmark import latest_pushed  # noqa: E402  (same folder: shared helpers)
+
 VENV_BIN = os.path.dirname(sys.executable)
 HOUR = 3600 * 1_000_000
 END = 1_800_000_000 * 1_000_000
@@ -83,19 +85,15 @@ def main():
     parser.add_argument('--requests', type=int, default=1_000_000)
     parser.add_argument('--repeats', type=int, default=1)
     args = parser.parse_args()
-    versions = sorted((v for v in os.listdir(args.model_base_path) if v.isdigit()), key=int) \
-        if os.path.isdir(args.model_base_path) else []
-    if not versions:
-        sys.exit(f'error: no pushed model in {args.model_base_path}; run `make run` first')
-    base = os.path.abspath(args.model_base_path)
+    base, version = latest_pushed(args.model_base_path)
     with tempfile.TemporaryDirectory() as work:
         logs = os.path.join(work, 'logs')
         os.makedirs(logs)
         start = time.perf_counter()
-        total = write_logs(os.path.join(base, versions[-1]), int(versions[-1]), logs, args.requests)
+        total = write_logs(os.path.join(base, version), int(version), logs, args.requests)
         size = sum(os.path.getsize(os.path.join(logs, f)) for f in os.listdir(logs)) / 1e9
         print(f'{total:,} logged requests ({size:.2f} GB, half in the monitored hour) written in '
-              f'{time.perf_counter() - start:.0f} s; version {versions[-1]}')
+              f'{time.perf_counter() - start:.0f} s; version {version}')
         monitor = [os.path.join(VENV_BIN, 'taxi-pipeline'), 'monitor', '--request-log-dir', logs,
                    '--model-base-path', base, '--window', '1h', '--end', '2027-01-15T08:00:00',
                    '--report-dir', os.path.join(work, 'reports')]

@@ -46,6 +46,15 @@ VENV_BIN = os.path.dirname(sys.executable)
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def latest_pushed(model_base_path):
+    """(absolute base path, newest version) of a push destination; exits with a hint if it is empty."""
+    from components.baseline_model import latest_pushed_version
+    version = latest_pushed_version(model_base_path)
+    if version is None:
+        sys.exit(f'error: no pushed model in {model_base_path}; run `make run` first')
+    return os.path.abspath(model_base_path), version
+
+
 def percentiles(seconds):
     ms = np.array(seconds) * 1000
     return float(np.percentile(ms, 50)), float(np.percentile(ms, 99))
@@ -194,17 +203,13 @@ def main():
     parser.add_argument('--batching-parameters-file', default=os.path.join(REPO, 'serving', 'config', 'batching.config'),
                         help='batching for the throughput runs (default: the deployment\'s, %(default)s)')
     args = parser.parse_args()
-    versions = sorted(v for v in os.listdir(args.model_base_path) if v.isdigit()) \
-        if os.path.isdir(args.model_base_path) else []
-    if not versions:
-        sys.exit(f'error: no pushed model in {args.model_base_path}; run `make run` first')
-    base_path = os.path.abspath(args.model_base_path)
+    base_path, version = latest_pushed(args.model_base_path)
     header, rows = data.read_rows(data.taxi_sample_path())
     rows = [dict(zip(header, r)) for r in rows[:1000]]
-    print(f'model {base_path}/{versions[-1]}; {args.repeats} repeats, {args.requests} requests each, '
+    print(f'model {base_path}/{version}; {args.repeats} repeats, {args.requests} requests each, '
           f'{args.clients} concurrent clients for throughput')
 
-    model = tf.saved_model.load(os.path.join(base_path, versions[-1]))
+    model = tf.saved_model.load(os.path.join(base_path, version))
     serve_raw = model.signatures[contract.PREDICT_RAW]
     one, thousand = ({k: tf.constant(v) for k, v in contract.raw_inputs(batch).items()} for batch in (rows[:1], rows))
     results = {}

@@ -72,6 +72,8 @@ class VersionReport:
     prediction_drift: Optional[FeatureDrift]
     outlier_rate: Optional[float]
     alerts: List[Dict] = dataclasses.field(default_factory=list)
+    # Numeric features: share of training and of served examples per training quantile bucket.
+    buckets: Dict[str, Dict[str, tuple]] = dataclasses.field(default_factory=dict)
 
 
 def _load_version(model_base_path: str, version: int):
@@ -136,6 +138,20 @@ def _numeric_comparisons(comparator: str, schema, edges, current: pa.Table, refe
         found[feature.name] = FeatureDrift(feature.name, 'Jensen-Shannon divergence (training quantile buckets)',
                                            value, f'{threshold:g}', value > threshold)
     return found
+
+
+def _bucket_shares(training, window: pa.Table) -> Dict[str, Dict[str, tuple]]:
+    """Per numeric feature: {bucket label: (training share, served share)} over the training quantile buckets."""
+    shares = {}
+    for name, inner in _quantile_edges(training).items():
+        if name not in window.column_names:
+            continue
+        served = _shares(_values(window, name), inner)
+        bounds = [-np.inf, *inner, np.inf]
+        labels = [f'{low:.4g}..{high:.4g}' if np.isfinite(low) and np.isfinite(high) else
+                  (f'< {high:.4g}' if np.isfinite(high) else f'>= {low:.4g}') for low, high in zip(bounds, bounds[1:])]
+        shares[name] = {label: (1 / len(labels), share) for label, share in zip(labels, served)}
+    return shares
 
 
 def _skew(training, serving, schema, window: pa.Table) -> List[FeatureDrift]:
@@ -209,6 +225,8 @@ def monitor(settings: Settings) -> List[VersionReport]:
         report = VersionReport(version, window.num_rows, previous.num_rows, serving,
                                training, skew, drift, prediction_drift, outlier_rate)
         report.alerts = _alerts(report, settings)
+        if training is not None:
+            report.buckets = _bucket_shares(training, window)
         reports.append(report)
     return reports
 

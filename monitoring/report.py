@@ -6,30 +6,13 @@ side; the outlier rate and the prediction's drift.
 """
 
 import html
-from typing import Iterable, List, Optional, Sequence
+from typing import List, Optional
 
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
 from atomic_file import write_atomically
 from monitoring.monitor import Settings, VersionReport
-from pipeline import svg_charts
-
-_STYLE = '''
-body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
-table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 14px; }
-th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: right; }
-th { background: #f0f0f0; } td:first-child, th:first-child { text-align: left; }
-.bad { color: #b00; font-weight: bold; } .good { color: #070; font-weight: bold; }
-.pair { display: inline-block; vertical-align: top; margin: 0 2em 1em 0; }
-'''
-
-
-def _table(headers: Sequence[str], rows: Iterable[Sequence]) -> str:
-    head = ''.join(f'<th>{html.escape(str(h))}</th>' for h in headers)
-    body = ''.join('<tr>' + ''.join(f'<td>{html.escape(f"{c:.4g}" if isinstance(c, float) else str(c))}</td>'
-                                    for c in row) + '</tr>' for row in rows)
-    return f'<table><tr>{head}</tr>{body}</table>'
-
+from pipeline import html_page, svg_charts
 
 def _feature(stats: Optional[statistics_pb2.DatasetFeatureStatisticsList], name: str):
     if stats is None or not stats.datasets:
@@ -38,25 +21,24 @@ def _feature(stats: Optional[statistics_pb2.DatasetFeatureStatisticsList], name:
 
 
 def _distribution(feature) -> dict:
-    """Share of examples per histogram bucket (numeric) or per top value (categorical)."""
-    if feature is None:
+    """Share of examples per top value of a categorical feature."""
+    if feature is None or not feature.HasField('string_stats'):
         return {}
-    if feature.HasField('num_stats'):
-        histogram = next((h for h in feature.num_stats.histograms
-                          if h.type == statistics_pb2.Histogram.STANDARD), None)
-        if histogram is None:
-            return {}
-        total = sum(b.sample_count for b in histogram.buckets) or 1
-        return {f'{b.low_value:.4g}..{b.high_value:.4g}': b.sample_count / total for b in histogram.buckets}
     total = feature.string_stats.common_stats.num_non_missing or 1
     return {v.value: v.frequency / total for v in feature.string_stats.top_values[:10]}
 
 
 def _distributions(report: VersionReport, features: List[str]) -> str:
+    """Numeric features on the training quantile buckets (each holds ~1/N of the training data,
+    so a departure shows at a glance); categorical ones by their most frequent values."""
     parts = []
     for name in features:
-        training = _distribution(_feature(report.training_statistics, name))
-        serving = _distribution(_feature(report.serving_statistics, name))
+        if name in report.buckets:
+            training = {label: t for label, (t, _) in report.buckets[name].items()}
+            serving = {label: s for label, (_, s) in report.buckets[name].items()}
+        else:
+            training = _distribution(_feature(report.training_statistics, name))
+            serving = _distribution(_feature(report.serving_statistics, name))
         parts.append(f'<div class="pair"><h4>{html.escape(name)}: training</h4>'
                      f'{svg_charts.bar_chart(training, width=420) if training else "<p>no statistics</p>"}'
                      f'<h4>{html.escape(name)}: served</h4>'
@@ -65,13 +47,7 @@ def _distributions(report: VersionReport, features: List[str]) -> str:
 
 
 def _findings(title: str, findings) -> str:
-    if not findings:
-        return ''
-    ratios = {f.feature: f.value / float(f.threshold) for f in findings if float(f.threshold) > 0}
-    rows = [[f.feature, f.measure, f.value, f.threshold, 'ALERT' if f.drifted else 'ok'] for f in findings]
-    return (f'<h3>{html.escape(title)}</h3><p>Distance as a multiple of its threshold (above 1 alerts):</p>'
-            + svg_charts.bar_chart(ratios, unit='x', alert_above=1.0)
-            + _table(['feature', 'measure', 'value', 'allowed', 'verdict'], rows))
+    return f'<h3>{html.escape(title)}</h3>' + html_page.distances(findings, beyond='ALERT') if findings else ''
 
 
 def _version(report: VersionReport, settings: Settings) -> str:
@@ -111,8 +87,7 @@ def render(reports: List[VersionReport], settings: Settings, window_text: str) -
     if not reports:
         body.append('<p>No logged traffic in the window.</p>')
     body.extend(_version(r, settings) for r in reports)
-    return (f'<!doctype html><html><head><meta charset="utf-8"><title>Monitoring {html.escape(window_text)}</title>'
-            f'<style>{_STYLE}</style></head><body>{"".join(body)}</body></html>')
+    return html_page.page(f'Monitoring {window_text}', body)
 
 
 def write(reports: List[VersionReport], settings: Settings, window_text: str, path: str) -> str:

@@ -7,16 +7,36 @@ writes, rather than from what this process happened to see.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import os
 import time
 from typing import Callable, Optional
 
 from tfx import v1 as tfx
 
+from atomic_file import write_atomically
 from pipeline import data, run_report, run_summary
 from pipeline.config import PipelineConfig
 from pipeline.dag import create_pipeline
 from pipeline.run_progress import MetadataProgress
+
+
+def content_addressed_schema(config: PipelineConfig) -> PipelineConfig:
+    """`config` with its schema file copied to a path named by the content's digest.
+
+    ImportSchemaGen's cache key is the file's path, not its content: after an
+    edit of the curated schema, a cached run would keep the old one. A path
+    that changes with the content makes every edit a cache miss. (On Kubeflow
+    the schema is inside the image, and a new image is a new cache key.)
+    """
+    with open(config.schema_file, 'rb') as f:
+        content = f.read()
+    path = os.path.join(config.pipeline_root, 'curated_schema', hashlib.sha256(content).hexdigest()[:16],
+                        os.path.basename(config.schema_file))
+    if not os.path.exists(path):
+        write_atomically(path, content)
+    return dataclasses.replace(config, schema_file=path)
 
 
 def run(config: PipelineConfig, emit_line: Callable[[str], None] = print) -> run_summary.RunSummary:
@@ -26,6 +46,7 @@ def run(config: PipelineConfig, emit_line: Callable[[str], None] = print) -> run
     anomalies gate's DataAnomaliesError); nothing downstream of it ran.
     """
     data.check_data_root(config.data_root)
+    config = content_addressed_schema(config)
     metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
     progress = MetadataProgress(config, emit_line)
     progress.start()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import html
 import os
-from typing import Iterable, List, Sequence
+from typing import List
 
 import tensorflow_data_validation as tfdv
 from tensorflow_metadata.proto.v0 import statistics_pb2
@@ -20,31 +20,10 @@ from atomic_file import write_atomically
 from components.anomalies_gate import describe, read_split_anomalies
 from components import drift_check
 from components.baseline_model import SERVING_SUBDIR
-from pipeline import model_insights, svg_charts
+from pipeline import html_page, model_insights, svg_charts
 from pipeline.run_summary import OVERALL, RunSummary, metrics_by_slice
 from pipeline.schema_review import differences
 from taxi_model.preprocessing import OUTLIER_SHARE
-
-_STYLE = '''
-body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
-table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 14px; }
-th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: right; }
-th { background: #f0f0f0; } td:first-child, th:first-child { text-align: left; }
-.bad { color: #b00; font-weight: bold; } .good { color: #070; font-weight: bold; }
-'''
-
-
-def _table(headers: Sequence[str], rows: Iterable[Sequence]) -> str:
-    head = ''.join(f'<th>{html.escape(str(h))}</th>' for h in headers)
-    body = ''.join('<tr>' + ''.join(f'<td>{html.escape(_fmt(c))}</td>' for c in row) + '</tr>' for row in rows)
-    return f'<table><tr>{head}</tr>{body}</table>'
-
-
-def _fmt(value) -> str:
-    if isinstance(value, float):
-        return f'{value:.4g}'
-    return str(value)
-
 
 def _statistics_rows(stats: statistics_pb2.DatasetFeatureStatisticsList) -> List[list]:
     rows = []
@@ -93,16 +72,12 @@ def _drift_section(result: RunSummary) -> str:
                 'training statistics.</p>')
     verdict = (f'<span class="bad">DRIFT in {html.escape(", ".join(drift.drifted))}</span> (policy '
                f'{html.escape(result.drift_policy or "?")})' if drift.drifted else '<span class="good">none</span>')
-    rows = [[f.feature, f.measure, f.value, f.threshold, 'DRIFT' if f.drifted else 'ok'] for f in drift.features]
-    distances = {f.feature: f.value / float(f.threshold) for f in drift.features
-                 if f.feature != drift_check.EXAMPLE_COUNT and float(f.threshold) > 0}
     return ''.join([
         f'<h2>Drift vs the data serving version {html.escape(str(drift.baseline_version))} was trained on: '
         f'{verdict}</h2>',
-        '<p>TFDV drift comparators of the curated schema, new span vs the training split the serving version '
-        'carries. Distance as a multiple of its threshold (above 1 is drift):</p>',
-        svg_charts.bar_chart(distances, unit='x', alert_above=1.0),
-        _table(['feature', 'measure', 'value', 'allowed', 'verdict'], rows)])
+        '<p>TFDV drift comparators of the curated schema, new span vs the training split the serving '
+        'version carries.</p>',
+        html_page.distances(drift.features, beyond='DRIFT')])
 
 
 def _insights_section(insights) -> str:
@@ -128,7 +103,7 @@ def render(result: RunSummary) -> str:
     if result.failure:
         parts.append(f'<pre class="bad">{html.escape(result.failure)}</pre>')
     parts.append('<h2>Components</h2>')
-    parts.append(_table(['component', 'state', 'seconds'],
+    parts.append(html_page.table(['component', 'state', 'seconds'],
                         [[c.node_id, c.state, c.seconds] for c in result.components]))
 
     if result.drift is not None:
@@ -143,7 +118,7 @@ def render(result: RunSummary) -> str:
         if result.baseline_metrics:
             parts.append('<p>Baseline (latest pushed model): ' + html.escape(
                 ', '.join(f'{k}={v:.4f}' for k, v in sorted(result.baseline_metrics.items()))) + '</p>')
-        parts.append(_table(['slice', 'examples', 'AUC', 'accuracy', 'precision', 'recall'],
+        parts.append(html_page.table(['slice', 'examples', 'AUC', 'accuracy', 'precision', 'recall'],
                             _slice_rows(evaluation)))
 
     model = result.outputs.get('Trainer', {}).get('model')
@@ -157,23 +132,22 @@ def render(result: RunSummary) -> str:
         found = [(split, line) for split in ('train', 'eval')
                  for line in describe(read_split_anomalies(anomalies, split))]
         parts.append('<h2>Data anomalies</h2>')
-        parts.append(_table(['split', 'anomaly'], found) if found else '<p class="good">none</p>')
+        parts.append(html_page.table(['split', 'anomaly'], found) if found else '<p class="good">none</p>')
 
     draft = result.outputs.get('DraftSchemaGen', {}).get('schema')
     if draft:
         diffs = differences(tfdv.load_schema_text(schemas.CURATED_SCHEMA),
                             tfdv.load_schema_text(os.path.join(draft, 'schema.pbtxt')))
         parts.append('<h2>Inferred schema vs curated schema</h2>')
-        parts.append(_table(['difference'], [[d] for d in diffs]) if diffs else '<p>no differences</p>')
+        parts.append(html_page.table(['difference'], [[d] for d in diffs]) if diffs else '<p>no differences</p>')
 
     statistics = result.outputs.get('StatisticsGen', {}).get('statistics')
     if statistics:
         stats = tfdv.load_stats_binary(os.path.join(statistics, 'Split-train', 'FeatureStats.pb'))
         parts.append(f'<h2>Training data ({stats.datasets[0].num_examples} examples)</h2>')
-        parts.append(_table(['feature', 'type', 'present', 'missing', 'mean', 'std', 'min', 'max', 'values'],
+        parts.append(html_page.table(['feature', 'type', 'present', 'missing', 'mean', 'std', 'min', 'max', 'values'],
                             _statistics_rows(stats)))
-    return (f'<!doctype html><html><head><meta charset="utf-8"><title>Run {html.escape(result.run_id)}</title>'
-            f'<style>{_STYLE}</style></head><body>{"".join(parts)}</body></html>')
+    return html_page.page(f'Run {result.run_id}', parts)
 
 
 def write(result: RunSummary, path: str) -> str:
