@@ -99,7 +99,7 @@ def monitor_command(args) -> int:
         end_micros=int(end.timestamp() * 1e6), window_micros=window * 1_000_000,
         prediction_key=contract.PROBABILITIES, outlier_key=contract.IS_OUTLIER,
         max_outlier_rate=args.max_outlier_rate)
-    reports = monitor.monitor(settings)
+    reports, unmonitored = monitor.monitor(settings)
     start = end - datetime.timedelta(seconds=window)
     window_text = f'{start:%Y-%m-%d %H:%M:%S} to {end:%Y-%m-%d %H:%M:%S} UTC'
     print(f'Monitoring {window_text}: {len(reports)} version(s) served')
@@ -107,11 +107,13 @@ def monitor_command(args) -> int:
         rate = f'{r.outlier_rate:.2%}' if r.outlier_rate is not None else 'n/a'
         print(f'  version {r.version}: {r.examples} examples, outlier rate {rate}, '
               f'{len(r.alerts)} alert(s)')
-    alerts = [a for r in reports for a in r.alerts]
+    for u in unmonitored:
+        print(f'  version {u.version}: {u.examples} examples NOT monitored (it carries no schema)')
+    alerts = [a for r in reports for a in r.alerts] + [u.alert for u in unmonitored]
     for alert in alerts:
         print(json.dumps(alert, sort_keys=True))
     path = os.path.join(args.report_dir, f'monitor-{end:%Y%m%dT%H%M%S}.html')
-    print(f'Report: {report.write(reports, settings, window_text, path)}')
+    print(f'Report: {report.write(reports, unmonitored, settings, window_text, path)}')
     registry = gauges(reports)
     if args.metrics_file:
         import prometheus_client as prom

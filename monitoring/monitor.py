@@ -185,8 +185,23 @@ def _prediction_schema(key: str) -> schema_pb2.Schema:
     return schema
 
 
-def monitor(settings: Settings) -> List[VersionReport]:
-    """Reports, one per version that answered in the window."""
+@dataclasses.dataclass(frozen=True)
+class Unmonitored:
+    """A version that answered but carries no schema (exported before versions carried one):
+    nothing to judge its traffic by, so it is named, never silently left out."""
+
+    version: int
+    examples: int
+
+    @property
+    def alert(self) -> Dict:
+        return {'alert': 'unmonitored', 'model_version': self.version, 'examples': self.examples,
+                'reason': f'the version carries no {SCHEMA_FILE}; push a version exported by the current pipeline'}
+
+
+def monitor(settings: Settings) -> tuple[List[VersionReport], List[Unmonitored]]:
+    """Reports, one per version that answered in the window (or the one before), and the
+    versions that answered but could not be judged."""
     reports = []
     previous_start = settings.start_micros - settings.window_micros
     outputs = {settings.prediction_key: schema_pb2.FLOAT, settings.outlier_key: schema_pb2.INT}
@@ -198,7 +213,8 @@ def monitor(settings: Settings) -> List[VersionReport]:
         schema = carried[version][0]
         return request_logs.reading_schema(schema, outputs) if schema is not None else None
 
-    tables = request_logs.read_by_version(settings.log_dir, reading_schema_of, previous_start, settings.end_micros)
+    tables, skipped = request_logs.read_by_version(settings.log_dir, reading_schema_of, previous_start,
+                                                   settings.end_micros)
     by_version = {version: (*carried[version], request_logs.between(table, settings.start_micros, settings.end_micros),
                             request_logs.between(table, previous_start, settings.start_micros))
                   for version, table in tables.items()}
@@ -228,7 +244,7 @@ def monitor(settings: Settings) -> List[VersionReport]:
         if training is not None:
             report.buckets = _bucket_shares(training, window)
         reports.append(report)
-    return reports
+    return reports, [Unmonitored(version, count) for version, count in sorted(skipped.items())]
 
 
 def _alerts(report: VersionReport, settings: Settings) -> List[Dict]:

@@ -81,14 +81,16 @@ def _alert_text(alert: dict) -> str:
     return f'{alert["alert"]} (version {alert["model_version"]}): {detail}'
 
 
-def render(reports: List[VersionReport], settings: Settings, window_text: str) -> str:
+def render(reports: List[VersionReport], unmonitored, settings: Settings, window_text: str) -> str:
     body = [f'<h1>Monitoring: {html.escape(window_text)}</h1>',
             f'<p>Request logs {html.escape(settings.log_dir)}; models {html.escape(settings.model_base_path)}.</p>']
-    if not reports:
+    if not reports and not unmonitored:
         body.append('<p>No logged traffic in the window.</p>')
+    body.extend(f'<p class="bad">Version {u.version}: {u.examples} examples NOT monitored: '
+                f'{html.escape(u.alert["reason"])}.</p>' for u in unmonitored)
     body.extend(_version(r, settings) for r in reports)
     return html_page.page(f'Monitoring {window_text}', body)
 
 
-def write(reports: List[VersionReport], settings: Settings, window_text: str, path: str) -> str:
-    return write_atomically(path, render(reports, settings, window_text))
+def write(reports: List[VersionReport], unmonitored, settings: Settings, window_text: str, path: str) -> str:
+    return write_atomically(path, render(reports, unmonitored, settings, window_text))

@@ -60,15 +60,16 @@ def _decode(decoder, records: List[bytes], path: str) -> pa.RecordBatch:
 
 
 def read_by_version(directory: str, reading_schema_of: Callable[[int], Optional[schema_pb2.Schema]],
-                    start_micros: int, end_micros: int) -> Dict[int, pa.Table]:
-    """Every example served in [start, end), by the version that answered, in one pass.
+                    start_micros: int, end_micros: int) -> tuple[Dict[int, pa.Table], Dict[int, int]]:
+    """Every example served in [start, end), by the version that answered, in one pass:
+    (tables of the versions read, example counts of the versions skipped).
 
     Each version's rows are decoded with the schema `reading_schema_of(version)`
-    gives (None skips the version): the log's metadata is decoded first, then
-    only the rows of the window, per version.
+    gives (None skips the version, and its examples are counted): the log's
+    metadata is decoded first, then only the rows of the window, per version.
     """
     meta = example_coder.ExamplesToRecordBatchDecoder(reading_schema(schema_pb2.Schema(), {}).SerializeToString())
-    decoders, batches = {}, {}
+    decoders, batches, skipped = {}, {}, {}
     for path in log_files(directory):
         for records in _records(path):
             info = _decode(meta, records, path)
@@ -80,12 +81,13 @@ def read_by_version(directory: str, reading_schema_of: Callable[[int], Optional[
                     schema = reading_schema_of(version)
                     decoders[version] = (example_coder.ExamplesToRecordBatchDecoder(schema.SerializeToString())
                                          if schema is not None else None)
-                if decoders[version] is None:
-                    continue
                 rows = np.flatnonzero(pc.and_(in_window, pc.equal(versions_served, version)).to_numpy(
                     zero_copy_only=False))
+                if decoders[version] is None:
+                    skipped[version] = skipped.get(version, 0) + len(rows)
+                    continue
                 batches.setdefault(version, []).append(_decode(decoders[version], [records[i] for i in rows], path))
-    return {version: pa.Table.from_batches(found).combine_chunks() for version, found in batches.items()}
+    return {version: pa.Table.from_batches(found).combine_chunks() for version, found in batches.items()}, skipped
 
 
 def between(table: pa.Table, start_micros: int, end_micros: int) -> pa.Table:

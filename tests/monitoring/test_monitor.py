@@ -12,6 +12,7 @@ import pytest
 import tensorflow as tf
 
 from cli import main as cli
+from components.trainer import SCHEMA_FILE
 from monitoring import commands as monitoring_commands
 from monitoring import monitor, request_logs
 from pipeline import data
@@ -68,8 +69,11 @@ def traffic(taxi_rows):
 
 
 def _run(log_dir, model_base):
-    return monitor.monitor(monitor.Settings(str(log_dir), model_base[0], END, HOUR, contract.PROBABILITIES,
-                                            contract.IS_OUTLIER))
+    """The reports of a pass over the hour before END; every logged version here carries its schema."""
+    reports, unmonitored = monitor.monitor(monitor.Settings(str(log_dir), model_base[0], END, HOUR,
+                                                            contract.PROBABILITIES, contract.IS_OUTLIER))
+    assert unmonitored == []
+    return reports
 
 
 def test_clean_traffic_raises_nothing(served, traffic, model_base, tmp_path):
@@ -126,6 +130,22 @@ def test_the_command_writes_a_report_and_gauges_and_exits_3_on_alerts(served, tr
     gauges = metrics.read_text()
     assert f'taxi_monitor_distance{{feature="fare",kind="skew",model_version="{model_base[1]}"}}' in gauges
     assert f'taxi_monitor_alerts{{model_version="{model_base[1]}"}}' in gauges
+
+
+def test_a_version_that_carries_no_schema_is_reported_as_unmonitored(served, traffic, model_base, tmp_path,
+                                                                    capsys):
+    base = tmp_path / 'models'
+    old = base / str(model_base[1])
+    shutil.copytree(os.path.join(model_base[0], str(model_base[1])), old)
+    os.remove(old / SCHEMA_FILE)  # as versions exported before they carried their schema
+    served(tmp_path / 'logs', traffic['clean'], END - 60_000_000, 'current')
+    reports, unmonitored = monitor.monitor(monitor.Settings(str(tmp_path / 'logs'), str(base), END, HOUR,
+                                                            contract.PROBABILITIES, contract.IS_OUTLIER))
+    assert reports == [] and unmonitored == [monitor.Unmonitored(model_base[1], 750)]
+    code = cli.main(['monitor', '--request-log-dir', str(tmp_path / 'logs'), '--model-base-path', str(base),
+                     '--end', '2027-01-15T08:00:00', '--report-dir', str(tmp_path / 'reports')])
+    assert code == monitoring_commands.ALERT_EXIT
+    assert f'{model_base[1]}: 750 examples NOT monitored' in capsys.readouterr().out
 
 
 def test_a_log_that_is_not_a_tfrecord_file_is_a_clear_error(model_base, tmp_path, capsys):
