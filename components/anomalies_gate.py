@@ -89,5 +89,5 @@ def AnomaliesGate(
     if drift_report is not None:
         result = drift_check.read_result(drift_report.mlmd_artifact)
         policy = drift_report.get_string_custom_property(drift_check.POLICY)
-        if result is not None and result.verdict == drift_check.DRIFT and policy == 'block':
+        if result is not None and result.verdict == drift_check.DRIFT and policy == drift_check.BLOCK:
             raise DataDriftError(result.baseline_version, drift_check.describe(result))

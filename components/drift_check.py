@@ -26,14 +26,14 @@ import tensorflow as tf
 import tensorflow_data_validation as tfdv
 from tensorflow_metadata.proto.v0 import anomalies_pb2, statistics_pb2
 from tfx import v1 as tfx
-from tfx.types import artifact_utils
-
 from tfx.components.example_validator.executor import DEFAULT_FILE_NAME as ANOMALIES_FILE  # per split
+from tfx.types import artifact_utils
 
 from components.baseline_model import latest_pushed_version
 from components.trainer import TRAIN_SPLIT, TRAINING_STATISTICS_FILE
 
-POLICIES = ('warn', 'block')  # pipeline.config.DRIFT_POLICIES states them for the config and the CLI
+# pipeline.config.DRIFT_POLICIES restates them: the CLI's parser must not load TFDV to list them.
+WARN, BLOCK = POLICIES = ('warn', 'block')
 # Verdicts, as recorded in ML Metadata.
 NO_BASELINE, NO_DRIFT, DRIFT = 'no baseline', 'no drift', 'drift'
 # The row standing for the example-count comparator among the features.
@@ -76,12 +76,7 @@ def compare(current: statistics_pb2.DatasetFeatureStatisticsList,
             baseline_version: Optional[str] = None) -> tuple[DriftResult, anomalies_pb2.Anomalies]:
     """TFDV's drift comparators over two statistics: the result, and the drift findings as anomalies."""
     anomalies = tfdv.validate_statistics(current, schema, previous_statistics=baseline)
-    features = []
-    for info in anomalies.drift_skew_info:
-        name = '.'.join(info.path.step)
-        for m in info.drift_measurements:
-            features.append(FeatureDrift(name, _MEASURES.get(m.type, 'distance'), m.value, f'{m.threshold:g}',
-                                         m.value > m.threshold))
+    features = measured(anomalies, 'drift_measurements')
     comparator = schema.dataset_constraints.num_examples_drift_comparator
     if schema.dataset_constraints.HasField('num_examples_drift_comparator'):
         ratio = current.datasets[0].num_examples / max(baseline.datasets[0].num_examples, 1)
@@ -91,6 +86,13 @@ def compare(current: statistics_pb2.DatasetFeatureStatisticsList,
                                      count_drift))
     result = DriftResult(DRIFT if any(f.drifted for f in features) else NO_DRIFT, baseline_version, features)
     return result, _drift_only(anomalies)
+
+
+def measured(anomalies: anomalies_pb2.Anomalies, kind: str) -> List[FeatureDrift]:
+    """TFDV's `drift_measurements` or `skew_measurements` of every compared feature, against their thresholds."""
+    return [FeatureDrift('.'.join(info.path.step), _MEASURES.get(m.type, 'distance'), m.value, f'{m.threshold:g}',
+                         m.value > m.threshold)
+            for info in anomalies.drift_skew_info for m in getattr(info, kind)]
 
 
 def _drift_only(anomalies: anomalies_pb2.Anomalies) -> anomalies_pb2.Anomalies:

@@ -32,9 +32,9 @@ import tensorflow as tf
 from scipy.spatial import distance
 import tensorflow_data_validation as tfdv
 from tensorflow_data_validation.statistics import stats_impl
-from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
+from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
 
-from components.drift_check import FeatureDrift, compare
+from components.drift_check import FeatureDrift, compare, measured
 from components.trainer import SCHEMA_FILE, TRAINING_STATISTICS_FILE
 from monitoring import request_logs
 
@@ -140,10 +140,10 @@ def _numeric_comparisons(comparator: str, schema, edges, current: pa.Table, refe
     return found
 
 
-def _bucket_shares(training, window: pa.Table) -> Dict[str, Dict[str, tuple]]:
+def _bucket_shares(edges: Dict[str, np.ndarray], window: pa.Table) -> Dict[str, Dict[str, tuple]]:
     """Per numeric feature: {bucket label: (training share, served share)} over the training quantile buckets."""
     shares = {}
-    for name, inner in _quantile_edges(training).items():
+    for name, inner in edges.items():
         if name not in window.column_names:
             continue
         served = _shares(_values(window, name), inner)
@@ -154,20 +154,12 @@ def _bucket_shares(training, window: pa.Table) -> Dict[str, Dict[str, tuple]]:
     return shares
 
 
-def _skew(training, serving, schema, window: pa.Table) -> List[FeatureDrift]:
+def _skew(training, serving, schema, edges, window: pa.Table) -> List[FeatureDrift]:
     anomalies = tfdv.validate_statistics(training, schema, environment=SERVING_ENVIRONMENT,
                                          serving_statistics=serving)
-    found = {'.'.join(info.path.step): FeatureDrift('.'.join(info.path.step), _measure(m.type), m.value,
-                                                    f'{m.threshold:g}', m.value > m.threshold)
-             for info in anomalies.drift_skew_info for m in info.skew_measurements}
-    found.update(_numeric_comparisons('skew_comparator', schema, _quantile_edges(training), window, None))
+    found = {f.feature: f for f in measured(anomalies, 'skew_measurements')}
+    found.update(_numeric_comparisons('skew_comparator', schema, edges, window, None))
     return [found[name] for name in sorted(found)]
-
-
-def _measure(kind) -> str:
-    return {anomalies_pb2.DriftSkewInfo.Measurement.L_INFTY: 'L-infinity',
-            anomalies_pb2.DriftSkewInfo.Measurement.JENSEN_SHANNON_DIVERGENCE: 'Jensen-Shannon divergence'}.get(
-                kind, 'distance')
 
 
 def _without_count(schema: schema_pb2.Schema) -> schema_pb2.Schema:
@@ -222,15 +214,14 @@ def monitor(settings: Settings) -> tuple[List[VersionReport], List[Unmonitored]]
         if not window.num_rows:
             continue
         serving = _statistics(window, schema)
-        skew = _skew(training, serving, schema, window) if training is not None else []
+        edges = _quantile_edges(training) if training is not None else {}
+        skew = _skew(training, serving, schema, edges, window) if training is not None else []
         drift, prediction_drift = [], None
         prediction_schema = _prediction_schema(settings.prediction_key)
         if previous.num_rows:
             found, _ = compare(serving, _statistics(previous, schema), _without_count(schema))
             by_feature = {f.feature: f for f in found.features}
-            if training is not None:
-                by_feature.update(_numeric_comparisons('drift_comparator', schema, _quantile_edges(training), window,
-                                                       previous))
+            by_feature.update(_numeric_comparisons('drift_comparator', schema, edges, window, previous))
             drift = [by_feature[name] for name in sorted(by_feature)]
             current_predictions = _statistics(window, prediction_schema)
             previous_predictions = _statistics(previous, prediction_schema)
@@ -241,8 +232,7 @@ def monitor(settings: Settings) -> tuple[List[VersionReport], List[Unmonitored]]
         report = VersionReport(version, window.num_rows, previous.num_rows, serving,
                                training, skew, drift, prediction_drift, outlier_rate)
         report.alerts = _alerts(report, settings)
-        if training is not None:
-            report.buckets = _bucket_shares(training, window)
+        report.buckets = _bucket_shares(edges, window)
         reports.append(report)
     return reports, [Unmonitored(version, count) for version, count in sorted(skipped.items())]
 

@@ -89,7 +89,7 @@ class RunSummary:
             closest = max(measured, key=lambda f: f.value / max(float(f.threshold), 1e-12), default=None)
             return [f'{against}: none' + (f' (closest: {closest.feature} {closest.value:.3g} of {closest.threshold})'
                                           if closest else '')]
-        action = ('the run stopped before training' if self.drift_policy == 'block'
+        action = ('the run stopped before training' if self.drift_policy == drift_check.BLOCK
                   else 'training went on; the model is marked drift_verdict=drift')
         return [f'{against}: DRIFT in {", ".join(drift.drifted)} (policy {self.drift_policy}: {action})'] + [
             f'  {line}' for line in drift_check.describe(drift)]

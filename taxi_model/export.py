@@ -146,9 +146,8 @@ class ExportModule(tf.Module):
         self._serving_spec = {f.name: self._feature_spec[f.name] for f in FEATURES}
         self.domains = schema_domains(schema_path)
         # An id past the vocabulary Transform kept is an out-of-vocabulary bucket.
-        self._vocabulary_sizes = {f.name: tf_transform_output.vocabulary_size_by_name(f.name)
-                                  for f in FEATURES if f.encoding is Encoding.VOCABULARY}
-        self._vocabularies = {name: tf_transform_output.vocabulary_by_name(name) for name in self._vocabulary_sizes}
+        self._vocabularies = {f.name: tf_transform_output.vocabulary_by_name(f.name)
+                              for f in FEATURES if f.encoding is Encoding.VOCABULARY}
         # The explanation baseline: each encoder output's training mean, [1, width].
         self._baseline = {key: tf.constant(value) for key, value in baseline.items()}
 
@@ -170,8 +169,8 @@ class ExportModule(tf.Module):
             elif domain:
                 allowed = tf.constant(list(domain[1]), tf.string)
                 outside |= tf.logical_not(tf.reduce_any(tf.equal(values[:, None], allowed[None, :]), axis=1))
-            if f.name in self._vocabulary_sizes:
-                outside |= transformed[f.transformed_name] >= self._vocabulary_sizes[f.name]
+            if f.name in self._vocabularies:
+                outside |= transformed[f.transformed_name] >= len(self._vocabularies[f.name])
             flagged.append(present & outside)
         flagged = tf.stack(flagged, axis=1)
         names = tf.broadcast_to(tf.constant([f.name for f in FEATURES]), tf.shape(flagged))
