@@ -59,7 +59,8 @@ def parser() -> argparse.ArgumentParser:
     serving_commands.register(commands, default_model_base_path=pipeline_commands.default_serving_model_dir())
     served_model.register(commands)
     monitoring_commands.register(commands, default_model_base_path=pipeline_commands.default_serving_model_dir(),
-                                 default_log_dir=os.path.join(pipeline_commands.DEFAULT_WORKSPACE, 'request_logs'))
+                                 default_log_dir=os.path.join(pipeline_commands.DEFAULT_WORKSPACE, 'request_logs'),
+                                 default_feedback_dir=os.path.join(pipeline_commands.DEFAULT_WORKSPACE, 'feedback'))
     return root
 
 

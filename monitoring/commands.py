@@ -1,6 +1,6 @@
-"""`monitor`: one monitoring pass over a window of request logs.
+"""`monitor`: one monitoring pass over a window of request logs; `feedback`: ground truth in.
 
-Prints a line per version and one JSON line per alert, writes the HTML
+`monitor` prints a line per version and one JSON line per alert, writes the HTML
 report, exposes the distances as Prometheus gauges (a textfile for
 node-exporter's collector, or a Pushgateway, as batch jobs do), posts the
 alerts to a webhook, and exits with ALERT_EXIT when anything alerted, so a
@@ -20,7 +20,7 @@ _SECONDS = {'s': 1, 'm': 60, 'h': 3600, 'd': 86400}
 
 
 def register(commands: argparse._SubParsersAction, default_model_base_path: str,
-             default_log_dir: str) -> None:
+             default_log_dir: str, default_feedback_dir: str) -> None:
     monitor = commands.add_parser(
         'monitor', help='skew, drift, prediction drift and outlier rate of served traffic, per model version')
     monitor.add_argument('--request-log-dir', default=default_log_dir,
@@ -33,12 +33,30 @@ def register(commands: argparse._SubParsersAction, default_model_base_path: str,
     monitor.add_argument('--end', help='window end, ISO 8601 in UTC (default: now)')
     monitor.add_argument('--max-outlier-rate', type=float, default=0.05,
                          help='alert above this share of flagged examples (default: %(default)s)')
+    monitor.add_argument('--feedback-dir', default=default_feedback_dir,
+                         help='ground truth stored by `feedback` or the server\'s POST /v1/feedback, for live '
+                         'metrics (default: %(default)s)')
+    monitor.add_argument('--min-auc', type=float, default=0.7, help='alert when live AUC is below (default: %(default)s)')
+    monitor.add_argument('--min-accuracy', type=float, default=0.6,
+                         help='alert when live accuracy is below (default: %(default)s)')
+    monitor.add_argument('--min-labelled', type=int, default=100,
+                         help='judge live metrics from this many labelled examples on (default: %(default)s)')
     monitor.add_argument('--report-dir', default=os.path.join('workspace', 'reports'),
                          help='where the HTML report goes (default: %(default)s)')
     monitor.add_argument('--metrics-file', help='write Prometheus gauges here (node-exporter textfile format)')
     monitor.add_argument('--pushgateway', help='push the gauges to this Prometheus Pushgateway (host:port)')
     monitor.add_argument('--webhook', help='POST the alerts as JSON to this URL')
     monitor.set_defaults(handler=monitor_command)
+
+    feedback = commands.add_parser(
+        'feedback', help='store ground truth for served requests (CSV: request_id, [example], tips and/or label)')
+    feedback.add_argument('csv_file', help='a CSV file with a header: request_id (as the server returned it in '
+                          'X-Request-Id), example (position in the request, default 0), tips or label')
+    feedback.add_argument('--feedback-dir', default=default_feedback_dir,
+                          help='the append-only store (default: %(default)s)')
+    feedback.add_argument('--request-log-dir', default=default_log_dir,
+                          help='request ids are checked against this log (default: %(default)s)')
+    feedback.set_defaults(handler=feedback_command)
 
 
 def parse_window(text: str) -> int:
@@ -61,6 +79,51 @@ def parse_end(text) -> datetime.datetime:
     return end if end.tzinfo else end.replace(tzinfo=datetime.timezone.utc)
 
 
+def read_feedback_csv(path: str):
+    """Every row as feedback, or a FeedbackError naming the first bad line (nothing is stored then)."""
+    import csv
+    from serving import feedback as feedback_lib
+    with open(path, newline='') as f:
+        reader = csv.DictReader(f)
+        if not reader.fieldnames or feedback_lib.REQUEST_ID not in reader.fieldnames:
+            raise feedback_lib.FeedbackError(f'{path}: the first line must be a header naming '
+                                             f'{feedback_lib.REQUEST_ID!r} and the observed columns (tips, label)')
+        items = []
+        for row in reader:
+            if None in row or None in row.values():
+                raise feedback_lib.FeedbackError(f'{path}, line {reader.line_num}: expected '
+                                                 f'{len(reader.fieldnames)} columns as in the header')
+            items.append({k: v for k, v in row.items() if v.strip() != ''})  # an empty cell was not observed
+    if not items:
+        raise feedback_lib.FeedbackError(f'{path} holds no feedback rows')
+    return [feedback_lib.parse(item, f'{path}, line {i}') for i, item in enumerate(items, 2)]
+
+
+def _examples_text(records, limit: int = 10) -> str:
+    shown = ', '.join(f'{r.request_id}#{r.example}' for r in records[:limit])
+    return shown + (f' and {len(records) - limit} more' if len(records) > limit else '')
+
+
+def feedback_command(args) -> int:
+    from monitoring import request_logs
+    from serving import feedback as feedback_lib
+    records = read_feedback_csv(args.csv_file)
+    _, _, logged = request_logs.read_by_version(args.request_log_dir, lambda version: None, 0, 0,
+                                                wanted_ids=frozenset(r.request_id.encode() for r in records))
+    known = [r for r in records if r.key in logged]
+    unknown = [r for r in records if r.key not in logged]
+    result = feedback_lib.FeedbackStore(args.feedback_dir).append(known, source=os.path.abspath(args.csv_file))
+    print(f'{args.csv_file}: {len(records)} feedback row(s); stored {result.stored}'
+          + (f' in {result.path}' if result.path else ''))
+    if result.duplicates:
+        print(f'  {len(result.duplicates)} NOT stored: feedback already recorded (the first record stands): '
+              f'{_examples_text(result.duplicates)}')
+    if unknown:
+        print(f'  {len(unknown)} NOT stored: no logged request has this id and example in {args.request_log_dir}: '
+              f'{_examples_text(unknown)}')
+    return 0
+
+
 def gauges(reports):
     """A Prometheus registry with the pass's findings."""
     import prometheus_client as prom
@@ -74,12 +137,24 @@ def gauges(reports):
     outliers = prom.Gauge('taxi_monitor_outlier_rate', 'Share of served examples flagged as outliers',
                           ['model_version'], registry=registry)
     alerts = prom.Gauge('taxi_monitor_alerts', 'Alerts raised by the pass', ['model_version'], registry=registry)
+    live = prom.Gauge('taxi_monitor_live_metric', 'Metric on served examples with ground truth (feedback)',
+                      ['model_version', 'metric'], registry=registry)
+    labelled = prom.Gauge('taxi_monitor_labelled_examples', 'Served examples in the window with ground truth',
+                          ['model_version'], registry=registry)
     for report in reports:
         version = str(report.version)
         examples.labels(version).set(report.examples)
         alerts.labels(version).set(len(report.alerts))
         if report.outlier_rate is not None:
             outliers.labels(version).set(report.outlier_rate)
+        labelled.labels(version).set(report.live.examples if report.live else 0)
+        if report.live is not None:
+            values = {'accuracy': report.live.accuracy, 'auc': report.live.auc,
+                      'calibration_error': report.live.calibration_error,
+                      'mean_prediction': report.live.mean_predicted, 'observed_rate': report.live.observed_rate}
+            for metric, value in values.items():
+                if value is not None:
+                    live.labels(version, metric).set(value)
         found = [('skew', f) for f in report.skew] + [('drift', f) for f in report.drift]
         if report.prediction_drift is not None:
             found.append(('prediction_drift', report.prediction_drift))
@@ -87,6 +162,15 @@ def gauges(reports):
             distance.labels(version, f.feature, kind).set(f.value)
             threshold.labels(version, f.feature, kind).set(float(f.threshold))
     return registry
+
+
+def _live_text(report) -> str:
+    live = report.live
+    if live is None:
+        return 'no feedback yet'
+    auc = f'AUC {live.auc:.3f} [{live.auc_ci[0]:.3f}, {live.auc_ci[1]:.3f}]' if live.auc is not None else 'AUC n/a'
+    return (f'live on {live.examples} labelled: {auc}, accuracy {live.accuracy:.3f} '
+            f'[{live.accuracy_ci[0]:.3f}, {live.accuracy_ci[1]:.3f}], calibration error {live.calibration_error:.3f}')
 
 
 def monitor_command(args) -> int:
@@ -98,30 +182,35 @@ def monitor_command(args) -> int:
         log_dir=args.request_log_dir, model_base_path=args.model_base_path,
         end_micros=int(end.timestamp() * 1e6), window_micros=window * 1_000_000,
         prediction_key=contract.PROBABILITIES, outlier_key=contract.IS_OUTLIER,
-        max_outlier_rate=args.max_outlier_rate)
-    reports, unmonitored = monitor.monitor(settings)
+        max_outlier_rate=args.max_outlier_rate, feedback_dir=args.feedback_dir,
+        labeler=contract.labels_from_feedback, label_features=contract.FEEDBACK_FEATURES,
+        min_auc=args.min_auc, min_accuracy=args.min_accuracy, min_labelled=args.min_labelled)
+    found = monitor.monitor(settings)
     start = end - datetime.timedelta(seconds=window)
     window_text = f'{start:%Y-%m-%d %H:%M:%S} to {end:%Y-%m-%d %H:%M:%S} UTC'
-    print(f'Monitoring {window_text}: {len(reports)} version(s) served')
-    for r in reports:
+    print(f'Monitoring {window_text}: {len(found.reports)} version(s) served')
+    for r in found.reports:
         rate = f'{r.outlier_rate:.2%}' if r.outlier_rate is not None else 'n/a'
-        print(f'  version {r.version}: {r.examples} examples, outlier rate {rate}, '
+        print(f'  version {r.version}: {r.examples} examples, outlier rate {rate}, {_live_text(r)}, '
               f'{len(r.alerts)} alert(s)')
-    for u in unmonitored:
+    for u in found.unmonitored:
         print(f'  version {u.version}: {u.examples} examples NOT monitored (it carries no schema)')
-    alerts = [a for r in reports for a in r.alerts] + [u.alert for u in unmonitored]
-    for alert in alerts:
+    if found.feedback is not None and (found.feedback.unknown or found.feedback.duplicates):
+        print(f'  feedback: {len(found.feedback.unknown)} record(s) name no logged request '
+              f'({_examples_text(found.feedback.unknown)}); {len(found.feedback.duplicates)} duplicate(s) not counted')
+    for alert in found.alerts:
         print(json.dumps(alert, sort_keys=True))
     path = os.path.join(args.report_dir, f'monitor-{end:%Y%m%dT%H%M%S}.html')
-    print(f'Report: {report.write(reports, unmonitored, settings, window_text, path)}')
-    registry = gauges(reports)
+    print(f'Report: {report.write(found, settings, window_text, path)}')
+    registry = gauges(found.reports)
     if args.metrics_file:
         import prometheus_client as prom
         prom.write_to_textfile(args.metrics_file, registry)
     if args.pushgateway:
         import prometheus_client as prom
         prom.push_to_gateway(args.pushgateway, job='taxi-monitor', registry=registry)
-    if args.webhook and alerts:
+    if args.webhook and found.alerts:
         import requests
-        requests.post(args.webhook, json={'window': window_text, 'alerts': alerts}, timeout=10).raise_for_status()
-    return ALERT_EXIT if alerts else 0
+        requests.post(args.webhook, json={'window': window_text, 'alerts': found.alerts},
+                      timeout=10).raise_for_status()
+    return ALERT_EXIT if found.alerts else 0

@@ -17,13 +17,18 @@ buckets (from the statistics the version carries), and the divergence (base 2,
 0 to 1) is taken there, against the schema's threshold.
 - prediction drift: Jensen-Shannon divergence of the prediction's
   distribution against the previous window;
-- the outlier rate (the share of examples the model flagged).
+- the outlier rate (the share of examples the model flagged);
+- live metrics, once ground truth came back (serving/feedback.py): feedback
+  joined with the window's logged examples by request id and example index,
+  turned into labels by the model's rule, against the probabilities served.
+Feedback naming no logged example, and second records for one example, are
+counted and named, never joined.
 Each finding beyond its threshold is an alert that names the version and the features.
 """
 
 import dataclasses
 import os
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Mapping, Optional
 
 import numpy as np
 import pyarrow as pa
@@ -36,7 +41,8 @@ from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
 
 from components.drift_check import FeatureDrift, compare, measured
 from components.trainer import SCHEMA_FILE, TRAINING_STATISTICS_FILE
-from monitoring import request_logs
+from monitoring import live_metrics, request_logs
+from serving import feedback as feedback_lib
 
 SERVING_ENVIRONMENT = 'SERVING'
 # The prediction's distribution counts as drifted past this divergence.
@@ -54,6 +60,15 @@ class Settings:
     outlier_key: str
     # An outlier rate above this is an alert (the model's threshold flags ~1% of training data).
     max_outlier_rate: float = 0.05
+    # Ground truth: where feedback is stored, and the model's rule from observed values
+    # (name -> array, NaN where not sent) and logged features (`label_features`) to 0/1 labels.
+    feedback_dir: Optional[str] = None
+    labeler: Optional[Callable[[Mapping[str, np.ndarray], Mapping[str, np.ndarray]], np.ndarray]] = None
+    label_features: tuple = ()
+    # A live metric below its minimum is an alert once this many served examples have labels.
+    min_auc: float = 0.7
+    min_accuracy: float = 0.6
+    min_labelled: int = 100
 
     @property
     def start_micros(self) -> int:
@@ -71,6 +86,9 @@ class VersionReport:
     drift: List[FeatureDrift]
     prediction_drift: Optional[FeatureDrift]
     outlier_rate: Optional[float]
+    live: Optional[live_metrics.LiveMetrics] = None
+    # Feedback joined to this window's examples whose label could not be derived.
+    unlabelable: int = 0
     alerts: List[Dict] = dataclasses.field(default_factory=list)
     # Numeric features: share of training and of served examples per training quantile bucket.
     buckets: Dict[str, Dict[str, tuple]] = dataclasses.field(default_factory=dict)
@@ -191,10 +209,77 @@ class Unmonitored:
                 'reason': f'the version carries no {SCHEMA_FILE}; push a version exported by the current pipeline'}
 
 
-def monitor(settings: Settings) -> tuple[List[VersionReport], List[Unmonitored]]:
-    """Reports, one per version that answered in the window (or the one before), and the
-    versions that answered but could not be judged."""
+@dataclasses.dataclass(frozen=True)
+class FeedbackCheck:
+    """The feedback store as the pass found it."""
+
+    records: int
+    # Feedback naming a request id and example that no logged request has.
+    unknown: List[feedback_lib.Feedback]
+    # Second (and later) records for an example: the first one counts.
+    duplicates: List[feedback_lib.Feedback]
+
+
+@dataclasses.dataclass(frozen=True)
+class Pass:
+    """One monitoring pass: a report per version that answered in the window, the versions
+    that answered but could not be judged, and what was found in the feedback store."""
+
+    reports: List[VersionReport]
+    unmonitored: List[Unmonitored]
+    feedback: Optional[FeedbackCheck] = None
+
+    @property
+    def alerts(self) -> List[Dict]:
+        return [a for r in self.reports for a in r.alerts] + [u.alert for u in self.unmonitored]
+
+
+def _live(window: pa.Table, feedback: Dict, settings: Settings):
+    """(live metrics or None, examples with feedback whose label could not be derived)."""
+    ids = request_logs.scalars(window.column(request_logs.REQUEST_ID), b'')
+    wanted = pa.array(sorted({key[0].encode() for key in feedback}), pa.binary())
+    candidates = np.flatnonzero(pc.is_in(pa.array(ids, pa.binary()), value_set=wanted).to_numpy(zero_copy_only=False))
+    if not len(candidates):
+        return None, 0
+    indexes = request_logs.scalars(window.column(request_logs.EXAMPLE_INDEX))
+    rows, records = [], []
+    for i in candidates:
+        record = feedback.get((ids[i].decode(), int(indexes[i])))
+        if record is not None:
+            rows.append(i)
+            records.append(record)
+    if not rows:
+        return None, 0
+    names = sorted({name for r in records for name in r.observed})
+    observed = {name: np.array([r.observed.get(name, np.nan) for r in records], dtype=float) for name in names}
+    joined = window.take(pa.array(rows))
+    logged = {name: _firsts(joined, name) for name in settings.label_features}
+    labels = settings.labeler(observed, logged)
+    known = np.isfinite(labels)
+    scores = _firsts(joined, settings.prediction_key)[known]
+    result = live_metrics.compute(labels[known], scores) if known.any() else None
+    return result, int((~known).sum())
+
+
+def _firsts(table: pa.Table, name: str) -> np.ndarray:
+    """A numeric column's value per row, NaN where the row has none."""
+    if name not in table.column_names:
+        return np.full(table.num_rows, np.nan)
+    return np.array([v[0] if v else np.nan for v in table.column(name).to_pylist()], dtype=float)
+
+
+def _check_feedback(settings: Settings):
+    """(first record per example, duplicates) from the store; ({}, []) without one."""
+    if not settings.feedback_dir or not tf.io.gfile.isdir(settings.feedback_dir):
+        return {}, []
+    return feedback_lib.read(settings.feedback_dir)
+
+
+def monitor(settings: Settings) -> Pass:
+    """Reports, one per version that answered in the window (or the one before), the
+    versions that answered but could not be judged, and the state of the feedback."""
     reports = []
+    feedback, duplicates = _check_feedback(settings)
     previous_start = settings.start_micros - settings.window_micros
     outputs = {settings.prediction_key: schema_pb2.FLOAT, settings.outlier_key: schema_pb2.INT}
     # Each version is read and judged with its own schema: the one it was trained with.
@@ -205,8 +290,9 @@ def monitor(settings: Settings) -> tuple[List[VersionReport], List[Unmonitored]]
         schema = carried[version][0]
         return request_logs.reading_schema(schema, outputs) if schema is not None else None
 
-    tables, skipped = request_logs.read_by_version(settings.log_dir, reading_schema_of, previous_start,
-                                                   settings.end_micros)
+    tables, skipped, logged = request_logs.read_by_version(
+        settings.log_dir, reading_schema_of, previous_start, settings.end_micros,
+        wanted_ids=frozenset(key[0].encode() for key in feedback))
     by_version = {version: (*carried[version], request_logs.between(table, settings.start_micros, settings.end_micros),
                             request_logs.between(table, previous_start, settings.start_micros))
                   for version, table in tables.items()}
@@ -229,12 +315,17 @@ def monitor(settings: Settings) -> tuple[List[VersionReport], List[Unmonitored]]
             prediction_drift = next(iter(found.features), None)
         outliers = pc.list_flatten(window.column(settings.outlier_key).combine_chunks())
         outlier_rate = pc.mean(outliers).as_py() if len(outliers) else None
+        live, unlabelable = _live(window, feedback, settings) if feedback and settings.labeler else (None, 0)
         report = VersionReport(version, window.num_rows, previous.num_rows, serving,
-                               training, skew, drift, prediction_drift, outlier_rate)
+                               training, skew, drift, prediction_drift, outlier_rate, live, unlabelable)
         report.alerts = _alerts(report, settings)
         report.buckets = _bucket_shares(edges, window)
         reports.append(report)
-    return reports, [Unmonitored(version, count) for version, count in sorted(skipped.items())]
+    check = None
+    if settings.feedback_dir:
+        unknown = [record for key, record in feedback.items() if key not in logged]
+        check = FeedbackCheck(len(feedback) + len(duplicates), unknown, duplicates)
+    return Pass(reports, [Unmonitored(version, count) for version, count in sorted(skipped.items())], check)
 
 
 def _alerts(report: VersionReport, settings: Settings) -> List[Dict]:
@@ -247,6 +338,14 @@ def _alerts(report: VersionReport, settings: Settings) -> List[Dict]:
     if report.prediction_drift is not None and report.prediction_drift.drifted:
         alerts.append({'alert': 'prediction_drift', 'model_version': report.version,
                        'distance': round(report.prediction_drift.value, 4)})
+    live = report.live
+    if live is not None and live.examples >= settings.min_labelled:
+        for metric, value, interval, minimum in (('auc', live.auc, live.auc_ci, settings.min_auc),
+                                                 ('accuracy', live.accuracy, live.accuracy_ci, settings.min_accuracy)):
+            if value is not None and value < minimum:
+                alerts.append({'alert': 'live_metric', 'model_version': report.version, 'metric': metric,
+                               'value': round(value, 4), 'ci95': [round(x, 4) for x in interval],
+                               'minimum': minimum, 'labelled_examples': live.examples})
     if report.outlier_rate is not None and report.outlier_rate > settings.max_outlier_rate:
         alerts.append({'alert': 'outlier_rate', 'model_version': report.version,
                        'outlier_rate': round(report.outlier_rate, 4), 'allowed': settings.max_outlier_rate})

@@ -2,7 +2,9 @@
 
 Per version: its alerts; skew and drift distances against their thresholds
 (charts); each compared feature's training and serving distributions side by
-side; the outlier rate and the prediction's drift.
+side; the outlier rate and the prediction's drift; live metrics from
+feedback with their confidence intervals and a calibration plot; and what
+in the feedback store could not be joined.
 """
 
 import html
@@ -11,7 +13,7 @@ from typing import List, Optional
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
 from atomic_file import write_atomically
-from monitoring.monitor import Settings, VersionReport
+from monitoring.monitor import Pass, Settings, VersionReport
 from pipeline import html_page, svg_charts
 
 def _feature(stats: Optional[statistics_pb2.DatasetFeatureStatisticsList], name: str):
@@ -66,6 +68,7 @@ def _version(report: VersionReport, settings: Settings) -> str:
         p = report.prediction_drift
         parts.append(f'<p class="{"bad" if p.drifted else "good"}">Prediction drift vs the previous window: '
                      f'{p.measure} {p.value:.4g} (allowed {p.threshold}).</p>')
+    parts.append(_live(report, settings))
     if report.training_statistics is None:
         parts.append('<p>This version carries no training statistics: skew was not checked.</p>')
     parts.append(_findings('Training/serving skew', report.skew))
@@ -76,12 +79,58 @@ def _version(report: VersionReport, settings: Settings) -> str:
     return ''.join(parts)
 
 
+def _live(report: VersionReport, settings: Settings) -> str:
+    live = report.live
+    if live is None:
+        return '<h3>Live metrics</h3><p>No feedback yet for the examples this version served in the window.</p>'
+    judged = live.examples >= settings.min_labelled
+    rows = []
+    for metric, value, interval, minimum in (('AUC', live.auc, live.auc_ci, settings.min_auc),
+                                             ('accuracy', live.accuracy, live.accuracy_ci, settings.min_accuracy)):
+        verdict = ('n/a' if value is None else 'not judged (too few labels)' if not judged
+                   else 'ALERT' if value < minimum else 'ok')
+        rows.append([metric, value if value is not None else 'n/a (one class)',
+                     f'{interval[0]:.3f} to {interval[1]:.3f}' if interval else 'n/a', minimum, verdict])
+    rows.append(['mean prediction / observed rate', f'{live.mean_predicted:.3f} / {live.observed_rate:.3f}', '',
+                 '', ''])
+    rows.append(['expected calibration error', live.calibration_error, '', '', ''])
+    points = [(b.mean_predicted, b.observed_rate) for b in live.calibration]
+    note = (f'<p>{report.unlabelable} example(s) had feedback from which no label could be derived.</p>'
+            if report.unlabelable else '')
+    return (f'<h3>Live metrics: {live.examples} served examples with ground truth ({live.positives} positive)</h3>'
+            + html_page.table(['metric', 'value', '95% interval', 'minimum', 'verdict'], rows) + note
+            + '<div class="pair"><h4>Calibration: observed rate against mean prediction, per decile</h4>'
+            + svg_charts.line_chart({f'version {report.version}': points}, (0, 1), (0, 1), diagonal=True)
+            + html_page.table(['predicted', 'examples', 'mean predicted', 'observed'],
+                              [[f'{b.low:.1f} to {b.high:.1f}', b.examples, b.mean_predicted, b.observed_rate]
+                               for b in live.calibration]) + '</div>')
+
+
+def _feedback(found: Pass) -> str:
+    check = found.feedback
+    if check is None:
+        return ''
+    parts = [f'<h2>Feedback store</h2><p>{check.records} record(s).</p>']
+    if check.unknown:
+        parts.append(f'<p class="bad">{len(check.unknown)} record(s) name no logged request (not joined):</p>'
+                     + html_page.table(['request id', 'example', 'received from'],
+                                       [[r.request_id, r.example, r.source] for r in check.unknown[:50]]))
+    if check.duplicates:
+        parts.append(f'<p class="bad">{len(check.duplicates)} duplicate record(s) (the first record for an '
+                     'example counts):</p>'
+                     + html_page.table(['request id', 'example', 'observed', 'received from'],
+                                       [[r.request_id, r.example, dict(r.observed), r.source]
+                                        for r in check.duplicates[:50]]))
+    return ''.join(parts)
+
+
 def _alert_text(alert: dict) -> str:
     detail = ', '.join(f'{k}={v}' for k, v in alert.items() if k not in ('alert', 'model_version'))
     return f'{alert["alert"]} (version {alert["model_version"]}): {detail}'
 
 
-def render(reports: List[VersionReport], unmonitored, settings: Settings, window_text: str) -> str:
+def render(found: Pass, settings: Settings, window_text: str) -> str:
+    reports, unmonitored = found.reports, found.unmonitored
     body = [f'<h1>Monitoring: {html.escape(window_text)}</h1>',
             f'<p>Request logs {html.escape(settings.log_dir)}; models {html.escape(settings.model_base_path)}.</p>']
     if not reports and not unmonitored:
@@ -89,8 +138,9 @@ def render(reports: List[VersionReport], unmonitored, settings: Settings, window
     body.extend(f'<p class="bad">Version {u.version}: {u.examples} examples NOT monitored: '
                 f'{html.escape(u.alert["reason"])}.</p>' for u in unmonitored)
     body.extend(_version(r, settings) for r in reports)
+    body.append(_feedback(found))
     return html_page.page(f'Monitoring {window_text}', body)
 
 
-def write(reports: List[VersionReport], unmonitored, settings: Settings, window_text: str, path: str) -> str:
-    return write_atomically(path, render(reports, unmonitored, settings, window_text))
+def write(found: Pass, settings: Settings, window_text: str, path: str) -> str:
+    return write_atomically(path, render(found, settings, window_text))

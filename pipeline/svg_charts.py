@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import html
-from typing import Mapping, Optional
+from typing import Mapping, Optional, Sequence, Tuple
 
 _BAR, _ALERT = '#4a7fb5', '#c0392b'
 
@@ -28,3 +28,46 @@ def bar_chart(values: Mapping[str, float], unit: str = '', width: int = 640, bar
     height = len(values) * (bar_height + 4)
     return (f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
             f'font-family="system-ui, sans-serif" font-size="12" role="img">{"".join(rows)}</svg>')
+
+
+_SERIES = ('#4a7fb5', '#e08a2c', '#3a9a5b', '#8e5bb5', '#c0392b')
+
+
+def line_chart(series: Mapping[str, Sequence[Tuple[float, float]]], x_range: Tuple[float, float],
+               y_range: Tuple[float, float], width: int = 420, height: int = 260, diagonal: bool = False,
+               x_labels: Optional[Mapping[float, str]] = None, y_line: Optional[float] = None) -> str:
+    """Points joined by lines, one colour per series (named in a legend); `diagonal` draws y = x
+    (a calibration plot's ideal), `y_line` a dashed threshold, `x_labels` ticks at given x."""
+    left, right, top, bottom = 44, 12, 10, 40
+    (x0, x1), (y0, y1) = x_range, y_range
+    x_span, y_span = (x1 - x0) or 1.0, (y1 - y0) or 1.0
+
+    def at(x, y):
+        return (left + (x - x0) / x_span * (width - left - right),
+                height - bottom - (y - y0) / y_span * (height - top - bottom))
+    parts = [f'<rect x="{left}" y="{top}" width="{width - left - right}" height="{height - top - bottom}" '
+             'fill="none" stroke="#bbb"/>']
+    for y in (y0, (y0 + y1) / 2, y1):
+        parts.append(f'<text x="{left - 4}" y="{at(x0, y)[1] + 4:.1f}" text-anchor="end">{y:.3g}</text>')
+    for x, label in (x_labels or {x0: f'{x0:.3g}', x1: f'{x1:.3g}'}).items():
+        px = at(x, y0)[0]
+        parts.append(f'<text x="{px:.1f}" y="{height - bottom + 14}" text-anchor="middle">{html.escape(label)}</text>')
+    if diagonal:
+        (ax, ay), (bx, by) = at(x0, y0), at(x1, y1)
+        parts.append(f'<line x1="{ax:.1f}" y1="{ay:.1f}" x2="{bx:.1f}" y2="{by:.1f}" stroke="#999" '
+                     'stroke-dasharray="4 3"/>')
+    if y_line is not None:
+        (ax, ay), (bx, _) = at(x0, y_line), at(x1, y_line)
+        parts.append(f'<line x1="{ax:.1f}" y1="{ay:.1f}" x2="{bx:.1f}" y2="{ay:.1f}" stroke="{_ALERT}" '
+                     'stroke-dasharray="5 3"><title>threshold {y_line:.3g}</title></line>')
+    for i, (name, points) in enumerate(series.items()):
+        colour = _SERIES[i % len(_SERIES)]
+        coords = [at(x, y) for x, y in points]
+        if len(coords) > 1:
+            path = ' '.join(f'{x:.1f},{y:.1f}' for x, y in coords)
+            parts.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2"/>')
+        parts.extend(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{colour}"><title>{html.escape(name)}: '
+                     f'{px:.3g}, {py:.3g}</title></circle>' for (x, y), (px, py) in zip(coords, points))
+        parts.append(f'<text x="{left + 8 + 130 * i}" y="{height - 8}" fill="{colour}">■ {html.escape(name)}</text>')
+    return (f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+            f'font-family="system-ui, sans-serif" font-size="12" role="img">{"".join(parts)}</svg>')

@@ -18,6 +18,8 @@ WARMUP_FILE = 'assets.extra/tf_serving_warmup_requests'
 # value ("nan", "negative" or "empty"); the request log then leaves such values
 # out, as a CSV or a tf.Example would. Not a TF Serving file: TF Serving ignores it.
 MISSING_VALUES_FILE = 'assets.extra/missing_values.json'
+# Where ground truth for served requests is POSTed (not a TF Serving API; see serving/feedback.py).
+FEEDBACK_PATH = '/v1/feedback'
 # The version labels the deployment uses for canary and rollback.
 STABLE_LABEL = 'stable'
 CANARY_LABEL = 'canary'

@@ -17,6 +17,7 @@ import numpy as np
 from serving.errors import ServingError
 from serving.manager import ModelRegistry
 from serving.servable import Servable
+from serving.feedback import FeedbackStore
 from serving.telemetry import Metrics, RequestLogger
 
 
@@ -48,10 +49,12 @@ class Call:
 
 
 class ServingCore:
-    def __init__(self, registry: ModelRegistry, metrics: Metrics, request_logger: Optional[RequestLogger] = None):
+    def __init__(self, registry: ModelRegistry, metrics: Metrics, request_logger: Optional[RequestLogger] = None,
+                 feedback: Optional[FeedbackStore] = None):
         self.registry = registry
         self.metrics = metrics
         self.request_logger = request_logger
+        self.feedback = feedback
 
     def finish(self, call: Call) -> None:
         """Counts and times a finished inference call (status and metadata calls are not counted)."""

@@ -47,5 +47,9 @@ def invalid(message: str) -> ServingError:
     return ServingError(grpc.StatusCode.INVALID_ARGUMENT, message)
 
 
+def already_exists(message: str) -> ServingError:
+    return ServingError(grpc.StatusCode.ALREADY_EXISTS, message)
+
+
 def not_found(message: str) -> ServingError:
     return ServingError(grpc.StatusCode.NOT_FOUND, message)

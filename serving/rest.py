@@ -6,6 +6,8 @@
     POST /v1/models/{name}[/versions/{v} | /labels/{l}]:classify     examples (+ context)
     POST /v1/models/{name}[/versions/{v} | /labels/{l}]:regress      examples (+ context)
     GET  /monitoring/prometheus/metrics                               Prometheus metrics
+    POST /v1/feedback                                                 ground truth for served requests
+                                                                      (not TF Serving's; serving/feedback.py)
 
 Errors answer `{"error": "..."}` with the HTTP status TF Serving maps the
 error's canonical code to. A handler never lets an exception escape: anything
@@ -23,9 +25,9 @@ from typing import Dict, Optional, Tuple
 from google.protobuf import json_format
 from tensorflow_serving.apis import get_model_metadata_pb2
 
-from serving import METRICS_PATH, json_codec
+from serving import FEEDBACK_PATH, METRICS_PATH, feedback as feedback_lib, json_codec
 from serving.core import Call, ServingCore, new_request_id
-from serving.errors import ServingError, invalid, not_found
+from serving.errors import ServingError, already_exists, invalid, not_found
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +80,8 @@ class RestApi:
     def _route(self, method: str, path: str, body: bytes, call: Call) -> Response:
         if path == METRICS_PATH and method == 'GET':
             return 200, self.core.metrics.exposition(), 'text/plain; version=0.0.4'
+        if path == FEEDBACK_PATH:
+            return self._feedback(method, body)
         match = _MODEL_PATH.match(path)
         if not match:
             if path.startswith('/v1/'):
@@ -108,6 +112,36 @@ class RestApi:
             return self._ok(json_codec.classify_response(classes, scores))
         values = self.core.regress(call, servable, signature, examples)
         return self._ok({'result': values.tolist()})
+
+    def _feedback(self, method: str, body: bytes) -> Response:
+        """{"feedback": [{"request_id": ..., ["example": i,] "tips": 2.5 | "label": 1}, ...]} or one such object.
+
+        Answers what was stored and which examples already had feedback; 409
+        when every record was a duplicate. A batch with a bad record stores nothing.
+        """
+        store = self.core.feedback
+        if store is None:
+            raise not_found('This server takes no feedback: start it with --feedback-dir')
+        if method != 'POST':
+            raise invalid(f'Feedback is POSTed to {FEEDBACK_PATH}')
+        request = json_codec.parse_body(body)
+        items = request['feedback'] if 'feedback' in request else [request]
+        if not isinstance(items, list) or not items:
+            raise invalid('"feedback" must be a non-empty list of records')
+        try:
+            result = store.append(feedback_lib.parse_all(items), source='rest')
+        except feedback_lib.FeedbackError as e:
+            raise invalid(f'Feedback not stored: {e}') from None
+        for outcome, count in (('stored', result.stored), ('duplicate', len(result.duplicates))):
+            if count:
+                self.core.metrics.feedback.labels(outcome).inc(count)
+        duplicates = [{feedback_lib.REQUEST_ID: d.request_id, feedback_lib.EXAMPLE: d.example}
+                      for d in result.duplicates]
+        if not result.stored:
+            raise already_exists(f'Feedback already recorded for {len(duplicates)} example(s), e.g. request '
+                                 f'{duplicates[0][feedback_lib.REQUEST_ID]!r} example '
+                                 f'{duplicates[0][feedback_lib.EXAMPLE]}; the first record stands')
+        return self._ok({'stored': result.stored, 'duplicates': duplicates})
 
     @staticmethod
     def _ok(payload) -> Response:

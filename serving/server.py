@@ -22,10 +22,11 @@ from typing import Dict, Optional
 
 from tensorflow_serving.config import model_server_config_pb2
 
-from serving import GRPC_PORT, METRICS_PATH, REST_PORT, protos
+from serving import FEEDBACK_PATH, GRPC_PORT, METRICS_PATH, REST_PORT, protos
 from serving.batching import BatchingOptions
 from serving.core import ServingCore
 from serving.errors import invalid
+from serving.feedback import FeedbackStore
 from serving.grpc_api import create_server as create_grpc_server
 from serving.manager import ModelManager, ModelRegistry, VersionPolicy
 from serving.rest import RestApi, RestServer
@@ -81,6 +82,8 @@ class ServerSettings:
     config_poll_seconds: float = 60.0
     batching: Optional[BatchingOptions] = None
     request_log_dir: Optional[str] = None
+    # Where POST /v1/feedback stores ground truth; None turns the endpoint off.
+    feedback_dir: Optional[str] = None
     warm_up: bool = True
     # Larger requests get 413 (REST) or RESOURCE_EXHAUSTED (gRPC).
     max_request_bytes: int = 16 * 1024 * 1024
@@ -106,7 +109,8 @@ class ModelServer:
         self.request_logger = (RequestLogger(settings.request_log_dir, self.metrics)
                                if settings.request_log_dir else None)
         self.registry = ModelRegistry({m.name: self._manager(m) for m in settings.models})
-        self.core = ServingCore(self.registry, self.metrics, self.request_logger)
+        self.core = ServingCore(self.registry, self.metrics, self.request_logger,
+                                FeedbackStore(settings.feedback_dir) if settings.feedback_dir else None)
         self._stop = threading.Event()
         self._threads = []
         self._rest: Optional[RestServer] = None
@@ -263,6 +267,8 @@ def serve_until_interrupted(settings: ServerSettings, emit_line=print) -> int:
     emit_line(f'  metrics: curl http://{host}:{server.rest_port}{METRICS_PATH}')
     if settings.request_log_dir:
         emit_line(f'  request log: {settings.request_log_dir}/*.tfrecord')
+    if settings.feedback_dir:
+        emit_line(f'  feedback: POST http://{host}:{server.rest_port}{FEEDBACK_PATH} -> {settings.feedback_dir}')
     emit_line('Press Ctrl-C to stop.')
     stop.wait()
     emit_line('Stopping...')

@@ -6,7 +6,8 @@ process) and are exposed on the REST port at TF Serving's monitoring path.
 Request logs are TFRecord files of tf.Examples, one per served example: the
 raw features as received (less the values the model declares as "missing"
 markers, see `serving.MISSING_VALUES_FILE`), each model output, and `model_name`,
-`model_version`, `signature_name`, `request_id`, `timestamp_micros`. That is
+`model_version`, `signature_name`, `request_id`, `example_index` (the
+example's position in its request, which feedback names), `timestamp_micros`. That is
 the form `tfdv.generate_statistics_from_tfrecord` reads, so drift and skew
 checks run on served traffic with the training schema. A file is written as
 `*.tfrecord.partial` and renamed when complete, so readers globbing
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 # from the buckets (histogram_quantile) are meaningful.
 _LATENCY_BUCKETS = (0.00025, 0.0005, 0.00075, 0.001, 0.00125, 0.0015, 0.00175, 0.002, 0.0025, 0.003, 0.004, 0.005,
                     0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+EXAMPLE_INDEX = 'example_index'
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 
@@ -57,6 +59,8 @@ class Metrics:
                                           ['model_name'], registry=r)
         self.available = prom.Gauge('tfserving_model_version_available', '1 while a version serves traffic',
                                     ['model_name', 'version'], registry=r)
+        self.feedback = prom.Counter('tfserving_feedback_records', 'Feedback records received, by outcome',
+                                     ['outcome'], registry=r)
         self.log_dropped = prom.Counter('tfserving_request_log_dropped', 'Request log records dropped (queue full)',
                                         registry=r)
 
@@ -113,6 +117,7 @@ def log_examples(record) -> list:
                 example.features.feature[name].int64_list.value.append(value)
             else:
                 example.features.feature[name].bytes_list.value.append(str(value).encode())
+        example.features.feature[EXAMPLE_INDEX].int64_list.value.append(i)
         examples.append(example)
     return examples
 

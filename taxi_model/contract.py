@@ -21,7 +21,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 import tensorflow as tf
 
-from taxi_model.features import FEATURES, RawType, raw_columns
+from taxi_model.features import FEATURES, LABEL, RawType, raw_columns
 
 # -- signatures ----------------------------------------------------------------
 
@@ -189,6 +189,36 @@ def inputs_for(signature: str, rows: Sequence[Mapping[str, Value]]) -> Dict[str,
     if signature == PREDICT_EXAMPLES:
         return example_inputs(rows)
     raise ValueError(f'signature must be {PREDICT_RAW}, {PREDICT_EXAMPLES} or {EXPLAIN}, not {signature!r}')
+
+
+# -- feedback ------------------------------------------------------------------
+
+# Ground truth comes back (serving/feedback.py) as the label itself or as the
+# tips paid, from which the label is derived with the fare the request carried.
+FEEDBACK_LABEL = 'label'
+# Logged request features the derivation reads.
+FEEDBACK_FEATURES = (LABEL.fare_column,)
+
+
+def labels_from_feedback(observed: Mapping[str, np.ndarray], logged: Mapping[str, np.ndarray]) -> np.ndarray:
+    """0/1 per example, NaN where it cannot be known (no label sent; tips sent but no fare in the request).
+
+    Arrays are aligned per example; an observed value not sent for an example is NaN.
+    """
+    size = len(next(iter(logged.values()))) if logged else len(next(iter(observed.values())))
+    labels = np.full(size, np.nan)
+    tips = observed.get(LABEL.tips_column)
+    if tips is not None:
+        # In float32, as the training transform computes it, so a tip of exactly a fifth
+        # of the fare gets the label training gave it.
+        tips, fare = tips.astype(np.float32), logged[LABEL.fare_column].astype(np.float32)
+        known = np.isfinite(tips) & np.isfinite(fare)
+        labels[known] = (tips[known] > np.float32(LABEL.tip_fraction) * fare[known]).astype(float)
+    sent = observed.get(FEEDBACK_LABEL)
+    if sent is not None:
+        given = np.isfinite(sent)
+        labels[given] = (sent[given] >= 0.5).astype(float)  # the label wins over tips when both came
+    return labels
 
 
 def probabilities(outputs: Mapping[str, np.ndarray]) -> List[float]:

@@ -2,6 +2,7 @@
 nothing, drifted traffic names the features, a units bug upstream is skew,
 and a log that is not a log is a clear error."""
 
+import csv
 import json
 import os
 import random
@@ -16,6 +17,7 @@ from components.trainer import SCHEMA_FILE
 from monitoring import commands as monitoring_commands
 from monitoring import monitor, request_logs
 from pipeline import data
+from serving import feedback
 from serving.telemetry import log_examples
 from support.samples import SAMPLE_ROWS, as_dicts
 from taxi_model import contract
@@ -42,8 +44,9 @@ def served(model_base):
     def write(directory, rows, at_micros, name):
         inputs = contract.raw_inputs(rows)
         outputs = {k: v.numpy() for k, v in predict(**{k: tf.constant(v) for k, v in inputs.items()}).items()}
+        # One request per file, its id the file's name: feedback names (name, example index).
         meta = {'model_name': 'chicago-taxi', 'model_version': model_base[1], 'signature_name': contract.PREDICT_RAW,
-                'request_id': 'r', 'timestamp_micros': at_micros}
+                'request_id': name, 'timestamp_micros': at_micros}
         missing = json.loads(contract.missing_values_json())[contract.PREDICT_RAW]
         os.makedirs(directory, exist_ok=True)
         with tf.io.TFRecordWriter(os.path.join(directory, f'{name}.tfrecord')) as writer:
@@ -68,12 +71,17 @@ def traffic(taxi_rows):
             'units bug': as_dicts(header, [units_bug(r) for r in clean[750:]])}
 
 
-def _run(log_dir, model_base):
+def _settings(log_dir, model_base, feedback_dir=None) -> monitor.Settings:
+    return monitor.Settings(str(log_dir), model_base[0], END, HOUR, contract.PROBABILITIES, contract.IS_OUTLIER,
+                            feedback_dir=str(feedback_dir) if feedback_dir else None,
+                            labeler=contract.labels_from_feedback, label_features=contract.FEEDBACK_FEATURES)
+
+
+def _run(log_dir, model_base, feedback_dir=None):
     """The reports of a pass over the hour before END; every logged version here carries its schema."""
-    reports, unmonitored = monitor.monitor(monitor.Settings(str(log_dir), model_base[0], END, HOUR,
-                                                            contract.PROBABILITIES, contract.IS_OUTLIER))
-    assert unmonitored == []
-    return reports
+    found = monitor.monitor(_settings(log_dir, model_base, feedback_dir))
+    assert found.unmonitored == []
+    return found.reports
 
 
 def test_clean_traffic_raises_nothing(served, traffic, model_base, tmp_path):
@@ -119,7 +127,8 @@ def test_the_command_writes_a_report_and_gauges_and_exits_3_on_alerts(served, tr
     metrics = tmp_path / 'monitor.prom'
     end = '2027-01-15T08:00:00'
     code = cli.main(['monitor', '--request-log-dir', str(logs), '--model-base-path', model_base[0], '--window', '1h',
-                     '--end', end, '--report-dir', str(tmp_path / 'reports'), '--metrics-file', str(metrics)])
+                     '--end', end, '--report-dir', str(tmp_path / 'reports'), '--metrics-file', str(metrics),
+                     '--feedback-dir', str(tmp_path / 'no-feedback')])
     assert code == monitoring_commands.ALERT_EXIT
     out = capsys.readouterr().out
     alerts = [json.loads(line) for line in out.splitlines() if line.startswith('{')]
@@ -139,11 +148,12 @@ def test_a_version_that_carries_no_schema_is_reported_as_unmonitored(served, tra
     shutil.copytree(os.path.join(model_base[0], str(model_base[1])), old)
     os.remove(old / SCHEMA_FILE)  # as versions exported before they carried their schema
     served(tmp_path / 'logs', traffic['clean'], END - 60_000_000, 'current')
-    reports, unmonitored = monitor.monitor(monitor.Settings(str(tmp_path / 'logs'), str(base), END, HOUR,
-                                                            contract.PROBABILITIES, contract.IS_OUTLIER))
-    assert reports == [] and unmonitored == [monitor.Unmonitored(model_base[1], 750)]
+    found = monitor.monitor(monitor.Settings(str(tmp_path / 'logs'), str(base), END, HOUR,
+                                             contract.PROBABILITIES, contract.IS_OUTLIER))
+    assert found.reports == [] and found.unmonitored == [monitor.Unmonitored(model_base[1], 750)]
     code = cli.main(['monitor', '--request-log-dir', str(tmp_path / 'logs'), '--model-base-path', str(base),
-                     '--end', '2027-01-15T08:00:00', '--report-dir', str(tmp_path / 'reports')])
+                     '--end', '2027-01-15T08:00:00', '--report-dir', str(tmp_path / 'reports'),
+                     '--feedback-dir', str(tmp_path / 'no-feedback')])
     assert code == monitoring_commands.ALERT_EXIT
     assert f'{model_base[1]}: 750 examples NOT monitored' in capsys.readouterr().out
 
@@ -153,7 +163,7 @@ def test_a_log_that_is_not_a_tfrecord_file_is_a_clear_error(model_base, tmp_path
     with pytest.raises(request_logs.LogError, match='requests-1.tfrecord'):
         _run(tmp_path, model_base)
     assert cli.main(['monitor', '--request-log-dir', str(tmp_path), '--model-base-path', model_base[0],
-                     '--report-dir', str(tmp_path / 'r')]) == cli.EXIT_BAD_INPUT
+                     '--report-dir', str(tmp_path / 'r'), '--feedback-dir', str(tmp_path / 'f')]) == cli.EXIT_BAD_INPUT
     assert 'requests-1.tfrecord' in capsys.readouterr().err
 
 
@@ -161,3 +171,132 @@ def test_a_log_that_is_not_a_tfrecord_file_is_a_clear_error(model_base, tmp_path
 def test_a_bad_window_is_refused(window, message):
     with pytest.raises(ValueError, match=message):
         monitoring_commands.parse_window(window)
+
+
+# -- ground truth: feedback and live metrics ---------------------------------------------------
+
+def _feedback_csv(path, request_id, rows, wrong=False, extra=()):
+    """Feedback for the examples of one logged request: the tips each trip paid, or with `wrong`
+    the opposite of the true label; `extra` rows are appended as they are."""
+    with open(path, 'w', newline='') as f:
+        writer = csv.writer(f)
+        writer.writerow(['request_id', 'example', 'label' if wrong else 'tips'])
+        for i, row in enumerate(rows):
+            if not row['tips']:
+                continue
+            tips, fare = float(row['tips']), float(row['fare'] or 0)
+            writer.writerow([request_id, i, int(not tips > 0.2 * fare) if wrong else tips])
+        writer.writerows(extra)
+    return str(path)
+
+
+def _store_files(directory):
+    return sorted(os.listdir(directory)) if os.path.isdir(directory) else []
+
+
+def test_feedback_gives_live_metrics_and_wrong_labels_raise_an_alert(served, traffic, model_base, tmp_path):
+    served(tmp_path / 'logs', traffic['clean later'], END - 60_000_000, 'current')
+    right, wrong = tmp_path / 'right', tmp_path / 'wrong'
+    for store, is_wrong in ((right, False), (wrong, True)):
+        csv_file = _feedback_csv(tmp_path / f'{store.name}.csv', 'current', traffic['clean later'], wrong=is_wrong)
+        assert cli.main(['feedback', csv_file, '--feedback-dir', str(store),
+                         '--request-log-dir', str(tmp_path / 'logs')]) == 0
+
+    (good,) = _run(tmp_path / 'logs', model_base, right)
+    assert good.live.examples >= 700 and good.alerts == []
+    assert good.live.auc > 0.8 and good.live.auc_ci[0] < good.live.auc < good.live.auc_ci[1]
+
+    (bad,) = _run(tmp_path / 'logs', model_base, wrong)
+    assert bad.live.examples == good.live.examples
+    assert bad.live.accuracy < 0.5 and bad.live.accuracy == pytest.approx(1 - good.live.accuracy)
+    alerts = {a['metric']: a for a in bad.alerts if a['alert'] == 'live_metric'}
+    assert set(alerts) == {'auc', 'accuracy'}
+    assert alerts['accuracy']['model_version'] == model_base[1]
+    assert alerts['accuracy']['labelled_examples'] == bad.live.examples
+
+
+def test_feedback_for_unknown_or_duplicate_requests_is_reported_not_stored(served, traffic, model_base, tmp_path,
+                                                                          capsys):
+    logs, store = tmp_path / 'logs', tmp_path / 'feedback'
+    rows = traffic['clean later'][:20]
+    served(logs, rows, END - 60_000_000, 'current')
+    first = _feedback_csv(tmp_path / 'first.csv', 'current', rows[:10])
+    assert cli.main(['feedback', first, '--feedback-dir', str(store), '--request-log-dir', str(logs)]) == 0
+    stored = feedback.read(str(store))[0]
+    assert set(stored) == {('current', i) for i in range(10) if rows[i]['tips']}
+
+    # Examples 5-9 again, 10-19 new, an id never served, an example the request did not have.
+    again = _feedback_csv(tmp_path / 'again.csv', 'current', rows,
+                          extra=[['never-served', 0, 1.5], ['current', 999, 1.5]])
+    # The first ten rows are duplicates: drop rows 0-4 to keep the file's own rows unique.
+    lines = open(again).read().splitlines()
+    open(again, 'w').write('\n'.join([lines[0]] + [line for line in lines[1:] if not line.startswith(
+        tuple(f'current,{i},' for i in range(5)))]) + '\n')
+    capsys.readouterr()
+    assert cli.main(['feedback', again, '--feedback-dir', str(store), '--request-log-dir', str(logs)]) == 0
+    out = capsys.readouterr().out
+    assert 'NOT stored: feedback already recorded' in out and 'current#5' in out
+    assert 'never-served#0' in out and 'current#999' in out
+    first_records, duplicates = feedback.read(str(store))
+    assert ('never-served', 0) not in first_records and ('current', 999) not in first_records
+    assert {('current', i) for i in range(20) if rows[i]['tips']} == set(first_records)
+    assert duplicates == []  # refused at the door, so the store holds one record per example
+    # The earlier values stand.
+    assert all(first_records[key] == stored[key] for key in stored)
+
+
+def test_the_monitor_names_feedback_no_logged_request_has_and_duplicates_from_two_writers(
+        served, traffic, model_base, tmp_path):
+    logs, store = tmp_path / 'logs', tmp_path / 'feedback'
+    served(logs, traffic['clean later'], END - 60_000_000, 'current')
+    # Two replicas write one store: neither sees the other's records.
+    one, two = feedback.FeedbackStore(str(store)), feedback.FeedbackStore(str(store))
+    one.append(feedback.parse_all([{'request_id': 'current', 'example': 0, 'label': 1},
+                                   {'request_id': 'ghost', 'label': 0}]), source='replica-1')
+    two.append(feedback.parse_all([{'request_id': 'current', 'example': 0, 'label': 0}]), source='replica-2')
+    found = monitor.monitor(_settings(logs, model_base, store))
+    assert [(r.request_id, r.example) for r in found.feedback.unknown] == [('ghost', 0)]
+    assert [(d.request_id, d.source) for d in found.feedback.duplicates] == [('current', 'replica-2')]
+    (report,) = found.reports
+    assert report.live.examples == 1 and report.live.positives == 1  # the first record counts
+
+
+@pytest.mark.parametrize('content, message', [
+    ('request_id,tips\ncurrent,1.5\ncurrent,lots\n', 'line 3'),
+    ('tips,fare\n1.5,3\n', 'request_id'),
+    ('request_id,example,tips\ncurrent,-1,2\n', 'line 2'),
+    ('request_id,tips\ncurrent,1,2\n', 'columns'),
+    ('request_id,tips\ncurrent,\n', 'no observed value'),
+])
+def test_a_malformed_feedback_file_stores_nothing_and_loses_nothing(served, traffic, model_base, tmp_path, capsys,
+                                                                    content, message):
+    logs, store = tmp_path / 'logs', tmp_path / 'feedback'
+    served(logs, traffic['clean later'][:10], END - 60_000_000, 'current')
+    good = _feedback_csv(tmp_path / 'good.csv', 'current', traffic['clean later'][:10])
+    assert cli.main(['feedback', good, '--feedback-dir', str(store), '--request-log-dir', str(logs)]) == 0
+    before = (_store_files(store), feedback.read(str(store))[0])
+    bad = tmp_path / 'bad.csv'
+    bad.write_text(content)
+    assert cli.main(['feedback', str(bad), '--feedback-dir', str(store), '--request-log-dir', str(logs)]) \
+        == cli.EXIT_BAD_INPUT
+    assert message in capsys.readouterr().err
+    assert (_store_files(store), feedback.read(str(store))[0]) == before
+
+
+def test_the_command_shows_live_metrics_in_the_report_and_the_gauges(served, traffic, model_base, tmp_path, capsys):
+    logs, store = tmp_path / 'logs', tmp_path / 'feedback'
+    served(logs, traffic['clean later'], END - 60_000_000, 'current')
+    csv_file = _feedback_csv(tmp_path / 'f.csv', 'current', traffic['clean later'], wrong=True)
+    assert cli.main(['feedback', csv_file, '--feedback-dir', str(store), '--request-log-dir', str(logs)]) == 0
+    metrics = tmp_path / 'monitor.prom'
+    code = cli.main(['monitor', '--request-log-dir', str(logs), '--model-base-path', model_base[0],
+                     '--end', '2027-01-15T08:00:00', '--report-dir', str(tmp_path / 'reports'),
+                     '--feedback-dir', str(store), '--metrics-file', str(metrics)])
+    assert code == monitoring_commands.ALERT_EXIT
+    out = capsys.readouterr().out
+    assert any(json.loads(line).get('alert') == 'live_metric' for line in out.splitlines() if line.startswith('{'))
+    page = open(next(line for line in out.splitlines() if line.startswith('Report: '))[len('Report: '):]).read()
+    assert 'Live metrics' in page and 'Calibration' in page and page.count('<svg') >= 2
+    gauges = metrics.read_text()
+    assert f'taxi_monitor_live_metric{{metric="accuracy",model_version="{model_base[1]}"}}' in gauges
+    assert f'taxi_monitor_labelled_examples{{model_version="{model_base[1]}"}}' in gauges
