@@ -3,7 +3,10 @@ TFDV's own way to get statistics from TFRecords (a Beam pipeline), in one run.
 
 Logs are written in the server's format (serving/telemetry.py) from the pushed
 model's answers to resampled taxi rows: half in the monitored window, half in
-the one before, so skew, drift and prediction drift are all computed.
+the one before, so skew, drift and prediction drift are all computed; the
+examples of one request in the window (DISTINCT of them) have feedback (their
+tips), so live metrics are joined and computed too, and the pass is recorded
+in a fresh ML Metadata store.
 `taxi-pipeline monitor` runs as its own process; TFDV's
 `generate_statistics_from_tfrecord` (DirectRunner) reads the same files.
 Figures are medians over the repeats; peak memory is the child process's max RSS.
@@ -30,6 +33,7 @@ import tensorflow as tf  # noqa: E402
 
 from pipeline import data  # noqa: E402
 from pipeline.config import PIPELINE_NAME  # noqa: E402
+from serving import feedback  # noqa: E402
 from serving.telemetry import log_examples  # noqa: E402
 from taxi_model import contract  # noqa: E402
 
@@ -51,13 +55,17 @@ def write_logs(model_dir, version, directory, requests):
     missing = json.loads(contract.missing_values_json())[contract.PREDICT_RAW]
     files = max(2, requests // DISTINCT)
     for half, at in (('previous', END - HOUR - 60_000_000), ('current', END - 60_000_000)):
-        meta = {'model_name': PIPELINE_NAME, 'model_version': version, 'signature_name': contract.PREDICT_RAW,
-                'request_id': 'r', 'timestamp_micros': at}
-        records = [e.SerializeToString() for e in log_examples((meta, inputs, outputs, None, missing))]
         for i in range(files // 2):
+            # A request id per file, so feedback names one example.
+            meta = {'model_name': PIPELINE_NAME, 'model_version': version, 'signature_name': contract.PREDICT_RAW,
+                    'request_id': f'{half}-{i:04d}', 'timestamp_micros': at}
+            records = [e.SerializeToString() for e in log_examples((meta, inputs, outputs, None, missing))]
             with tf.io.TFRecordWriter(os.path.join(directory, f'requests-{half}-{i:04d}.tfrecord')) as writer:
                 for record in records:
                     writer.write(record)
+    observed = feedback.parse_all({'request_id': 'current-0000', 'example': i, 'tips': float(row['tips'])}
+                                  for i, row in enumerate(rows) if row['tips'])
+    feedback.FeedbackStore(os.path.join(directory, os.pardir, 'feedback')).append(observed, source='benchmark')
     return files * DISTINCT
 
 
@@ -96,7 +104,8 @@ def main():
               f'{time.perf_counter() - start:.0f} s; version {version}')
         monitor = [os.path.join(VENV_BIN, 'taxi-pipeline'), 'monitor', '--request-log-dir', logs,
                    '--model-base-path', base, '--window', '1h', '--end', '2027-01-15T08:00:00',
-                   '--report-dir', os.path.join(work, 'reports')]
+                   '--report-dir', os.path.join(work, 'reports'), '--feedback-dir', os.path.join(work, 'feedback'),
+                   '--metadata-path', os.path.join(work, 'metadata.sqlite')]
         tfdv_beam = [sys.executable, '-c', 'import sys, tensorflow_data_validation as tfdv; '
                      'tfdv.generate_statistics_from_tfrecord(sys.argv[1], pipeline_options=None)',
                      os.path.join(logs, '*.tfrecord')]

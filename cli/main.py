@@ -60,7 +60,9 @@ def parser() -> argparse.ArgumentParser:
     served_model.register(commands)
     monitoring_commands.register(commands, default_model_base_path=pipeline_commands.default_serving_model_dir(),
                                  default_log_dir=os.path.join(pipeline_commands.DEFAULT_WORKSPACE, 'request_logs'),
-                                 default_feedback_dir=os.path.join(pipeline_commands.DEFAULT_WORKSPACE, 'feedback'))
+                                 default_feedback_dir=os.path.join(pipeline_commands.DEFAULT_WORKSPACE, 'feedback'),
+                                 default_metadata_path=os.path.join(pipeline_commands.DEFAULT_WORKSPACE,
+                                                                    'metadata.sqlite'))
     return root
 
 

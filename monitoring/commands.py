@@ -20,7 +20,7 @@ _SECONDS = {'s': 1, 'm': 60, 'h': 3600, 'd': 86400}
 
 
 def register(commands: argparse._SubParsersAction, default_model_base_path: str,
-             default_log_dir: str, default_feedback_dir: str) -> None:
+             default_log_dir: str, default_feedback_dir: str, default_metadata_path: str) -> None:
     monitor = commands.add_parser(
         'monitor', help='skew, drift, prediction drift and outlier rate of served traffic, per model version')
     monitor.add_argument('--request-log-dir', default=default_log_dir,
@@ -43,6 +43,13 @@ def register(commands: argparse._SubParsersAction, default_model_base_path: str,
                          help='judge live metrics from this many labelled examples on (default: %(default)s)')
     monitor.add_argument('--report-dir', default=os.path.join('workspace', 'reports'),
                          help='where the HTML report goes (default: %(default)s)')
+    record = monitor.add_mutually_exclusive_group()
+    record.add_argument('--metadata-path', default=default_metadata_path,
+                        help='record the pass in this ML Metadata SQLite store, linked to the pushed models it '
+                        'judged (default: %(default)s)')
+    record.add_argument('--metadata-grpc', metavar='HOST:PORT',
+                        help="record it in a cluster's ML Metadata service instead, e.g. "
+                        'metadata-grpc-service.kubeflow:8080')
     monitor.add_argument('--metrics-file', help='write Prometheus gauges here (node-exporter textfile format)')
     monitor.add_argument('--pushgateway', help='push the gauges to this Prometheus Pushgateway (host:port)')
     monitor.add_argument('--webhook', help='POST the alerts as JSON to this URL')
@@ -174,12 +181,13 @@ def _live_text(report) -> str:
 
 
 def monitor_command(args) -> int:
-    from monitoring import monitor, report
+    from monitoring import metadata_record, monitor, report
     from taxi_model import contract
     window = parse_window(args.window)
     end = parse_end(args.end)
     settings = monitor.Settings(
-        log_dir=args.request_log_dir, model_base_path=args.model_base_path,
+        log_dir=args.request_log_dir,
+        model_base_path=args.model_base_path if '://' in args.model_base_path else os.path.abspath(args.model_base_path),
         end_micros=int(end.timestamp() * 1e6), window_micros=window * 1_000_000,
         prediction_key=contract.PROBABILITIES, outlier_key=contract.IS_OUTLIER,
         max_outlier_rate=args.max_outlier_rate, feedback_dir=args.feedback_dir,
@@ -200,8 +208,15 @@ def monitor_command(args) -> int:
               f'({_examples_text(found.feedback.unknown)}); {len(found.feedback.duplicates)} duplicate(s) not counted')
     for alert in found.alerts:
         print(json.dumps(alert, sort_keys=True))
-    path = os.path.join(args.report_dir, f'monitor-{end:%Y%m%dT%H%M%S}.html')
-    print(f'Report: {report.write(found, settings, window_text, path)}')
+    path = os.path.abspath(os.path.join(args.report_dir, f'monitor-{end:%Y%m%dT%H%M%S}.html'))
+    store = metadata_record.connect(args.metadata_path, args.metadata_grpc)
+    execution_id = metadata_record.record(store, found, settings, path)
+    unlinked = [r.version for r in found.reports if metadata_record.pushed_model(
+        store, settings.model_base_path, r.version) is None]
+    print(f'Recorded in ML Metadata as execution {execution_id}'
+          + (f' (no PushedModel found for version(s) {unlinked}: not linked)' if unlinked else ''))
+    histories = {r.version: metadata_record.history(store, r.version) for r in found.reports}
+    print(f'Report: {report.write(found, settings, window_text, path, histories)}')
     registry = gauges(found.reports)
     if args.metrics_file:
         import prometheus_client as prom

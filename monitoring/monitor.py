@@ -111,21 +111,38 @@ def _statistics(table: pa.Table, schema: schema_pb2.Schema) -> statistics_pb2.Da
     return stats_impl.generate_statistics_in_memory(batch, tfdv.StatsOptions(schema=schema))
 
 
-def _quantile_edges(training: statistics_pb2.DatasetFeatureStatisticsList) -> Dict[str, np.ndarray]:
-    """Per numeric feature, the inner boundaries of the training data's quantile buckets."""
+@dataclasses.dataclass(frozen=True)
+class Buckets:
+    """A numeric feature's training quantile buckets: upper-inclusive, (edge[i-1], edge[i]], as
+    TFDV's are, with the share of training examples in each (not 1/N: a value many examples share,
+    like 0 miles, collapses several quantiles into one bucket)."""
+
+    inner: np.ndarray
+    training: np.ndarray
+
+    def shares(self, values: np.ndarray) -> np.ndarray:
+        counts = np.bincount(np.searchsorted(self.inner, values, side='left'), minlength=len(self.inner) + 1)
+        return counts / max(counts.sum(), 1)
+
+    def labels(self) -> List[str]:
+        edges = [f'{e:.4g}' for e in self.inner]
+        return ([f'<= {edges[0]}'] + [f'{low}..{high}' for low, high in zip(edges, edges[1:])]
+                + [f'> {edges[-1]}'])
+
+
+def _quantile_edges(training: statistics_pb2.DatasetFeatureStatisticsList) -> Dict[str, Buckets]:
+    """Per numeric feature, the training data's quantile buckets."""
     edges = {}
     for feature in training.datasets[0].features:
         histogram = next((h for h in feature.num_stats.histograms if h.type == statistics_pb2.Histogram.QUANTILES),
                          None) if feature.HasField('num_stats') else None
-        if histogram is not None and histogram.buckets:
+        if histogram is not None and len(histogram.buckets) > 1:
             inner = np.unique([b.high_value for b in histogram.buckets[:-1]])
-            edges[feature.path.step[0]] = inner
+            counts = np.zeros(len(inner) + 1)
+            for bucket in histogram.buckets:
+                counts[np.searchsorted(inner, bucket.high_value, side='left')] += bucket.sample_count
+            edges[feature.path.step[0]] = Buckets(inner, counts / max(counts.sum(), 1))
     return edges
-
-
-def _shares(values: np.ndarray, inner_edges: np.ndarray) -> np.ndarray:
-    counts = np.bincount(np.searchsorted(inner_edges, values, side='right'), minlength=len(inner_edges) + 1)
-    return counts / max(counts.sum(), 1)
 
 
 def _values(table: pa.Table, name: str) -> np.ndarray:
@@ -140,18 +157,16 @@ def _divergence(p: np.ndarray, q: np.ndarray) -> float:
 
 def _numeric_comparisons(comparator: str, schema, edges, current: pa.Table, reference) -> Dict[str, FeatureDrift]:
     """Our divergence for each numeric feature whose `comparator` (skew or drift) is Jensen-Shannon.
-    `reference` is a table (the previous window) or None (the training data: its quantile buckets
-    hold equal shares by construction, up to ties)."""
+    `reference` is a table (the previous window) or None (the training data)."""
     found = {}
     for feature in schema.feature:
         measure = getattr(feature, comparator)
         if feature.name not in edges or not measure.HasField('jensen_shannon_divergence') \
                 or feature.name not in current.column_names:
             continue
-        inner = edges[feature.name]
-        expected = _shares(_values(reference, feature.name), inner) if reference is not None \
-            else np.full(len(inner) + 1, 1 / (len(inner) + 1))
-        value = _divergence(expected, _shares(_values(current, feature.name), inner))
+        buckets = edges[feature.name]
+        expected = buckets.shares(_values(reference, feature.name)) if reference is not None else buckets.training
+        value = _divergence(expected, buckets.shares(_values(current, feature.name)))
         threshold = measure.jensen_shannon_divergence.threshold
         found[feature.name] = FeatureDrift(feature.name, 'Jensen-Shannon divergence (training quantile buckets)',
                                            value, f'{threshold:g}', value > threshold)
@@ -161,14 +176,11 @@ def _numeric_comparisons(comparator: str, schema, edges, current: pa.Table, refe
 def _bucket_shares(edges: Dict[str, np.ndarray], window: pa.Table) -> Dict[str, Dict[str, tuple]]:
     """Per numeric feature: {bucket label: (training share, served share)} over the training quantile buckets."""
     shares = {}
-    for name, inner in edges.items():
-        if name not in window.column_names:
-            continue
-        served = _shares(_values(window, name), inner)
-        bounds = [-np.inf, *inner, np.inf]
-        labels = [f'{low:.4g}..{high:.4g}' if np.isfinite(low) and np.isfinite(high) else
-                  (f'< {high:.4g}' if np.isfinite(high) else f'>= {low:.4g}') for low, high in zip(bounds, bounds[1:])]
-        shares[name] = {label: (1 / len(labels), share) for label, share in zip(labels, served)}
+    for name, buckets in edges.items():
+        if name in window.column_names:
+            served = buckets.shares(_values(window, name))
+            shares[name] = {label: (float(t), float(s))
+                            for label, t, s in zip(buckets.labels(), buckets.training, served)}
     return shares
 
 

@@ -7,6 +7,7 @@ feedback with their confidence intervals and a calibration plot; and what
 in the feedback store could not be joined.
 """
 
+import datetime
 import html
 from typing import List, Optional
 
@@ -52,7 +53,7 @@ def _findings(title: str, findings) -> str:
     return f'<h3>{html.escape(title)}</h3>' + html_page.distances(findings, beyond='ALERT') if findings else ''
 
 
-def _version(report: VersionReport, settings: Settings) -> str:
+def _version(report: VersionReport, settings: Settings, history: List[dict]) -> str:
     parts = [f'<h2>Version {report.version}: {report.examples} examples served in the window '
              f'({report.previous_examples} in the one before)</h2>']
     if report.alerts:
@@ -68,6 +69,7 @@ def _version(report: VersionReport, settings: Settings) -> str:
         p = report.prediction_drift
         parts.append(f'<p class="{"bad" if p.drifted else "good"}">Prediction drift vs the previous window: '
                      f'{p.measure} {p.value:.4g} (allowed {p.threshold}).</p>')
+    parts.append(_history(report.version, history))
     parts.append(_live(report, settings))
     if report.training_statistics is None:
         parts.append('<p>This version carries no training statistics: skew was not checked.</p>')
@@ -129,18 +131,52 @@ def _alert_text(alert: dict) -> str:
     return f'{alert["alert"]} (version {alert["model_version"]}): {detail}'
 
 
-def render(found: Pass, settings: Settings, window_text: str) -> str:
+def _history(version: int, entries: List[dict]) -> str:
+    """Charts of the recorded passes over this version's traffic (from ML Metadata), oldest first."""
+    if len(entries) < 2:
+        return ''
+    ticks = {i: datetime.datetime.fromtimestamp(e['window_end_micros'] / 1e6, datetime.timezone.utc).strftime(
+        '%m-%d %H:%M') for i, e in enumerate(entries)}
+    shown = {i: label for i, label in ticks.items() if i in (0, len(entries) - 1, len(entries) // 2)}
+    x_range = (0, len(entries) - 1)
+    live = {name: [(i, e[key]) for i, e in enumerate(entries) if e.get('labelled_examples') and key in e]
+            for name, key in (('AUC', 'live_auc'), ('accuracy', 'live_accuracy'))}
+    ratios = {}
+    for i, e in enumerate(entries):
+        for kind in ('skew', 'drift'):
+            for feature, (value, threshold) in (e['findings'].get(kind) or {}).items():
+                if '-' not in str(threshold) and float(threshold) > 0:
+                    ratios.setdefault(f'{kind} {feature}', []).append((i, value / float(threshold)))
+    worst = sorted(ratios, key=lambda k: -max(r for _, r in ratios[k]))[:4]
+    top = max([r for k in worst for _, r in ratios[k]] + [1.2])
+    parts = [f'<h3>History: {len(entries)} recorded windows of version {version} (ML Metadata)</h3>',
+             '<div class="pair"><h4>Distance over its threshold (the four highest; above the line alerts)</h4>'
+             + svg_charts.line_chart({k: ratios[k] for k in worst}, x_range, (0, top), width=520,
+                                     x_labels=shown, y_line=1.0) + '</div>']
+    if any(live.values()):
+        parts.append('<div class="pair"><h4>Live metrics</h4>' + svg_charts.line_chart(
+            {k: v for k, v in live.items() if v}, x_range, (0, 1), width=420, x_labels=shown) + '</div>')
+    parts.append('<div class="pair"><h4>Outlier rate and examples</h4>' + html_page.table(
+        ['window end', 'examples', 'outlier rate', 'labelled', 'alerts'],
+        [[ticks[i], e.get('examples', 0), e.get('outlier_rate', 'n/a'), e.get('labelled_examples', 0),
+          e.get('alerts', 0)] for i, e in enumerate(entries)]) + '</div>')
+    return ''.join(parts)
+
+
+def render(found: Pass, settings: Settings, window_text: str, histories: Optional[dict] = None) -> str:
     reports, unmonitored = found.reports, found.unmonitored
+    histories = histories or {}
     body = [f'<h1>Monitoring: {html.escape(window_text)}</h1>',
             f'<p>Request logs {html.escape(settings.log_dir)}; models {html.escape(settings.model_base_path)}.</p>']
     if not reports and not unmonitored:
         body.append('<p>No logged traffic in the window.</p>')
     body.extend(f'<p class="bad">Version {u.version}: {u.examples} examples NOT monitored: '
                 f'{html.escape(u.alert["reason"])}.</p>' for u in unmonitored)
-    body.extend(_version(r, settings) for r in reports)
+    body.extend(_version(r, settings, histories.get(r.version, [])) for r in reports)
     body.append(_feedback(found))
     return html_page.page(f'Monitoring {window_text}', body)
 
 
-def write(found: Pass, settings: Settings, window_text: str, path: str) -> str:
-    return write_atomically(path, render(found, settings, window_text))
+def write(found: Pass, settings: Settings, window_text: str, path: str, histories: Optional[dict] = None) -> str:
+    """`histories`: per version, the recorded passes over its traffic (metadata_record.history)."""
+    return write_atomically(path, render(found, settings, window_text, histories))

@@ -38,7 +38,16 @@ def line_chart(series: Mapping[str, Sequence[Tuple[float, float]]], x_range: Tup
                x_labels: Optional[Mapping[float, str]] = None, y_line: Optional[float] = None) -> str:
     """Points joined by lines, one colour per series (named in a legend); `diagonal` draws y = x
     (a calibration plot's ideal), `y_line` a dashed threshold, `x_labels` ticks at given x."""
-    left, right, top, bottom = 44, 12, 10, 40
+    # The legend wraps: an entry is about 7 px a character.
+    legend, x, row = [], 0, 0
+    for name in series:
+        entry = 24 + 7 * len(name)
+        if x and x + entry > width - 44:
+            x, row = 0, row + 1
+        legend.append((name, x, row))
+        x += entry
+    left, right, top, bottom = 44, 12, 10, 40 + 16 * row
+    height += 16 * row
     (x0, x1), (y0, y1) = x_range, y_range
     x_span, y_span = (x1 - x0) or 1.0, (y1 - y0) or 1.0
 
@@ -51,7 +60,8 @@ def line_chart(series: Mapping[str, Sequence[Tuple[float, float]]], x_range: Tup
         parts.append(f'<text x="{left - 4}" y="{at(x0, y)[1] + 4:.1f}" text-anchor="end">{y:.3g}</text>')
     for x, label in (x_labels or {x0: f'{x0:.3g}', x1: f'{x1:.3g}'}).items():
         px = at(x, y0)[0]
-        parts.append(f'<text x="{px:.1f}" y="{height - bottom + 14}" text-anchor="middle">{html.escape(label)}</text>')
+        anchor = 'start' if x == x0 and len(x_labels or ()) > 1 else 'end' if x == x1 else 'middle'
+        parts.append(f'<text x="{px:.1f}" y="{height - bottom + 14}" text-anchor="{anchor}">{html.escape(label)}</text>')
     if diagonal:
         (ax, ay), (bx, by) = at(x0, y0), at(x1, y1)
         parts.append(f'<line x1="{ax:.1f}" y1="{ay:.1f}" x2="{bx:.1f}" y2="{by:.1f}" stroke="#999" '
@@ -68,6 +78,8 @@ def line_chart(series: Mapping[str, Sequence[Tuple[float, float]]], x_range: Tup
             parts.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2"/>')
         parts.extend(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{colour}"><title>{html.escape(name)}: '
                      f'{px:.3g}, {py:.3g}</title></circle>' for (x, y), (px, py) in zip(coords, points))
-        parts.append(f'<text x="{left + 8 + 130 * i}" y="{height - 8}" fill="{colour}">■ {html.escape(name)}</text>')
+        _, lx, ly = legend[i]
+        parts.append(f'<text x="{left + lx}" y="{height - bottom + 32 + 16 * ly}" fill="{colour}">'
+                     f'■ {html.escape(name)}</text>')
     return (f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
             f'font-family="system-ui, sans-serif" font-size="12" role="img">{"".join(parts)}</svg>')

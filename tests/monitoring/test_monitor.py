@@ -11,11 +11,12 @@ import shutil
 import numpy as np
 import pytest
 import tensorflow as tf
+from ml_metadata.proto import metadata_store_pb2
 
 from cli import main as cli
 from components.trainer import SCHEMA_FILE
 from monitoring import commands as monitoring_commands
-from monitoring import monitor, request_logs
+from monitoring import metadata_record, monitor, request_logs
 from pipeline import data
 from serving import feedback
 from serving.telemetry import log_examples
@@ -128,7 +129,8 @@ def test_the_command_writes_a_report_and_gauges_and_exits_3_on_alerts(served, tr
     end = '2027-01-15T08:00:00'
     code = cli.main(['monitor', '--request-log-dir', str(logs), '--model-base-path', model_base[0], '--window', '1h',
                      '--end', end, '--report-dir', str(tmp_path / 'reports'), '--metrics-file', str(metrics),
-                     '--feedback-dir', str(tmp_path / 'no-feedback')])
+                     '--feedback-dir', str(tmp_path / 'no-feedback'),
+                     '--metadata-path', str(tmp_path / 'm.sqlite')])
     assert code == monitoring_commands.ALERT_EXIT
     out = capsys.readouterr().out
     alerts = [json.loads(line) for line in out.splitlines() if line.startswith('{')]
@@ -153,7 +155,8 @@ def test_a_version_that_carries_no_schema_is_reported_as_unmonitored(served, tra
     assert found.reports == [] and found.unmonitored == [monitor.Unmonitored(model_base[1], 750)]
     code = cli.main(['monitor', '--request-log-dir', str(tmp_path / 'logs'), '--model-base-path', str(base),
                      '--end', '2027-01-15T08:00:00', '--report-dir', str(tmp_path / 'reports'),
-                     '--feedback-dir', str(tmp_path / 'no-feedback')])
+                     '--feedback-dir', str(tmp_path / 'no-feedback'),
+                     '--metadata-path', str(tmp_path / 'm.sqlite')])
     assert code == monitoring_commands.ALERT_EXIT
     assert f'{model_base[1]}: 750 examples NOT monitored' in capsys.readouterr().out
 
@@ -163,7 +166,8 @@ def test_a_log_that_is_not_a_tfrecord_file_is_a_clear_error(model_base, tmp_path
     with pytest.raises(request_logs.LogError, match='requests-1.tfrecord'):
         _run(tmp_path, model_base)
     assert cli.main(['monitor', '--request-log-dir', str(tmp_path), '--model-base-path', model_base[0],
-                     '--report-dir', str(tmp_path / 'r'), '--feedback-dir', str(tmp_path / 'f')]) == cli.EXIT_BAD_INPUT
+                     '--report-dir', str(tmp_path / 'r'), '--feedback-dir', str(tmp_path / 'f'),
+                     '--metadata-path', str(tmp_path / 'm.sqlite')]) == cli.EXIT_BAD_INPUT
     assert 'requests-1.tfrecord' in capsys.readouterr().err
 
 
@@ -291,7 +295,8 @@ def test_the_command_shows_live_metrics_in_the_report_and_the_gauges(served, tra
     metrics = tmp_path / 'monitor.prom'
     code = cli.main(['monitor', '--request-log-dir', str(logs), '--model-base-path', model_base[0],
                      '--end', '2027-01-15T08:00:00', '--report-dir', str(tmp_path / 'reports'),
-                     '--feedback-dir', str(store), '--metrics-file', str(metrics)])
+                     '--feedback-dir', str(store), '--metrics-file', str(metrics),
+                     '--metadata-path', str(tmp_path / 'm.sqlite')])
     assert code == monitoring_commands.ALERT_EXIT
     out = capsys.readouterr().out
     assert any(json.loads(line).get('alert') == 'live_metric' for line in out.splitlines() if line.startswith('{'))
@@ -300,3 +305,43 @@ def test_the_command_shows_live_metrics_in_the_report_and_the_gauges(served, tra
     gauges = metrics.read_text()
     assert f'taxi_monitor_live_metric{{metric="accuracy",model_version="{model_base[1]}"}}' in gauges
     assert f'taxi_monitor_labelled_examples{{model_version="{model_base[1]}"}}' in gauges
+
+
+# -- the record: every pass in ML Metadata, linked to the pushed model it judged ------------
+
+def test_passes_are_recorded_in_ml_metadata_linked_to_the_pushed_model_with_history(
+        first_run, served, traffic, model_base, tmp_path, capsys):
+    config = first_run[0]
+    store_path = tmp_path / 'metadata.sqlite'
+    shutil.copy(config.metadata_path, store_path)  # the run that pushed the version, not shared with other tests
+    logs = tmp_path / 'logs'
+    served(logs, traffic['clean'], END - HOUR - 60_000_000, 'earlier')
+    served(logs, traffic['units bug'], END - 60_000_000, 'current')
+    for end in ('2027-01-15T07:00:00', '2027-01-15T08:00:00'):
+        cli.main(['monitor', '--request-log-dir', str(logs), '--model-base-path', model_base[0], '--end', end,
+                  '--report-dir', str(tmp_path / 'reports'), '--feedback-dir', str(tmp_path / 'none'),
+                  '--metadata-path', str(store_path)])
+    out = capsys.readouterr().out
+    assert 'not linked' not in out
+
+    store = metadata_record.connect(str(store_path))
+    history = metadata_record.history(store, model_base[1])
+    assert [h['window_end_micros'] for h in history] == [END - HOUR, END]
+    assert [h['examples'] for h in history] == [750, 750]
+    assert history[0]['alerts'] == 0 and history[1]['alerts'] > 0
+    assert 'fare' in history[1]['findings']['skew'] and history[1]['findings']['alerts']
+
+    # Lineage: from the version's PushedModel, forward to the passes that judged it.
+    pushed = metadata_record.pushed_model(store, model_base[0], model_base[1])
+    assert pushed is not None and pushed.custom_properties['pushed_version'].string_value == str(model_base[1])
+    options = metadata_store_pb2.LineageSubgraphQueryOptions(max_num_hops=2)
+    options.starting_artifacts.filter_query = f'id = {pushed.id}'
+    graph = store.get_lineage_subgraph(options)
+    types = {t.id: t.name for t in store.get_execution_types()}
+    monitors = [e for e in graph.executions if types[e.type_id] == metadata_record.EXECUTION_TYPE]
+    assert len(monitors) == 2
+    results = [a for a in graph.artifacts if a.type_id == store.get_artifact_type(metadata_record.RESULT_TYPE).id]
+    assert sorted(a.properties['window_end_micros'].int_value for a in results) == [END - HOUR, END]
+
+    page = open(history[1]['report']).read()
+    assert 'History: 2 recorded windows' in page

@@ -1,0 +1,137 @@
+"""Monitoring passes in ML Metadata, next to the runs that made the models they judge.
+
+ML Metadata is the system's one record: each pass is an execution of type
+`ServingMonitor` (its window and alert count), in a context per model base
+path; for every version it judged it consumes that version's PushedModel
+artifact (the Pusher's output, found by its push destination, else by its
+version) and produces a `ServingMonitoringResult` artifact holding what was
+measured (examples, outlier rate, live metrics, distances and alerts). The
+lineage of a pushed model so leads to every judgement of its traffic, and a
+version's history across windows is one filtered query. Everything a pass
+writes goes in one `put_execution` transaction: a killed pass leaves nothing
+half-recorded.
+"""
+
+import json
+from typing import Dict, List, Optional
+
+from ml_metadata import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+
+EXECUTION_TYPE = 'ServingMonitor'
+RESULT_TYPE = 'ServingMonitoringResult'
+CONTEXT_TYPE = 'serving_monitoring'
+_PUSHED_MODEL = 'PushedModel'
+
+INT, DOUBLE, STRING = metadata_store_pb2.INT, metadata_store_pb2.DOUBLE, metadata_store_pb2.STRING
+_RESULT_PROPERTIES = {
+    'model_version': INT, 'window_start_micros': INT, 'window_end_micros': INT, 'examples': INT, 'alerts': INT,
+    'outlier_rate': DOUBLE, 'labelled_examples': INT, 'live_auc': DOUBLE, 'live_accuracy': DOUBLE,
+    'calibration_error': DOUBLE, 'pushed_model_linked': INT,
+    # JSON: {"skew": {feature: [value, threshold]}, "drift": {...}, "prediction_drift": [...], "alerts": [...]}
+    'findings': STRING,
+}
+_EXECUTION_PROPERTIES = {'window_start_micros': INT, 'window_end_micros': INT, 'alerts': INT,
+                         'model_base_path': STRING, 'request_log_dir': STRING}
+
+
+def connect(metadata_path: Optional[str] = None, grpc_address: Optional[str] = None) -> metadata_store.MetadataStore:
+    """The local SQLite store (created if missing), or a cluster's metadata gRPC service (host:port)."""
+    config = metadata_store_pb2.ConnectionConfig()
+    if grpc_address:
+        host, _, port = grpc_address.rpartition(':')
+        if not host or not port.isdigit():
+            raise ValueError(f'--metadata-grpc takes HOST:PORT (e.g. metadata-grpc-service.kubeflow:8080), '
+                             f'not {grpc_address!r}')
+        client = metadata_store_pb2.MetadataStoreClientConfig(host=host, port=int(port))
+        return metadata_store.MetadataStore(client)
+    config.sqlite.filename_uri = metadata_path
+    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
+    return metadata_store.MetadataStore(config)
+
+
+def _type_id(store, kind: str, name: str, properties: Dict[str, int]) -> int:
+    if kind == 'artifact':
+        return store.put_artifact_type(metadata_store_pb2.ArtifactType(name=name, properties=properties))
+    if kind == 'execution':
+        return store.put_execution_type(metadata_store_pb2.ExecutionType(name=name, properties=properties))
+    return store.put_context_type(metadata_store_pb2.ContextType(name=name))
+
+
+def pushed_model(store, model_base_path: str, version: int) -> Optional[metadata_store_pb2.Artifact]:
+    """The Pusher's artifact for a version: by its push destination, else by its version number."""
+    found = store.get_artifacts(list_options=metadata_store.ListOptions(filter_query=(
+        f"type = '{_PUSHED_MODEL}' AND custom_properties.pushed_version.string_value = '{int(version)}'")))
+    destination = f'{model_base_path.rstrip("/")}/{int(version)}'
+    exact = [a for a in found if a.custom_properties['pushed_destination'].string_value == destination]
+    return (exact or found or [None])[-1]
+
+
+def _findings(report) -> str:
+    def measured(findings):
+        return {f.feature: [round(f.value, 6), f.threshold] for f in findings}
+    prediction = report.prediction_drift
+    return json.dumps({'skew': measured(report.skew), 'drift': measured(report.drift),
+                       'prediction_drift': [round(prediction.value, 6), prediction.threshold] if prediction else None,
+                       'alerts': report.alerts}, sort_keys=True)
+
+
+def record(store, found, settings, report_uri: str) -> int:
+    """Records the pass (monitor.Pass) and returns its execution id."""
+    execution_type = _type_id(store, 'execution', EXECUTION_TYPE, _EXECUTION_PROPERTIES)
+    result_type = _type_id(store, 'artifact', RESULT_TYPE, _RESULT_PROPERTIES)
+    context_type = _type_id(store, 'context', CONTEXT_TYPE, {})
+    execution = metadata_store_pb2.Execution(type_id=execution_type,
+                                             last_known_state=metadata_store_pb2.Execution.COMPLETE)
+    for name, value in (('window_start_micros', settings.start_micros), ('window_end_micros', settings.end_micros),
+                        ('alerts', len(found.alerts))):
+        execution.properties[name].int_value = value
+    execution.properties['model_base_path'].string_value = settings.model_base_path
+    execution.properties['request_log_dir'].string_value = settings.log_dir
+    artifacts_and_events = []
+    for report in found.reports:
+        pushed = pushed_model(store, settings.model_base_path, report.version)
+        if pushed is not None:
+            artifacts_and_events.append((pushed, metadata_store_pb2.Event(type=metadata_store_pb2.Event.INPUT)))
+        result = metadata_store_pb2.Artifact(type_id=result_type, uri=report_uri,
+                                             state=metadata_store_pb2.Artifact.LIVE)
+        p = result.properties
+        p['model_version'].int_value = report.version
+        p['window_start_micros'].int_value = settings.start_micros
+        p['window_end_micros'].int_value = settings.end_micros
+        p['examples'].int_value = report.examples
+        p['alerts'].int_value = len(report.alerts)
+        p['pushed_model_linked'].int_value = int(pushed is not None)
+        if report.outlier_rate is not None:
+            p['outlier_rate'].double_value = report.outlier_rate
+        p['labelled_examples'].int_value = report.live.examples if report.live else 0
+        if report.live is not None:
+            p['live_accuracy'].double_value = report.live.accuracy
+            p['calibration_error'].double_value = report.live.calibration_error
+            if report.live.auc is not None:
+                p['live_auc'].double_value = report.live.auc
+        p['findings'].string_value = _findings(report)
+        event = metadata_store_pb2.Event(type=metadata_store_pb2.Event.OUTPUT)
+        event.path.steps.add().key = 'result'
+        event.path.steps.add().index = report.version
+        artifacts_and_events.append((result, event))
+    context = metadata_store_pb2.Context(type_id=context_type, name=settings.model_base_path)
+    execution_id, _, _ = store.put_execution(execution, artifacts_and_events, [context],
+                                             reuse_context_if_already_exist=True)
+    return execution_id
+
+
+def history(store, version: int) -> List[Dict]:
+    """Every recorded pass over a version's traffic, oldest window first (a window judged
+    twice counts once, as last judged): dicts of the result's properties, findings decoded."""
+    results = store.get_artifacts(list_options=metadata_store.ListOptions(filter_query=(
+        f"type = '{RESULT_TYPE}' AND properties.model_version.int_value = {int(version)}")))
+    by_window = {}
+    for artifact in sorted(results, key=lambda a: a.id):
+        entry = {name: (value.int_value if _RESULT_PROPERTIES[name] == INT else
+                        value.double_value if _RESULT_PROPERTIES[name] == DOUBLE else value.string_value)
+                 for name, value in artifact.properties.items()}
+        entry['findings'] = json.loads(entry.get('findings') or '{}')
+        entry['report'] = artifact.uri
+        by_window[(entry['window_start_micros'], entry['window_end_micros'])] = entry
+    return [by_window[key] for key in sorted(by_window, key=lambda k: k[1])]
