@@ -208,7 +208,8 @@ def monitor_command(args) -> int:
               f'({_examples_text(found.feedback.unknown)}); {len(found.feedback.duplicates)} duplicate(s) not counted')
     for alert in found.alerts:
         print(json.dumps(alert, sort_keys=True))
-    path = os.path.abspath(os.path.join(args.report_dir, f'monitor-{end:%Y%m%dT%H%M%S}.html'))
+    path = os.path.join(args.report_dir, f'monitor-{end:%Y%m%dT%H%M%S}.html')
+    path = path if '://' in path else os.path.abspath(path)
     store = metadata_record.connect(args.metadata_path, args.metadata_grpc)
     execution_id = metadata_record.record(store, found, settings, path)
     unlinked = [r.version for r in found.reports if metadata_record.pushed_model(

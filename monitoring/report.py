@@ -179,4 +179,10 @@ def render(found: Pass, settings: Settings, window_text: str, histories: Optiona
 
 def write(found: Pass, settings: Settings, window_text: str, path: str, histories: Optional[dict] = None) -> str:
     """`histories`: per version, the recorded passes over its traffic (metadata_record.history)."""
-    return write_atomically(path, render(found, settings, window_text, histories))
+    page = render(found, settings, window_text, histories)
+    if '://' not in path:
+        return write_atomically(path, page)
+    import tensorflow as tf
+    with tf.io.gfile.GFile(path, 'w') as f:  # an object store publishes the object whole
+        f.write(page)
+    return path

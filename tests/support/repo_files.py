@@ -1,0 +1,17 @@
+"""What the repository's own files declare, for tests that hold other files to them."""
+
+import os
+import re
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def makefile_default(name: str) -> str:
+    """A Makefile variable's default (`NAME ?= value`), with $(VAR) references expanded."""
+    with open(os.path.join(REPO, 'Makefile')) as f:
+        defaults = dict(re.findall(r'^(\w+)\s*\?=\s*(.*?)\s*$', f.read(), re.M))
+    value = defaults[name]
+    for _ in range(10):
+        value = re.sub(r'\$\((\w+)\)', lambda m: defaults[m.group(1)], value)
+    assert '$(' not in value
+    return value
