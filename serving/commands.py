@@ -10,17 +10,22 @@ import argparse
 import logging
 import os
 
-from serving import CANARY_LABEL, GRPC_PORT, REST_PORT, STABLE_LABEL
+from serving import CANARY_LABEL, FEEDBACK_PATH, GRPC_PORT, REST_PORT, STABLE_LABEL
 
 
 def register(commands: argparse._SubParsersAction, default_model_base_path: str) -> None:
     serve = commands.add_parser('serve', help="serve pushed models with TF Serving's REST and gRPC APIs "
-                                '(embedded server)')
+                                '(embedded server), or front a TF Serving as a gateway (--upstream)')
     source = serve.add_mutually_exclusive_group()
-    source.add_argument('--model-base-path', default=default_model_base_path,
-                        help="the Pusher's versioned directory (default: %(default)s)")
+    # No argparse default: with --upstream, only a path given explicitly is read.
+    source.add_argument('--model-base-path', help=f"the Pusher's versioned directory (default: "
+                        f'{default_model_base_path}); with --upstream, only where the versions\' missing-value '
+                        'markers are read (no default)')
     source.add_argument('--model-config-file', help='a TF Serving ModelServerConfig (models, policies, labels), '
                         're-read when it changes, e.g. serving/config/models.config with a local base_path')
+    serve.add_argument('--upstream', metavar='HOST:PORT',
+                       help="gateway mode: forward every request to TF Serving's gRPC API at HOST:PORT, adding "
+                       'request ids, the request log, metrics and feedback; TF Serving loads the models')
     serve.add_argument('--model-name', help="the name clients address (default: the base path's last "
                        'directory, as the Pusher lays it out)')
     serve.add_argument('--version-policy', default='latest:1',
@@ -34,9 +39,11 @@ def register(commands: argparse._SubParsersAction, default_model_base_path: str)
     serve.add_argument('--enable-batching', action='store_true', help='server-side batching of concurrent requests')
     serve.add_argument('--batching-parameters-file', default=os.path.join('serving', 'config', 'batching.config'))
     serve.add_argument('--request-log-dir', help='write served examples here as TFRecords of tf.Example (for TFDV)')
+    serve.add_argument('--feedback-dir', help=f'accept ground truth at POST {FEEDBACK_PATH} and store it here '
+                       '(append-only; local or gs://)')
     serve.add_argument('--no-warmup', action='store_true', help='skip replaying assets.extra warm-up requests')
     serve.add_argument('--verbose', action='store_true')
-    serve.set_defaults(handler=serve_command)
+    serve.set_defaults(handler=serve_command, default_model_base_path=default_model_base_path)
 
     labels = commands.add_parser(
         'serving-labels', help=f'point the {STABLE_LABEL}/{CANARY_LABEL} labels of a TF Serving model config '
@@ -52,12 +59,15 @@ def register(commands: argparse._SubParsersAction, default_model_base_path: str)
 
 
 def serve_command(args) -> int:
+    if args.upstream:
+        return _serve_gateway(args)
+    args.model_base_path = args.model_base_path or args.default_model_base_path
     from serving import server as server_lib
     from serving.batching import BatchingOptions
     from serving.manager import VersionPolicy
     options = dict(host=args.host, rest_port=args.rest_port, grpc_port=args.grpc_port,
                    poll_seconds=args.poll_seconds, config_poll_seconds=args.config_poll_seconds,
-                   request_log_dir=args.request_log_dir, warm_up=not args.no_warmup,
+                   request_log_dir=args.request_log_dir, feedback_dir=args.feedback_dir, warm_up=not args.no_warmup,
                    batching=BatchingOptions.from_file(args.batching_parameters_file) if args.enable_batching
                    else None)
     if args.model_config_file:
@@ -70,14 +80,42 @@ def serve_command(args) -> int:
         settings = server_lib.ServerSettings.for_model(
             base_path, args.model_name or os.path.basename(base_path), VersionPolicy.parse(args.version_policy),
             **options)
-    # Loads, unloads and failed versions are news worth a line on the console.
+    _log_to_console()
+    return server_lib.serve_until_interrupted(settings, emit_line=lambda line: print(line, flush=True))
+
+
+def _serve_gateway(args) -> int:
+    """`serve --upstream`: TF Serving loads and runs the models; this process fronts it."""
+    from serving import gateway
+    from serving.upstream import parse_address
+    upstream = parse_address(args.upstream)
+    # Flags that configure loading models from disk would silently do nothing.
+    ignored = [flag for flag, given in (('--model-config-file', args.model_config_file),
+                                        ('--version-policy', args.version_policy != 'latest:1'),
+                                        ('--enable-batching', args.enable_batching),
+                                        ('--no-warmup', args.no_warmup)) if given]
+    if ignored:
+        raise ValueError(f'{", ".join(ignored)} cannot be combined with --upstream: TF Serving at {upstream} loads '
+                         'the models; set its own flags (--model_config_file, --enable_batching, ...) instead')
+    markers = {}
+    if args.model_base_path:
+        base_path = args.model_base_path if '://' in args.model_base_path else os.path.abspath(args.model_base_path)
+        markers = {args.model_name or os.path.basename(os.path.normpath(base_path)): base_path}
+    settings = gateway.GatewaySettings(
+        upstream=upstream, host=args.host, rest_port=args.rest_port, grpc_port=args.grpc_port,
+        request_log_dir=args.request_log_dir, feedback_dir=args.feedback_dir, marker_paths=markers)
+    _log_to_console()
+    return gateway.serve_until_interrupted(settings, emit_line=lambda line: print(line, flush=True))
+
+
+def _log_to_console() -> None:
+    # Loads, unloads, failed versions and unreadable markers are news worth a line on the console.
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter('%(asctime)s %(levelname)s %(message)s'))
     serving_log = logging.getLogger('serving')
     serving_log.addHandler(handler)
     serving_log.setLevel(logging.INFO)
     serving_log.propagate = False
-    return server_lib.serve_until_interrupted(settings, emit_line=lambda line: print(line, flush=True))
 
 
 def labels_command(args) -> int:

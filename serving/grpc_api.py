@@ -28,13 +28,15 @@ log = logging.getLogger(__name__)
 
 
 def _guarded(method):
-    """Times the call from arrival to response; turns ServingError into the
-    call's status and anything else into INTERNAL."""
+    """Times the call from arrival to response; returns its request id in the
+    initial metadata (`x-request-id`, as REST's X-Request-Id header); turns
+    ServingError into the call's status and anything else into INTERNAL."""
 
     @functools.wraps(method)
     def wrapper(self, request, context):
         call = Call('grpc', _request_id(context))
         try:
+            context.send_initial_metadata((('x-request-id', call.request_id),))
             return method(self, request, context, call)
         except ServingError as e:
             call.failed(e)
@@ -174,13 +176,15 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
 
 
 def create_server(core: ServingCore, address: str, max_message_bytes: int, workers: int = 16,
-                  reload_config=None) -> Tuple[grpc.Server, int]:
-    """A gRPC server (not started) and the port it bound."""
+                  reload_config=None, servicers=None) -> Tuple[grpc.Server, int]:
+    """A gRPC server (not started) and the port it bound; `servicers` (PredictionService, ModelService)
+    replace the embedded server's (the gateway passes its own)."""
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix='grpc'),
                          options=[('grpc.max_receive_message_length', max_message_bytes),
                                   ('grpc.max_send_message_length', max_message_bytes)])
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(core), server)
-    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(core, reload_config), server)
+    prediction, models = servicers or (PredictionService(core), ModelService(core, reload_config))
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(prediction, server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(models, server)
     try:
         port = server.add_insecure_port(address)
     except RuntimeError:

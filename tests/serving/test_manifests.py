@@ -1,9 +1,11 @@
 """The TF Serving deployment artifacts in serving/ agree with each other, with
 the serving contract in serving/__init__.py and with where the Pusher writes;
-every config parses as the proto TF Serving reads it into; the label tool
-edits models.config safely. Parsers only: no Docker, no cluster, no network."""
+the gateway in front of TF Serving is wired to it and to the bucket; every
+config parses as the proto TF Serving reads it into; the label tool edits
+models.config safely. Parsers only: no Docker, no cluster, no network."""
 
 import glob
+import importlib.metadata
 import os
 import re
 import shutil
@@ -20,8 +22,8 @@ import serving
 from cli import main as cli
 from pipeline.config import PIPELINE_NAME, PipelineConfig
 from serving import labels, protos
+from support.repo_files import REPO, makefile_default
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # The served model's name is the pipeline's: the last directory of the Pusher's destination.
 MODEL_NAME = PIPELINE_NAME
 SERVING = os.path.join(REPO, 'serving')
@@ -68,8 +70,26 @@ def deployment(resources):
 
 @pytest.fixture(scope='module')
 def container(deployment):
-    (c,) = deployment['spec']['template']['spec']['containers']
+    """TF Serving's container."""
+    (c,) = [c for c in deployment['spec']['template']['spec']['containers']
+            if c['command'] == ['tensorflow_model_server']]
     return c
+
+
+@pytest.fixture(scope='module')
+def gateway(deployment, container):
+    """The gateway's container: every other one."""
+    (c,) = [c for c in deployment['spec']['template']['spec']['containers'] if c is not container]
+    return c
+
+
+@pytest.fixture(scope='module')
+def gateway_args(gateway):
+    """The gateway's command line as `taxi-pipeline` parses it: it must be one the CLI accepts."""
+    (script,) = [e for e in importlib.metadata.distribution('taxi-tfx-pipeline').entry_points
+                 if e.group == 'console_scripts']
+    assert gateway['command'][0] == script.name  # installed in the pipeline image by `pip install -e`
+    return cli.parser().parse_args(gateway['command'][1:] + gateway['args'])
 
 
 def _flags(args):
@@ -94,17 +114,6 @@ def compose():
     (doc,) = _load_yaml('docker-compose.yaml')
     (service,) = doc['services'].values()
     return service
-
-
-def _makefile_default(name):
-    """A Makefile variable's default (`NAME ?= value`), with $(VAR) references expanded."""
-    with open(os.path.join(REPO, 'Makefile')) as f:
-        defaults = dict(re.findall(r'^(\w+)\s*\?=\s*(.*?)\s*$', f.read(), re.M))
-    value = defaults[name]
-    for _ in range(10):
-        value = re.sub(r'\$\((\w+)\)', lambda m: defaults[m.group(1)], value)
-    assert '$(' not in value
-    return value
 
 
 # --- parsing -------------------------------------------------------------------
@@ -171,10 +180,15 @@ def test_labelled_config_can_start(flags):
     assert flags['--allow_version_labels_for_unavailable_models'] == 'true'
 
 
-def test_ports_match_the_serving_contract(resources, deployment, container, flags):
-    assert int(flags['--port']) == serving.GRPC_PORT
-    assert int(flags['--rest_api_port']) == serving.REST_PORT
-    ports = {p['name']: p['containerPort'] for p in container['ports']}
+def _ports(c):
+    return {p['name']: p['containerPort'] for p in c['ports']}
+
+
+def test_ports_match_the_serving_contract(resources, deployment, gateway, gateway_args):
+    # Clients reach the gateway on TF Serving's standard ports.
+    assert (gateway_args.grpc_port, gateway_args.rest_port) == (serving.GRPC_PORT, serving.REST_PORT)
+    assert gateway_args.host == '0.0.0.0'  # the Service reaches it on the pod's address
+    ports = _ports(gateway)
     assert ports == {'grpc': serving.GRPC_PORT, 'http': serving.REST_PORT}
 
     services = [d for (kind, _), d in resources.items() if kind == 'Service']
@@ -189,26 +203,76 @@ def test_ports_match_the_serving_contract(resources, deployment, container, flag
     assert {p['name']: p['port'] for p in main['spec']['ports']} == ports
 
 
-def test_probes_ask_for_the_model_on_the_rest_port(container):
+def test_the_gateway_forwards_to_tf_servings_grpc_port_in_the_pod(resources, gateway, gateway_args, container, flags):
+    host, port = gateway_args.upstream.rsplit(':', 1)
+    assert host in ('localhost', '127.0.0.1')  # the same pod, over loopback
+    assert int(port) == int(flags['--port'])
+    tf_serving_ports = _ports(container)
+    assert tf_serving_ports == {'tfs-grpc': int(flags['--port']), 'tfs-http': int(flags['--rest_api_port'])}
+    # No port of the pod twice, and no Service bypasses the gateway.
+    assert not set(tf_serving_ports.values()) & set(_ports(gateway).values())
+    assert not set(tf_serving_ports) & set(_ports(gateway))
+    targets = {p['targetPort'] for (kind, _), d in resources.items() if kind == 'Service' for p in d['spec']['ports']}
+    assert not targets & (set(tf_serving_ports) | set(tf_serving_ports.values()))
+
+
+def test_the_gateway_logs_and_takes_feedback_under_the_pipeline_bucket(gateway, gateway_args):
+    assert gateway['image'] == makefile_default('PIPELINE_IMAGE')  # the image that has this project
+    bucket = makefile_default('PIPELINE_BUCKET').rstrip('/') + '/'
+    logs, feedback = gateway_args.request_log_dir, gateway_args.feedback_dir
+    assert logs.startswith(bucket) and feedback.startswith(bucket)
+    assert logs.rstrip('/') != feedback.rstrip('/')
+    for path in (logs, feedback):  # nothing written among the models TF Serving watches
+        assert not path.startswith(makefile_default('SERVING_MODEL_DIR'))
+    # Missing-value markers are read where TF Serving loads the model, under the name clients use.
+    (model,) = _parse('models.config', model_server_config_pb2.ModelServerConfig).model_config_list.config
+    assert gateway_args.model_base_path == model.base_path
+    assert (gateway_args.model_name or os.path.basename(gateway_args.model_base_path.rstrip('/'))) == model.name
+
+
+def _patience(probe):  # seconds of failures before the probe acts
+    return probe.get('periodSeconds', 10) * probe.get('failureThreshold', 3)
+
+
+def test_tf_serving_probes_ask_for_the_model_on_its_rest_port(container, flags):
     probes = {k: container[k] for k in ('startupProbe', 'readinessProbe', 'livenessProbe') if k in container}
     assert {'readinessProbe', 'livenessProbe'} <= probes.keys()
-    ports = {p['name']: p['containerPort'] for p in container['ports']}
+    ports = _ports(container)
     for name, probe in probes.items():
         port = probe['httpGet']['port']
-        assert ports.get(port, port) == serving.REST_PORT, name
+        assert ports.get(port, port) == int(flags['--rest_api_port']), name
         assert probe['httpGet']['path'] == f'/v1/models/{MODEL_NAME}', name
-
-    def patience(probe):  # seconds of failures before the probe acts
-        return probe.get('periodSeconds', 10) * probe.get('failureThreshold', 3)
-
-    assert patience(probes['livenessProbe']) > patience(probes['readinessProbe'])
+    assert _patience(probes['livenessProbe']) > _patience(probes['readinessProbe'])
 
 
-def test_prometheus_annotations_point_at_the_monitoring_endpoint(deployment):
+def test_the_gateway_is_ready_through_tf_serving_and_alive_on_its_own(gateway):
+    ports = _ports(gateway)
+    readiness, liveness = gateway['readinessProbe']['httpGet'], gateway['livenessProbe']['httpGet']
+    for probe in (readiness, liveness):
+        assert ports.get(probe['port'], probe['port']) == serving.REST_PORT
+    # Ready only when TF Serving answers for the model (the gateway forwards status calls) ...
+    assert readiness['path'] == f'/v1/models/{MODEL_NAME}'
+    # ... but alive whatever TF Serving does: the gateway's own metrics, never forwarded.
+    assert liveness['path'] == serving.METRICS_PATH
+    assert _patience(gateway['livenessProbe']) > _patience(gateway['readinessProbe'])
+
+
+def test_tf_serving_outlives_the_gateway_on_shutdown(deployment, gateway, container):
+    def delay(c):
+        command = c['lifecycle']['preStop']['exec']['command']
+        assert command[0] == 'sleep'
+        return int(command[1])
+
+    assert delay(container) > delay(gateway)
+    assert deployment['spec']['template']['spec']['terminationGracePeriodSeconds'] > delay(container)
+
+
+def test_prometheus_annotations_point_at_the_monitoring_endpoint(deployment, gateway, gateway_args):
     annotations = deployment['spec']['template']['metadata']['annotations']
     monitoring = _parse('monitoring.config', MonitoringConfig)
     assert annotations['prometheus.io/scrape'] == 'true'
-    assert annotations['prometheus.io/port'] == str(serving.REST_PORT)
+    # The gateway's metrics: requests by the version that answered, and the upstream's errors.
+    assert int(annotations['prometheus.io/port']) == gateway_args.rest_port == _ports(gateway)['http']
     assert annotations['prometheus.io/path'] == monitoring.prometheus_config.path == serving.METRICS_PATH
 
 
@@ -273,7 +337,7 @@ def test_model_base_path_is_where_the_pusher_writes():
     (model,) = _parse('models.config', model_server_config_pb2.ModelServerConfig).model_config_list.config
     assert model.name == MODEL_NAME
     assert model.model_platform == 'tensorflow'
-    assert model.base_path == _makefile_default('SERVING_MODEL_DIR')
+    assert model.base_path == makefile_default('SERVING_MODEL_DIR')
     assert model.base_path.startswith('gs://') and model.base_path.rstrip('/').endswith('/' + MODEL_NAME)
 
 
