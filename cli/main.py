@@ -21,12 +21,16 @@ import warnings
 os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+# 3 is a monitoring pass that alerted (monitoring.commands.ALERT_EXIT).
+EXIT_BUSY = 4
 
 
 def _exit_codes():
     """(exception type, exit code), most specific first; anything else is a failure."""
     from components.anomalies_gate import GATE_ERRORS
-    return ((GATE_ERRORS, EXIT_BAD_INPUT),         # data that fails the curated schema, or drifted and blocked
+    from pipeline.workspace_lock import WorkspaceBusy
+    return ((WorkspaceBusy, EXIT_BUSY),              # another run holds the workspace; nothing was started
+            (GATE_ERRORS, EXIT_BAD_INPUT),         # data that fails the curated schema, or drifted and blocked
             (ValueError, EXIT_BAD_INPUT),          # bad arguments, files or data (DataError is one)
             (OSError, EXIT_BAD_INPUT),             # a file named on the command line cannot be read
             (Exception, EXIT_FAILED))

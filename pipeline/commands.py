@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from pipeline import config as config_lib
+from pipeline import config as config_lib, run_trigger
 from pipeline.config import PipelineConfig, Thresholds
 
 DEFAULT_WORKSPACE = 'workspace'
@@ -36,6 +36,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     run.add_argument('--beam-workers', type=int, default=config_lib.BeamSettings().direct_workers,
                      help='Beam DirectRunner workers; more than 1 uses threads (default: %(default)s)')
     run.add_argument('--no-cache', action='store_true', help='re-execute every component')
+    run.add_argument('--wait', type=float, default=0, metavar='SECONDS',
+                     help='if another run holds the workspace, wait this long for it (default: refuse at once, '
+                     'exit 4)')
+    run.add_argument('--trigger', choices=run_trigger.KINDS, default=run_trigger.MANUAL,
+                     help='why this run happens, recorded with it in ML Metadata (set by `schedule`)')
+    run.add_argument('--trigger-detail', default='{}', help='JSON: what fired the trigger (set by `schedule`)')
     run.add_argument('--verbose', action='store_true', help='show TFX and TensorFlow logs')
     run.set_defaults(handler=run_command)
 
@@ -126,6 +132,8 @@ def _run_settings(args) -> dict:
 def run_command(args) -> int:
     from components.anomalies_gate import GATE_ERRORS
     from pipeline import data, local_runner
+    from pipeline.workspace_lock import WorkspaceBusy
+    trigger = _trigger(args)
     config = PipelineConfig.for_workspace(
         args.workspace, data_root=args.data_root, enable_cache=not args.no_cache,
         beam=config_lib.BeamSettings(direct_workers=args.beam_workers), **_run_settings(args))
@@ -133,14 +141,25 @@ def run_command(args) -> int:
         print(f'Prepared the TFX Chicago Taxi sample as {data.prepare_sample(config.data_root)}')
     print(f'Running pipeline {config.pipeline_name!r}: data {config.data_root}, workspace {args.workspace}')
     try:
-        result = local_runner.run(config)
-    except (data.DataError, *GATE_ERRORS):
+        result = local_runner.run(config, trigger=trigger, wait_seconds=args.wait)
+    except (data.DataError, WorkspaceBusy, *GATE_ERRORS):
         raise
     except Exception as e:  # a component failed; its own error says why
         raise PipelineFailed(f'the pipeline failed: {type(e).__name__}: {e}') from e
     if not result.succeeded:
         raise PipelineFailed('the pipeline did not complete: see the summary above')
     return 0
+
+
+def _trigger(args) -> run_trigger.Trigger:
+    import json
+    try:
+        detail = json.loads(args.trigger_detail)
+    except ValueError as e:
+        raise ValueError(f'--trigger-detail must be a JSON object: {e}') from None
+    if not isinstance(detail, dict):
+        raise ValueError('--trigger-detail must be a JSON object')
+    return run_trigger.Trigger(args.trigger, detail)
 
 
 def prepare_command(args) -> int:

@@ -20,6 +20,8 @@ from pipeline import data, run_report, run_summary
 from pipeline.config import PipelineConfig
 from pipeline.dag import create_pipeline
 from pipeline.run_progress import MetadataProgress
+from pipeline.run_trigger import Trigger
+from pipeline.workspace_lock import WorkspaceLock, mark_abandoned
 
 
 def content_addressed_schema(config: PipelineConfig) -> PipelineConfig:
@@ -39,13 +41,27 @@ def content_addressed_schema(config: PipelineConfig) -> PipelineConfig:
     return dataclasses.replace(config, schema_file=path)
 
 
-def run(config: PipelineConfig, emit_line: Callable[[str], None] = print) -> run_summary.RunSummary:
-    """Runs the pipeline once; returns the run's summary, or raises if a component failed.
+def run(config: PipelineConfig, emit_line: Callable[[str], None] = print, trigger: Trigger = Trigger(),
+        wait_seconds: float = 0.0) -> run_summary.RunSummary:
+    """Runs the pipeline once, alone on its workspace; returns the run's summary, or raises if a
+    component failed, or WorkspaceBusy if another run held the workspace for `wait_seconds`.
 
     On failure the raised exception is the component's own (for example the
     anomalies gate's DataAnomaliesError); nothing downstream of it ran.
     """
     data.check_data_root(config.data_root)
+    with WorkspaceLock(os.path.dirname(config.metadata_path), wait_seconds, emit_line=emit_line):
+        return _run_alone(config, emit_line, trigger)
+
+
+def _run_alone(config: PipelineConfig, emit_line: Callable[[str], None], trigger: Trigger) -> run_summary.RunSummary:
+    if os.path.exists(config.metadata_path):
+        found_by = f'the run started {time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())} (pid {os.getpid()})'
+        store = run_summary.open_store(config.metadata_path, writable=True)
+        for stale in mark_abandoned(store, config.pipeline_root, found_by):
+            emit_line(f'A killed run left {stale.component} (execution {stale.execution_id}) running: marked '
+                      'CANCELED in ML Metadata' + (f'; its partial output stays in {", ".join(stale.left_behind)}'
+                                                  if stale.left_behind else ''))
     config = content_addressed_schema(config)
     metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
     progress = MetadataProgress(config, emit_line)
@@ -57,7 +73,9 @@ def run(config: PipelineConfig, emit_line: Callable[[str], None] = print) -> run
     except BaseException as e:  # summarised first, then re-raised
         failure = e
     progress.stop()
-    result = run_summary.summarize_latest_run(config, time.time() - started, failure=failure)
+    # Only a run that started after this one began can be this one (and the lock keeps others out).
+    result = run_summary.summarize_latest_run(config, time.time() - started, failure=failure,
+                                              since_ms=int(started * 1000), trigger=trigger)
     emit_line(result.render())
     if config.report_dir and result.components:
         path = os.path.join(config.report_dir, f'run-{result.run_id.replace(":", "")}.html')

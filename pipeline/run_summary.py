@@ -13,6 +13,7 @@ from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
 from components import drift_check
+from pipeline import run_trigger
 from pipeline.config import PipelineConfig
 
 _STATE_NAMES = {
@@ -46,6 +47,7 @@ class RunSummary:
     outputs: Dict[str, Dict[str, str]] = dataclasses.field(default_factory=dict)
     drift: Optional[drift_check.DriftResult] = None
     drift_policy: Optional[str] = None
+    trigger: Optional[run_trigger.Trigger] = None
 
     @property
     def succeeded(self) -> bool:
@@ -55,7 +57,8 @@ class RunSummary:
         return next((c.state for c in self.components if c.node_id == node_id), None)
 
     def render(self) -> str:
-        lines = [f'Run {self.run_id}: {"succeeded" if self.succeeded else "FAILED"} in {self.wall_seconds:.1f}s']
+        lines = [f'Run {self.run_id}: {"succeeded" if self.succeeded else "FAILED"} in {self.wall_seconds:.1f}s'
+                 + (f' (trigger: {self.trigger.describe()})' if self.trigger else '')]
         for c in self.components:
             lines.append(f'  {c.node_id:<20} {c.state:<7} {c.seconds:6.1f}s')
         lines.extend(self._drift_lines())
@@ -76,7 +79,6 @@ class RunSummary:
             lines.append(f'Failure: {self.failure.splitlines()[0]}')
         return '\n'.join(lines)
 
-
     def _drift_lines(self) -> List[str]:
         drift = self.drift
         if drift is None:
@@ -95,10 +97,11 @@ class RunSummary:
             f'  {line}' for line in drift_check.describe(drift)]
 
 
-def open_store(metadata_path: str) -> metadata_store.MetadataStore:
+def open_store(metadata_path: str, writable: bool = False) -> metadata_store.MetadataStore:
     config = metadata_store_pb2.ConnectionConfig()
     config.sqlite.filename_uri = metadata_path
-    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    config.sqlite.connection_mode = (metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE if writable else
+                                     metadata_store_pb2.SqliteMetadataSourceConfig.READONLY)
     return metadata_store.MetadataStore(config)
 
 
@@ -161,15 +164,19 @@ def components_since(config: PipelineConfig, since_ms: int) -> List[ComponentRun
 
 
 def summarize_latest_run(config: PipelineConfig, wall_seconds: float,
-                         failure: Optional[BaseException] = None) -> RunSummary:
+                         failure: Optional[BaseException] = None, since_ms: int = 0,
+                         trigger: Optional[run_trigger.Trigger] = None) -> RunSummary:
+    """The newest run that started after `since_ms`; records `trigger` with it when given."""
     failure_text = f'{type(failure).__name__}: {failure}' if failure else None
     if not os.path.exists(config.metadata_path):  # failed before ML Metadata was created
         return RunSummary('(not started)', [], wall_seconds, failure=failure_text)
-    store = open_store(config.metadata_path)
-    run = _latest_run(store)
+    store = open_store(config.metadata_path, writable=trigger is not None)
+    run = _latest_run(store, since_ms)
     if run is None:
         return RunSummary('(none)', [], wall_seconds, failure=failure_text)
-    summary = RunSummary(run.name, [], wall_seconds, failure=failure_text)
+    if trigger is not None:
+        run_trigger.record(store, run, trigger)
+    summary = RunSummary(run.name, [], wall_seconds, failure=failure_text, trigger=trigger)
     for component, execution in _component_runs(store, config, run):
         summary.components.append(component)
         outputs = output_artifacts(store, execution.id)
