@@ -65,6 +65,8 @@ def write_logs(model_dir, version, directory, requests):
                     writer.write(record)
     observed = feedback.parse_all({'request_id': 'current-0000', 'example': i, 'tips': float(row['tips'])}
                                   for i, row in enumerate(rows) if row['tips'])
+    # Received within the monitored hour: a pass counts the feedback that arrived in its window.
+    feedback.now_micros = lambda: END - HOUR // 2
     feedback.FeedbackStore(os.path.join(directory, os.pardir, 'feedback')).append(observed, source='benchmark')
     return files * DISTINCT
 

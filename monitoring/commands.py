@@ -12,6 +12,7 @@ import datetime
 import json
 import os
 import re
+import sys
 
 # Exit code of a monitoring pass that raised an alert (0 ok, 1 failed, 2 bad input are the CLI's).
 ALERT_EXIT = 3
@@ -30,7 +31,11 @@ def register(commands: argparse._SubParsersAction, default_model_base_path: str,
                          '(default: %(default)s)')
     monitor.add_argument('--window', default='1h', help='window length: 30m, 1h, 1d (default: %(default)s); '
                          'drift is measured against the window before it')
-    monitor.add_argument('--end', help='window end, ISO 8601 in UTC (default: now)')
+    end = monitor.add_mutually_exclusive_group()
+    end.add_argument('--end', help='window end, ISO 8601 in UTC (default: now)')
+    end.add_argument('--align', action='store_true',
+                     help='end the window at the last multiple of its length (UTC), e.g. the last full hour: '
+                     'passes run at any minute tile time, without gaps or overlaps (for schedules)')
     monitor.add_argument('--max-outlier-rate', type=float, default=0.05,
                          help='alert above this share of flagged examples (default: %(default)s)')
     monitor.add_argument('--feedback-dir', default=default_feedback_dir,
@@ -76,6 +81,12 @@ def parse_window(text: str) -> int:
     return seconds
 
 
+def aligned_end(now: datetime.datetime, window_seconds: int) -> datetime.datetime:
+    """The latest multiple of the window length (since the epoch, UTC) at or before `now`."""
+    stamp = int(now.timestamp()) // window_seconds * window_seconds
+    return datetime.datetime.fromtimestamp(stamp, datetime.timezone.utc)
+
+
 def parse_end(text) -> datetime.datetime:
     if not text:
         return datetime.datetime.now(datetime.timezone.utc)
@@ -86,11 +97,14 @@ def parse_end(text) -> datetime.datetime:
     return end if end.tzinfo else end.replace(tzinfo=datetime.timezone.utc)
 
 
-def read_feedback_csv(path: str):
+def read_feedback_csv(path: str, allowed):
     """Every row as feedback, or a FeedbackError naming the first bad line (nothing is stored then)."""
     import csv
+    import tensorflow as tf
     from serving import feedback as feedback_lib
-    with open(path, newline='') as f:
+    if not tf.io.gfile.exists(path):
+        raise feedback_lib.FeedbackError(f'no feedback file at {path}')
+    with tf.io.gfile.GFile(path, 'r') as f:
         reader = csv.DictReader(f)
         if not reader.fieldnames or feedback_lib.REQUEST_ID not in reader.fieldnames:
             raise feedback_lib.FeedbackError(f'{path}: the first line must be a header naming '
@@ -103,7 +117,8 @@ def read_feedback_csv(path: str):
             items.append({k: v for k, v in row.items() if v.strip() != ''})  # an empty cell was not observed
     if not items:
         raise feedback_lib.FeedbackError(f'{path} holds no feedback rows')
-    return [feedback_lib.parse(item, f'{path}, line {i}') for i, item in enumerate(items, 2)]
+    allowed = set(allowed)
+    return [feedback_lib.parse(item, f'{path}, line {i}', allowed) for i, item in enumerate(items, 2)]
 
 
 def _examples_text(records, limit: int = 10) -> str:
@@ -112,23 +127,36 @@ def _examples_text(records, limit: int = 10) -> str:
 
 
 def feedback_command(args) -> int:
+    """Stores the rows whose example was served and has no feedback yet; exit 2 if any row was refused
+    (a row identical to what is stored counts as stored: the same file twice is harmless)."""
     from monitoring import request_logs
     from serving import feedback as feedback_lib
-    records = read_feedback_csv(args.csv_file)
+    from taxi_model import contract
+    records = read_feedback_csv(args.csv_file, contract.FEEDBACK_VALUES)
     _, _, logged = request_logs.read_by_version(args.request_log_dir, lambda version: None, 0, 0,
                                                 wanted_ids=frozenset(r.request_id.encode() for r in records))
-    known = [r for r in records if r.key in logged]
-    unknown = [r for r in records if r.key not in logged]
-    result = feedback_lib.FeedbackStore(args.feedback_dir).append(known, source=os.path.abspath(args.csv_file))
+    served = set()
+    if logged is not None:
+        served = set(zip((i.decode() for i in request_logs.scalars(logged.column(request_logs.REQUEST_ID), b'')),
+                         map(int, request_logs.scalars(logged.column(request_logs.EXAMPLE_INDEX)))))
+    known = [r for r in records if r.key in served]
+    unknown = [r for r in records if r.key not in served]
+    source = args.csv_file if '://' in args.csv_file else os.path.abspath(args.csv_file)
+    store = feedback_lib.FeedbackStore(args.feedback_dir)
+    result = store.append(known, source=source)
+    stored, _ = feedback_lib.read(args.feedback_dir)
+    conflicting = [d for d in result.duplicates if d.observed != stored[d.key].observed]
     print(f'{args.csv_file}: {len(records)} feedback row(s); stored {result.stored}'
-          + (f' in {result.path}' if result.path else ''))
-    if result.duplicates:
-        print(f'  {len(result.duplicates)} NOT stored: feedback already recorded (the first record stands): '
-              f'{_examples_text(result.duplicates)}')
+          + (f' in {result.path}' if result.path else '')
+          + (f'; {len(result.duplicates) - len(conflicting)} already stored as given' if result.duplicates else ''))
+    if conflicting:
+        print(f'  {len(conflicting)} NOT stored: feedback already recorded with other values (the first record '
+              f'stands): {_examples_text(conflicting)}')
     if unknown:
-        print(f'  {len(unknown)} NOT stored: no logged request has this id and example in {args.request_log_dir}: '
-              f'{_examples_text(unknown)}')
-    return 0
+        print(f'  {len(unknown)} NOT stored: no logged request has this id and example in {args.request_log_dir} '
+              f'(requests served in the last minute may still be in a .partial log file: send those rows '
+              f'again later): {_examples_text(unknown)}')
+    return 2 if conflicting or unknown else 0
 
 
 def gauges(reports):
@@ -184,7 +212,7 @@ def monitor_command(args) -> int:
     from monitoring import metadata_record, monitor, report
     from taxi_model import contract
     window = parse_window(args.window)
-    end = parse_end(args.end)
+    end = aligned_end(parse_end(None), window) if args.align else parse_end(args.end)
     settings = monitor.Settings(
         log_dir=args.request_log_dir,
         model_base_path=args.model_base_path if '://' in args.model_base_path else os.path.abspath(args.model_base_path),
@@ -203,21 +231,17 @@ def monitor_command(args) -> int:
               f'{len(r.alerts)} alert(s)')
     for u in found.unmonitored:
         print(f'  version {u.version}: {u.examples} examples NOT monitored (it carries no schema)')
-    if found.feedback is not None and (found.feedback.unknown or found.feedback.duplicates):
-        print(f'  feedback: {len(found.feedback.unknown)} record(s) name no logged request '
-              f'({_examples_text(found.feedback.unknown)}); {len(found.feedback.duplicates)} duplicate(s) not counted')
+    check = found.feedback
+    if check is not None and (check.unknown or check.duplicates or check.reused):
+        print(f'  feedback received in the window: {len(check.unknown)} record(s) name no logged request'
+              + (f' ({_examples_text(check.unknown)})' if check.unknown else '')
+              + f'; {len(check.duplicates)} duplicate record(s) and {check.reused} example(s) named by a reused '
+              'request id not counted')
     for alert in found.alerts:
         print(json.dumps(alert, sort_keys=True))
     path = os.path.join(args.report_dir, f'monitor-{end:%Y%m%dT%H%M%S}.html')
     path = path if '://' in path else os.path.abspath(path)
-    store = metadata_record.connect(args.metadata_path, args.metadata_grpc)
-    execution_id = metadata_record.record(store, found, settings, path)
-    unlinked = [r.version for r in found.reports if metadata_record.pushed_model(
-        store, settings.model_base_path, r.version) is None]
-    print(f'Recorded in ML Metadata as execution {execution_id}'
-          + (f' (no PushedModel found for version(s) {unlinked}: not linked)' if unlinked else ''))
-    histories = {r.version: metadata_record.history(store, r.version) for r in found.reports}
-    print(f'Report: {report.write(found, settings, window_text, path, histories)}')
+    # Alerts go out first: a metadata outage must not silence them.
     registry = gauges(found.reports)
     if args.metrics_file:
         import prometheus_client as prom
@@ -229,4 +253,22 @@ def monitor_command(args) -> int:
         import requests
         requests.post(args.webhook, json={'window': window_text, 'alerts': found.alerts},
                       timeout=10).raise_for_status()
-    return ALERT_EXIT if found.alerts else 0
+    histories = {}
+    try:
+        store = metadata_record.connect(args.metadata_path, args.metadata_grpc)
+        execution_id = metadata_record.record(store, found, settings, path)
+        links = {r.version: metadata_record.link(store, settings.model_base_path, r.version) for r in found.reports}
+        unlinked = sorted(v for v, how in links.items() if how != metadata_record.BY_DESTINATION)
+        print(f'Recorded in ML Metadata as execution {execution_id}' + (
+            f' (version(s) {unlinked}: no PushedModel at this push destination; linked by version number where '
+            'one exists)' if unlinked else ''))
+        histories = {r.version: metadata_record.history(store, settings.model_base_path, r.version)
+                     for r in found.reports}
+        recorded = True
+    except Exception as e:  # the pass's findings are out; say loudly that the record is not
+        print(f'error: the pass could not be recorded in ML Metadata: {type(e).__name__}: {e}', file=sys.stderr)
+        recorded = False
+    print(f'Report: {report.write(found, settings, window_text, path, histories)}')
+    if found.alerts:
+        return ALERT_EXIT
+    return 0 if recorded else 1

@@ -4,7 +4,8 @@ Labels (from feedback) against the probabilities the version returned (from
 the request log): AUC and accuracy with 95% confidence intervals, and
 calibration (mean predicted against observed rate, per predicted-probability
 decile and as the expected calibration error). Small samples are stated, not
-hidden: a metric judged on fewer examples than the minimum raises no alert.
+hidden: a metric judged on fewer examples than the minimum raises no alert,
+and AUC none unless each class has MIN_PER_CLASS examples.
 """
 
 import dataclasses
@@ -17,6 +18,8 @@ from sklearn import metrics
 
 Z_95 = stats.norm.ppf(0.975)
 CALIBRATION_BINS = 10
+# Below this many examples of either class, AUC is shown but not judged.
+MIN_PER_CLASS = 10
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,12 +47,19 @@ class LiveMetrics:
     calibration: List[CalibrationBin]
 
 
-def _auc_interval(auc: float, positives: int, negatives: int) -> Tuple[float, float]:
-    """95% interval from Hanley and McNeil's standard error of the AUC (Radiology 143, 1982)."""
-    q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)
-    variance = (auc * (1 - auc) + (positives - 1) * (q1 - auc * auc)
-                + (negatives - 1) * (q2 - auc * auc)) / (positives * negatives)
-    half = Z_95 * math.sqrt(max(variance, 0.0))
+def _auc_interval(labels: np.ndarray, scores: np.ndarray) -> Tuple[float, float]:
+    """95% interval from DeLong's variance of the AUC (Biometrics 44, 1988), by midranks (Sun and
+    Xu, 2014). With fewer than two examples of a class the variance is unknown: (0, 1)."""
+    positive, negative = scores[labels == 1], scores[labels == 0]
+    m, n = len(positive), len(negative)
+    if m < 2 or n < 2:
+        return 0.0, 1.0
+    overall = stats.rankdata(np.concatenate([positive, negative]))
+    auc = (overall[:m].sum() - m * (m + 1) / 2) / (m * n)
+    # Placement values: how each positive ranks among negatives, and each negative among positives.
+    v10 = (overall[:m] - stats.rankdata(positive)) / n
+    v01 = 1 - (overall[m:] - stats.rankdata(negative)) / m
+    half = Z_95 * math.sqrt(max(np.var(v10, ddof=1) / m + np.var(v01, ddof=1) / n, 0.0))
     return max(0.0, auc - half), min(1.0, auc + half)
 
 
@@ -75,7 +85,7 @@ def compute(labels: np.ndarray, scores: np.ndarray, threshold: float = 0.5) -> L
     auc = auc_ci = None
     if 0 < positives < n:
         auc = float(metrics.roc_auc_score(labels, scores))
-        auc_ci = _auc_interval(auc, positives, n - positives)
+        auc_ci = _auc_interval(labels, scores)
     calibration = _calibration(labels, scores)
     error = sum(b.examples * abs(b.mean_predicted - b.observed_rate) for b in calibration) / n
     return LiveMetrics(n, positives, correct / n, (float(interval.low), float(interval.high)), auc, auc_ci,

@@ -27,7 +27,10 @@ INT, DOUBLE, STRING = metadata_store_pb2.INT, metadata_store_pb2.DOUBLE, metadat
 _RESULT_PROPERTIES = {
     'model_version': INT, 'window_start_micros': INT, 'window_end_micros': INT, 'examples': INT, 'alerts': INT,
     'outlier_rate': DOUBLE, 'labelled_examples': INT, 'live_auc': DOUBLE, 'live_accuracy': DOUBLE,
-    'calibration_error': DOUBLE, 'pushed_model_linked': INT,
+    'calibration_error': DOUBLE, 'model_base_path': STRING,
+    # How the PushedModel it consumed was found: 'destination', 'version' (the push destination
+    # differs, e.g. models copied elsewhere), or 'none'.
+    'pushed_model_link': STRING,
     # JSON: {"skew": {feature: [value, threshold]}, "drift": {...}, "prediction_drift": [...], "alerts": [...]}
     'findings': STRING,
 }
@@ -51,20 +54,38 @@ def connect(metadata_path: Optional[str] = None, grpc_address: Optional[str] = N
 
 
 def _type_id(store, kind: str, name: str, properties: Dict[str, int]) -> int:
+    # can_add_fields: a store written by an earlier version of these types takes the new properties.
     if kind == 'artifact':
-        return store.put_artifact_type(metadata_store_pb2.ArtifactType(name=name, properties=properties))
+        return store.put_artifact_type(metadata_store_pb2.ArtifactType(name=name, properties=properties),
+                                       can_add_fields=True)
     if kind == 'execution':
-        return store.put_execution_type(metadata_store_pb2.ExecutionType(name=name, properties=properties))
+        return store.put_execution_type(metadata_store_pb2.ExecutionType(name=name, properties=properties),
+                                        can_add_fields=True)
     return store.put_context_type(metadata_store_pb2.ContextType(name=name))
 
 
-def pushed_model(store, model_base_path: str, version: int) -> Optional[metadata_store_pb2.Artifact]:
-    """The Pusher's artifact for a version: by its push destination, else by its version number."""
+BY_DESTINATION, BY_VERSION = 'destination', 'version'
+
+
+def _pushed(store, model_base_path: str, version: int):
+    """(the Pusher's artifact for a version or None, how it was found)."""
     found = store.get_artifacts(list_options=metadata_store.ListOptions(filter_query=(
         f"type = '{_PUSHED_MODEL}' AND custom_properties.pushed_version.string_value = '{int(version)}'")))
     destination = f'{model_base_path.rstrip("/")}/{int(version)}'
     exact = [a for a in found if a.custom_properties['pushed_destination'].string_value == destination]
-    return (exact or found or [None])[-1]
+    if exact:
+        return exact[-1], BY_DESTINATION
+    return (found[-1], BY_VERSION) if found else (None, None)
+
+
+def pushed_model(store, model_base_path: str, version: int) -> Optional[metadata_store_pb2.Artifact]:
+    """The Pusher's artifact for a version: by its push destination, else by its version number."""
+    return _pushed(store, model_base_path, version)[0]
+
+
+def link(store, model_base_path: str, version: int) -> Optional[str]:
+    """How a version's PushedModel is found: BY_DESTINATION, BY_VERSION, or None."""
+    return _pushed(store, model_base_path, version)[1]
 
 
 def _findings(report) -> str:
@@ -90,7 +111,7 @@ def record(store, found, settings, report_uri: str) -> int:
     execution.properties['request_log_dir'].string_value = settings.log_dir
     artifacts_and_events = []
     for report in found.reports:
-        pushed = pushed_model(store, settings.model_base_path, report.version)
+        pushed, found_by = _pushed(store, settings.model_base_path, report.version)
         if pushed is not None:
             artifacts_and_events.append((pushed, metadata_store_pb2.Event(type=metadata_store_pb2.Event.INPUT)))
         result = metadata_store_pb2.Artifact(type_id=result_type, uri=report_uri,
@@ -101,7 +122,8 @@ def record(store, found, settings, report_uri: str) -> int:
         p['window_end_micros'].int_value = settings.end_micros
         p['examples'].int_value = report.examples
         p['alerts'].int_value = len(report.alerts)
-        p['pushed_model_linked'].int_value = int(pushed is not None)
+        p['pushed_model_link'].string_value = found_by or 'none'
+        p['model_base_path'].string_value = settings.model_base_path
         if report.outlier_rate is not None:
             p['outlier_rate'].double_value = report.outlier_rate
         p['labelled_examples'].int_value = report.live.examples if report.live else 0
@@ -121,11 +143,14 @@ def record(store, found, settings, report_uri: str) -> int:
     return execution_id
 
 
-def history(store, version: int) -> List[Dict]:
-    """Every recorded pass over a version's traffic, oldest window first (a window judged
-    twice counts once, as last judged): dicts of the result's properties, findings decoded."""
+def history(store, model_base_path: str, version: int) -> List[Dict]:
+    """Every recorded pass over the traffic of a version of the model at `model_base_path`, oldest
+    window first (a window judged twice counts once, as last judged): dicts of the result's
+    properties, findings decoded."""
+    quoted = model_base_path.replace("'", "\\'")
     results = store.get_artifacts(list_options=metadata_store.ListOptions(filter_query=(
-        f"type = '{RESULT_TYPE}' AND properties.model_version.int_value = {int(version)}")))
+        f"type = '{RESULT_TYPE}' AND properties.model_version.int_value = {int(version)} AND "
+        f"properties.model_base_path.string_value = '{quoted}'")))
     by_window = {}
     for artifact in sorted(results, key=lambda a: a.id):
         entry = {name: (value.int_value if _RESULT_PROPERTIES[name] == INT else

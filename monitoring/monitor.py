@@ -18,11 +18,14 @@ buckets (from the statistics the version carries), and the divergence (base 2,
 - prediction drift: Jensen-Shannon divergence of the prediction's
   distribution against the previous window;
 - the outlier rate (the share of examples the model flagged);
-- live metrics, once ground truth came back (serving/feedback.py): feedback
-  joined with the window's logged examples by request id and example index,
-  turned into labels by the model's rule, against the probabilities served.
-Feedback naming no logged example, and second records for one example, are
-counted and named, never joined.
+- live metrics, once ground truth came back (serving/feedback.py): the
+  feedback received in the window, joined by request id and example index
+  with the examples it names, whenever they were served (ground truth comes
+  later than the window its request was served in: counted by arrival, each
+  record counts in exactly one pass), turned into labels by the model's rule,
+  against the probability the answering version returned.
+Feedback naming no logged example, second records for one example and
+examples a reused request id names twice are counted and named, never joined.
 Each finding beyond its threshold is an alert that names the version and the features.
 """
 
@@ -80,7 +83,8 @@ class VersionReport:
     version: int
     examples: int
     previous_examples: int
-    serving_statistics: statistics_pb2.DatasetFeatureStatisticsList
+    # None when the version served nothing in the window (it is here for feedback on older answers).
+    serving_statistics: Optional[statistics_pb2.DatasetFeatureStatisticsList]
     training_statistics: Optional[statistics_pb2.DatasetFeatureStatisticsList]
     skew: List[FeatureDrift]
     drift: List[FeatureDrift]
@@ -223,13 +227,15 @@ class Unmonitored:
 
 @dataclasses.dataclass(frozen=True)
 class FeedbackCheck:
-    """The feedback store as the pass found it."""
+    """The feedback received in the window, as the pass found it."""
 
     records: int
     # Feedback naming a request id and example that no logged request has.
     unknown: List[feedback_lib.Feedback]
     # Second (and later) records for an example: the first one counts.
     duplicates: List[feedback_lib.Feedback]
+    # Logged examples a record matched beyond the first (a client reused a request id): not counted.
+    reused: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -246,31 +252,55 @@ class Pass:
         return [a for r in self.reports for a in r.alerts] + [u.alert for u in self.unmonitored]
 
 
-def _live(window: pa.Table, feedback: Dict, settings: Settings):
-    """(live metrics or None, examples with feedback whose label could not be derived)."""
-    ids = request_logs.scalars(window.column(request_logs.REQUEST_ID), b'')
-    wanted = pa.array(sorted({key[0].encode() for key in feedback}), pa.binary())
-    candidates = np.flatnonzero(pc.is_in(pa.array(ids, pa.binary()), value_set=wanted).to_numpy(zero_copy_only=False))
-    if not len(candidates):
-        return None, 0
-    indexes = request_logs.scalars(window.column(request_logs.EXAMPLE_INDEX))
-    rows, records = [], []
-    for i in candidates:
-        record = feedback.get((ids[i].decode(), int(indexes[i])))
-        if record is not None:
-            rows.append(i)
-            records.append(record)
-    if not rows:
-        return None, 0
+@dataclasses.dataclass
+class _Joined:
+    """Feedback received in the window joined to the examples it names, per answering version."""
+
+    records: Dict[int, List] = dataclasses.field(default_factory=dict)
+    rows: Dict[int, List[int]] = dataclasses.field(default_factory=dict)
+    unknown: List = dataclasses.field(default_factory=list)
+    # Logged examples a record matched beyond the first (a client reused a request id).
+    reused: int = 0
+
+
+def _join(fresh: Dict, logged: Optional[pa.Table]) -> _Joined:
+    """Each fresh record with the first logged example (by time) it names; unknown if none."""
+    joined = _Joined()
+    if logged is not None and logged.num_rows:
+        ids = request_logs.scalars(logged.column(request_logs.REQUEST_ID), b'')
+        indexes = request_logs.scalars(logged.column(request_logs.EXAMPLE_INDEX))
+        versions = request_logs.scalars(logged.column(request_logs.MODEL_VERSION))
+        served = request_logs.scalars(logged.column(request_logs.TIMESTAMP))
+        taken = set()
+        for row in np.argsort(served, kind='stable'):
+            key = (ids[row].decode(), int(indexes[row]))
+            if key not in fresh:
+                continue
+            if key in taken:
+                joined.reused += 1
+                continue
+            taken.add(key)
+            version = int(versions[row])
+            joined.records.setdefault(version, []).append(fresh[key])
+            joined.rows.setdefault(version, []).append(int(row))
+        joined.unknown = [record for key, record in fresh.items() if key not in taken]
+    else:
+        joined.unknown = list(fresh.values())
+    return joined
+
+
+def _live(records: List, rows: List[int], logged: pa.Table, settings: Settings):
+    """(live metrics or None, feedback whose label or served score is unknown) of one version."""
     names = sorted({name for r in records for name in r.observed})
     observed = {name: np.array([r.observed.get(name, np.nan) for r in records], dtype=float) for name in names}
-    joined = window.take(pa.array(rows))
-    logged = {name: _firsts(joined, name) for name in settings.label_features}
-    labels = settings.labeler(observed, logged)
-    known = np.isfinite(labels)
-    scores = _firsts(joined, settings.prediction_key)[known]
-    result = live_metrics.compute(labels[known], scores) if known.any() else None
-    return result, int((~known).sum())
+    examples = logged.take(pa.array(rows))
+    features = {name: _firsts(examples, name) for name in settings.label_features}
+    labels = settings.labeler(observed, features)
+    # Examples answered by classify/regress have no probability to judge.
+    scores = _firsts(examples, settings.prediction_key)
+    usable = np.isfinite(labels) & np.isfinite(scores)
+    result = live_metrics.compute(labels[usable], scores[usable]) if usable.any() else None
+    return result, int((~usable).sum())
 
 
 def _firsts(table: pa.Table, name: str) -> np.ndarray:
@@ -280,18 +310,23 @@ def _firsts(table: pa.Table, name: str) -> np.ndarray:
     return np.array([v[0] if v else np.nan for v in table.column(name).to_pylist()], dtype=float)
 
 
-def _check_feedback(settings: Settings):
-    """(first record per example, duplicates) from the store; ({}, []) without one."""
+def _fresh_feedback(settings: Settings):
+    """(first record per example received in the window, later records received in it)."""
     if not settings.feedback_dir or not tf.io.gfile.isdir(settings.feedback_dir):
         return {}, []
-    return feedback_lib.read(settings.feedback_dir)
+    first, duplicates = feedback_lib.read(settings.feedback_dir)
+
+    def fresh(record):
+        return settings.start_micros <= record.received_micros < settings.end_micros
+    return {key: r for key, r in first.items() if fresh(r)}, [r for r in duplicates if fresh(r)]
 
 
 def monitor(settings: Settings) -> Pass:
-    """Reports, one per version that answered in the window (or the one before), the
-    versions that answered but could not be judged, and the state of the feedback."""
+    """Reports, one per version that answered in the window (or the one before) or whose
+    answers got feedback in it, the versions that answered but could not be judged, and
+    the state of the feedback received in the window."""
     reports = []
-    feedback, duplicates = _check_feedback(settings)
+    fresh, duplicates = _fresh_feedback(settings)
     previous_start = settings.start_micros - settings.window_micros
     outputs = {settings.prediction_key: schema_pb2.FLOAT, settings.outlier_key: schema_pb2.INT}
     # Each version is read and judged with its own schema: the one it was trained with.
@@ -304,19 +339,30 @@ def monitor(settings: Settings) -> Pass:
 
     tables, skipped, logged = request_logs.read_by_version(
         settings.log_dir, reading_schema_of, previous_start, settings.end_micros,
-        wanted_ids=frozenset(key[0].encode() for key in feedback))
+        wanted_ids=frozenset(key[0].encode() for key in fresh),
+        wanted_columns={settings.prediction_key: schema_pb2.FLOAT,
+                        **{name: schema_pb2.FLOAT for name in settings.label_features}})
+    joined = _join(fresh, logged) if settings.labeler else _Joined()
     by_version = {version: (*carried[version], request_logs.between(table, settings.start_micros, settings.end_micros),
                             request_logs.between(table, previous_start, settings.start_micros))
                   for version, table in tables.items()}
-    for version, (schema, training, window, previous) in sorted(by_version.items()):
-        if not window.num_rows:
+    for version in sorted(set(by_version) | set(joined.records)):
+        live, unlabelable = (_live(joined.records[version], joined.rows[version], logged, settings)
+                             if version in joined.records else (None, 0))
+        if version not in by_version:  # feedback only: its answers were served before the window
+            report = VersionReport(version, 0, 0, None, None, [], [], None, None, live, unlabelable)
+            report.alerts = _alerts(report, settings)
+            reports.append(report)
             continue
-        serving = _statistics(window, schema)
+        schema, training, window, previous = by_version[version]
+        if not window.num_rows and live is None:
+            continue
+        serving = _statistics(window, schema) if window.num_rows else None
         edges = _quantile_edges(training) if training is not None else {}
-        skew = _skew(training, serving, schema, edges, window) if training is not None else []
+        skew = _skew(training, serving, schema, edges, window) if training is not None and serving else []
         drift, prediction_drift = [], None
         prediction_schema = _prediction_schema(settings.prediction_key)
-        if previous.num_rows:
+        if previous.num_rows and window.num_rows:
             found, _ = compare(serving, _statistics(previous, schema), _without_count(schema))
             by_feature = {f.feature: f for f in found.features}
             by_feature.update(_numeric_comparisons('drift_comparator', schema, edges, window, previous))
@@ -327,16 +373,14 @@ def monitor(settings: Settings) -> Pass:
             prediction_drift = next(iter(found.features), None)
         outliers = pc.list_flatten(window.column(settings.outlier_key).combine_chunks())
         outlier_rate = pc.mean(outliers).as_py() if len(outliers) else None
-        live, unlabelable = _live(window, feedback, settings) if feedback and settings.labeler else (None, 0)
         report = VersionReport(version, window.num_rows, previous.num_rows, serving,
                                training, skew, drift, prediction_drift, outlier_rate, live, unlabelable)
         report.alerts = _alerts(report, settings)
-        report.buckets = _bucket_shares(edges, window)
+        report.buckets = _bucket_shares(edges, window) if window.num_rows else {}
         reports.append(report)
     check = None
     if settings.feedback_dir:
-        unknown = [record for key, record in feedback.items() if key not in logged]
-        check = FeedbackCheck(len(feedback) + len(duplicates), unknown, duplicates)
+        check = FeedbackCheck(len(fresh) + len(duplicates), joined.unknown, duplicates, joined.reused)
     return Pass(reports, [Unmonitored(version, count) for version, count in sorted(skipped.items())], check)
 
 
@@ -354,6 +398,8 @@ def _alerts(report: VersionReport, settings: Settings) -> List[Dict]:
     if live is not None and live.examples >= settings.min_labelled:
         for metric, value, interval, minimum in (('auc', live.auc, live.auc_ci, settings.min_auc),
                                                  ('accuracy', live.accuracy, live.accuracy_ci, settings.min_accuracy)):
+            if metric == 'auc' and min(live.positives, live.examples - live.positives) < live_metrics.MIN_PER_CLASS:
+                continue
             if value is not None and value < minimum:
                 alerts.append({'alert': 'live_metric', 'model_version': report.version, 'metric': metric,
                                'value': round(value, 4), 'ci95': [round(x, 4) for x in interval],

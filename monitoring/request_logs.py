@@ -64,36 +64,39 @@ def _decode(decoder, records: List[bytes], path: str) -> pa.RecordBatch:
 def scalars(column, default=0) -> np.ndarray:
     """One value per row of a list column whose rows hold one value (`default` where a row holds none)."""
     column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    if len(column) and pc.min(pc.list_value_length(column)).as_py() == 1:
+    # Flattening is only aligned when no row is null or empty (logs from before a field existed).
+    if len(column) and column.null_count == 0 and pc.min(pc.list_value_length(column)).as_py() == 1:
         return pc.list_flatten(column).to_numpy(zero_copy_only=False)
     return np.array([v[0] if v else default for v in column.to_pylist()])
 
 
 def read_by_version(directory: str, reading_schema_of: Callable[[int], Optional[schema_pb2.Schema]],
-                    start_micros: int, end_micros: int, wanted_ids=frozenset()
-                    ) -> tuple[Dict[int, pa.Table], Dict[int, int], set]:
+                    start_micros: int, end_micros: int, wanted_ids=frozenset(),
+                    wanted_columns: Optional[Dict[str, int]] = None
+                    ) -> tuple[Dict[int, pa.Table], Dict[int, int], pa.Table]:
     """Every example served in [start, end), by the version that answered, in one pass:
-    (tables of the versions read, example counts of the versions skipped, and the
-    (request id, example index) of every example logged at any time whose request id is in
-    `wanted_ids`: what feedback names is checked against the whole log, not one window).
+    (tables of the versions read, example counts of the versions skipped, and every example
+    logged at any time whose request id is in `wanted_ids`: feedback arrives later than the
+    window its request was served in). The last table has the log's metadata and
+    `wanted_columns` (name -> schema type), one row per logged example, in log order.
 
     Each version's rows are decoded with the schema `reading_schema_of(version)`
     gives (None skips the version, and its examples are counted): the log's
     metadata is decoded first, then only the rows of the window, per version.
     """
     meta = example_coder.ExamplesToRecordBatchDecoder(reading_schema(schema_pb2.Schema(), {}).SerializeToString())
-    decoders, batches, skipped, found = {}, {}, {}, set()
+    decoders, batches, skipped, found = {}, {}, {}, []
     wanted = pa.array(sorted(wanted_ids), pa.binary()) if wanted_ids else None
+    joined = example_coder.ExamplesToRecordBatchDecoder(
+        reading_schema(schema_pb2.Schema(), wanted_columns or {}).SerializeToString())
     for path in log_files(directory):
         for records in _records(path):
             info = _decode(meta, records, path)
             if wanted is not None:
-                ids = scalars(info.column(info.schema.get_field_index(REQUEST_ID)), b'')
-                hits = np.flatnonzero(pc.is_in(pa.array(ids, pa.binary()), value_set=wanted).to_numpy(
-                    zero_copy_only=False))
+                ids = pa.array(scalars(info.column(info.schema.get_field_index(REQUEST_ID)), b''), pa.binary())
+                hits = np.flatnonzero(pc.is_in(ids, value_set=wanted).to_numpy(zero_copy_only=False))
                 if len(hits):
-                    indexes = scalars(info.column(info.schema.get_field_index(EXAMPLE_INDEX)))
-                    found.update((ids[i].decode(), int(indexes[i])) for i in hits)
+                    found.append(_decode(joined, [records[i] for i in hits], path))
             served = pc.list_flatten(info.column(info.schema.get_field_index(TIMESTAMP)))
             versions_served = pc.list_flatten(info.column(info.schema.get_field_index(MODEL_VERSION)))
             in_window = pc.and_(pc.greater_equal(served, start_micros), pc.less(served, end_micros))
@@ -108,8 +111,9 @@ def read_by_version(directory: str, reading_schema_of: Callable[[int], Optional[
                     skipped[version] = skipped.get(version, 0) + len(rows)
                     continue
                 batches.setdefault(version, []).append(_decode(decoders[version], [records[i] for i in rows], path))
+    logged = pa.Table.from_batches(found).combine_chunks() if found else None
     return ({version: pa.Table.from_batches(parts).combine_chunks() for version, parts in batches.items()}, skipped,
-            found)
+            logged)
 
 
 def between(table: pa.Table, start_micros: int, end_micros: int) -> pa.Table:

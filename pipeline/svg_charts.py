@@ -69,7 +69,7 @@ def line_chart(series: Mapping[str, Sequence[Tuple[float, float]]], x_range: Tup
     if y_line is not None:
         (ax, ay), (bx, _) = at(x0, y_line), at(x1, y_line)
         parts.append(f'<line x1="{ax:.1f}" y1="{ay:.1f}" x2="{bx:.1f}" y2="{ay:.1f}" stroke="{_ALERT}" '
-                     'stroke-dasharray="5 3"><title>threshold {y_line:.3g}</title></line>')
+                     f'stroke-dasharray="5 3"><title>threshold {y_line:.3g}</title></line>')
     for i, (name, points) in enumerate(series.items()):
         colour = _SERIES[i % len(_SERIES)]
         coords = [at(x, y) for x, y in points]

@@ -39,6 +39,8 @@ from atomic_file import write_atomically
 
 PATTERN = 'feedback-*.jsonl'
 REQUEST_ID, EXAMPLE = 'request_id', 'example'
+# The one observed name the store understands: the label itself (0 or 1).
+LABEL = 'label'
 # Record keys the store adds; a caller cannot send them as observed values.
 _RESERVED = {REQUEST_ID, EXAMPLE, 'observed', 'received_micros', 'source'}
 MAX_REQUEST_ID_CHARS = 128
@@ -67,10 +69,16 @@ class Feedback:
                            'received_micros': self.received_micros, 'source': self.source}, sort_keys=True)
 
 
-def parse(item, where: str) -> Feedback:
+def now_micros() -> int:
+    return int(time.time() * 1e6)
+
+
+def parse(item, where: str, allowed: Optional[Iterable[str]] = None) -> Feedback:
     """A Feedback from one submitted item: {"request_id": ..., ["example": i,] name: number, ...}.
 
-    `where` names the item in errors ("item 3", "line 7").
+    `where` names the item in errors ("item 3", "line 7"); `allowed`, when given, are the only
+    observed names accepted (a misspelt column would otherwise be stored, and its correction
+    refused as a duplicate). A `label` is 0 or 1.
     """
     if not isinstance(item, Mapping):
         raise FeedbackError(f'{where}: expected an object with "request_id" and an observed value, got {item!r}')
@@ -90,12 +98,17 @@ def parse(item, where: str) -> Feedback:
             continue
         if name in _RESERVED:
             raise FeedbackError(f'{where}: {name!r} is not an observed value')
+        if allowed is not None and name not in allowed:
+            raise FeedbackError(f'{where}: {name!r} is not an observed value this model takes: '
+                                f'{", ".join(sorted(allowed))}')
         try:
             number = float(value) if not isinstance(value, bool) else math.nan
         except (TypeError, ValueError):
             number = math.nan
         if not math.isfinite(number):
             raise FeedbackError(f'{where}: observed value {name!r} must be a finite number, got {value!r}')
+        if name == LABEL and number not in (0.0, 1.0):
+            raise FeedbackError(f'{where}: "label" is 0 or 1, got {value!r}')
         observed[name] = number
     if not observed:
         raise FeedbackError(f'{where}: no observed value for request {request_id!r}: send the label '
@@ -103,9 +116,10 @@ def parse(item, where: str) -> Feedback:
     return Feedback(request_id.strip(), example, observed)
 
 
-def parse_all(items: Iterable, where: str = 'item') -> List[Feedback]:
+def parse_all(items: Iterable, where: str = 'item', allowed: Optional[Iterable[str]] = None) -> List[Feedback]:
     """Every item parsed, or a FeedbackError for the first bad one (so nothing of a bad batch is stored)."""
-    return [parse(item, f'{where} {i}') for i, item in enumerate(items, 1)]
+    allowed = set(allowed) if allowed is not None else None
+    return [parse(item, f'{where} {i}', allowed) for i, item in enumerate(items, 1)]
 
 
 def _files(directory: str) -> List[str]:
@@ -167,7 +181,7 @@ class FeedbackStore:
         Duplicates within the batch are reported too: the first occurrence is stored.
         """
         with self._lock:
-            now = int(time.time() * 1e6)
+            now = now_micros()
             fresh, duplicates, keys = [], [], set()
             for record in records:
                 if record.key in self._seen or record.key in keys:

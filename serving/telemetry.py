@@ -23,6 +23,7 @@ import os
 import queue
 import threading
 import time
+import uuid
 from typing import Mapping, Optional
 
 import numpy as np
@@ -133,6 +134,7 @@ class RequestLogger:
         self._max_records, self._rotate_seconds = max_records_per_file, rotate_seconds
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self._sequence = 0
+        self._writer_id = uuid.uuid4().hex[:12]
         self._thread = threading.Thread(target=self._loop, name='request-log', daemon=True)
         self._thread.start()
 
@@ -150,13 +152,15 @@ class RequestLogger:
     def _open(self):
         self._sequence += 1
         stamp = time.strftime('%Y%m%dT%H%M%S', time.gmtime())
-        path = os.path.join(self.directory, f'requests-{stamp}-{os.getpid()}-{self._sequence:05d}.tfrecord')
+        # Replicas write one directory, and in a container every server is pid 1: the writer's
+        # own random id keeps names apart.
+        path = os.path.join(self.directory, f'requests-{stamp}-{self._writer_id}-{self._sequence:05d}.tfrecord')
         return path, tf.io.TFRecordWriter(path + '.partial'), time.monotonic(), 0
 
     def _finish(self, path, writer, count) -> None:
         writer.close()
         if count:
-            tf.io.gfile.rename(path + '.partial', path, overwrite=True)
+            tf.io.gfile.rename(path + '.partial', path, overwrite=False)
         else:
             tf.io.gfile.remove(path + '.partial')
 

@@ -196,6 +196,8 @@ def inputs_for(signature: str, rows: Sequence[Mapping[str, Value]]) -> Dict[str,
 # Ground truth comes back (serving/feedback.py) as the label itself or as the
 # tips paid, from which the label is derived with the fare the request carried.
 FEEDBACK_LABEL = 'label'
+# What feedback may carry for this model.
+FEEDBACK_VALUES = (FEEDBACK_LABEL, LABEL.tips_column)
 # Logged request features the derivation reads.
 FEEDBACK_FEATURES = (LABEL.fare_column,)
 
@@ -203,7 +205,9 @@ FEEDBACK_FEATURES = (LABEL.fare_column,)
 def labels_from_feedback(observed: Mapping[str, np.ndarray], logged: Mapping[str, np.ndarray]) -> np.ndarray:
     """0/1 per example, NaN where it cannot be known (no label sent; tips sent but no fare in the request).
 
-    Arrays are aligned per example; an observed value not sent for an example is NaN.
+    Arrays are aligned per example; an observed value not sent for an example is NaN. Unlike
+    the training transform, which calls a trip without a fare "no big tip", an unknown fare
+    gives no label here: live metrics judge only examples whose truth is known.
     """
     size = len(next(iter(logged.values()))) if logged else len(next(iter(observed.values())))
     labels = np.full(size, np.nan)

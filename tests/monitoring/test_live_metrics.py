@@ -53,3 +53,8 @@ def test_one_class_leaves_auc_undefined_but_accuracy_judged():
     metrics = live_metrics.compute(np.ones(30, dtype=int), np.full(30, 0.9))
     assert metrics.auc is None and metrics.auc_ci is None
     assert metrics.accuracy == pytest.approx(1.0)
+
+
+def test_too_few_of_a_class_gives_an_auc_interval_that_claims_nothing():
+    metrics = live_metrics.compute(np.array([0, 0, 0, 1]), np.array([0.1, 0.2, 0.3, 0.9]))
+    assert metrics.auc == 1.0 and metrics.auc_ci == (0.0, 1.0)

@@ -61,6 +61,7 @@ def gateway_args():
 def test_the_job_runs_the_monitor_command_the_cli_accepts(monitor_args):
     assert monitor_args.handler is monitoring_commands.monitor_command
     assert monitoring_commands.parse_window(monitor_args.window) == 3600
+    assert monitor_args.align  # whenever the pod starts, the pass judges the hour that ended
 
 
 def test_it_reads_what_the_gateway_writes_and_the_pusher_pushes(monitor_args, gateway_args):

@@ -3,6 +3,8 @@ nothing, drifted traffic names the features, a units bug upstream is skew,
 and a log that is not a log is a clear error."""
 
 import csv
+import dataclasses
+import datetime
 import json
 import os
 import random
@@ -42,18 +44,28 @@ def served(model_base):
     model = tf.saved_model.load(os.path.join(model_base[0], str(model_base[1])))
     predict = model.signatures[contract.PREDICT_RAW]
 
-    def write(directory, rows, at_micros, name):
+    def write(directory, rows, at_micros, name, request_id=None, strip=()):
+        """`strip`: fields left out of the records, as logs written before they existed."""
         inputs = contract.raw_inputs(rows)
         outputs = {k: v.numpy() for k, v in predict(**{k: tf.constant(v) for k, v in inputs.items()}).items()}
         # One request per file, its id the file's name: feedback names (name, example index).
         meta = {'model_name': 'chicago-taxi', 'model_version': model_base[1], 'signature_name': contract.PREDICT_RAW,
-                'request_id': name, 'timestamp_micros': at_micros}
+                'request_id': request_id or name, 'timestamp_micros': at_micros}
         missing = json.loads(contract.missing_values_json())[contract.PREDICT_RAW]
         os.makedirs(directory, exist_ok=True)
         with tf.io.TFRecordWriter(os.path.join(directory, f'{name}.tfrecord')) as writer:
             for example in log_examples((meta, inputs, outputs, None, missing)):
+                for field in strip:
+                    del example.features.feature[field]
                 writer.write(example.SerializeToString())
     return write
+
+
+@pytest.fixture(autouse=True)
+def feedback_arrives_in_the_window(monkeypatch):
+    """Feedback stored here arrives half an hour before END, inside the hour the passes judge."""
+    clock = iter(range(END - HOUR // 2, END))
+    monkeypatch.setattr(feedback, 'now_micros', lambda: next(clock))
 
 
 @pytest.fixture(scope='module')
@@ -232,14 +244,17 @@ def test_feedback_for_unknown_or_duplicate_requests_is_reported_not_stored(serve
     # Examples 5-9 again, 10-19 new, an id never served, an example the request did not have.
     again = _feedback_csv(tmp_path / 'again.csv', 'current', rows,
                           extra=[['never-served', 0, 1.5], ['current', 999, 1.5]])
-    # The first ten rows are duplicates: drop rows 0-4 to keep the file's own rows unique.
+    # Rows 0-4 again as they were (harmless), rows 5-9 with other tips (refused: the first record stands).
     lines = open(again).read().splitlines()
-    open(again, 'w').write('\n'.join([lines[0]] + [line for line in lines[1:] if not line.startswith(
-        tuple(f'current,{i},' for i in range(5)))]) + '\n')
+    changed = [line if not line.startswith(tuple(f'current,{i},' for i in range(5, 10)))
+               else f'{line.rsplit(",", 1)[0]},{float(line.rsplit(",", 1)[1]) + 1}' for line in lines[1:]]
+    open(again, 'w').write('\n'.join([lines[0]] + changed) + '\n')
     capsys.readouterr()
-    assert cli.main(['feedback', again, '--feedback-dir', str(store), '--request-log-dir', str(logs)]) == 0
+    assert cli.main(['feedback', again, '--feedback-dir', str(store), '--request-log-dir', str(logs)]) \
+        == cli.EXIT_BAD_INPUT  # some rows were refused, and the output says which
     out = capsys.readouterr().out
-    assert 'NOT stored: feedback already recorded' in out and 'current#5' in out
+    assert 'NOT stored: feedback already recorded with other values' in out and 'current#5' in out
+    assert 'current#0' not in out.split('NOT stored')[1]  # the unchanged rows are not reported as refused
     assert 'never-served#0' in out and 'current#999' in out
     first_records, duplicates = feedback.read(str(store))
     assert ('never-served', 0) not in first_records and ('current', 999) not in first_records
@@ -322,10 +337,13 @@ def test_passes_are_recorded_in_ml_metadata_linked_to_the_pushed_model_with_hist
                   '--report-dir', str(tmp_path / 'reports'), '--feedback-dir', str(tmp_path / 'none'),
                   '--metadata-path', str(store_path)])
     out = capsys.readouterr().out
-    assert 'not linked' not in out
+    # The version was copied to another base path: its PushedModel is found by its version number.
+    assert 'no PushedModel at this push destination' in out
 
     store = metadata_record.connect(str(store_path))
-    history = metadata_record.history(store, model_base[1])
+    history = metadata_record.history(store, model_base[0], model_base[1])
+    assert metadata_record.history(store, '/another/model', model_base[1]) == []
+    assert {h['pushed_model_link'] for h in history} == {metadata_record.BY_VERSION}
     assert [h['window_end_micros'] for h in history] == [END - HOUR, END]
     assert [h['examples'] for h in history] == [750, 750]
     assert history[0]['alerts'] == 0 and history[1]['alerts'] > 0
@@ -345,3 +363,94 @@ def test_passes_are_recorded_in_ml_metadata_linked_to_the_pushed_model_with_hist
 
     page = open(history[1]['report']).read()
     assert 'History: 2 recorded windows' in page
+
+
+# -- what the review found: late feedback, classify rows, reused ids, old logs, aligned windows ----
+
+def _labels_file(tmp_path, name, request_id, rows, wrong=False):
+    return _feedback_csv(tmp_path / f'{name}.csv', request_id, rows, wrong=wrong)
+
+
+def test_feedback_counts_in_the_pass_of_the_window_it_arrives_in_whenever_the_request_was_served(
+        served, traffic, model_base, tmp_path):
+    logs, store = tmp_path / 'logs', tmp_path / 'feedback'
+    served(logs, traffic['clean'], END - HOUR - 60_000_000, 'earlier')  # served in the hour before
+    assert cli.main(['feedback', _labels_file(tmp_path, 'f', 'earlier', traffic['clean']), '--feedback-dir',
+                     str(store), '--request-log-dir', str(logs)]) == 0  # received in the judged hour
+    (report,) = _run(logs, model_base, store)
+    assert report.examples == 0 and report.live.examples >= 700
+    earlier = monitor.monitor(dataclasses.replace(_settings(logs, model_base, store), end_micros=END - HOUR))
+    (before,) = earlier.reports
+    assert before.examples == 750 and before.live is None  # the feedback had not arrived yet
+
+
+def test_feedback_on_answers_without_a_probability_is_set_aside_not_fatal(served, traffic, model_base, tmp_path):
+    logs, store = tmp_path / 'logs', tmp_path / 'feedback'
+    rows = traffic['clean later'][:200]
+    served(logs, rows, END - 60_000_000, 'predicted')
+    # A classify request: its log rows carry scores, not `probabilities`.
+    examples = np.array([contract.to_tf_example(r).SerializeToString() for r in rows], dtype=object)
+    meta = {'model_name': 'chicago-taxi', 'model_version': model_base[1], 'signature_name': 'classification',
+            'request_id': 'classified', 'timestamp_micros': END - 60_000_000}
+    with tf.io.TFRecordWriter(str(logs / 'classified.tfrecord')) as writer:
+        for example in log_examples((meta, {'examples': examples}, {'scores': np.full((200, 2), 0.5)}, 'examples',
+                                     {})):
+            writer.write(example.SerializeToString())
+    for name in ('predicted', 'classified'):
+        assert cli.main(['feedback', _labels_file(tmp_path, name, name, rows), '--feedback-dir', str(store),
+                         '--request-log-dir', str(logs)]) == 0
+    (report,) = _run(logs, model_base, store)
+    with_tips = sum(1 for r in rows if r['tips'])
+    assert report.live.examples == with_tips and report.unlabelable == with_tips
+
+
+def test_a_reused_request_id_counts_its_feedback_once(served, traffic, model_base, tmp_path):
+    logs, store = tmp_path / 'logs', tmp_path / 'feedback'
+    rows = traffic['clean later'][:100]
+    served(logs, rows, END - 120_000_000, 'first', request_id='same')
+    served(logs, rows, END - 60_000_000, 'retry', request_id='same')  # a client retried with the same id
+    assert cli.main(['feedback', _labels_file(tmp_path, 'f', 'same', rows), '--feedback-dir', str(store),
+                     '--request-log-dir', str(logs)]) == 0
+    found = monitor.monitor(_settings(logs, model_base, store))
+    (report,) = found.reports
+    assert report.live.examples == sum(1 for r in rows if r['tips'])
+    assert found.feedback.reused == report.live.examples
+
+
+def test_logs_from_before_example_indexes_existed_read_beside_new_ones(served, traffic, model_base, tmp_path):
+    logs, store = tmp_path / 'logs', tmp_path / 'feedback'
+    rows = traffic['clean later'][:100]
+    served(logs, rows, END - 120_000_000, 'old', strip=(request_logs.EXAMPLE_INDEX,))
+    served(logs, rows, END - 60_000_000, 'new')
+    assert cli.main(['feedback', _labels_file(tmp_path, 'f', 'new', rows), '--feedback-dir', str(store),
+                     '--request-log-dir', str(logs)]) == 0
+    (report,) = _run(logs, model_base, store)
+    assert report.examples == 200 and report.live.examples == sum(1 for r in rows if r['tips'])
+
+
+@pytest.mark.parametrize('header, row, message', [
+    ('request_id,example,tip', 'new,0,1.5', "'tip' is not an observed value this model takes"),
+    ('request_id,example,label', 'new,0,7', '"label" is 0 or 1'),
+])
+def test_feedback_this_model_cannot_use_is_refused(served, traffic, model_base, tmp_path, capsys, header, row,
+                                                   message):
+    served(tmp_path / 'logs', traffic['clean later'][:10], END - 60_000_000, 'new')
+    (tmp_path / 'f.csv').write_text(f'{header}\n{row}\n')
+    assert cli.main(['feedback', str(tmp_path / 'f.csv'), '--feedback-dir', str(tmp_path / 'store'),
+                     '--request-log-dir', str(tmp_path / 'logs')]) == cli.EXIT_BAD_INPUT
+    assert message in capsys.readouterr().err
+    assert feedback.read(str(tmp_path / 'store')) == ({}, [])
+
+
+def test_aligned_windows_tile_time_whenever_the_pass_starts():
+    hour = 3600
+    for minute in (0, 5, 59):
+        now = datetime.datetime(2027, 1, 15, 8, minute, 30, tzinfo=datetime.timezone.utc)
+        assert monitoring_commands.aligned_end(now, hour) == datetime.datetime(2027, 1, 15, 8,
+                                                                                 tzinfo=datetime.timezone.utc)
+    assert monitoring_commands.aligned_end(datetime.datetime(2027, 1, 15, 8, 44, tzinfo=datetime.timezone.utc),
+                                           1800).minute == 30
+
+
+def test_the_label_the_store_validates_is_the_models():
+    assert contract.FEEDBACK_LABEL == feedback.LABEL and feedback.LABEL in contract.FEEDBACK_VALUES
