@@ -70,15 +70,28 @@ def register(commands: argparse._SubParsersAction, default_model_base_path: str,
                           help='request ids are checked against this log (default: %(default)s)')
     feedback.set_defaults(handler=feedback_command)
 
+    span = commands.add_parser(
+        'feedback-span', help="write labelled serving traffic (request log + feedback) as the data root's next span")
+    span.add_argument('--feedback-dir', default=default_feedback_dir, help='(default: %(default)s)')
+    span.add_argument('--request-log-dir', default=default_log_dir, help='(default: %(default)s)')
+    span.add_argument('--data-root', default=os.path.join(os.path.dirname(default_log_dir), 'data'),
+                      help='the pipeline\'s span-N/ directories (default: %(default)s)')
+    span.set_defaults(handler=feedback_span_command)
 
-def parse_window(text: str) -> int:
+
+def parse_duration(text: str, flag: str) -> int:
+    """Seconds in a duration like 30s, 10m, 1h or 1d; ValueError naming `flag` otherwise."""
     match = _DURATION.match(text or '')
     if not match:
-        raise ValueError(f'--window takes a duration like 30m, 1h or 1d, not {text!r}')
+        raise ValueError(f'{flag} takes a duration like 30m, 1h or 1d, not {text!r}')
     seconds = int(match.group(1)) * _SECONDS[match.group(2)]
     if seconds <= 0:
-        raise ValueError('--window must be longer than 0')
+        raise ValueError(f'{flag} must be longer than 0')
     return seconds
+
+
+def parse_window(text: str) -> int:
+    return parse_duration(text, '--window')
 
 
 def aligned_end(now: datetime.datetime, window_seconds: int) -> datetime.datetime:
@@ -157,6 +170,34 @@ def feedback_command(args) -> int:
               f'(requests served in the last minute may still be in a .partial log file: send those rows '
               f'again later): {_examples_text(unknown)}')
     return 2 if conflicting or unknown else 0
+
+
+def write_feedback_span(feedback_dir: str, request_log_dir: str, data_root: str):
+    """The next span from labelled serving traffic, in the latest span's CSV layout (feedback_span.Export)."""
+    import csv
+    import tensorflow_data_validation as tfdv
+    from monitoring import feedback_span
+    import schemas
+    from pipeline import data
+    from taxi_model import contract
+    from taxi_model.features import LABEL
+    spans = data.span_dirs(data_root)
+    if not spans:
+        raise ValueError(f'no spans under {data_root}: the feedback span follows the training data\'s layout')
+    latest = data.check_data_root(data_root)
+    with open(os.path.join(latest, sorted(f for f in os.listdir(latest) if f.endswith('.csv'))[0]), newline='') as f:
+        header = next(csv.reader(f))
+    return feedback_span.export(request_log_dir, feedback_dir, data_root, spans[-1][0] + 1, header,
+                                tfdv.load_schema_text(schemas.CURATED_SCHEMA), LABEL.tips_column,
+                                contract.IS_OUTLIER)
+
+
+def feedback_span_command(args) -> int:
+    written = write_feedback_span(args.feedback_dir, args.request_log_dir, args.data_root)
+    print(f'Wrote span {written.span}: {written.rows} labelled served example(s) in {written.path}')
+    for reason, count in written.left_out.items():
+        print(f'  left out: {count} ({reason})')
+    return 0
 
 
 def gauges(reports):

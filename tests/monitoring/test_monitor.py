@@ -7,7 +7,6 @@ import dataclasses
 import datetime
 import json
 import os
-import random
 import shutil
 
 import numpy as np
@@ -19,69 +18,11 @@ from cli import main as cli
 from components.trainer import SCHEMA_FILE
 from monitoring import commands as monitoring_commands
 from monitoring import metadata_record, monitor, request_logs
-from pipeline import data
 from serving import feedback
 from serving.telemetry import log_examples
-from support.samples import SAMPLE_ROWS, as_dicts
+from support.log_times import END, HOUR
 from taxi_model import contract
 
-HOUR = 3600 * 1_000_000
-END = 1_800_000_000 * 1_000_000  # a fixed "now": 2027-01-15T08:00:00Z
-
-
-@pytest.fixture(scope='module')
-def model_base(first_run, tmp_path_factory):
-    """The first run's pushed version, alone in a base path."""
-    pushed = first_run[1].pushed_to
-    base = tmp_path_factory.mktemp('models') / 'chicago-taxi'
-    shutil.copytree(pushed, base / os.path.basename(pushed))
-    return str(base), int(os.path.basename(pushed))
-
-
-@pytest.fixture(scope='module')
-def served(model_base):
-    """Writes rows to a log directory as the server logs them: served by the version, at a time."""
-    model = tf.saved_model.load(os.path.join(model_base[0], str(model_base[1])))
-    predict = model.signatures[contract.PREDICT_RAW]
-
-    def write(directory, rows, at_micros, name, request_id=None, strip=()):
-        """`strip`: fields left out of the records, as logs written before they existed."""
-        inputs = contract.raw_inputs(rows)
-        outputs = {k: v.numpy() for k, v in predict(**{k: tf.constant(v) for k, v in inputs.items()}).items()}
-        # One request per file, its id the file's name: feedback names (name, example index).
-        meta = {'model_name': 'chicago-taxi', 'model_version': model_base[1], 'signature_name': contract.PREDICT_RAW,
-                'request_id': request_id or name, 'timestamp_micros': at_micros}
-        missing = json.loads(contract.missing_values_json())[contract.PREDICT_RAW]
-        os.makedirs(directory, exist_ok=True)
-        with tf.io.TFRecordWriter(os.path.join(directory, f'{name}.tfrecord')) as writer:
-            for example in log_examples((meta, inputs, outputs, None, missing)):
-                for field in strip:
-                    del example.features.feature[field]
-                writer.write(example.SerializeToString())
-    return write
-
-
-@pytest.fixture(autouse=True)
-def feedback_arrives_in_the_window(monkeypatch):
-    """Feedback stored here arrives half an hour before END, inside the hour the passes judge."""
-    clock = iter(range(END - HOUR // 2, END))
-    monkeypatch.setattr(feedback, 'now_micros', lambda: next(clock))
-
-
-@pytest.fixture(scope='module')
-def traffic(taxi_rows):
-    """Rows like the training data (drawn from the rows the first run trained on), and variants."""
-    header, rows = taxi_rows
-    clean = random.Random(1).choices(rows[:SAMPLE_ROWS], k=1500)
-    at = {name: i for i, name in enumerate(header)}
-
-    def units_bug(row):  # an upstream change: fares in cents
-        row = list(row)
-        row[at['fare']] = str(float(row[at['fare']]) * 100) if row[at['fare']] else ''
-        return row
-    return {'clean': as_dicts(header, clean[:750]), 'clean later': as_dicts(header, clean[750:]),
-            'drifted': as_dicts(header, data.drifted(header, clean[750:])),
-            'units bug': as_dicts(header, [units_bug(r) for r in clean[750:]])}
 
 
 def _settings(log_dir, model_base, feedback_dir=None) -> monitor.Settings:
