@@ -19,7 +19,11 @@ COPY schemas/ schemas/
 COPY pipeline/ pipeline/
 COPY serving/ serving/
 COPY monitoring/ monitoring/
+COPY scheduler/ scheduler/
 COPY cli/ cli/
+# The operator's commands need two libraries the TFX image lacks: the scheduler's
+# and the metrics client (pinned as in constraints.txt).
+RUN pip install --no-cache-dir APScheduler==3.10.4 prometheus_client==0.26.0
 RUN pip install --no-cache-dir --no-deps -e /pipeline \
     && python -c "import taxi_model.training, taxi_model.preprocessing, components.trainer, schemas; print(schemas.CURATED_SCHEMA)"
 

@@ -12,7 +12,7 @@ setup(
     version='0.1.0',
     description='Chicago Taxi tip prediction as a TFX pipeline on Kubeflow',
     python_requires='>=3.9,<3.12',
-    packages=['taxi_model', 'components', 'pipeline', 'serving', 'monitoring', 'cli', 'schemas'],
+    packages=['taxi_model', 'components', 'pipeline', 'serving', 'monitoring', 'scheduler', 'cli', 'schemas'],
     py_modules=['atomic_file'],
     package_data={'schemas': ['*.pbtxt']},
     install_requires=[
@@ -25,6 +25,7 @@ setup(
         'apache-beam>=2.59,<2.60',
         'kfp>=2.7,<2.8',
         'tensorflow-serving-api>=2.16,<2.17',
+        'APScheduler>=3.10,<4',
     ],
     extras_require={'test': ['pytest', 'dockerfile-parse']},
     entry_points={'console_scripts': ['taxi-pipeline=cli.main:main']},

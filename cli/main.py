@@ -56,6 +56,7 @@ def parser() -> argparse.ArgumentParser:
     from cli import served_model
     from monitoring import commands as monitoring_commands
     from pipeline import commands as pipeline_commands
+    from scheduler import commands as scheduler_commands
     from serving import commands as serving_commands
     root = argparse.ArgumentParser(prog='taxi-pipeline', description=__doc__.split('\n')[0])
     commands = root.add_subparsers(dest='command', required=True)
@@ -67,6 +68,7 @@ def parser() -> argparse.ArgumentParser:
                                  default_feedback_dir=os.path.join(pipeline_commands.DEFAULT_WORKSPACE, 'feedback'),
                                  default_metadata_path=os.path.join(pipeline_commands.DEFAULT_WORKSPACE,
                                                                     'metadata.sqlite'))
+    scheduler_commands.register(commands, default_workspace=pipeline_commands.DEFAULT_WORKSPACE)
     return root
 
 

@@ -5,6 +5,7 @@ deterministic, and committed in kfp/ as `make compile` writes it."""
 import importlib
 import importlib.metadata
 import os
+import re
 import shlex
 import subprocess
 
@@ -233,3 +234,13 @@ def test_the_image_holds_every_installed_package_where_the_spec_expects_it():
 def test_the_image_chooses_keras_2_for_every_task():
     envs = DockerfileParser(path=os.path.join(REPO, 'Dockerfile')).envs
     assert envs.get('TF_USE_LEGACY_KERAS') == '1'
+
+
+def test_what_the_image_adds_to_tfxs_is_pinned_as_the_tested_set():
+    instructions = DockerfileParser(path=os.path.join(REPO, 'Dockerfile')).structure
+    pinned = dict(re.findall(r'([A-Za-z0-9_.-]+)==([^\s]+)', ' '.join(
+        i['value'] for i in instructions if i['instruction'] == 'RUN' and 'pip install' in i['value'])))
+    with open(os.path.join(REPO, 'constraints.txt')) as f:
+        tested = dict(re.findall(r'^([A-Za-z0-9_.-]+)==(\S+)', f.read(), re.M))
+    normal = {name.lower().replace('_', '-'): version for name, version in tested.items()}
+    assert pinned and all(normal.get(name.lower().replace('_', '-')) == version for name, version in pinned.items())

@@ -1,0 +1,58 @@
+"""`schedule`: continuous training on this machine (a long-running scheduler, or one check)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+
+def register(commands: argparse._SubParsersAction, default_workspace: str) -> None:
+    schedule = commands.add_parser(
+        'schedule', help='retrain on a cron schedule, on new spans and on monitoring alerts; each run records why')
+    schedule.add_argument('--workspace', default=default_workspace, help='(default: %(default)s)')
+    schedule.add_argument('--data-root', help='span-N/ directories (default: <workspace>/data)')
+    schedule.add_argument('--cron', help="a crontab expression in UTC, e.g. '0 3 * * *' (a run every night)")
+    schedule.add_argument('--no-span-trigger', action='store_true', help='do not run when a new span arrives')
+    schedule.add_argument('--no-alert-trigger', action='store_true', help='do not run on monitoring alerts')
+    schedule.add_argument('--cooldown', default='6h', help='after a run, alerts wait this long before the next '
+                          'one: an alert storm is one retrain (default: %(default)s)')
+    schedule.add_argument('--poll', default='60s', help='how often triggers are checked (default: %(default)s)')
+    schedule.add_argument('--feedback-span', action='store_true',
+                          help='on alerts, write the labelled serving traffic as the next span and retrain on it; '
+                          'the new model is pushed only if it beats the serving one there')
+    schedule.add_argument('--request-log-dir', help='(default: <workspace>/request_logs)')
+    schedule.add_argument('--feedback-dir', help='(default: <workspace>/feedback)')
+    schedule.add_argument('--once', action='store_true', help='check the triggers once, run if one is due, exit '
+                          '(for cron or CI); exit code: the run\'s, 0 if nothing was due')
+    schedule.add_argument('--run-arg', action='append', default=[], metavar='ARG',
+                          help='passed to every `taxi-pipeline run`, e.g. --run-arg=--train-steps=200')
+    schedule.set_defaults(handler=schedule_command)
+
+
+def schedule_command(args) -> int:
+    from monitoring.commands import parse_duration
+    from scheduler import service, triggers
+    if args.cron:
+        from apscheduler.triggers.cron import CronTrigger
+        try:
+            CronTrigger.from_crontab(args.cron)
+        except ValueError as e:
+            raise ValueError(f'--cron {args.cron!r} is not a crontab expression (minute hour day month weekday): '
+                             f'{e}') from None
+    workspace = os.path.abspath(args.workspace)
+    settings = service.Settings(
+        workspace=workspace, data_root=os.path.abspath(args.data_root or os.path.join(workspace, 'data')),
+        policy=triggers.Policy(watch_spans=not args.no_span_trigger, on_alerts=not args.no_alert_trigger,
+                               cooldown_seconds=parse_duration(args.cooldown, '--cooldown')),
+        cron=args.cron, poll_seconds=parse_duration(args.poll, '--poll'), feedback_span=args.feedback_span,
+        request_log_dir=args.request_log_dir or os.path.join(workspace, 'request_logs'),
+        feedback_dir=args.feedback_dir or os.path.join(workspace, 'feedback'), run_args=tuple(args.run_arg))
+    scheduler = service.Scheduler(settings, emit_line=lambda line: print(line, flush=True))
+    if args.once:
+        outcome = scheduler.check()
+        if outcome is None:
+            print('Nothing due.')
+            return 0
+        return outcome.exit_code
+    return scheduler.serve_forever()
+

@@ -1,0 +1,103 @@
+"""When a run is due, and why: plain decisions over the data root and ML Metadata.
+
+- A new span: the data root's latest span is newer than any span a run has
+  ingested (ExampleGen's Examples artifacts carry their span).
+- Alerts: monitoring passes recorded in ML Metadata (monitoring/metadata_record.py)
+  that raised alerts of the watched kinds after the last run started. However
+  many there are (an alert storm), they make one trigger that names them all,
+  and none while the last run is younger than the cooldown: the next check
+  after it finds them still pending.
+A schedule (cron) is the scheduling library's to fire; it needs no decision.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import List, Optional, Tuple
+
+from ml_metadata import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+
+from monitoring import metadata_record
+from pipeline import data, run_summary
+from pipeline.run_trigger import ALERT, NEW_SPAN, Trigger
+
+# What the monitor raises that retraining can answer (an outlier-rate alert is about the
+# requests, not the model; an unmonitored version about its export).
+RETRAIN_ALERTS = ('skew', 'drift', 'prediction_drift', 'live_metric')
+
+
+@dataclasses.dataclass(frozen=True)
+class Policy:
+    watch_spans: bool = True
+    on_alerts: bool = True
+    alert_kinds: Tuple[str, ...] = RETRAIN_ALERTS
+    cooldown_seconds: float = 6 * 3600
+
+
+def open_store(metadata_path: str) -> Optional[metadata_store.MetadataStore]:
+    return run_summary.open_store(metadata_path) if os.path.exists(metadata_path) else None
+
+
+def last_run_started_ms(store) -> int:
+    runs = store.get_contexts_by_type('pipeline_run') if store else []
+    return max((c.create_time_since_epoch for c in runs), default=0)
+
+
+def trained_span(store) -> Optional[int]:
+    """The newest span any run ingested (ExampleGen's Examples carry `span`)."""
+    spans = [a.properties['span'].int_value for a in (store.get_artifacts_by_type('Examples') if store else [])
+             if 'span' in a.properties]
+    return max(spans, default=None)
+
+
+def pending_alerts(store, since_ms: int, kinds) -> List[dict]:
+    """Monitoring results created after `since_ms` with alerts of `kinds`, oldest first."""
+    if store is None:
+        return []
+    try:
+        results = store.get_artifacts(list_options=metadata_store.ListOptions(filter_query=(
+            f"type = '{metadata_record.RESULT_TYPE}' AND create_time_since_epoch > {int(since_ms)} AND "
+            "properties.alerts.int_value > 0")))
+    except Exception:  # no monitoring pass was ever recorded: the type does not exist yet
+        return []
+    found = []
+    for result in sorted(results, key=lambda a: a.create_time_since_epoch):
+        alerts = [a for a in json.loads(result.properties['findings'].string_value or '{}').get('alerts', [])
+                  if a.get('alert') in kinds]
+        if alerts:
+            found.append({'monitoring_result': result.id, 'model_version': result.properties['model_version'].int_value,
+                          'window_end_micros': result.properties['window_end_micros'].int_value, 'alerts': alerts})
+    return found
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    trigger: Optional[Trigger]
+    # Why nothing is due, or what is held back (cooldown): for the scheduler's log.
+    note: str = ''
+
+
+def due(store, data_root: str, policy: Policy, now_ms: int) -> Decision:
+    """The trigger of the run due now, if any."""
+    if policy.watch_spans:
+        spans = data.span_dirs(data_root)
+        latest, trained = (spans[-1][0] if spans else None), trained_span(store)
+        if latest is not None and (trained is None or latest > trained):
+            return Decision(Trigger(NEW_SPAN, {'span': latest, 'last_trained_span': trained}))
+    if policy.on_alerts:
+        last_ms = last_run_started_ms(store)
+        alerts = pending_alerts(store, last_ms, policy.alert_kinds)
+        if alerts:
+            wait = last_ms / 1000 + policy.cooldown_seconds - now_ms / 1000
+            if wait > 0:
+                return Decision(None, f'{len(alerts)} monitoring pass(es) alerted; cooling down for {wait:.0f} s more '
+                                      'after the last run')
+            kinds = sorted({a['alert'] for result in alerts for a in result['alerts']})
+            return Decision(Trigger(ALERT, {
+                'kinds': kinds, 'model_versions': sorted({r['model_version'] for r in alerts}),
+                'monitoring_results': [r['monitoring_result'] for r in alerts],
+                'alerts': [a for r in alerts for a in r['alerts']][:20]}))
+    return Decision(None, 'nothing due')
