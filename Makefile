@@ -17,7 +17,7 @@ SERVING_MODEL_DIR ?= $(PIPELINE_BUCKET)/serving_model/chicago-taxi
 
 CI_WORKSPACE ?= build/ci-run
 
-.PHONY: run test benchmark serve schema-draft compile e2e-small ci-local clean venv
+.PHONY: run test benchmark serve demo schema-draft compile e2e-small ci-local clean venv
 
 venv: $(STAMP)
 
@@ -40,6 +40,12 @@ benchmark: $(STAMP)
 # Serve what `make run` pushed, with TF Serving's REST (8501) and gRPC (8500) APIs.
 serve: $(STAMP)
 	$(BIN)/taxi-pipeline serve --model-base-path $(WORKSPACE)/serving_model/chicago-taxi $(SERVE_ARGS)
+
+# The continuous-training loop in a few minutes, on a fresh workspace of its own:
+# train, serve, clean then drifted traffic with feedback, monitor, retrain when it wins.
+demo: $(STAMP)
+	rm -rf $(WORKSPACE)/demo
+	$(BIN)/taxi-pipeline demo --workspace $(WORKSPACE)/demo
 
 schema-draft: $(STAMP)
 	$(BIN)/taxi-pipeline schema-draft --data-root $(WORKSPACE)/data

@@ -28,6 +28,13 @@ def register(commands: argparse._SubParsersAction, default_workspace: str) -> No
                           help='passed to every `taxi-pipeline run`, e.g. --run-arg=--train-steps=200')
     schedule.set_defaults(handler=schedule_command)
 
+    demo = commands.add_parser('demo', help='play the continuous-training loop on this machine in a few minutes: '
+                               'train, serve, clean then drifted traffic with feedback, monitor, retrain')
+    demo.add_argument('--workspace', default=os.path.join(default_workspace, 'demo'),
+                      help='an empty or new directory (default: %(default)s)')
+    demo.add_argument('--train-steps', type=int, default=300)
+    demo.set_defaults(handler=demo_command)
+
 
 def schedule_command(args) -> int:
     from monitoring.commands import parse_duration
@@ -56,3 +63,9 @@ def schedule_command(args) -> int:
         return outcome.exit_code
     return scheduler.serve_forever()
 
+
+
+def demo_command(args) -> int:
+    from scheduler import demo
+    demo.play(args.workspace, emit_line=lambda line: print(line, flush=True), train_steps=args.train_steps)
+    return 0

@@ -86,12 +86,13 @@ class Scheduler:
         if self._stopping.is_set():
             return Outcome(trigger, -1)
         self.emit_line(f'{_now()} run due: {trigger.describe()}')
-        span, extra = None, []
+        span = None
         if trigger.kind == ALERT and self.settings.feedback_span:
             span = self._feedback_span()
             if span is not None:
                 trigger = Trigger(trigger.kind, {**trigger.detail, 'feedback_span': span})
-                extra = ['--max-auc-drop', f'{-CHALLENGER_MARGIN}']
+        # Whatever started it, a run on served traffic ships only a model that beats the serving one there.
+        extra = [f'--max-auc-drop={-CHALLENGER_MARGIN}'] if _latest_is_feedback(self.settings.data_root) else []
         command = [os.path.join(os.path.dirname(sys.executable), 'taxi-pipeline'), 'run',
                    '--workspace', self.settings.workspace, '--data-root', self.settings.data_root,
                    '--trigger', trigger.kind, '--trigger-detail', json.dumps(trigger.detail, sort_keys=True),
@@ -169,6 +170,13 @@ class Scheduler:
                          f'{self.settings.policy.cooldown_seconds:.0f} s)'
                          + (', retraining on a feedback span' if self.settings.feedback_span else ''))
         return parts + [f'checked every {self.settings.poll_seconds:g} s']
+
+
+def _latest_is_feedback(data_root: str) -> bool:
+    from monitoring.feedback_span import MANIFEST
+    from pipeline import data
+    spans = data.span_dirs(data_root)
+    return bool(spans) and os.path.exists(os.path.join(spans[-1][1], MANIFEST))
 
 
 def _utcnow():

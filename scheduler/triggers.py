@@ -1,7 +1,8 @@
 """When a run is due, and why: plain decisions over the data root and ML Metadata.
 
 - A new span: the data root's latest span is newer than any span a run has
-  ingested (ExampleGen's Examples artifacts carry their span).
+  ingested (ExampleGen's Examples artifacts carry their span). A span whose run
+  failed after ingesting it (bad data stops at the gate) is not retried in a loop.
 - Alerts: monitoring passes recorded in ML Metadata (monitoring/metadata_record.py)
   that raised alerts of the watched kinds after the last run started. However
   many there are (an alert storm), they make one trigger that names them all,
@@ -47,9 +48,9 @@ def last_run_started_ms(store) -> int:
 
 
 def trained_span(store) -> Optional[int]:
-    """The newest span any run ingested (ExampleGen's Examples carry `span`)."""
-    spans = [a.properties['span'].int_value for a in (store.get_artifacts_by_type('Examples') if store else [])
-             if 'span' in a.properties]
+    """The newest span any run ingested (ExampleGen's Examples carry a `span` custom property)."""
+    spans = [a.custom_properties['span'].int_value for a in (store.get_artifacts_by_type('Examples') if store else [])
+             if 'span' in a.custom_properties]
     return max(spans, default=None)
 
 

@@ -22,10 +22,9 @@ def store(tmp_path):
 
 def _trained(store, span):
     """What a run that ingested `span` leaves: its run context and ExampleGen's Examples."""
-    type_id = store.put_artifact_type(metadata_store_pb2.ArtifactType(
-        name='Examples', properties={'span': metadata_store_pb2.INT}), can_add_fields=True)
+    type_id = store.put_artifact_type(metadata_store_pb2.ArtifactType(name='Examples'))
     artifact = metadata_store_pb2.Artifact(type_id=type_id, uri=f'/examples/{span}')
-    artifact.properties['span'].int_value = span
+    artifact.custom_properties['span'].int_value = span  # as CsvExampleGen records it
     store.put_artifacts([artifact])
     run_type = store.put_context_type(metadata_store_pb2.ContextType(name='pipeline_run'))
     store.put_contexts([metadata_store_pb2.Context(type_id=run_type, name=f'run-{time.time_ns()}')])
