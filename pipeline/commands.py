@@ -210,7 +210,7 @@ def compile_command(args) -> int:
     return 0
 
 
-def _parse_params(items) -> dict:
+def parse_params(items) -> dict:
     params = {}
     for item in items:
         key, sep, value = item.partition('=')
@@ -230,7 +230,7 @@ def submit_command(args) -> int:
     if args.cron or args.interval_seconds:
         schedule = kubeflow_submit.Schedule(args.schedule_name, cron=args.cron, interval_seconds=args.interval_seconds)
     # Checked and typed before connecting: a name the spec does not declare uploads nothing.
-    params = kubeflow_submit.typed_parameters(args.package, _parse_params(args.param))
+    params = kubeflow_submit.typed_parameters(args.package, parse_params(args.param))
     client = kubeflow_submit.connect(args.host, token=args.token, namespace=args.namespace)
     kubeflow_submit.submit(client, args.package, args.pipeline_name, args.version, args.experiment,
                            run_name=args.run, params=params, schedule=schedule)

@@ -93,6 +93,43 @@ def connect(host: str, token: Optional[str] = None, namespace: str = 'kubeflow')
     return _call(f'connecting to {host}', kfp.Client, host=host, existing_token=token, namespace=namespace)
 
 
+def _experiment(client: kfp.Client, name: str, emit_line: Callable[[str], None]):
+    try:
+        return client.get_experiment(experiment_name=name)
+    except ValueError:  # the SDK's "no experiment with this name"
+        experiment = _call('creating the experiment', client.create_experiment, name)
+        emit_line(f'Created experiment {name}')
+        return experiment
+    except Exception as e:
+        raise _explain('looking up the experiment', e) from e
+
+
+def start_run(client: kfp.Client, package_path: str, pipeline_name: str, experiment_name: str, run_name: str,
+              params: Optional[Dict[str, object]] = None, version_name: Optional[str] = None,
+              emit_line: Callable[[str], None] = print) -> str:
+    """Starts a run of an uploaded version (the newest, or `version_name`) of the pipeline; its run id.
+
+    What triggers use: CI uploads the versions (`submit`), a trigger only runs one. The
+    parameters are typed and checked against `package_path`, the spec CI uploads.
+    """
+    params = typed_parameters(package_path, params or {})
+    pipeline_id = _call('looking up the pipeline', client.get_pipeline_id, pipeline_name)
+    if pipeline_id is None:
+        raise SubmitError(f'no pipeline {pipeline_name!r} on the cluster: upload it first (`taxi-pipeline submit`, '
+                          'which CI runs on every push)')
+    versions = _call('listing the pipeline versions', client.list_pipeline_versions, pipeline_id, page_size=100,
+                     sort_by='created_at desc').pipeline_versions or []
+    chosen = next((v for v in versions if version_name in (None, v.display_name)), None)
+    if chosen is None:
+        raise SubmitError(f'pipeline {pipeline_name!r} has no version {version_name!r}' if version_name
+                          else f'pipeline {pipeline_name!r} has no version yet')
+    experiment = _experiment(client, experiment_name, emit_line)
+    run = _call('starting the run', client.run_pipeline, experiment.experiment_id, run_name, params=params,
+                pipeline_id=pipeline_id, version_id=chosen.pipeline_version_id)
+    emit_line(f'Started run {run_name} ({run.run_id}) of version {chosen.display_name}')
+    return run.run_id
+
+
 def submit(client: kfp.Client, package_path: str, pipeline_name: str, version_name: str, experiment_name: str,
            run_name: Optional[str] = None, params: Optional[Dict[str, object]] = None,
            schedule: Optional[Schedule] = None, emit_line: Callable[[str], None] = print) -> SubmitResult:
@@ -111,13 +148,7 @@ def submit(client: kfp.Client, package_path: str, pipeline_name: str, version_na
                     pipeline_version_name=version_name, pipeline_id=pipeline_id)
     emit_line(f'Uploaded version {version_name} ({version.pipeline_version_id})')
 
-    try:
-        experiment = client.get_experiment(experiment_name=experiment_name)
-    except ValueError:  # the SDK's "no experiment with this name"
-        experiment = _call('creating the experiment', client.create_experiment, experiment_name)
-        emit_line(f'Created experiment {experiment_name}')
-    except Exception as e:
-        raise _explain('looking up the experiment', e) from e
+    experiment = _experiment(client, experiment_name, emit_line)
     result = SubmitResult(pipeline_id, version.pipeline_version_id, experiment.experiment_id)
 
     if run_name:

@@ -26,6 +26,19 @@ def register(commands: argparse._SubParsersAction, default_workspace: str) -> No
                           '(for cron or CI); exit code: the run\'s, 0 if nothing was due')
     schedule.add_argument('--run-arg', action='append', default=[], metavar='ARG',
                           help='passed to every `taxi-pipeline run`, e.g. --run-arg=--train-steps=200')
+    kubeflow = schedule.add_argument_group(
+        'on Kubeflow', 'start runs of the newest uploaded pipeline version instead of running here; triggers read '
+        "the cluster's ML Metadata (the monitor CronJob records there) and a gs:// data root")
+    kubeflow.add_argument('--kubeflow-host', default=os.environ.get('KFP_HOST'), help='KFP API endpoint')
+    kubeflow.add_argument('--kubeflow-token', default=os.environ.get('KFP_TOKEN'), help='bearer token (env KFP_TOKEN)')
+    kubeflow.add_argument('--kubeflow-namespace', default=os.environ.get('KFP_NAMESPACE', 'kubeflow'))
+    kubeflow.add_argument('--package', default=os.path.join('kfp', 'chicago_taxi_pipeline.yaml'),
+                          help='the spec CI uploads; run parameters are checked against it (default: %(default)s)')
+    kubeflow.add_argument('--experiment', default='continuous-training', help='(default: %(default)s)')
+    kubeflow.add_argument('--param', action='append', default=[], metavar='KEY=VALUE',
+                          help='a run parameter the spec declares, e.g. data_root=gs://bucket/data')
+    kubeflow.add_argument('--metadata-grpc', metavar='HOST:PORT',
+                          help="the cluster's ML Metadata service, e.g. metadata-grpc-service.kubeflow:8080")
     schedule.set_defaults(handler=schedule_command)
 
     demo = commands.add_parser('demo', help='play the continuous-training loop on this machine in a few minutes: '
@@ -47,10 +60,25 @@ def schedule_command(args) -> int:
             raise ValueError(f'--cron {args.cron!r} is not a crontab expression (minute hour day month weekday): '
                              f'{e}') from None
     workspace = os.path.abspath(args.workspace)
+    kubeflow = None
+    if args.kubeflow_host:
+        from pipeline.commands import parse_params
+        from pipeline.config import PIPELINE_NAME
+        if args.feedback_span:
+            raise ValueError('--feedback-span writes a span on this machine; with --kubeflow-host, export feedback to '
+                             'the cluster\'s data root with `taxi-pipeline feedback-span --data-root` instead')
+        if not os.path.isfile(args.package):
+            raise ValueError(f'no compiled pipeline at {args.package}; run `taxi-pipeline compile` first')
+        kubeflow = service.KubeflowTarget(args.kubeflow_host, args.package, PIPELINE_NAME, args.experiment,
+                                          args.kubeflow_token, args.kubeflow_namespace,
+                                          tuple(parse_params(args.param).items()), args.metadata_grpc)
+    data_root = args.data_root or os.path.join(workspace, 'data')
     settings = service.Settings(
-        workspace=workspace, data_root=os.path.abspath(args.data_root or os.path.join(workspace, 'data')),
+        workspace=workspace, data_root=data_root if '://' in data_root else os.path.abspath(data_root),
         policy=triggers.Policy(watch_spans=not args.no_span_trigger, on_alerts=not args.no_alert_trigger,
-                               cooldown_seconds=parse_duration(args.cooldown, '--cooldown')),
+                               cooldown_seconds=parse_duration(args.cooldown, '--cooldown'),
+                               run_context_type='system.PipelineRun' if kubeflow else 'pipeline_run'),
+        kubeflow=kubeflow,
         cron=args.cron, poll_seconds=parse_duration(args.poll, '--poll'), feedback_span=args.feedback_span,
         request_log_dir=args.request_log_dir or os.path.join(workspace, 'request_logs'),
         feedback_dir=args.feedback_dir or os.path.join(workspace, 'feedback'), run_args=tuple(args.run_arg))

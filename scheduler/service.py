@@ -1,5 +1,6 @@
 """The long-running scheduler: APScheduler fires the checks and the cron schedule; runs
-are `taxi-pipeline run` child processes, one at a time.
+are `taxi-pipeline run` child processes, one at a time, or, with a Kubeflow target,
+runs of the uploaded pipeline started through the kfp Client (`submit`'s code).
 
 A run in its own process: a crash or a leak in one run (TensorFlow, Beam) cannot take
 the scheduler down, and the workspace lock keeps it from ever overlapping a run
@@ -26,12 +27,28 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from monitoring import metadata_record
 from pipeline.run_trigger import ALERT, SCHEDULE, Trigger
 from scheduler import triggers
 
 # Retraining on feedback: the challenger must beat the serving model on that traffic, not
 # merely come close (the Evaluator's change threshold: AUC at least this much higher).
 CHALLENGER_MARGIN = 1e-6
+
+
+@dataclasses.dataclass(frozen=True)
+class KubeflowTarget:
+    """Where triggered runs go instead of this machine: the newest uploaded version of the pipeline."""
+
+    host: str
+    package: str  # the spec CI uploads: run parameters are checked and typed against it
+    pipeline_name: str
+    experiment: str
+    token: Optional[str] = None
+    namespace: str = 'kubeflow'
+    params: tuple = ()  # of (name, value)
+    # The cluster's ML Metadata, where runs and monitoring passes are recorded (triggers read it).
+    metadata_grpc: Optional[str] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +66,7 @@ class Settings:
     run_args: tuple = ()
     # How long a triggered run waits for a run started by hand to release the workspace.
     wait_seconds: float = 3600.0
+    kubeflow: Optional[KubeflowTarget] = None
 
     @property
     def metadata_path(self) -> str:
@@ -74,8 +92,10 @@ class Scheduler:
 
     def check(self) -> Optional[Outcome]:
         """Runs the pipeline if a trigger is due; the run's outcome, or None."""
-        decision = triggers.due(triggers.open_store(self.settings.metadata_path), self.settings.data_root,
-                                self.settings.policy, int(time.time() * 1000))
+        kubeflow = self.settings.kubeflow
+        store = (metadata_record.connect(grpc_address=kubeflow.metadata_grpc) if kubeflow and kubeflow.metadata_grpc
+                 else triggers.open_store(self.settings.metadata_path))
+        decision = triggers.due(store, self.settings.data_root, self.settings.policy, int(time.time() * 1000))
         if decision.trigger is None:
             if decision.note != 'nothing due':
                 self.emit_line(f'{_now()} {decision.note}')
@@ -86,6 +106,8 @@ class Scheduler:
         if self._stopping.is_set():
             return Outcome(trigger, -1)
         self.emit_line(f'{_now()} run due: {trigger.describe()}')
+        if self.settings.kubeflow is not None:
+            return self._run_on_kubeflow(trigger)
         span = None
         if trigger.kind == ALERT and self.settings.feedback_span:
             span = self._feedback_span()
@@ -104,6 +126,23 @@ class Scheduler:
         self._child = None
         self.emit_line(f'{_now()} run ' + ('succeeded' if code == 0 else f'FAILED (exit {code}); scheduling goes on'))
         outcome = Outcome(trigger, code, span)
+        self.outcomes.append(outcome)
+        return outcome
+
+    def _run_on_kubeflow(self, trigger: Trigger) -> Outcome:
+        """A run of the newest uploaded version, named for its trigger (the detail is in this log)."""
+        from pipeline import kubeflow_submit
+        target = self.settings.kubeflow
+        run_name = f'{target.pipeline_name}-{trigger.kind}-{time.strftime("%Y%m%d-%H%M%S", time.gmtime())}'
+        try:
+            client = kubeflow_submit.connect(target.host, token=target.token, namespace=target.namespace)
+            kubeflow_submit.start_run(client, target.package, target.pipeline_name, target.experiment, run_name,
+                                      dict(target.params), emit_line=lambda line: self.emit_line(f'  | {line}'))
+            code = 0
+        except (kubeflow_submit.SubmitError, ValueError) as e:
+            self.emit_line(f'{_now()} run FAILED to start on Kubeflow: {e}; scheduling goes on')
+            code = 1
+        outcome = Outcome(trigger, code)
         self.outcomes.append(outcome)
         return outcome
 

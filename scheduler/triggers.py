@@ -19,7 +19,6 @@ import os
 from typing import List, Optional, Tuple
 
 from ml_metadata import metadata_store
-from ml_metadata.proto import metadata_store_pb2
 
 from monitoring import metadata_record
 from pipeline import data, run_summary
@@ -36,21 +35,25 @@ class Policy:
     on_alerts: bool = True
     alert_kinds: Tuple[str, ...] = RETRAIN_ALERTS
     cooldown_seconds: float = 6 * 3600
+    # The context type of a run: LocalDagRunner's, or Kubeflow Pipelines v2's ('system.PipelineRun').
+    run_context_type: str = 'pipeline_run'
+
 
 
 def open_store(metadata_path: str) -> Optional[metadata_store.MetadataStore]:
     return run_summary.open_store(metadata_path) if os.path.exists(metadata_path) else None
 
 
-def last_run_started_ms(store) -> int:
-    runs = store.get_contexts_by_type('pipeline_run') if store else []
+def last_run_started_ms(store, context_type: str = 'pipeline_run') -> int:
+    runs = store.get_contexts_by_type(context_type) if store else []
     return max((c.create_time_since_epoch for c in runs), default=0)
 
 
 def trained_span(store) -> Optional[int]:
     """The newest span any run ingested (ExampleGen's Examples carry a `span` custom property)."""
-    spans = [a.custom_properties['span'].int_value for a in (store.get_artifacts_by_type('Examples') if store else [])
-             if 'span' in a.custom_properties]
+    # 'tfx.Examples' is the type's name in Kubeflow Pipelines v2's metadata.
+    found = [a for name in ('Examples', 'tfx.Examples') for a in (store.get_artifacts_by_type(name) if store else [])]
+    spans = [a.custom_properties['span'].int_value for a in found if 'span' in a.custom_properties]
     return max(spans, default=None)
 
 
@@ -74,6 +77,16 @@ def pending_alerts(store, since_ms: int, kinds) -> List[dict]:
     return found
 
 
+def latest_span(data_root: str) -> Optional[int]:
+    """The newest span under a local or gs:// data root."""
+    if '://' not in data_root:
+        spans = data.span_dirs(data_root)
+        return spans[-1][0] if spans else None
+    import tensorflow as tf
+    names = [name.rstrip('/') for name in tf.io.gfile.listdir(data_root)] if tf.io.gfile.isdir(data_root) else []
+    return max((int(m.group(1)) for name in names if (m := data.SPAN_DIR.match(name))), default=None)
+
+
 @dataclasses.dataclass(frozen=True)
 class Decision:
     trigger: Optional[Trigger]
@@ -84,12 +97,11 @@ class Decision:
 def due(store, data_root: str, policy: Policy, now_ms: int) -> Decision:
     """The trigger of the run due now, if any."""
     if policy.watch_spans:
-        spans = data.span_dirs(data_root)
-        latest, trained = (spans[-1][0] if spans else None), trained_span(store)
+        latest, trained = latest_span(data_root), trained_span(store)
         if latest is not None and (trained is None or latest > trained):
             return Decision(Trigger(NEW_SPAN, {'span': latest, 'last_trained_span': trained}))
     if policy.on_alerts:
-        last_ms = last_run_started_ms(store)
+        last_ms = last_run_started_ms(store, policy.run_context_type)
         alerts = pending_alerts(store, last_ms, policy.alert_kinds)
         if alerts:
             wait = last_ms / 1000 + policy.cooldown_seconds - now_ms / 1000

@@ -115,6 +115,13 @@ class FakeKfpApi:
                              status='ENABLED')
             self.recurring_runs[recurring['recurring_run_id']] = recurring
             return 200, recurring
+        if request.method == 'GET' and request.path.startswith(f'{API}/pipelines/') and \
+                request.path.endswith('/versions'):
+            pipeline_id = request.path.split('/')[-2]
+            found = [v for v in self.versions.values() if v['pipeline_id'] == pipeline_id]
+            if q.get('sort_by', '').endswith('desc'):
+                found.reverse()  # created in this order; every created_at is the same here
+            return 200, {'pipeline_versions': found, 'total_size': len(found)}
         if request.method == 'DELETE' and request.path.startswith(f'{API}/recurringruns/'):
             run_id = request.path.rsplit('/', 1)[1]
             if self.recurring_runs.pop(run_id, None) is None:
