@@ -21,6 +21,8 @@ COPY serving/ serving/
 COPY monitoring/ monitoring/
 COPY scheduler/ scheduler/
 COPY cli/ cli/
+# The compiled spec, for the trigger CronJob: run parameters are checked against it.
+COPY kfp/ kfp/
 # The operator's commands need two libraries the TFX image lacks: the scheduler's
 # and the metrics client (pinned as in constraints.txt).
 RUN pip install --no-cache-dir APScheduler==3.10.4 prometheus_client==0.26.0
