@@ -37,12 +37,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import tensorflow as tf
-from scipy.spatial import distance
 import tensorflow_data_validation as tfdv
 from tensorflow_data_validation.statistics import stats_impl
 from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
 
-from components.drift_check import FeatureDrift, compare, measured
+from components.drift_check import FeatureDrift, compare, divergence, measured, quantile_buckets
 from components.trainer import SCHEMA_FILE, TRAINING_STATISTICS_FILE
 from monitoring import live_metrics, request_logs
 from serving import feedback as feedback_lib
@@ -115,48 +114,9 @@ def _statistics(table: pa.Table, schema: schema_pb2.Schema) -> statistics_pb2.Da
     return stats_impl.generate_statistics_in_memory(batch, tfdv.StatsOptions(schema=schema))
 
 
-@dataclasses.dataclass(frozen=True)
-class Buckets:
-    """A numeric feature's training quantile buckets: upper-inclusive, (edge[i-1], edge[i]], as
-    TFDV's are, with the share of training examples in each (not 1/N: a value many examples share,
-    like 0 miles, collapses several quantiles into one bucket)."""
-
-    inner: np.ndarray
-    training: np.ndarray
-
-    def shares(self, values: np.ndarray) -> np.ndarray:
-        counts = np.bincount(np.searchsorted(self.inner, values, side='left'), minlength=len(self.inner) + 1)
-        return counts / max(counts.sum(), 1)
-
-    def labels(self) -> List[str]:
-        edges = [f'{e:.4g}' for e in self.inner]
-        return ([f'<= {edges[0]}'] + [f'{low}..{high}' for low, high in zip(edges, edges[1:])]
-                + [f'> {edges[-1]}'])
-
-
-def _quantile_edges(training: statistics_pb2.DatasetFeatureStatisticsList) -> Dict[str, Buckets]:
-    """Per numeric feature, the training data's quantile buckets."""
-    edges = {}
-    for feature in training.datasets[0].features:
-        histogram = next((h for h in feature.num_stats.histograms if h.type == statistics_pb2.Histogram.QUANTILES),
-                         None) if feature.HasField('num_stats') else None
-        if histogram is not None and len(histogram.buckets) > 1:
-            inner = np.unique([b.high_value for b in histogram.buckets[:-1]])
-            counts = np.zeros(len(inner) + 1)
-            for bucket in histogram.buckets:
-                counts[np.searchsorted(inner, bucket.high_value, side='left')] += bucket.sample_count
-            edges[feature.path.step[0]] = Buckets(inner, counts / max(counts.sum(), 1))
-    return edges
-
-
 def _values(table: pa.Table, name: str) -> np.ndarray:
     values = pc.list_flatten(table.column(name).combine_chunks()).to_numpy(zero_copy_only=False)
     return values[np.isfinite(values)] if values.dtype.kind == 'f' else values
-
-
-def _divergence(p: np.ndarray, q: np.ndarray) -> float:
-    """Jensen-Shannon divergence, base 2 (scipy returns its square root, the distance)."""
-    return float(distance.jensenshannon(p, q, base=2) ** 2) if p.sum() and q.sum() else 0.0
 
 
 def _numeric_comparisons(comparator: str, schema, edges, current: pa.Table, reference) -> Dict[str, FeatureDrift]:
@@ -170,14 +130,14 @@ def _numeric_comparisons(comparator: str, schema, edges, current: pa.Table, refe
             continue
         buckets = edges[feature.name]
         expected = buckets.shares(_values(reference, feature.name)) if reference is not None else buckets.training
-        value = _divergence(expected, buckets.shares(_values(current, feature.name)))
+        value = divergence(expected, buckets.shares(_values(current, feature.name)))
         threshold = measure.jensen_shannon_divergence.threshold
         found[feature.name] = FeatureDrift(feature.name, 'Jensen-Shannon divergence (training quantile buckets)',
                                            value, f'{threshold:g}', value > threshold)
     return found
 
 
-def _bucket_shares(edges: Dict[str, np.ndarray], window: pa.Table) -> Dict[str, Dict[str, tuple]]:
+def _bucket_shares(edges: Dict, window: pa.Table) -> Dict[str, Dict[str, tuple]]:
     """Per numeric feature: {bucket label: (training share, served share)} over the training quantile buckets."""
     shares = {}
     for name, buckets in edges.items():
@@ -358,7 +318,7 @@ def monitor(settings: Settings) -> Pass:
         if not window.num_rows and live is None:
             continue
         serving = _statistics(window, schema) if window.num_rows else None
-        edges = _quantile_edges(training) if training is not None else {}
+        edges = quantile_buckets(training) if training is not None else {}
         skew = _skew(training, serving, schema, edges, window) if training is not None and serving else []
         drift, prediction_drift = [], None
         prediction_schema = _prediction_schema(settings.prediction_key)
