@@ -17,10 +17,8 @@ the throughput ratio includes the gateway's CPU use, as it would in a pod.
 """
 
 import argparse
-import http.client
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,12 +31,11 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
 warnings.simplefilter('ignore')
 
-import grpc  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc  # noqa: E402
+from tensorflow_serving.apis import predict_pb2  # noqa: E402
 
-from serving_benchmark import free_port, throughput, timed  # noqa: E402  (same directory)
+from serving_benchmark import free_port, grpc_caller, rest_caller, throughput, timed  # noqa: E402  (same directory)
 
 VENV_BIN = os.path.dirname(sys.executable)
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -116,27 +113,6 @@ class Serve:
         self.proc.wait(timeout=60)
 
 
-def rest_caller(port, path, body):
-    conn = http.client.HTTPConnection('127.0.0.1', port)
-    conn.connect()
-    conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    headers = {'Content-Type': 'application/json'}
-
-    def call():
-        conn.request('POST', path, body, headers)
-        response = conn.getresponse()
-        payload = response.read()
-        if response.status != 200:
-            raise RuntimeError(payload[:200])
-        return payload
-    return call
-
-
-def grpc_caller(port, request):
-    stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(f'127.0.0.1:{port}'))
-    return lambda: stub.Predict(request, timeout=30)
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--model-base-path', default=os.path.join(REPO, 'workspace', 'serving_model', 'chicago-taxi'))
@@ -165,7 +141,7 @@ def main():
                         *logging_args)
         path = f'/v1/models/{workload.model_name}:predict'
         targets = {'direct': server, 'gateway': gateway}
-        rest = {name: (lambda s=s: rest_caller(s.rest_port, path, workload.rest_body)) for name, s in targets.items()}
+        rest = {name: (lambda s=s: rest_caller(s.rest_port, workload.rest_body, path)) for name, s in targets.items()}
         grpc_ = {name: (lambda s=s: grpc_caller(s.grpc_port, workload.grpc_request)) for name, s in targets.items()}
         # The same answer both ways, or the comparison means nothing.
         assert json.loads(rest['direct']()()) == json.loads(rest['gateway']()())

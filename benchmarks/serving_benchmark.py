@@ -136,11 +136,11 @@ def server_side(rest_port, protocol, measure):
     return result, (bucket_quantile(before, after, 0.5), bucket_quantile(before, after, 0.99))
 
 
-def rest_caller(port, body):
+def rest_caller(port, body, path=f'/v1/models/{MODEL_NAME}:predict'):
+    """A function that POSTs `body` over one kept-alive connection and returns the answer's bytes."""
     conn = http.client.HTTPConnection('127.0.0.1', port)
     conn.connect()
     conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    path = f'/v1/models/{MODEL_NAME}:predict'
     headers = {'Content-Type': 'application/json'}
 
     def call():
@@ -149,6 +149,7 @@ def rest_caller(port, body):
         payload = response.read()
         if response.status != 200:
             raise RuntimeError(payload[:200])
+        return payload
     return call
 
 
