@@ -20,10 +20,7 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
-import threading
 import warnings
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
@@ -35,9 +32,9 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from tensorflow_serving.apis import predict_pb2  # noqa: E402
 
-from serving_benchmark import free_port, grpc_caller, rest_caller, throughput, timed  # noqa: E402  (same directory)
+from serving_benchmark import (ServerProcess, grpc_caller, rest_caller, throughput,  # noqa: E402  (same folder)
+                               timed)
 
-VENV_BIN = os.path.dirname(sys.executable)
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -90,29 +87,6 @@ def toy_workload(directory):
                     {'x': np.array([1.5], np.float32), 'unit': np.array([b'm'], dtype=object)})
 
 
-class Serve:
-    """`taxi-pipeline serve ...` in its own process, on free ports; ready once it prints its banner."""
-
-    def __init__(self, *args):
-        self.rest_port, self.grpc_port = free_port(), free_port()
-        command = [os.path.join(VENV_BIN, 'taxi-pipeline'), 'serve', '--rest-port', str(self.rest_port),
-                   '--grpc-port', str(self.grpc_port), *args]
-        self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        output = []
-        for line in self.proc.stdout:
-            output.append(line)
-            if 'Press Ctrl-C' in line:
-                break
-        else:
-            raise RuntimeError(f'{" ".join(command)} did not start (exit {self.proc.wait()}): {"".join(output[-5:])}')
-        self.banner = ''.join(output)
-        threading.Thread(target=lambda: [None for _ in self.proc.stdout], daemon=True).start()
-
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait(timeout=60)
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--model-base-path', default=os.path.join(REPO, 'workspace', 'serving_model', 'chicago-taxi'))
@@ -133,11 +107,11 @@ def main():
           f'requests each, throughput over {args.seconds:.0f} s with 1 and {args.clients} clients; gateway request '
           f'log {"off" if args.no_request_log else "on"}')
 
-    server = Serve('--model-base-path', workload.base_path)
+    server = ServerProcess('--model-base-path', workload.base_path)
     gateway = None
     try:
         logging_args = [] if args.no_request_log else ['--request-log-dir', os.path.join(scratch, 'request_log')]
-        gateway = Serve('--upstream', f'127.0.0.1:{server.grpc_port}', '--model-base-path', workload.base_path,
+        gateway = ServerProcess('--upstream', f'127.0.0.1:{server.grpc_port}', '--model-base-path', workload.base_path,
                         *logging_args)
         path = f'/v1/models/{workload.model_name}:predict'
         targets = {'direct': server, 'gateway': gateway}

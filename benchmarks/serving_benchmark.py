@@ -78,20 +78,21 @@ def free_port():
 
 
 class ServerProcess:
-    def __init__(self, base_path, batching_file=None):
+    """`taxi-pipeline serve ARGS...` on free ports, in its own process; returns once it serves."""
+
+    def __init__(self, *args):
         self.rest_port, self.grpc_port = free_port(), free_port()
-        cmd = [os.path.join(VENV_BIN, 'taxi-pipeline'), 'serve', '--model-base-path', base_path,
-               '--rest-port', str(self.rest_port), '--grpc-port', str(self.grpc_port)]
-        if batching_file:
-            cmd += ['--enable-batching', '--batching-parameters-file', batching_file]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        command = [os.path.join(VENV_BIN, 'taxi-pipeline'), 'serve', '--rest-port', str(self.rest_port),
+                   '--grpc-port', str(self.grpc_port), *args]
+        self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         output = []
         for line in self.proc.stdout:
             output.append(line)
             if 'Press Ctrl-C' in line:
                 break
         else:
-            raise RuntimeError(f'the server did not start (exit {self.proc.wait()}): {"".join(output[-5:])}')
+            raise RuntimeError(f'{" ".join(command)} did not start (exit {self.proc.wait()}): {"".join(output[-5:])}')
+        self.banner = ''.join(output)
         threading.Thread(target=lambda: [None for _ in self.proc.stdout], daemon=True).start()
 
     def stop(self):
@@ -231,7 +232,8 @@ def main():
                                'instances': [contract.to_raw_instance(r) for r in rows[:100]]})
     single_grpc, hundred_grpc, thousand_grpc = grpc_request(rows[:1]), grpc_request(rows[:100]), grpc_request(rows)
     for batching in (False, True):
-        server = ServerProcess(base_path, args.batching_parameters_file if batching else None)
+        server = ServerProcess('--model-base-path', base_path, *(
+            ['--enable-batching', '--batching-parameters-file', args.batching_parameters_file] if batching else []))
         tag = 'batching' if batching else 'no batching'
         try:
             for repeat in range(args.repeats):

@@ -3,16 +3,14 @@ and the Pusher pushes, in the pipeline image, never two at once, and an alert
 fails its Job without a retry. Parsers only: no cluster, no network."""
 
 import os
-import subprocess
 
 import pytest
 import yaml
 
 from cli import main as cli
 from monitoring import commands as monitoring_commands
-from support.repo_files import REPO, makefile_default
+from support.repo_files import REPO, kustomized, makefile_default
 
-MONITORING = os.path.join(REPO, 'monitoring')
 
 
 def _docs(*parts):
@@ -22,10 +20,7 @@ def _docs(*parts):
 
 @pytest.fixture(scope='module')
 def rendered():
-    # kubectl's built-in kustomize runs locally; it needs no cluster.
-    out = subprocess.run(['kubectl', 'kustomize', MONITORING], capture_output=True, text=True, timeout=30,
-                         check=True)
-    return {(d['kind'], d['metadata']['name']): d for d in yaml.safe_load_all(out.stdout)}
+    return kustomized('monitoring')
 
 
 @pytest.fixture(scope='module')

@@ -2,7 +2,6 @@
 ML Metadata, over the data root the pipeline reads, with the spec the image carries."""
 
 import os
-import subprocess
 
 import pytest
 import yaml
@@ -11,14 +10,12 @@ from dockerfile_parse import DockerfileParser
 from cli import main as cli
 from pipeline.config import IMAGE_PROJECT_DIR
 from scheduler import commands as scheduler_commands
-from support.repo_files import REPO, makefile_default
+from support.repo_files import REPO, kustomized, makefile_default
 
 
 @pytest.fixture(scope='module')
 def rendered():
-    out = subprocess.run(['kubectl', 'kustomize', os.path.join(REPO, 'scheduler')], capture_output=True, text=True,
-                         timeout=30, check=True)
-    return {(d['kind'], d['metadata']['name']): d for d in yaml.safe_load_all(out.stdout)}
+    return kustomized('scheduler')
 
 
 @pytest.fixture(scope='module')

@@ -34,6 +34,7 @@ from serving import METRICS_PATH, labels
 from serving.batching import BatchingOptions
 from serving.client import GrpcClient, RestClient, ServerUnavailable, ServingClientError
 from serving.server import ModelServer, ServerSettings
+from support.polling import free_port, wait_for
 from support.samples import SAMPLE_ROWS, as_dicts, write_csv
 from taxi_model import contract
 
@@ -46,22 +47,6 @@ def _copy_version(source, base_path, version):
     target = os.path.join(base_path, str(version))
     shutil.copytree(source, target)
     return target
-
-
-def _wait_for(condition, timeout=30.0, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError('timed out waiting for the server')
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 def _predict(client, rows, signature=contract.PREDICT_RAW, **target):
@@ -291,9 +276,9 @@ def test_bad_grpc_requests_get_tf_servings_code(grpc_client, held_out_rows, chan
 
 def test_an_unreachable_server_is_reported_as_unavailable():
     with pytest.raises(ServerUnavailable):
-        RestClient('127.0.0.1', _free_port(), model_name=MODEL_NAME).status()
+        RestClient('127.0.0.1', free_port(), model_name=MODEL_NAME).status()
     with pytest.raises(ServerUnavailable):
-        _predict(GrpcClient('127.0.0.1', _free_port(), model_name=MODEL_NAME, timeout=2), [{}])
+        _predict(GrpcClient('127.0.0.1', free_port(), model_name=MODEL_NAME, timeout=2), [{}])
 
 
 def test_failed_requests_are_counted_and_made_up_names_never_become_labels(server, rest, grpc_client, held_out_rows):
@@ -363,7 +348,7 @@ def test_new_version_swaps_in_under_load_without_a_failed_request_and_corrupt_on
     _copy_version(source, base, version)
     with ModelServer(_settings(base)) as server, LoadGenerator(server, held_out_rows) as load:
         watcher = RestClient('127.0.0.1', server.rest_port, model_name=MODEL_NAME)
-        _wait_for(lambda: load.count > 20)
+        wait_for(lambda: load.count > 20)
         # Push v+1 the way the Pusher does: files one by one, saved_model.pb
         # last, and here even that in two slow halves.
         new = base / str(version + 1)
@@ -376,18 +361,18 @@ def test_new_version_swaps_in_under_load_without_a_failed_request_and_corrupt_on
             time.sleep(0.5)
             assert version + 1 not in _status(watcher)  # never tried while half written
             f.write(graph[len(graph) // 2:])
-        _wait_for(lambda: load.versions and load.versions[-1] == version + 1)
+        wait_for(lambda: load.versions and load.versions[-1] == version + 1)
         served_before = load.count
-        _wait_for(lambda: load.count > served_before + 20)
+        wait_for(lambda: load.count > served_before + 20)
 
         # A corrupt v+2 fails to load, is reported, and v+1 keeps serving.
         corrupt = base / str(version + 2)
         shutil.copytree(source, corrupt, ignore=shutil.ignore_patterns('saved_model.pb'))
         (corrupt / 'saved_model.pb').write_bytes(b'not a SavedModel')
-        status = _wait_for(lambda: _status(watcher).get(version + 2)
+        status = wait_for(lambda: _status(watcher).get(version + 2)
                            if _status(watcher).get(version + 2, {}).get('state') == 'END' else None)
         served_before = load.count
-        _wait_for(lambda: load.count > served_before + 20)
+        wait_for(lambda: load.count > served_before + 20)
         load_failures = _metric_total(server, 'tfserving_model_load_failures_total', model_name=MODEL_NAME)
         final = _status(watcher)
         watcher.close()
@@ -427,13 +412,13 @@ def test_labels_from_a_model_config_route_requests_and_follow_its_changes(pushed
 
         # Promote the canary: one step, as it is loaded.
         assert labels.set_labels(str(config), stable=version + 1) == frozenset()
-        _wait_for(lambda: [s['version'] for s in rest.status(label='stable')] == [str(version + 1)])
+        wait_for(lambda: [s['version'] for s in rest.status(label='stable')] == [str(version + 1)])
         assert _predict(client, rows, label='stable')[1] == version + 1
         with pytest.raises(ServingClientError) as error:
             _predict(rest, rows, label='canary')
         assert 'Unrecognized servable version label: canary' in error.value.message
         # The policy now names only the promoted version; the other is unloaded.
-        _wait_for(lambda: {v: s['state'] for v, s in _status(rest).items()} == {version: 'END',
+        wait_for(lambda: {v: s['state'] for v, s in _status(rest).items()} == {version: 'END',
                                                                                 version + 1: 'AVAILABLE'})
         client.close()
         rest.close()
@@ -501,7 +486,7 @@ def test_request_log_holds_every_served_example_in_a_form_tfdv_reads(pushed, hel
 def test_cli_serves_and_predicts_a_csv(pushed, held_out_rows, expected, tmp_path, capsys):
     base = tmp_path / MODEL_NAME
     _copy_version(pushed[0], base, pushed[1])
-    rest_port, grpc_port = _free_port(), _free_port()
+    rest_port, grpc_port = free_port(), free_port()
     serve = subprocess.Popen(
         [os.path.join(os.path.dirname(sys.executable), 'taxi-pipeline'), 'serve', '--model-base-path', str(base),
          '--rest-port', str(rest_port), '--grpc-port', str(grpc_port)],
@@ -536,7 +521,7 @@ def test_cli_serves_and_predicts_a_csv(pushed, held_out_rows, expected, tmp_path
                                                            for r in held_out_rows[:2]])
         assert cli.main(['predict', bad, '--port', str(rest_port)]) == 2
         assert 'fare' in capsys.readouterr().err
-        assert cli.main(['predict', rows_csv, '--port', str(_free_port())]) == 1
+        assert cli.main(['predict', rows_csv, '--port', str(free_port())]) == 1
         assert 'UNAVAILABLE' in capsys.readouterr().err
         assert cli.main(['predict', str(tmp_path / 'missing.csv')]) == 2
         assert 'missing.csv' in capsys.readouterr().err

@@ -10,10 +10,8 @@ import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 
 import grpc
 import numpy as np
@@ -34,6 +32,7 @@ from serving.manager import VersionPolicy
 from serving.server import ModelServer, ModelSource, ServerSettings
 from serving.tensors import to_tensor_proto
 from serving.upstream import parse_address
+from support.polling import free_port, wait_for
 
 MODEL = 'scaler'
 SLOPES = {7: 2.0, 8: 3.0}  # version -> slope, so an answer tells which version gave it
@@ -92,22 +91,6 @@ def base_path(tmp_path_factory):
     for version, slope in SLOPES.items():
         _save(base, version, slope)
     return base
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
-def _wait_for(condition, timeout=30.0, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError('timed out')
 
 
 def _tf_serving(base_path, grpc_port=0, request_log_dir=None):
@@ -341,7 +324,7 @@ def _metric(server, name, **labels):
 
 
 def test_an_upstream_that_is_down_gets_503_naming_it_until_it_is_up(base_path, make_gateway):
-    port = _free_port()
+    port = free_port()
     address = f'127.0.0.1:{port}'
     gateway = make_gateway(address)
     response = _rest(gateway, 'POST', f'{PATH}:predict', ROWS)
@@ -357,10 +340,10 @@ def test_an_upstream_that_is_down_gets_503_naming_it_until_it_is_up(base_path, m
     assert _metric(gateway, 'tfserving_upstream_connected') == 0
 
     with _tf_serving(base_path, grpc_port=port):
-        recovered = _wait_for(lambda: (r := _rest(gateway, 'POST', f'{PATH}:predict', ROWS)).status_code == 200 and r)
+        recovered = wait_for(lambda: (r := _rest(gateway, 'POST', f'{PATH}:predict', ROWS)).status_code == 200 and r)
         assert recovered.json() == {'predictions': [{'y': 4.0, 'unit_echo': 'm'}, {'y': 8.5, 'unit_echo': 'km'}]}
         assert _stubs(gateway.grpc_port)[0].Predict(_predict_request(), timeout=30).model_spec.version.value == 8
-        _wait_for(lambda: _metric(gateway, 'tfserving_upstream_connected') == 1)  # set by a connectivity callback
+        wait_for(lambda: _metric(gateway, 'tfserving_upstream_connected') == 1)  # set by a connectivity callback
 
 
 def test_metrics_count_by_answering_version_and_never_take_made_up_names(gateway):
@@ -435,9 +418,9 @@ def _start_cli(*args):
 
 
 def test_serve_upstream_says_what_it_fronts_and_serves_through_it(upstream, base_path, tmp_path):
-    rest_port = _free_port()
+    rest_port = free_port()
     process, started = _start_cli('--upstream', f'127.0.0.1:{upstream.grpc_port}', '--rest-port', str(rest_port),
-                                  '--grpc-port', str(_free_port()), '--model-base-path', str(base_path),
+                                  '--grpc-port', str(free_port()), '--model-base-path', str(base_path),
                                   '--request-log-dir', str(tmp_path / 'log'))
     try:
         assert f'upstream 127.0.0.1:{upstream.grpc_port}: connected' in started
@@ -449,9 +432,9 @@ def test_serve_upstream_says_what_it_fronts_and_serves_through_it(upstream, base
         assert process.wait(timeout=30) == 0
     assert tf.io.gfile.glob(str(tmp_path / 'log' / '*.tfrecord'))  # completed on shutdown
 
-    down = _free_port()
-    process, started = _start_cli('--upstream', f'127.0.0.1:{down}', '--rest-port', str(_free_port()),
-                                  '--grpc-port', str(_free_port()))
+    down = free_port()
+    process, started = _start_cli('--upstream', f'127.0.0.1:{down}', '--rest-port', str(free_port()),
+                                  '--grpc-port', str(free_port()))
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=30) == 0
     assert f'upstream 127.0.0.1:{down}: not answering yet' in started and '503 UNAVAILABLE' in started

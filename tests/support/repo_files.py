@@ -2,6 +2,9 @@
 
 import os
 import re
+import subprocess
+
+import yaml
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -15,3 +18,10 @@ def makefile_default(name: str) -> str:
         value = re.sub(r'\$\((\w+)\)', lambda m: defaults[m.group(1)], value)
     assert '$(' not in value
     return value
+
+
+def kustomized(directory: str) -> dict:
+    """What `kubectl kustomize` renders for `directory` (locally: no cluster), by (kind, name)."""
+    out = subprocess.run(['kubectl', 'kustomize', os.path.join(REPO, directory)], capture_output=True, text=True,
+                         timeout=30, check=True)
+    return {(d['kind'], d['metadata']['name']): d for d in yaml.safe_load_all(out.stdout) if d}
