@@ -11,14 +11,16 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 
 from pipeline.config import PIPELINE_NAME
-from serving import GRPC_PORT, REST_PORT
+from serving import GRPC_PORT, REST_PORT, TOKEN_ENV
 
 
 def _server_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('csv', help='CSV with a header of raw columns (extra columns, like tips, are ignored)')
-    parser.add_argument('--server', default='localhost', help='model server host (default: %(default)s)')
+    parser.add_argument('--server', default='localhost', help='model server host (default: %(default)s); one '
+                        f'started with --auth-tokens gets the bearer token in ${TOKEN_ENV}')
     parser.add_argument('--protocol', choices=['rest', 'grpc'], default='rest')
     parser.add_argument('--port', type=int, help=f'default: {REST_PORT} for REST, {GRPC_PORT} for gRPC')
     parser.add_argument('--model-name', default=PIPELINE_NAME, help='(default: %(default)s)')
@@ -66,7 +68,8 @@ def _answers(args, signature: str):
     if args.batch_size < 1:
         raise ValueError('--batch-size must be at least 1')
     rows = read_rows(args.csv, args.limit)
-    client = client_lib.connect(args.protocol, args.server, args.port, model_name=args.model_name)
+    client = client_lib.connect(args.protocol, args.server, args.port, model_name=args.model_name,
+                                token=os.environ.get(TOKEN_ENV) or None)
     try:
         for start in range(0, len(rows), args.batch_size):
             batch = rows[start:start + args.batch_size]

@@ -18,6 +18,14 @@ WARMUP_FILE = 'assets.extra/tf_serving_warmup_requests'
 # value ("nan", "negative" or "empty"); the request log then leaves such values
 # out, as a CSV or a tf.Example would. Not a TF Serving file: TF Serving ignores it.
 MISSING_VALUES_FILE = 'assets.extra/missing_values.json'
+# Signatures that explain a prediction rather than make one: calling them needs
+# the `explain` role, not `predict` (serving/access.py). The server knows no
+# model, so the convention lives here; the taxi model's `contract.EXPLAIN` is one.
+EXPLAIN_SIGNATURES = ('explain',)
+# Where `taxi-pipeline predict` and `explain` read the bearer token for a server
+# started with --auth-tokens: the environment, never a flag, whose value would
+# show in `ps` and the shell's history.
+TOKEN_ENV = 'TAXI_SERVING_TOKEN'
 # Where ground truth for served requests is POSTed (not a TF Serving API; see serving/feedback.py).
 FEEDBACK_PATH = '/v1/feedback'
 # The version labels the deployment uses for canary and rollback.

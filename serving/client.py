@@ -10,6 +10,8 @@ and the embedded server.
 
 Failures raise `ServingClientError` with TF Serving's canonical code and
 message; `ServerUnavailable` (a subclass) when the server cannot be reached.
+For a server started with --auth-tokens, pass `token=`: it goes with every
+call as `Authorization: Bearer <token>` (serving/access.py).
 """
 
 from __future__ import annotations
@@ -60,10 +62,13 @@ def _check_target(version: Optional[int], label: Optional[str]) -> None:
 
 
 class RestClient:
-    def __init__(self, host: str = 'localhost', port: int = REST_PORT, *, model_name: str, timeout: float = 10.0):
+    def __init__(self, host: str = 'localhost', port: int = REST_PORT, *, model_name: str, timeout: float = 10.0,
+                 token: Optional[str] = None):
         self.base = f'http://{host}:{port}'
         self.model_name, self.timeout = model_name, timeout
         self._session = requests.Session()  # keeps the connection alive between requests
+        if token:  # a server started with --auth-tokens (serving/access.py)
+            self._session.headers['Authorization'] = f'Bearer {token}'
         # (version, label, signature) -> the signature's output names, for single-output answers.
         self._output_names: Dict[tuple, List[str]] = {}
 
@@ -129,9 +134,11 @@ class RestClient:
 
 class GrpcClient:
     def __init__(self, host: str = 'localhost', port: int = GRPC_PORT, *, model_name: str, timeout: float = 10.0,
-                 max_message_bytes: int = 16 * 1024 * 1024):
+                 max_message_bytes: int = 16 * 1024 * 1024, token: Optional[str] = None):
         self.target = f'{host}:{port}'
         self.model_name, self.timeout = model_name, timeout
+        # A server started with --auth-tokens (serving/access.py) reads it from every call's metadata.
+        self._metadata = (('authorization', f'Bearer {token}'),) if token else None
         self._channel = grpc.insecure_channel(self.target, options=[
             ('grpc.max_receive_message_length', max_message_bytes),
             ('grpc.max_send_message_length', max_message_bytes)])
@@ -150,7 +157,7 @@ class GrpcClient:
 
     def _call(self, method, request):
         try:
-            return method(request, timeout=self.timeout)
+            return method(request, timeout=self.timeout, metadata=self._metadata)
         except grpc.RpcError as e:
             code = e.code()
             if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):

@@ -1,4 +1,5 @@
-"""`serve` and `serving-labels`: the model server and TF Serving's version labels.
+"""`serve`, `serving-labels` and `serving-tokens`: the model server, TF Serving's
+version labels, and the bearer tokens the server takes (serving/access.py).
 
 Each command's parser and handler; `cli.main` only dispatches. Handlers raise
 ValueError for bad input (exit 2) and return 0 or 1 otherwise.
@@ -11,6 +12,7 @@ import logging
 import os
 
 from serving import CANARY_LABEL, FEEDBACK_PATH, GRPC_PORT, REST_PORT, STABLE_LABEL
+from serving.traffic import CALLER_HEADER, TRAFFIC_FILE, read_split
 
 
 def register(commands: argparse._SubParsersAction, default_model_base_path: str) -> None:
@@ -30,7 +32,13 @@ def register(commands: argparse._SubParsersAction, default_model_base_path: str)
                        'directory, as the Pusher lays it out)')
     serve.add_argument('--version-policy', default='latest:1',
                        help='latest:N, all, or specific:V1,V2 (default: %(default)s)')
-    serve.add_argument('--host', default='127.0.0.1', help='interface to bind (default: loopback only)')
+    serve.add_argument('--host', default='127.0.0.1', help='interface to bind (default: loopback only; any other '
+                       'needs --auth-tokens or --no-auth)')
+    serve.add_argument('--auth-tokens', metavar='FILE', help='require bearer tokens (roles predict, explain, feedback, '
+                       'admin) from this file, written by `serving-tokens add` and re-read when it changes; model '
+                       'status and metrics stay open for probes and Prometheus')
+    serve.add_argument('--no-auth', action='store_true', help='serve a non-loopback --host without tokens: only '
+                       'where the network itself restricts who can connect')
     serve.add_argument('--rest-port', type=int, default=REST_PORT)
     serve.add_argument('--grpc-port', type=int, default=GRPC_PORT)
     serve.add_argument('--poll-seconds', type=float, default=1.0, help='how often the base path is checked')
@@ -41,6 +49,10 @@ def register(commands: argparse._SubParsersAction, default_model_base_path: str)
     serve.add_argument('--request-log-dir', help='write served examples here as TFRecords of tf.Example (for TFDV)')
     serve.add_argument('--feedback-dir', help=f'accept ground truth at POST {FEEDBACK_PATH} and store it here '
                        '(append-only; local or gs://)')
+    serve.add_argument('--traffic-config', metavar='FILE',
+                       help=f'canary split of unaddressed requests (JSON, e.g. serving/config/{TRAFFIC_FILE}: '
+                       '{"models": {"chicago-taxi": {"canary_percent": 10}}}), re-read when it changes; requests '
+                       f'naming a version or label are not split; {CALLER_HEADER} keeps a caller on one side')
     serve.add_argument('--no-warmup', action='store_true', help='skip replaying assets.extra warm-up requests')
     serve.add_argument('--verbose', action='store_true')
     serve.set_defaults(handler=serve_command, default_model_base_path=default_model_base_path)
@@ -56,9 +68,31 @@ def register(commands: argparse._SubParsersAction, default_model_base_path: str)
     labels.add_argument('--direct', action='store_true',
                         help='write the final state in one step; only for a config no server has loaded yet')
     labels.set_defaults(handler=labels_command)
+    _register_tokens(commands)
+
+
+def _register_tokens(commands: argparse._SubParsersAction) -> None:
+    tokens = commands.add_parser('serving-tokens', help='add, revoke and list the bearer tokens `serve --auth-tokens` '
+                                 'takes (only their SHA-256 is stored)')
+    actions = tokens.add_subparsers(dest='action', required=True)
+    add = actions.add_parser('add', help='create a token, store its hash, print it once')
+    add.add_argument('--roles', required=True, help='comma-separated: predict, explain, feedback, admin')
+    revoke = actions.add_parser('revoke', help='remove a token: servers refuse it from their next request on')
+    listing = actions.add_parser('list', help="each token's name, roles and creation time (never a token or hash)")
+    for parser, handler in ((add, tokens_add_command), (revoke, tokens_revoke_command), (listing, tokens_list_command)):
+        parser.add_argument('--file', required=True, help='the tokens file, e.g. tokens.json (created by add)')
+        if parser is not listing:
+            parser.add_argument('--name', required=True, help='who the token is for, e.g. ci-bot')
+        parser.set_defaults(handler=handler)
 
 
 def serve_command(args) -> int:
+    from serving.access import check_exposure, read_tokens
+    check_exposure(args.host, args.auth_tokens, args.no_auth)
+    if args.auth_tokens:
+        read_tokens(args.auth_tokens)  # a bad file stops the command here, before anything loads or binds
+    if args.traffic_config:
+        read_split(args.traffic_config)  # likewise a malformed traffic file (ValueError: exit 2)
     if args.upstream:
         return _serve_gateway(args)
     args.model_base_path = args.model_base_path or args.default_model_base_path
@@ -66,10 +100,11 @@ def serve_command(args) -> int:
     from serving.batching import BatchingOptions
     from serving.manager import VersionPolicy
     options = dict(host=args.host, rest_port=args.rest_port, grpc_port=args.grpc_port,
-                   poll_seconds=args.poll_seconds, config_poll_seconds=args.config_poll_seconds,
+                   auth_tokens_file=args.auth_tokens, poll_seconds=args.poll_seconds,
+                   config_poll_seconds=args.config_poll_seconds,
                    request_log_dir=args.request_log_dir, feedback_dir=args.feedback_dir, warm_up=not args.no_warmup,
                    batching=BatchingOptions.from_file(args.batching_parameters_file) if args.enable_batching
-                   else None)
+                   else None, traffic_config_file=args.traffic_config)
     if args.model_config_file:
         settings = server_lib.ServerSettings.from_config_file(args.model_config_file, **options)
     else:
@@ -102,8 +137,10 @@ def _serve_gateway(args) -> int:
         base_path = args.model_base_path if '://' in args.model_base_path else os.path.abspath(args.model_base_path)
         markers = {args.model_name or os.path.basename(os.path.normpath(base_path)): base_path}
     settings = gateway.GatewaySettings(
-        upstream=upstream, host=args.host, rest_port=args.rest_port, grpc_port=args.grpc_port,
-        request_log_dir=args.request_log_dir, feedback_dir=args.feedback_dir, marker_paths=markers)
+        upstream=upstream, host=args.host, auth_tokens_file=args.auth_tokens, rest_port=args.rest_port,
+        grpc_port=args.grpc_port, request_log_dir=args.request_log_dir, feedback_dir=args.feedback_dir,
+        marker_paths=markers,
+        traffic_config_file=args.traffic_config)
     _log_to_console()
     return gateway.serve_until_interrupted(settings, emit_line=lambda line: print(line, flush=True))
 
@@ -130,4 +167,39 @@ def labels_command(args) -> int:
               f'as AVAILABLE (GET /v1/models/{name}), run the same command again.')
     else:
         print(f'{name}: ' + ', '.join(f'{k}={v}' for k, v in sorted(current.items())))
+    return 0
+
+
+def tokens_add_command(args) -> int:
+    import sys
+    from serving import access
+    roles = access.parse_roles(args.roles)
+    token = access.add_token(args.file, args.name, roles)
+    roles = ', '.join(r for r in access.ROLES if r in roles)
+    # The token alone on stdout (TOKEN=$(taxi-pipeline serving-tokens add ...)); the note on stderr.
+    print(token, flush=True)
+    print(f'Token for {args.name!r} (roles: {roles}) added to {args.file}. It is not stored (only its SHA-256 '
+          'is) and cannot be shown again: hand it over now; if it is lost, revoke it and add another.',
+          file=sys.stderr)
+    return 0
+
+
+def tokens_revoke_command(args) -> int:
+    from serving import access
+    access.revoke_token(args.file, args.name)
+    print(f'Revoked {args.name!r} in {args.file}: servers reading this file refuse it from their next request on '
+          '(in Kubernetes, once the Secret is updated and the kubelet has refreshed the mount).')
+    return 0
+
+
+def tokens_list_command(args) -> int:
+    from serving import access
+    tokens = access.list_tokens(args.file)
+    if not tokens:
+        print(f'{args.file} holds no tokens')
+        return 0
+    width = max(len('name'), *(len(t.name) for t in tokens))
+    print(f'{"name":<{width}}  {"roles":<33}  created')
+    for t in tokens:
+        print(f'{t.name:<{width}}  {t.describe_roles():<33}  {t.created or "-"}')
     return 0

@@ -14,11 +14,13 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from serving.access import AccessControl
 from serving.errors import ServingError
 from serving.manager import ModelRegistry
 from serving.servable import Servable
 from serving.feedback import FeedbackStore
 from serving.telemetry import Metrics, RequestLogger
+from serving.traffic import TrafficSplit, route_call
 
 
 def new_request_id() -> str:
@@ -43,12 +45,32 @@ class Call:
     version: str = ''
     examples: int = 0
     code: str = 'OK'
+    # The caller's key for the canary split (serving/traffic.py), if it sent one.
+    caller: Optional[str] = None
+    # The label that answered (the request's or the split's) and whether the split chose it.
+    label: Optional[str] = None
+    split: bool = False
+    # The client's Authorization header (gRPC: `authorization` metadata) as sent, for
+    # serving/access.py; repr=False so that no log line printing a Call shows a token.
+    credentials: Optional[str] = dataclasses.field(default=None, repr=False)
 
     def failed(self, error: BaseException) -> None:
         self.code = error.code_name if isinstance(error, ServingError) else 'INTERNAL'
 
+    @property
+    def caller_key(self) -> str:
+        """Whom the split keeps on one side: the caller's key, else (not sticky) the request."""
+        return self.caller or self.request_id
+
 
 class ServingCore:
+    # The canary split of unaddressed requests (serving/traffic.py); the server sets it
+    # when started with a traffic file.
+    traffic: Optional[TrafficSplit] = None
+    # Who may call what (serving/access.py); the server sets it when started with a tokens
+    # file. None: every endpoint is open, as before tokens existed.
+    access: Optional[AccessControl] = None
+
     def __init__(self, registry: ModelRegistry, metrics: Metrics, request_logger: Optional[RequestLogger] = None,
                  feedback: Optional[FeedbackStore] = None):
         self.registry = registry
@@ -65,6 +87,8 @@ class ServingCore:
         self.metrics.latency.labels(*labels).observe(time.perf_counter() - call.arrival)
         if call.code == 'OK':
             self.metrics.examples.labels(call.model_name, call.version, call.api).inc(call.examples)
+        if call.split and call.version:
+            self.metrics.traffic_split.labels(call.model_name, call.label or 'latest', call.version).inc()
 
     def resolve(self, call: Call, api: str, model_name: str, version: Optional[int], label: Optional[str],
                 signature_name: str) -> Tuple[Servable, str]:
@@ -73,7 +97,8 @@ class ServingCore:
         # Metric labels take client-supplied names only once they are known to
         # exist: a stream of made-up names must not grow the metrics without bound.
         call.api = api
-        servable = self.registry.resolve(model_name, version, label)
+        servable = route_call(self.traffic, call, model_name, version, label,
+                              lambda chosen: self.registry.resolve(model_name, version, chosen))
         call.model_name, call.version = model_name, str(servable.version)
         call.signature_name = servable.signature(signature_name)
         return servable, call.signature_name

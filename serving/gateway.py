@@ -21,11 +21,14 @@ import threading
 from typing import Mapping, Optional
 
 from serving import FEEDBACK_PATH, GRPC_PORT, METRICS_PATH, REST_PORT
+from serving import access as access_lib
+from serving.access import AccessControl
 from serving.feedback import FeedbackStore
 from serving.gateway_core import GatewayCore, MissingValueMarkers
 from serving.gateway_grpc import create_server as create_grpc_server
 from serving.rest import RestApi, RestServer
 from serving.telemetry import Metrics, RequestLogger
+from serving.traffic import TrafficSplit
 from serving.upstream import Upstream
 
 
@@ -47,6 +50,13 @@ class GatewaySettings:
     # For calls whose client set no deadline (every REST call).
     upstream_timeout_seconds: float = 30.0
     metadata_cache_seconds: float = 10.0
+    # The tokens file (serving/access.py); checked here, before anything is forwarded:
+    # TF Serving itself has no access control and gets no client credentials.
+    auth_tokens_file: Optional[str] = None
+    # The canary split's file (serving/traffic.py); None: no split, TF Serving picks the version.
+    traffic_config_file: Optional[str] = None
+    # At most this often the gateway looks (one stat) whether the traffic file changed.
+    traffic_check_seconds: float = 1.0
 
 
 class GatewayServer:
@@ -54,6 +64,11 @@ class GatewayServer:
 
     def __init__(self, settings: GatewaySettings):
         self.settings = settings
+        # First: a malformed tokens file is a ValueError before anything starts.
+        access = AccessControl(settings.auth_tokens_file) if settings.auth_tokens_file else None
+        # Likewise a malformed traffic file.
+        traffic = TrafficSplit(settings.traffic_config_file, settings.traffic_check_seconds) \
+            if settings.traffic_config_file else None
         self.metrics = Metrics()
         self.upstream = Upstream(settings.upstream, self.metrics, settings.upstream_timeout_seconds,
                                  settings.max_request_bytes)
@@ -62,6 +77,8 @@ class GatewayServer:
         self.core = GatewayCore(self.upstream, self.metrics, self.request_logger,
                                 FeedbackStore(settings.feedback_dir) if settings.feedback_dir else None,
                                 MissingValueMarkers(settings.marker_paths), settings.metadata_cache_seconds)
+        self.core.access = access
+        self.core.traffic = traffic
         self._rest: Optional[RestServer] = None
         self._grpc = None
         self._thread: Optional[threading.Thread] = None
@@ -125,7 +142,10 @@ def serve_until_interrupted(settings: GatewaySettings, emit_line=print, upstream
     if not settings.marker_paths:
         emit_line('  missing-value markers: none (no --model-base-path): the request log keeps values as '
                   'received, markers included')
+    if server.core.traffic:
+        emit_line(f'  canary split: {server.core.traffic.describe()}')
     emit_line(f'  metrics: curl {rest}{METRICS_PATH}')
+    emit_line(f'  access: {access_lib.describe(server.core.access)}')
     if settings.request_log_dir:
         emit_line(f'  request log: {settings.request_log_dir}/*.tfrecord')
     if settings.feedback_dir:

@@ -29,6 +29,7 @@ from serving.core import Call, ServingCore
 from serving.feedback import FeedbackStore
 from serving.servable import DEFAULT_SIGNATURE, read_missing_values
 from serving.telemetry import Metrics, RequestLogger
+from serving.traffic import route_call
 from serving.tensors import to_ndarray, to_tensor_proto
 from serving.upstream import ModelVersion, Upstream, UpstreamModels
 
@@ -99,13 +100,39 @@ class GatewayCore(ServingCore):
     def resolve(self, call: Call, api: str, model_name: str, version: Optional[int], label: Optional[str],
                 signature_name: str) -> Tuple[ModelVersion, str]:
         call.api = api
-        target = self.registry.resolve(model_name, version, label)
+        target = route_call(self.traffic, call, model_name, version, label,
+                            lambda chosen: self.registry.resolve(model_name, version, chosen))
         call.model_name, call.version = target.name, str(target.version)
         call.signature_name = target.signature(signature_name)
         return target, call.signature_name
 
+    def route(self, call: Call, method: str, request, timeout: Optional[float] = None):
+        """`forward` for a gRPC client's request: an unaddressed one goes to the split's label, as
+        `resolve` sends a REST request; one naming a version or a label goes as it is."""
+        spec = request.model_spec
+        version = spec.version.value if spec.HasField('version') else None
+        # Readdressing with the request's own label (when the split does not apply) changes nothing.
+        return route_call(self.traffic, call, spec.name, version, spec.version_label or None,
+                          lambda label: self._forward(call, method, request, timeout, label))
+
     def forward(self, call: Call, method: str, request, timeout: Optional[float] = None):
-        """TF Serving's response to `request`; `call` learns the model, version and signature that answered."""
+        """TF Serving's response to `request`; `call` learns the model, version and signature that answered.
+
+        A request the split routed is readdressed if its label cannot answer
+        (the canary went since `resolve`): the split fails no request.
+        """
+        if call.split:
+            response, call.label = self.traffic.fallback(request.model_spec.name, call.label,
+                                                         lambda label: self._forward(call, method, request, timeout,
+                                                                                     label))
+            return response
+        return self._forward(call, method, request, timeout)
+
+    def _forward(self, call: Call, method: str, request, timeout: Optional[float], label=...):
+        if label is not ...:  # the split's label, or None for the latest version
+            request.model_spec.ClearField('version_label')
+            if label:
+                request.model_spec.version_label = label
         response = self.upstream.call(method, request, call.request_id, timeout)
         spec = response.model_spec
         # Metric labels only from TF Serving's answer: names known to exist.

@@ -1,14 +1,18 @@
 """The gateway's gRPC front end: TF Serving's PredictionService and
 ModelService, passed through to the upstream TF Serving.
 
-Requests go up as the client sent them (plus `x-request-id`), and TF
+Requests go up as the client sent them (plus `x-request-id`; an unaddressed
+Predict, Classify or Regress for a split model gets the canary split's
+`version_label`, see serving/traffic.py), and TF
 Serving's responses and error codes come back unchanged; on the way the call
 is counted, timed and, for Predict, Classify and Regress, logged from the
 protos with the version TF Serving's response names. Calls go up with the
 client's remaining deadline (`time_remaining`), or the gateway's default
 when it set none. The servicers share the
-embedded server's `_guarded` wrapper, so request ids, metrics and error
-handling are the same in both modes.
+embedded server's `_guarded` wrapper, so request ids, access control
+(serving/access.py, checked before anything goes up), metrics and error
+handling are the same in both modes. The client's `authorization` metadata
+stays here: TF Serving gets only `x-request-id` (`Upstream.call`).
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ class PredictionForwarder(prediction_service_pb2_grpc.PredictionServiceServicer)
     @_guarded
     def Predict(self, request, context, call):  # noqa: N802 (gRPC naming)
         call.api = 'predict'
-        response = self.core.forward(call, 'Predict', request, context.time_remaining())
+        response = self.core.route(call, 'Predict', request, context.time_remaining())
         call.examples = batch_size(response.outputs)
         if self.core.request_logger:
             self._log(lambda: self.core.log_predict(
@@ -54,7 +58,7 @@ class PredictionForwarder(prediction_service_pb2_grpc.PredictionServiceServicer)
     @_guarded
     def Classify(self, request, context, call):  # noqa: N802
         call.api = 'classify'
-        response = self.core.forward(call, 'Classify', request, context.time_remaining())
+        response = self.core.route(call, 'Classify', request, context.time_remaining())
         call.examples = len(response.result.classifications)
         if self.core.request_logger:
             self._log(lambda: self.core.log_examples(call, _examples(request.input),
@@ -64,7 +68,7 @@ class PredictionForwarder(prediction_service_pb2_grpc.PredictionServiceServicer)
     @_guarded
     def Regress(self, request, context, call):  # noqa: N802
         call.api = 'regress'
-        response = self.core.forward(call, 'Regress', request, context.time_remaining())
+        response = self.core.route(call, 'Regress', request, context.time_remaining())
         call.examples = len(response.result.regressions)
         if self.core.request_logger:
             self._log(lambda: self.core.log_examples(call, _examples(request.input),

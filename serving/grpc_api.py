@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 from concurrent import futures
-from typing import Tuple
+from typing import Optional, Tuple
 
 import grpc
 import tensorflow as tf
@@ -19,25 +19,36 @@ from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
                                      model_management_pb2, model_service_pb2_grpc, predict_pb2,
                                      prediction_service_pb2_grpc, regression_pb2)
 
+from serving import access as access_lib
 from serving.core import Call, ServingCore, new_request_id
 from serving.errors import ServingError, invalid
 from serving.rest import signature_def_map
 from serving.tensors import to_ndarray
+from serving.traffic import CALLER_METADATA, LABEL_METADATA
 
 log = logging.getLogger(__name__)
 
 
 def _guarded(method):
     """Times the call from arrival to response; returns its request id in the
-    initial metadata (`x-request-id`, as REST's X-Request-Id header); turns
-    ServingError into the call's status and anything else into INTERNAL."""
+    initial metadata (`x-request-id`, as REST's X-Request-Id header); checks
+    the caller's `authorization` metadata before the method runs (so before the
+    gateway forwards anything; serving/access.py); turns ServingError into the
+    call's status and anything else into INTERNAL."""
 
     @functools.wraps(method)
     def wrapper(self, request, context):
         call = Call('grpc', _request_id(context))
         try:
             context.send_initial_metadata((('x-request-id', call.request_id),))
-            return method(self, request, context, call)
+            call.caller = _metadata(context, CALLER_METADATA)
+            call.credentials = _metadata(context, 'authorization')
+            access_lib.check(self.core.access, call, access_lib.GRPC_ENDPOINTS[method.__name__],
+                             access_lib.grpc_signatures(request), what=method.__name__)
+            response = method(self, request, context, call)
+            if call.label:  # which label answered: TF Serving's response model_spec names the version only
+                context.set_trailing_metadata(((LABEL_METADATA, call.label),))
+            return response
         except ServingError as e:
             call.failed(e)
             context.abort(e.code, e.message)
@@ -63,6 +74,13 @@ def _answered_by(response, servable, signature: str = ''):
     if signature:
         response.model_spec.signature_name = signature
     return response
+
+
+def _metadata(context, key: str) -> Optional[str]:
+    for name, value in context.invocation_metadata() or ():
+        if name == key:
+            return value
+    return None
 
 
 def _request_id(context) -> str:
@@ -145,8 +163,9 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         response.metadata['signature_def'].Pack(signature_def_map(servable))
         return response
 
-    def MultiInference(self, request, context):  # noqa: N802
-        context.abort(grpc.StatusCode.UNIMPLEMENTED, 'MultiInference is not supported by this server')
+    @_guarded  # so that access is checked as everywhere else, even for an answer that is always no
+    def MultiInference(self, request, context, call):  # noqa: N802
+        raise ServingError(grpc.StatusCode.UNIMPLEMENTED, 'MultiInference is not supported by this server')
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):

@@ -11,7 +11,9 @@
 
 Errors answer `{"error": "..."}` with the HTTP status TF Serving maps the
 error's canonical code to. A handler never lets an exception escape: anything
-unexpected becomes a 500 with the same shape.
+unexpected becomes a 500 with the same shape. With a tokens file, every
+path but model status and metrics needs `Authorization: Bearer <token>` with
+the right role (serving/access.py); a refusal is a 401 or 403 of that shape.
 """
 
 from __future__ import annotations
@@ -26,8 +28,11 @@ from google.protobuf import json_format
 from tensorflow_serving.apis import get_model_metadata_pb2
 
 from serving import FEEDBACK_PATH, METRICS_PATH, feedback as feedback_lib, json_codec
+from serving import access as access_lib
 from serving.core import Call, ServingCore, new_request_id
 from serving.errors import ServingError, already_exists, invalid, not_found
+from serving import traffic as traffic_lib
+from serving.traffic import CALLER_HEADER
 
 log = logging.getLogger(__name__)
 
@@ -77,13 +82,19 @@ class RestApi:
         self.core.finish(call)
         return response
 
+    def _check(self, call: Call, endpoint: str, signatures=('',), what: str = '') -> None:
+        access_lib.check(self.core.access, call, endpoint, signatures, what)
+
     def _route(self, method: str, path: str, body: bytes, call: Call) -> Response:
-        if path == METRICS_PATH and method == 'GET':
+        # Access is checked before anything else is done with the request (serving/access.py).
+        if path == METRICS_PATH and method == 'GET':  # open: Prometheus and the liveness probe
             return 200, self.core.metrics.exposition(), 'text/plain; version=0.0.4'
         if path == FEEDBACK_PATH:
+            self._check(call, access_lib.FEEDBACK, what=f'{method} {FEEDBACK_PATH}')
             return self._feedback(method, body)
         match = _MODEL_PATH.match(path)
         if not match:
+            self._check(call, access_lib.OTHER)
             if path.startswith('/v1/'):
                 raise invalid(f'Malformed request: {method} {path}')
             raise not_found(f'Malformed request: {method} {path}')
@@ -91,16 +102,22 @@ class RestApi:
         version = int(match['version']) if match['version'] else None
         if method == 'GET' and not verb:
             if match['metadata']:
+                self._check(call, access_lib.METADATA)
                 return self._ok(_metadata_json(self.core.registry.resolve(name, version, label)))
             if label:
                 version = self.core.registry.resolve(name, None, label).version
             return self._ok(status_json(self.core, name, version))
         if method != 'POST' or not verb:
+            self._check(call, access_lib.OTHER)
             raise invalid(f'Malformed request: {method} {path}')
+        # The signature, which decides the role, is in the body: only a caller who may
+        # predict or explain gets the body decoded, and then the signature's role is checked.
+        self._check(call, verb, None)
         request = json_codec.parse_body(body)
         signature_name = request.get('signature_name', '')
         if not isinstance(signature_name, str):
             raise invalid("'signature_name' must be a string")
+        self._check(call, verb, (signature_name,))
         servable, signature = self.core.resolve(call, verb, name, version, label, signature_name)
         if verb == 'predict':
             inputs, row_format = json_codec.predict_inputs(request, servable.input_specs[signature])
@@ -162,6 +179,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         server: RestServer = self.server  # type: ignore[assignment]
         call = Call('rest', self.headers.get('X-Request-Id') or new_request_id())
         request_id = call.request_id
+        call.caller = self.headers.get(CALLER_HEADER)
+        call.credentials = self.headers.get('Authorization')
         refusal = None
         try:
             length = int(self.headers.get('Content-Length') or 0)
@@ -184,13 +203,18 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.close_connection = True
             return
         status, payload, content_type = server.api.handle(method, self.path, body, call)
-        self._reply(status, payload, content_type, request_id)
+        self._reply(status, payload, content_type, request_id,
+                    traffic_lib.response_headers(call) if status == 200 else ())
 
-    def _reply(self, status: int, payload: bytes, content_type: str, request_id: str) -> None:
+    def _reply(self, status: int, payload: bytes, content_type: str, request_id: str, headers=()) -> None:
         self.send_response(status)
         self.send_header('Content-Type', content_type)
         self.send_header('Content-Length', str(len(payload)))
         self.send_header('X-Request-Id', request_id)
+        if status == 401:  # only a missing or unknown token answers 401 (RFC 6750)
+            self.send_header('WWW-Authenticate', 'Bearer')
+        for name, value in headers:
+            self.send_header(name, value)
         if self.close_connection:
             self.send_header('Connection', 'close')
         self.end_headers()

@@ -23,6 +23,8 @@ from typing import Dict, Optional
 from tensorflow_serving.config import model_server_config_pb2
 
 from serving import FEEDBACK_PATH, GRPC_PORT, METRICS_PATH, REST_PORT, protos
+from serving import access as access_lib
+from serving.access import AccessControl
 from serving.batching import BatchingOptions
 from serving.core import ServingCore
 from serving.errors import invalid
@@ -31,6 +33,7 @@ from serving.grpc_api import create_server as create_grpc_server
 from serving.manager import ModelManager, ModelRegistry, VersionPolicy
 from serving.rest import RestApi, RestServer
 from serving.telemetry import Metrics, RequestLogger
+from serving.traffic import TrafficSplit
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +90,10 @@ class ServerSettings:
     warm_up: bool = True
     # Larger requests get 413 (REST) or RESOURCE_EXHAUSTED (gRPC).
     max_request_bytes: int = 16 * 1024 * 1024
+    # The canary split's file (serving/traffic.py), checked every config_poll_seconds; None: no split.
+    traffic_config_file: Optional[str] = None
+    # The tokens file (serving/access.py), re-read when it changes; None: every endpoint is open.
+    auth_tokens_file: Optional[str] = None
 
     @classmethod
     def for_model(cls, base_path: str, name: Optional[str] = None, policy: VersionPolicy = VersionPolicy(),
@@ -105,12 +112,18 @@ class ModelServer:
 
     def __init__(self, settings: ServerSettings):
         self.settings = settings
+        # First: a malformed file is a ValueError before anything starts.
+        traffic = TrafficSplit(settings.traffic_config_file, settings.config_poll_seconds) \
+            if settings.traffic_config_file else None
+        access = AccessControl(settings.auth_tokens_file) if settings.auth_tokens_file else None
         self.metrics = Metrics()
         self.request_logger = (RequestLogger(settings.request_log_dir, self.metrics)
                                if settings.request_log_dir else None)
         self.registry = ModelRegistry({m.name: self._manager(m) for m in settings.models})
         self.core = ServingCore(self.registry, self.metrics, self.request_logger,
                                 FeedbackStore(settings.feedback_dir) if settings.feedback_dir else None)
+        self.core.traffic = traffic
+        self.core.access = access
         self._stop = threading.Event()
         self._threads = []
         self._rest: Optional[RestServer] = None
@@ -264,7 +277,10 @@ def serve_until_interrupted(settings: ServerSettings, emit_line=print) -> int:
         emit_line(f'  model {manager.name!r} from {manager.base_path}: versions {versions}'
                   + (f'; labels {labels}' if labels else ''))
         emit_line(f'  status:  curl http://{host}:{server.rest_port}/v1/models/{manager.name}')
+    if server.core.traffic:
+        emit_line(f'  canary split: {server.core.traffic.describe()}')
     emit_line(f'  metrics: curl http://{host}:{server.rest_port}{METRICS_PATH}')
+    emit_line(f'  access: {access_lib.describe(server.core.access)}')
     if settings.request_log_dir:
         emit_line(f'  request log: {settings.request_log_dir}/*.tfrecord')
     if settings.feedback_dir:

@@ -64,6 +64,11 @@ class Metrics:
                                      ['outcome'], registry=r)
         self.log_dropped = prom.Counter('tfserving_request_log_dropped', 'Request log records dropped (queue full)',
                                         registry=r)
+        # Requests the canary split routed (serving/traffic.py), by the label that answered
+        # ("latest" when the model had no stable label) and its version: the realised split.
+        self.traffic_split = prom.Counter('tfserving_traffic_split', 'Unaddressed requests routed by the canary '
+                                          'split, by answering label and version',
+                                          ['model_name', 'label', 'version'], registry=r)
 
     def exposition(self) -> bytes:
         return prom.generate_latest(self.registry)

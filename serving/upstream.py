@@ -82,6 +82,8 @@ class Upstream:
     def call(self, method: str, request, request_id: Optional[str] = None, timeout: Optional[float] = None):
         """TF Serving's answer to `request`; its errors as ServingError with TF Serving's code and message."""
         stub = self._models if method in _MODEL_SERVICE else self._predictions
+        # Only the request id goes up: never the client's metadata, whose `authorization`
+        # holds its token (serving/access.py), which TF Serving has no use for.
         metadata = (('x-request-id', _metadata_value(request_id)),) if request_id else None
         start = time.perf_counter()
         try:

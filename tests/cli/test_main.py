@@ -15,8 +15,8 @@ def test_help_lists_every_command_without_loading_tensorflow():
     out = subprocess.run([sys.executable, '-c', 'import sys\nfrom cli import main\ntry:\n    main.main(["--help"])\n'
                           'except SystemExit:\n    pass\nprint("tensorflow" in sys.modules)'],
                          capture_output=True, text=True, timeout=60)
-    for command in ('run', 'prepare-data', 'schema-draft', 'compile', 'submit', 'serve', 'serving-labels', 'predict',
-                    'explain'):
+    for command in ('run', 'prepare-data', 'schema-draft', 'compile', 'submit', 'serve', 'serving-labels',
+                    'serving-tokens', 'predict', 'explain'):
         assert command in out.stdout, command
     assert out.stdout.strip().endswith('False'), out.stderr
 

@@ -21,8 +21,8 @@ import atomic_file
 import serving
 from cli import main as cli
 from pipeline.config import PIPELINE_NAME, PipelineConfig
-from serving import labels, protos
-from support.repo_files import REPO, makefile_default
+from serving import labels, protos, traffic
+from support.repo_files import REPO, kustomized, makefile_default
 
 # The served model's name is the pipeline's: the last directory of the Pusher's destination.
 MODEL_NAME = PIPELINE_NAME
@@ -149,22 +149,24 @@ def test_batching_proto_rejects_what_tf_serving_rejects():
 def test_configmap_generator_holds_every_config_file_under_a_fixed_name(kustomization):
     (generator,) = kustomization['configMapGenerator']
     files = sorted(os.path.join(SERVING, p) for p in generator['files'])
-    assert files == sorted(glob.glob(os.path.join(CONFIG_DIR, '*.config')))
+    assert files == sorted(glob.glob(os.path.join(CONFIG_DIR, '*')))
     # A hashed name would restart the pods on a label change instead of letting
     # TF Serving's config polling pick it up.
     assert kustomization['generatorOptions']['disableNameSuffixHash'] is True
 
 
-def test_deployment_reads_exactly_the_generated_files_from_the_mount(kustomization, deployment, container, flags):
+def test_deployment_reads_exactly_the_generated_files_from_the_mount(kustomization, deployment, container, flags,
+                                                                     gateway_args):
     (generator,) = kustomization['configMapGenerator']
-    (volume,) = deployment['spec']['template']['spec']['volumes']
+    (volume,) = [v for v in deployment['spec']['template']['spec']['volumes'] if 'configMap' in v]
     assert volume['configMap']['name'] == generator['name']
     (mount,) = container['volumeMounts']
     assert mount['name'] == volume['name'] and mount['mountPath'] == MOUNT
     # Files under a subPath mount never see ConfigMap updates.
     assert 'subPath' not in mount
     referenced = {v for v in flags.values() if v.startswith(MOUNT + '/')}
-    assert referenced == {f'{MOUNT}/{os.path.basename(p)}' for p in generator['files']}
+    # TF Serving reads every generated file but the canary split, which is the gateway's.
+    assert referenced | {gateway_args.traffic_config} == {f'{MOUNT}/{os.path.basename(p)}' for p in generator['files']}
     assert flags['--model_config_file'] == f'{MOUNT}/models.config'
     assert flags['--batching_parameters_file'] == f'{MOUNT}/batching.config'
     assert flags['--monitoring_config_file'] == f'{MOUNT}/monitoring.config'
@@ -178,6 +180,21 @@ def test_labelled_config_can_start(flags):
     assert set(labels.read_labels(os.path.join(CONFIG_DIR, 'models.config'))) == {serving.STABLE_LABEL,
                                                                                   serving.CANARY_LABEL}
     assert flags['--allow_version_labels_for_unavailable_models'] == 'true'
+
+
+def test_the_gateway_splits_traffic_from_the_mounted_configmap(kustomization, deployment, gateway, gateway_args):
+    # The split lives in the gateway: TF Serving alone would send every unaddressed
+    # request to the latest version, the canary.
+    (generator,) = kustomization['configMapGenerator']
+    assert gateway_args.traffic_config == f'{MOUNT}/{traffic.TRAFFIC_FILE}'
+    assert f'config/{traffic.TRAFFIC_FILE}' in generator['files']
+    volumes = {v['name']: v for v in deployment['spec']['template']['spec']['volumes']}
+    (mount,) = [m for m in gateway['volumeMounts'] if m['mountPath'] == MOUNT]
+    assert volumes[mount['name']]['configMap']['name'] == generator['name']
+    assert 'subPath' not in mount  # or a new split would never reach the running gateway
+    # The committed split parses, and sends nothing to a canary until the registry says so.
+    (model,) = _parse('models.config', model_server_config_pb2.ModelServerConfig).model_config_list.config
+    assert traffic.read_split(os.path.join(CONFIG_DIR, traffic.TRAFFIC_FILE)) == {model.name: 0.0}
 
 
 def _ports(c):
@@ -329,6 +346,73 @@ def test_kustomize_renders_the_configmap_under_its_fixed_name():
     with open(os.path.join(CONFIG_DIR, 'models.config')) as f:
         assert configmap['data']['models.config'] == f.read()
     assert all(d['metadata']['labels']['app'] == 'chicago-taxi-serving' for d in docs)
+
+
+# --- access control: tokens from a Secret, TF Serving's ports closed ------------------
+
+TOKENS_SECRET = 'chicago-taxi-serving-tokens'
+
+
+@pytest.fixture(scope='module')
+def rendered():
+    """What `kubectl apply -k serving/` applies, by (kind, name)."""
+    if shutil.which('kubectl') is None:
+        pytest.skip('kubectl not installed')
+    return kustomized('serving')
+
+
+def _rendered_containers(rendered):
+    """(gateway, TF Serving) of the rendered Deployment."""
+    spec = rendered[('Deployment', 'chicago-taxi-serving')]['spec']['template']['spec']
+    (tf_serving,) = [c for c in spec['containers'] if c['command'] == ['tensorflow_model_server']]
+    (gateway,) = [c for c in spec['containers'] if c is not tf_serving]
+    return gateway, tf_serving
+
+
+def test_the_gateway_checks_tokens_from_the_mounted_secret(rendered):
+    from serving import access
+    gateway, tf_serving = _rendered_containers(rendered)
+    args = cli.parser().parse_args(gateway['command'][1:] + gateway['args'])
+    assert args.auth_tokens and not args.no_auth
+    access.check_exposure(args.host, args.auth_tokens, args.no_auth)  # `serve` accepts --host 0.0.0.0 with it
+    # The file is inside the whole mounted Secret (a subPath mount would never see a rotation).
+    (mount,) = [m for m in gateway['volumeMounts'] if os.path.dirname(args.auth_tokens) == m['mountPath']]
+    assert 'subPath' not in mount and mount['readOnly'] is True
+    volumes = {v['name']: v for v in rendered[('Deployment', 'chicago-taxi-serving')]['spec']['template']['spec']
+               ['volumes']}
+    secret = volumes[mount['name']]['secret']
+    assert secret['secretName'] == TOKENS_SECRET and secret['optional'] is False
+    # The key that `kubectl create secret generic ... --from-file=tokens.json=FILE` gives, as the README says.
+    assert 'items' not in secret
+    with open(os.path.join(SERVING, 'README.md')) as f:
+        assert (f'kubectl create secret generic {TOKENS_SECRET} --from-file='
+                f'{os.path.basename(args.auth_tokens)}=') in f.read()
+    # Created by hand, never committed: nothing in the kustomization renders a Secret.
+    assert not [name for kind, name in rendered if kind == 'Secret']
+    # TF Serving takes no tokens, and gets none.
+    assert mount['name'] not in {m['name'] for m in tf_serving.get('volumeMounts', [])}
+
+
+def test_the_network_policy_admits_only_the_gateways_ports(rendered):
+    gateway, tf_serving = _rendered_containers(rendered)
+    deployment = rendered[('Deployment', 'chicago-taxi-serving')]
+    (policy,) = [d for (kind, _), d in rendered.items() if kind == 'NetworkPolicy']
+    selector = policy['spec']['podSelector']['matchLabels']
+    assert selector and selector.items() <= deployment['spec']['template']['metadata']['labels'].items()
+    assert policy['spec']['policyTypes'] == ['Ingress']
+    gateway_ports = _ports(gateway)
+    admitted = set()
+    for rule in policy['spec']['ingress']:
+        assert rule.get('ports'), 'a rule without ports admits every port'
+        for port in rule['ports']:
+            assert port.get('protocol', 'TCP') == 'TCP' and 'endPort' not in port
+            admitted.add(gateway_ports.get(port['port'], port['port']))
+    assert admitted == set(gateway_ports.values()) == {serving.GRPC_PORT, serving.REST_PORT}
+    # TF Serving's own ports, which check no token, are reachable only inside the pod.
+    assert not admitted & set(_ports(tf_serving).values())
+    # The probes that must work without a token ask what stays open.
+    for probe in ('readinessProbe', 'livenessProbe'):
+        assert gateway[probe]['httpGet']['path'] in (f'/v1/models/{MODEL_NAME}', serving.METRICS_PATH)
 
 
 # --- models.config -------------------------------------------------------------------
