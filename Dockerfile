@@ -20,6 +20,7 @@ COPY pipeline/ pipeline/
 COPY serving/ serving/
 COPY monitoring/ monitoring/
 COPY scheduler/ scheduler/
+COPY release/ release/
 COPY cli/ cli/
 # The compiled spec, for the trigger CronJob: run parameters are checked against it.
 COPY kfp/ kfp/

@@ -12,9 +12,9 @@ setup(
     version='0.1.0',
     description='Chicago Taxi tip prediction as a TFX pipeline on Kubeflow',
     python_requires='>=3.9,<3.12',
-    packages=['taxi_model', 'components', 'pipeline', 'serving', 'monitoring', 'scheduler', 'cli', 'schemas'],
+    packages=['taxi_model', 'components', 'pipeline', 'serving', 'monitoring', 'scheduler', 'release', 'cli', 'schemas'],
     py_modules=['atomic_file'],
-    package_data={'schemas': ['*.pbtxt']},
+    package_data={'schemas': ['*.pbtxt'], 'release': ['approvers.yaml']},
     install_requires=[
         'tfx>=1.16,<1.17',
         'tensorflow>=2.16,<2.17',
@@ -26,6 +26,8 @@ setup(
         'kfp>=2.7,<2.8',
         'tensorflow-serving-api>=2.16,<2.17',
         'APScheduler>=3.10,<4',
+        # The release policy (release/approvers.yaml).
+        'PyYAML>=6,<7',
     ],
     extras_require={'test': ['pytest', 'dockerfile-parse']},
     entry_points={'console_scripts': ['taxi-pipeline=cli.main:main']},

@@ -56,6 +56,7 @@ def parser() -> argparse.ArgumentParser:
     from cli import served_model
     from monitoring import commands as monitoring_commands
     from pipeline import commands as pipeline_commands
+    from release import commands as release_commands
     from scheduler import commands as scheduler_commands
     from serving import commands as serving_commands
     root = argparse.ArgumentParser(prog='taxi-pipeline', description=__doc__.split('\n')[0])
@@ -69,6 +70,8 @@ def parser() -> argparse.ArgumentParser:
                                  default_metadata_path=os.path.join(pipeline_commands.DEFAULT_WORKSPACE,
                                                                     'metadata.sqlite'))
     scheduler_commands.register(commands, default_workspace=pipeline_commands.DEFAULT_WORKSPACE)
+    release_commands.register(commands, default_workspace=pipeline_commands.DEFAULT_WORKSPACE,
+                              default_model_base_path=pipeline_commands.default_serving_model_dir())
     return root
 
 

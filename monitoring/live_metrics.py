@@ -45,22 +45,25 @@ class LiveMetrics:
     # Expected calibration error: the example-weighted gap between predicted and observed per bin.
     calibration_error: float
     calibration: List[CalibrationBin]
+    # DeLong's standard error of the AUC (None with the AUC): what comparing two versions needs.
+    auc_se: Optional[float] = None
 
 
-def _auc_interval(labels: np.ndarray, scores: np.ndarray) -> Tuple[float, float]:
-    """95% interval from DeLong's variance of the AUC (Biometrics 44, 1988), by midranks (Sun and
-    Xu, 2014). With fewer than two examples of a class the variance is unknown: (0, 1)."""
+def _auc_interval(labels: np.ndarray, scores: np.ndarray) -> Tuple[float, float, Optional[float]]:
+    """95% interval and standard error from DeLong's variance of the AUC (Biometrics 44, 1988), by
+    midranks (Sun and Xu, 2014). With fewer than two examples of a class the variance is unknown:
+    (0, 1, None)."""
     positive, negative = scores[labels == 1], scores[labels == 0]
     m, n = len(positive), len(negative)
     if m < 2 or n < 2:
-        return 0.0, 1.0
+        return 0.0, 1.0, None
     overall = stats.rankdata(np.concatenate([positive, negative]))
     auc = (overall[:m].sum() - m * (m + 1) / 2) / (m * n)
     # Placement values: how each positive ranks among negatives, and each negative among positives.
     v10 = (overall[:m] - stats.rankdata(positive)) / n
     v01 = 1 - (overall[m:] - stats.rankdata(negative)) / m
-    half = Z_95 * math.sqrt(max(np.var(v10, ddof=1) / m + np.var(v01, ddof=1) / n, 0.0))
-    return max(0.0, auc - half), min(1.0, auc + half)
+    se = math.sqrt(max(np.var(v10, ddof=1) / m + np.var(v01, ddof=1) / n, 0.0))
+    return max(0.0, auc - Z_95 * se), min(1.0, auc + Z_95 * se), se
 
 
 def _calibration(labels: np.ndarray, scores: np.ndarray) -> List[CalibrationBin]:
@@ -82,11 +85,12 @@ def compute(labels: np.ndarray, scores: np.ndarray, threshold: float = 0.5) -> L
     n, positives = len(labels), int(labels.sum())
     correct = int(((scores >= threshold) == (labels == 1)).sum())
     interval = stats.binomtest(correct, n).proportion_ci(confidence_level=0.95, method='wilson')
-    auc = auc_ci = None
+    auc = auc_ci = auc_se = None
     if 0 < positives < n:
         auc = float(metrics.roc_auc_score(labels, scores))
-        auc_ci = _auc_interval(labels, scores)
+        low, high, auc_se = _auc_interval(labels, scores)
+        auc_ci = (low, high)
     calibration = _calibration(labels, scores)
     error = sum(b.examples * abs(b.mean_predicted - b.observed_rate) for b in calibration) / n
     return LiveMetrics(n, positives, correct / n, (float(interval.low), float(interval.high)), auc, auc_ci,
-                       float(scores.mean()), positives / n, float(error), calibration)
+                       float(scores.mean()), positives / n, float(error), calibration, auc_se)

@@ -31,6 +31,7 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
 from serving import GRPC_PORT, REST_PORT
 from serving.errors import HTTP_STATUS
 from serving.tensors import to_ndarray
+from serving.traffic import VERSION_HEADER
 
 Inputs = Mapping[str, np.ndarray]
 # REST carries only the HTTP status; where several codes share one, name the usual one.
@@ -50,7 +51,8 @@ class ServerUnavailable(ServingClientError):
 
 @dataclasses.dataclass(frozen=True)
 class Prediction:
-    """A predict signature's outputs, one row per example; the version that answered when the API says (gRPC)."""
+    """A predict signature's outputs, one row per example; the version that answered when the server says
+    (gRPC always; REST from our servers' X-Model-Version header)."""
 
     outputs: Dict[str, np.ndarray]
     model_version: Optional[int] = None
@@ -78,6 +80,10 @@ class RestClient:
         return f'{self.base}/v1/models/{self.model_name}{target}{suffix}'
 
     def _call(self, method: str, url: str, body: Optional[Mapping] = None) -> Dict:
+        return self._exchange(method, url, body)[0]
+
+    def _exchange(self, method: str, url: str, body: Optional[Mapping] = None):
+        """(JSON answer, response headers)."""
         try:
             # json.dumps, not requests' json=: NaN marks a missing float, as TF Serving accepts.
             response = self._session.request(method, url, data=json.dumps(body) if body is not None else None,
@@ -91,7 +97,7 @@ class RestClient:
         if response.status_code != 200:
             code = _CODE_BY_HTTP.get(response.status_code, 'UNKNOWN')
             raise ServingClientError(code, f'HTTP {response.status_code}: {payload.get("error", payload)}')
-        return payload
+        return payload, response.headers
 
     def predict_json(self, body: Mapping, version: Optional[int] = None, label: Optional[str] = None) -> Dict:
         """Sends a TF Serving predict body as is; returns the JSON answer."""
@@ -106,13 +112,16 @@ class RestClient:
         body = {'instances': instances}
         if signature:
             body['signature_name'] = signature
-        predictions = self.predict_json(body, version, label)['predictions']
+        answer, headers = self._exchange('POST', self._url(version, label, ':predict'), body)
+        predictions = answer['predictions']
+        # Our servers name the answering version (serving/traffic.py VERSION_HEADER); TF Serving's REST API does not.
+        answered_by = int(headers[VERSION_HEADER]) if headers.get(VERSION_HEADER, '').isdigit() else None
         if predictions and isinstance(predictions[0], dict):
             outputs = {name: np.array([p[name] for p in predictions]) for name in predictions[0]}
         else:  # TF Serving leaves the name out when a signature has one output
             (name,) = self._single_output_name(signature, version, label)
             outputs = {name: np.array(predictions)}
-        return Prediction(outputs)
+        return Prediction(outputs, answered_by)
 
     def _single_output_name(self, signature: str, version: Optional[int], label: Optional[str]) -> List[str]:
         key = (version, label, signature)

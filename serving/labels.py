@@ -19,7 +19,8 @@ Pure Python and protobuf: no TensorFlow import.
 
 from __future__ import annotations
 
-from typing import Dict, FrozenSet, Optional
+import os
+from typing import Dict, FrozenSet, Mapping, Optional
 
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
@@ -75,17 +76,33 @@ def set_labels(config_path: str, stable: int, canary: Optional[int] = None,
     the labels were written, otherwise the labels are unchanged and the same
     call is to be repeated once the servers report those versions AVAILABLE.
     """
-    for label, version in ((STABLE_LABEL, stable), (CANARY_LABEL, canary)):
-        if version is None and label == CANARY_LABEL:
-            continue
-        if isinstance(version, bool) or not isinstance(version, int) or version <= 0:
-            raise ValueError(f'{label} version must be a positive integer, got {version!r}')
-    header, config = _read(config_path)
-    model = _model(config, model_name, config_path)
-
     wanted = {STABLE_LABEL: stable}
     if canary is not None:
         wanted[CANARY_LABEL] = canary
+    for label, version in ((STABLE_LABEL, stable), (CANARY_LABEL, canary)):
+        if version is None and label == CANARY_LABEL:
+            continue
+        _check_version(label, version)
+    return write_labels(config_path, wanted, model_name, staged=staged)
+
+
+def _check_version(label: str, version) -> None:
+    if isinstance(version, bool) or not isinstance(version, int) or version <= 0:
+        raise ValueError(f'{label} version must be a positive integer, got {version!r}')
+
+
+def write_labels(config_path: str, wanted: Mapping[str, int], model_name: Optional[str] = None, *,
+                 staged: bool = True) -> FrozenSet[int]:
+    """Exactly the labels in `wanted` (others removed), and a policy loading exactly their versions.
+
+    Staged as `set_labels` is: while a label would move to (or appear on) a
+    version not loaded yet, only the policy grows and the pending versions
+    are returned.
+    """
+    for label, version in wanted.items():
+        _check_version(label, version)
+    header, config = _read(config_path)
+    model = _model(config, model_name, config_path)
     current = dict(model.version_labels)
     policy = model.model_version_policy
     loaded = set(policy.specific.versions) if policy.HasField('specific') else set()
@@ -96,7 +113,7 @@ def set_labels(config_path: str, stable: int, canary: Optional[int] = None,
         labels = current
     else:
         versions = set(wanted.values())
-        labels = wanted
+        labels = dict(wanted)
         pending = frozenset()
     policy.Clear()
     policy.specific.versions.extend(sorted(versions))
@@ -104,3 +121,20 @@ def set_labels(config_path: str, stable: int, canary: Optional[int] = None,
     model.version_labels.update(labels)
     write_atomically(config_path, header + text_format.MessageToString(config))
     return pending
+
+
+NEW_CONFIG_HEADER = """# ModelServerConfig written by `taxi-pipeline models` (the release registry):
+# TF Serving and `taxi-pipeline serve --model-config-file` load exactly the
+# versions labelled here. Change it with `taxi-pipeline models promote|rollback`,
+# which records every change in ML Metadata, not by hand.
+"""
+
+
+def create_config(config_path: str, model_name: str, base_path: str) -> None:
+    """A config serving `model_name` from `base_path` with no versions yet; refuses to replace a file."""
+    if os.path.exists(config_path):
+        raise ValueError(f'{config_path} exists already')
+    config = model_server_config_pb2.ModelServerConfig()
+    model = config.model_config_list.config.add(name=model_name, base_path=base_path, model_platform='tensorflow')
+    model.model_version_policy.specific.SetInParent()
+    write_atomically(config_path, NEW_CONFIG_HEADER + text_format.MessageToString(config))

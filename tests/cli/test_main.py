@@ -16,7 +16,7 @@ def test_help_lists_every_command_without_loading_tensorflow():
                           'except SystemExit:\n    pass\nprint("tensorflow" in sys.modules)'],
                          capture_output=True, text=True, timeout=60)
     for command in ('run', 'prepare-data', 'schema-draft', 'compile', 'submit', 'serve', 'serving-labels',
-                    'serving-tokens', 'predict', 'explain'):
+                    'serving-tokens', 'predict', 'explain', 'models', 'canary'):
         assert command in out.stdout, command
     assert out.stdout.strip().endswith('False'), out.stderr
 

@@ -1,21 +1,17 @@
 """Request logs in the server's own format, written at chosen times, and feedback that
 arrives within the hour the passes judge."""
 
-import json
 import os
 import random
 import shutil
 
 import pytest
-import tensorflow as tf
 
 from pipeline import data
 from serving import feedback
-from serving.telemetry import log_examples
 from support.log_times import END, HOUR
 from support.samples import SAMPLE_ROWS, as_dicts
-from taxi_model import contract
-
+from support.served_traffic import LogWriter
 
 
 @pytest.fixture(scope='session')
@@ -30,23 +26,10 @@ def model_base(first_run, tmp_path_factory):
 @pytest.fixture(scope='session')
 def served(model_base):
     """Writes rows to a log directory as the server logs them: served by the version, at a time."""
-    model = tf.saved_model.load(os.path.join(model_base[0], str(model_base[1])))
-    predict = model.signatures[contract.PREDICT_RAW]
+    writer = LogWriter(*model_base)
 
     def write(directory, rows, at_micros, name, request_id=None, strip=()):
-        """`strip`: fields left out of the records, as logs written before they existed."""
-        inputs = contract.raw_inputs(rows)
-        outputs = {k: v.numpy() for k, v in predict(**{k: tf.constant(v) for k, v in inputs.items()}).items()}
-        # One request per file, its id the file's name: feedback names (name, example index).
-        meta = {'model_name': 'chicago-taxi', 'model_version': model_base[1], 'signature_name': contract.PREDICT_RAW,
-                'request_id': request_id or name, 'timestamp_micros': at_micros}
-        missing = json.loads(contract.missing_values_json())[contract.PREDICT_RAW]
-        os.makedirs(directory, exist_ok=True)
-        with tf.io.TFRecordWriter(os.path.join(directory, f'{name}.tfrecord')) as writer:
-            for example in log_examples((meta, inputs, outputs, None, missing)):
-                for field in strip:
-                    del example.features.feature[field]
-                writer.write(example.SerializeToString())
+        writer.write(directory, rows, at_micros, name, request_id, strip)
     return write
 
 

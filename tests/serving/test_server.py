@@ -35,6 +35,7 @@ from serving.batching import BatchingOptions
 from serving.client import GrpcClient, RestClient, ServerUnavailable, ServingClientError
 from serving.server import ModelServer, ServerSettings
 from support.polling import free_port, wait_for
+from support.serving_load import LoadGenerator, predict as _predict
 from support.samples import SAMPLE_ROWS, as_dicts, write_csv
 from taxi_model import contract
 
@@ -47,12 +48,6 @@ def _copy_version(source, base_path, version):
     target = os.path.join(base_path, str(version))
     shutil.copytree(source, target)
     return target
-
-
-def _predict(client, rows, signature=contract.PREDICT_RAW, **target):
-    """(tip probabilities, version that answered) for raw rows, through the model's contract."""
-    prediction = client.predict(contract.inputs_for(signature, rows), signature=signature, **target)
-    return contract.probabilities(prediction.outputs), prediction.model_version
 
 
 def _metrics(server):
@@ -298,55 +293,12 @@ def test_failed_requests_are_counted_and_made_up_names_never_become_labels(serve
     assert 'no-such-model' not in label_values and 'nope' not in label_values
 
 
-class LoadGenerator:
-    """Clients on both protocols sending requests in a loop; records every outcome."""
-
-    def __init__(self, server, rows, threads_per_protocol=2):
-        self.rows, self.stop = rows, threading.Event()
-        self.failures, self.versions, self.count = [], [], 0
-        self.versions_by_client = {}
-        self.lock = threading.Lock()
-        self.threads = [threading.Thread(target=self._loop, args=(factory, i), daemon=True)
-                        for i, factory in enumerate(
-                            [lambda: RestClient('127.0.0.1', server.rest_port, model_name=MODEL_NAME),
-                             lambda: GrpcClient('127.0.0.1', server.grpc_port, model_name=MODEL_NAME)]
-                            * threads_per_protocol)]
-
-    def _loop(self, factory, index):
-        client = factory()
-        seen = self.versions_by_client.setdefault(index, [])
-        i = 0
-        while not self.stop.is_set():
-            try:
-                _, version = _predict(client, self.rows[i % len(self.rows):][:4])
-                with self.lock:
-                    self.count += 1
-                    if version is not None:
-                        self.versions.append(version)
-                        seen.append(version)
-            except Exception as e:  # any failure is what this test is about
-                with self.lock:
-                    self.failures.append(repr(e))
-            i += 4
-        client.close()
-
-    def __enter__(self):
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        for t in self.threads:
-            t.join(timeout=30)
-
-
 def test_new_version_swaps_in_under_load_without_a_failed_request_and_corrupt_one_never_does(
         pushed, held_out_rows, expected, tmp_path):
     source, version = pushed
     base = tmp_path / MODEL_NAME
     _copy_version(source, base, version)
-    with ModelServer(_settings(base)) as server, LoadGenerator(server, held_out_rows) as load:
+    with ModelServer(_settings(base)) as server, LoadGenerator(server, held_out_rows, MODEL_NAME) as load:
         watcher = RestClient('127.0.0.1', server.rest_port, model_name=MODEL_NAME)
         wait_for(lambda: load.count > 20)
         # Push v+1 the way the Pusher does: files one by one, saved_model.pb

@@ -1,0 +1,194 @@
+"""Release decisions in ML Metadata: append-only, ordered, and tamper-evident.
+
+Every approval, rejection, promotion, rollback and withdrawal is one
+execution of type `ModelRelease` in the registry's context (one per model
+base path, as the monitor's passes are), written in one `put_execution`
+with an INPUT event from the PushedModel of every version it touched: the
+lineage of a pushed model leads to every decision about it.
+
+ML Metadata lets any client update an execution, so "never rewritten" is
+made checkable: each record carries its sequence number, the digest of the
+record before it and its own digest (SHA-256 over its fields and that
+link). `verify` recomputes the chain and also flags a record ML Metadata
+saw updated after it was written; every command refuses to append to a
+chain that does not verify, so a tampered history stops releases until
+someone looks. Appends hold a lock beside a SQLite store, so two local
+commands cannot both take the same sequence number; against a cluster's
+metadata service a race shows up as a fork that `verify` names.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import hashlib
+import json
+import time
+from typing import Dict, Iterator, List, Mapping, Optional, Tuple
+
+from ml_metadata.proto import metadata_store_pb2
+
+EXECUTION_TYPE = 'ModelRelease'
+CONTEXT_TYPE = 'model_registry'
+APPROVE, REJECT, PROMOTE, ROLLBACK, WITHDRAW = ACTIONS = ('approve', 'reject', 'promote', 'rollback', 'withdraw')
+
+INT, DOUBLE, STRING = metadata_store_pb2.INT, metadata_store_pb2.DOUBLE, metadata_store_pb2.STRING
+_PROPERTIES = {
+    'sequence': INT, 'action': STRING, 'model_version': INT, 'actor': STRING, 'reason': STRING,
+    'at_micros': INT, 'model_base_path': STRING,
+    # JSON {"<version>": ["<stage before>", "<stage after>"]} for every version whose stage changed.
+    'changes': STRING,
+    # JSON of the serving labels and the canary's traffic share once the decision took effect.
+    'labels': STRING, 'canary_percent': DOUBLE,
+    # JSON: what the decision rested on (drift reviewed, the canary test, the approval it used).
+    'evidence': STRING,
+    'policy_sha256': STRING, 'serving_config': STRING,
+    'previous_digest': STRING, 'digest': STRING,
+}
+_HASHED = tuple(name for name in _PROPERTIES if name != 'digest')
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    """One recorded release decision."""
+
+    sequence: int
+    action: str
+    model_version: int
+    actor: str
+    reason: str
+    at_micros: int
+    model_base_path: str
+    changes: Dict[int, Tuple[str, str]]
+    labels: Dict[str, int]
+    canary_percent: float
+    evidence: Dict
+    policy_sha256: str
+    serving_config: str
+    previous_digest: str
+    digest: str
+    execution_id: int = 0
+    # ML Metadata's own clock: the record was updated after it was written if these differ.
+    updated_after_write: bool = False
+
+    def fields(self) -> Dict:
+        return {'sequence': self.sequence, 'action': self.action, 'model_version': self.model_version,
+                'actor': self.actor, 'reason': self.reason, 'at_micros': self.at_micros,
+                'model_base_path': self.model_base_path,
+                'changes': json.dumps({str(v): list(c) for v, c in sorted(self.changes.items())}),
+                'labels': json.dumps(self.labels, sort_keys=True), 'canary_percent': float(self.canary_percent),
+                'evidence': json.dumps(self.evidence, sort_keys=True), 'policy_sha256': self.policy_sha256,
+                'serving_config': self.serving_config, 'previous_digest': self.previous_digest}
+
+
+def digest_of(fields: Mapping) -> str:
+    canonical = json.dumps({name: fields[name] for name in _HASHED}, sort_keys=True, separators=(',', ':'))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _types(store) -> Tuple[int, int]:
+    execution_type = store.put_execution_type(
+        metadata_store_pb2.ExecutionType(name=EXECUTION_TYPE, properties=_PROPERTIES), can_add_fields=True)
+    context_type = store.put_context_type(metadata_store_pb2.ContextType(name=CONTEXT_TYPE))
+    return execution_type, context_type
+
+
+def _decode(execution) -> Decision:
+    p = execution.properties
+    return Decision(
+        sequence=p['sequence'].int_value, action=p['action'].string_value, model_version=p['model_version'].int_value,
+        actor=p['actor'].string_value, reason=p['reason'].string_value, at_micros=p['at_micros'].int_value,
+        model_base_path=p['model_base_path'].string_value,
+        changes={int(v): tuple(c) for v, c in json.loads(p['changes'].string_value or '{}').items()},
+        labels=json.loads(p['labels'].string_value or '{}'), canary_percent=p['canary_percent'].double_value,
+        evidence=json.loads(p['evidence'].string_value or '{}'), policy_sha256=p['policy_sha256'].string_value,
+        serving_config=p['serving_config'].string_value, previous_digest=p['previous_digest'].string_value,
+        digest=p['digest'].string_value, execution_id=execution.id,
+        updated_after_write=execution.last_update_time_since_epoch != execution.create_time_since_epoch)
+
+
+def read(store, model_base_path: str) -> List[Decision]:
+    """Every decision about the model at `model_base_path`, in sequence order."""
+    context = store.get_context_by_type_and_name(CONTEXT_TYPE, model_base_path)
+    if context is None:
+        return []
+    executions = [e for e in store.get_executions_by_context(context.id) if e.type == EXECUTION_TYPE]
+    return sorted((_decode(e) for e in executions), key=lambda d: (d.sequence, d.execution_id))
+
+
+class BrokenLedger(RuntimeError):
+    """The recorded history does not verify: something rewrote or removed a decision."""
+
+
+def problems(decisions: List[Decision]) -> List[str]:
+    """What is wrong with the chain (empty when it verifies)."""
+    found, previous = [], ''
+    for expected, decision in enumerate(decisions, start=1):
+        where = f'decision {decision.sequence} (execution {decision.execution_id})'
+        if decision.sequence != expected:
+            found.append(f'{where}: expected sequence {expected}: a decision is missing or two claim one number')
+        if decision.previous_digest != previous:
+            found.append(f'{where}: does not follow the decision before it (a decision was removed or inserted)')
+        if digest_of(decision.fields()) != decision.digest:
+            found.append(f'{where}: its content does not match its digest (it was rewritten)')
+        if decision.updated_after_write:
+            found.append(f'{where}: ML Metadata shows it was updated after it was written')
+        previous = decision.digest
+    return found
+
+
+def verify(decisions: List[Decision]) -> None:
+    found = problems(decisions)
+    if found:
+        raise BrokenLedger('the release history does not verify; nothing was changed:\n  ' + '\n  '.join(found))
+
+
+@contextlib.contextmanager
+def append_lock(metadata_path: Optional[str]) -> Iterator[None]:
+    """Exclusive while a local command reads the chain's end and appends to it."""
+    if not metadata_path:
+        yield
+        return
+    with open(metadata_path + '.release.lock', 'a') as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def now_micros() -> int:
+    return int(time.time() * 1e6)
+
+
+def append(store, previous: List[Decision], *, action: str, model_version: int, actor: str, reason: str,
+           model_base_path: str, changes: Mapping[int, Tuple[str, str]], labels: Mapping[str, int],
+           canary_percent: float, evidence: Mapping, policy_sha256: str, serving_config: str,
+           pushed_models: List[metadata_store_pb2.Artifact], at_micros: Optional[int] = None) -> Decision:
+    """Records one decision after `previous` (the verified chain); returns it."""
+    if action not in ACTIONS:
+        raise ValueError(f'unknown release action {action!r}')
+    decision = Decision(
+        sequence=len(previous) + 1, action=action, model_version=int(model_version), actor=actor, reason=reason,
+        at_micros=at_micros or now_micros(), model_base_path=model_base_path,
+        changes={int(v): tuple(c) for v, c in changes.items()}, labels=dict(labels),
+        canary_percent=float(canary_percent), evidence=dict(evidence), policy_sha256=policy_sha256,
+        serving_config=serving_config, previous_digest=previous[-1].digest if previous else '', digest='')
+    fields = decision.fields()
+    decision = dataclasses.replace(decision, digest=digest_of(fields))
+    execution_type, context_type = _types(store)
+    execution = metadata_store_pb2.Execution(type_id=execution_type,
+                                             last_known_state=metadata_store_pb2.Execution.COMPLETE)
+    for name, value in {**fields, 'digest': decision.digest}.items():
+        kind = _PROPERTIES[name]
+        if kind == INT:
+            execution.properties[name].int_value = value
+        elif kind == DOUBLE:
+            execution.properties[name].double_value = value
+        else:
+            execution.properties[name].string_value = value
+    events = [(artifact, metadata_store_pb2.Event(type=metadata_store_pb2.Event.INPUT)) for artifact in pushed_models]
+    context = metadata_store_pb2.Context(type_id=context_type, name=model_base_path)
+    execution_id, _, _ = store.put_execution(execution, events, [context], reuse_context_if_already_exist=True)
+    return dataclasses.replace(decision, execution_id=execution_id)

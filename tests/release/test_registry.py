@@ -1,0 +1,180 @@
+"""The registry over ML Metadata and the push destination: what each version is, who may move
+it where, and a history that answers "what served production at T" and cannot be quietly rewritten."""
+
+import json
+import os
+
+import pytest
+from ml_metadata.proto import metadata_store_pb2
+
+from monitoring import metadata_record
+from release import ledger
+from support.release_users import ALICE, BOB, CAROL, MALLORY
+
+
+def _json(capsys):
+    return json.loads(capsys.readouterr().out)
+
+
+def _history(workspace, capsys, *argv):
+    capsys.readouterr()
+    code = workspace.models('history', '--json', *argv)
+    return code, _json(capsys)
+
+
+def test_list_shows_each_version_from_its_lineage(workspace, capsys):
+    v = workspace.versions
+    assert workspace.models('list', '--json') == 0
+    rows = {row['version']: row for row in _json(capsys)['versions']}
+    assert set(rows) == {v.first, v.drifted, v.unregistered}
+    first, drifted = rows[v.first], rows[v.drifted]
+    assert first['stage'] == drifted['stage'] == 'candidate'
+    assert first['blessed'] == drifted['blessed'] == 'yes'
+    # The drifted span's model carries the drift check's verdict from its Trainer, found through the Pusher's inputs.
+    assert drifted['drift'] == 'drift' and drifted['drift_features'] == ['trip_start_hour']
+    assert first['drift'] != 'drift'
+    for row in (first, drifted):
+        assert 0.5 < row['eval_auc'] <= 1 and row['run'] and row['pushed'] != '-'
+    assert rows[v.unregistered]['stage'] == 'unregistered' and rows[v.unregistered]['blessed'] == 'unknown'
+
+
+def test_stable_needs_an_approval_by_a_listed_approver(workspace, capsys):
+    v = workspace.versions
+    # Nobody approved: refused, and nothing is written anywhere.
+    assert workspace.models('promote', v.first, '--to', 'stable', '--reason', 'ship it', user=BOB) == 2
+    assert 'has no approval' in capsys.readouterr().err
+    assert not os.path.exists(workspace.serving_config)
+
+    # Someone not on the approvers list cannot approve, and is told who can.
+    assert workspace.models('approve', v.first, '--reason', 'lgtm', user=MALLORY) == 2
+    err = capsys.readouterr().err
+    assert "'mallory@example.com' may not approve" in err and "'approve' role" in err and ALICE in err
+    assert _history(workspace, capsys)[1]['decisions'] == []
+
+    # A promoter cannot approve; an approver cannot promote.
+    assert workspace.models('approve', v.first, '--reason', 'lgtm', user=BOB) == 2
+    assert workspace.models('approve', v.first, '--reason', 'AUC 0.95 on the eval split', user=ALICE) == 0
+    assert workspace.models('promote', v.first, '--to', 'stable', '--reason', 'ship', user=ALICE) == 2
+    assert "'promote' role" in capsys.readouterr().err
+    assert workspace.models('promote', v.first, '--to', 'stable', '--reason', 'first release', user=BOB) == 0
+    assert workspace.serving() == ({'stable': v.first}, 0.0)
+
+
+def test_approval_is_refused_without_a_blessing_record_or_a_drift_review(workspace, capsys):
+    v = workspace.versions
+    assert workspace.models('approve', v.unregistered, '--reason', 'copied by hand', user=ALICE) == 2
+    assert 'no record of the pipeline pushing it' in capsys.readouterr().err
+    assert workspace.models('promote', v.unregistered, '--to', 'canary', '--reason', 'try', user=BOB) == 2
+
+    assert workspace.models('approve', v.drifted, '--reason', 'lgtm', user=ALICE) == 2
+    err = capsys.readouterr().err
+    assert 'drifted' in err and 'trip_start_hour' in err and '--drift-reviewed' in err
+    assert workspace.models('approve', v.drifted, '--reason', 'night trips are the new normal; reviewed',
+                            '--drift-reviewed', user=ALICE) == 0
+    (decision,) = _history(workspace, capsys)[1]['decisions']
+    assert decision['evidence']['drift_reviewed'] is True and decision['evidence']['drift_verdict'] == 'drift'
+
+    # Whoever approved may not also promote it to stable: separation of duties.
+    assert workspace.models('approve', v.first, '--reason', 'ok', user=CAROL) == 0
+    assert workspace.models('promote', v.first, '--to', 'stable', '--reason', 'ship', user=CAROL) == 2
+    assert 'separation of duties' in capsys.readouterr().err
+
+
+def test_history_is_complete_ordered_and_answers_what_served_when(workspace, capsys):
+    v = workspace.versions
+    workspace.release_both()
+    assert workspace.models('approve', v.drifted, '--reason', 'drift reviewed', '--drift-reviewed', user=ALICE) == 0
+    assert workspace.models('promote', v.drifted, '--to', 'stable', '--reason', 'canary held up', user=BOB) == 0
+    # The previous stable stays loaded under `rollback`, so rolling back is one label move.
+    assert workspace.serving() == ({'stable': v.drifted, 'rollback': v.first}, 0.0)
+    assert workspace.models('rollback', '--reason', 'complaints about tips', user=BOB) == 0
+    assert workspace.serving() == ({'stable': v.first}, 0.0)
+    assert workspace.models('rollback', '--reason', 'again', user=BOB) == 2
+    assert 'nothing to roll back to' in capsys.readouterr().err
+
+    code, history = _history(workspace, capsys)
+    assert code == 0 and history['history_verified']
+    decisions = history['decisions']
+    assert [(d['action'], d['version'], d['actor']) for d in decisions] == [
+        ('approve', v.first, ALICE), ('promote', v.first, BOB), ('promote', v.drifted, BOB),
+        ('approve', v.drifted, ALICE), ('promote', v.drifted, BOB), ('rollback', v.first, BOB)]
+    assert [d['sequence'] for d in decisions] == [1, 2, 3, 4, 5, 6]
+    times = [d['at_micros'] for d in decisions]
+    assert times == sorted(times) and len(set(times)) == len(times)
+    assert decisions[4]['changes'] == {str(v.first): ['stable', 'archived'], str(v.drifted): ['canary', 'stable']}
+    assert decisions[4]['evidence']['approved_by'] == ALICE
+    assert decisions[5]['changes'] == {str(v.first): ['archived', 'stable'], str(v.drifted): ['stable', 'archived']}
+    assert all(d['reason'] and d['policy_sha256'] for d in decisions)
+
+    def served_at(micros):
+        _, answer = _history(workspace, capsys, '--at', _iso(micros))
+        return answer['stable'], answer['canary']
+    assert served_at(times[0] - 1_000_000) == (None, None)
+    assert served_at(times[1]) == (v.first, None)
+    assert served_at((times[2] + times[3]) // 2) == (v.first, v.drifted)
+    assert served_at(times[4]) == (v.drifted, None)
+    assert served_at(times[5] + 1) == (v.first, None)
+
+    # Each decision is linked, in ML Metadata, to the PushedModel of every version it moved.
+    store = metadata_record.connect(workspace.metadata_path)
+    pushed = metadata_record.pushed_model(store, v.base_path, v.drifted)
+    options = metadata_store_pb2.LineageSubgraphQueryOptions(max_num_hops=1)
+    options.starting_artifacts.filter_query = f'id = {pushed.id}'
+    graph = store.get_lineage_subgraph(options)
+    releases = sorted(e.properties['sequence'].int_value for e in graph.executions if e.type == ledger.EXECUTION_TYPE)
+    assert releases == [3, 4, 5, 6]
+
+
+def _iso(micros):
+    import datetime
+    return datetime.datetime.fromtimestamp(micros / 1e6, datetime.timezone.utc).isoformat()
+
+
+def test_a_rewritten_decision_is_found_and_stops_further_transitions(workspace, capsys):
+    v = workspace.versions
+    workspace.release_both()
+    store = metadata_record.connect(workspace.metadata_path)
+    (execution,) = [e for e in store.get_executions_by_type(ledger.EXECUTION_TYPE)
+                    if e.properties['action'].string_value == 'approve']
+    execution.properties['actor'].string_value = CAROL  # someone "corrects" who approved
+    store.put_execution(execution, [], [])
+
+    code, history = _history(workspace, capsys)
+    assert code == 1 and not history['history_verified']
+    assert workspace.models('history') == 1
+    err = capsys.readouterr().err
+    assert 'decision 1' in err and 'rewritten' in err and 'updated after it was written' in err
+    assert workspace.models('rollback', '--canary', '--reason', 'stop', user=BOB) == 1
+    assert 'does not verify' in capsys.readouterr().err
+    assert workspace.serving() == ({'stable': v.first, 'canary': v.drifted}, 20.0)  # nothing moved
+
+
+def test_rejecting_the_canary_takes_its_traffic_away_and_bars_it_from_stable(workspace, capsys):
+    v = workspace.versions
+    workspace.release_both()
+    assert workspace.models('reject', v.first, '--reason', 'serves production', user=ALICE) == 2
+    assert 'roll it back first' in capsys.readouterr().err
+    assert workspace.models('reject', v.drifted, '--reason', 'slices with few rows look off', user=ALICE) == 0
+    assert workspace.serving() == ({'stable': v.first}, 0.0)
+    assert workspace.models('promote', v.drifted, '--to', 'canary', '--reason', 'retry', user=BOB) == 2
+    assert 'was rejected by alice@example.com' in capsys.readouterr().err
+
+    assert workspace.models('show', v.drifted, '--json') == 0
+    shown = _json(capsys)
+    assert shown['stage'] == 'archived' and shown['approval'].startswith('rejected by')
+    assert [d['action'] for d in shown['decisions']] == ['promote', 'reject']
+
+
+def test_a_decision_that_cannot_be_recorded_leaves_serving_as_it_was(workspace, capsys, monkeypatch):
+    v = workspace.versions
+    workspace.release_both()
+    before = workspace.serving()
+
+    def fail(*args, **kwargs):
+        raise RuntimeError('metadata store unavailable')
+    monkeypatch.setattr(ledger, 'append', fail)
+    assert workspace.models('rollback', '--canary', '--reason', 'stop', user=BOB) == 1
+    assert workspace.serving() == before
+    monkeypatch.undo()
+    assert workspace.models('rollback', '--canary', '--reason', 'stop', user=BOB) == 0
+    assert workspace.serving() == ({'stable': v.first}, 0.0)
