@@ -71,6 +71,8 @@ class Settings:
     min_auc: float = 0.7
     min_accuracy: float = 0.6
     min_labelled: int = 100
+    # Live metrics only from examples served from then on (a canary's comparison); None: any time.
+    served_since_micros: Optional[int] = None
 
     @property
     def start_micros(self) -> int:
@@ -223,8 +225,9 @@ class _Joined:
     reused: int = 0
 
 
-def _join(fresh: Dict, logged: Optional[pa.Table]) -> _Joined:
-    """Each fresh record with the first logged example (by time) it names; unknown if none."""
+def _join(fresh: Dict, logged: Optional[pa.Table], served_since: Optional[int] = None) -> _Joined:
+    """Each fresh record with the first logged example (by time) it names; unknown if none. Examples
+    served before `served_since` are not joined (their feedback is left out, and not counted unknown)."""
     joined = _Joined()
     if logged is not None and logged.num_rows:
         ids = request_logs.scalars(logged.column(request_logs.REQUEST_ID), b'')
@@ -240,6 +243,8 @@ def _join(fresh: Dict, logged: Optional[pa.Table]) -> _Joined:
                 joined.reused += 1
                 continue
             taken.add(key)
+            if served_since is not None and served[row] < served_since:
+                continue
             version = int(versions[row])
             joined.records.setdefault(version, []).append(fresh[key])
             joined.rows.setdefault(version, []).append(int(row))
@@ -302,7 +307,7 @@ def monitor(settings: Settings) -> Pass:
         wanted_ids=frozenset(key[0].encode() for key in fresh),
         wanted_columns={settings.prediction_key: schema_pb2.FLOAT,
                         **{name: schema_pb2.FLOAT for name in settings.label_features}})
-    joined = _join(fresh, logged) if settings.labeler else _Joined()
+    joined = _join(fresh, logged, settings.served_since_micros) if settings.labeler else _Joined()
     by_version = {version: (*carried[version], request_logs.between(table, settings.start_micros, settings.end_micros),
                             request_logs.between(table, previous_start, settings.start_micros))
                   for version, table in tables.items()}

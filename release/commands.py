@@ -22,7 +22,7 @@ import sys
 import time
 from typing import Optional
 
-from release import canary as canary_lib, ledger, policy as policy_lib, registry as registry_lib
+from release import canary as canary_lib, ledger, policy as policy_lib, registry as registry_lib, transitions
 from release.registry import CANARY, STABLE
 
 
@@ -42,8 +42,6 @@ def register(commands: argparse._SubParsersAction, default_workspace: str, defau
                         '--serving-config)')
     common.add_argument('--model-name', help="the model's name in the serving config (default: the base path's "
                         'last directory)')
-    common.add_argument('--approvers', default=policy_lib.DEFAULT_FILE,
-                        help='who may approve and promote (default: the repository\'s release/approvers.yaml)')
     common.add_argument('--user', help=f'who is acting (default: ${policy_lib.USER_VARIABLE}, else the login name)')
     common.add_argument('--server', action='append', default=[], metavar='URL',
                         help='REST address of a server to wait for when a label must move to a version it has not '
@@ -77,6 +75,9 @@ def register(commands: argparse._SubParsersAction, default_workspace: str, defau
                                 'withdraw only the canary (promote role)')
     rollback.add_argument('--canary', action='store_true', help='withdraw the canary, keep the stable version')
     rollback.add_argument('--reason', required=True)
+    sync = verbs.add_parser('sync', parents=[common], help='put the recorded labels and traffic share back in a '
+                            'serving config changed outside the registry (promote role)')
+    sync.add_argument('--reason', required=True)
     models.set_defaults(handler=models_command)
 
     canary = commands.add_parser('canary', help="the canary against the stable version on live traffic")
@@ -120,18 +121,22 @@ def _store(args, writable: bool):
     return metadata_record.connect(args.metadata_path), os.path.abspath(args.metadata_path)
 
 
-def _release(args, emit_line=print):
-    from release import transitions
-    base = _base_path(args)
-    store, metadata_path = _store(args, writable=True)
+def _release_target(args, base: str) -> 'transitions.ServingTarget':
     config = os.path.abspath(args.serving_config)
-    target = transitions.ServingTarget(
+    return transitions.ServingTarget(
         config_path=config,
         traffic_path=os.path.abspath(args.traffic_config) if args.traffic_config else
         os.path.join(os.path.dirname(config), _traffic_file()),
         model_name=args.model_name or os.path.basename(base), servers=tuple(args.server),
         wait_seconds=args.wait_seconds)
-    return transitions.Release(store, base, target, policy_lib.load(args.approvers),
+
+
+def _release(args, emit_line=print):
+    base = _base_path(args)
+    store, metadata_path = _store(args, writable=True)
+    target = _release_target(args, base)
+    # Always the repository's file: a policy chosen on the command line would be no policy.
+    return transitions.Release(store, base, target, policy_lib.load(),
                                policy_lib.current_user(args.user), metadata_path, emit_line)
 
 
@@ -175,7 +180,12 @@ def _decision_line(d: ledger.Decision) -> str:
 def models_command(args) -> int:
     if args.verb in ('list', 'show', 'history'):
         return _read_only(args)
+    if args.wait_seconds <= 0:
+        raise ValueError('--wait-seconds must be above 0')
     release = _release(args)
+    if args.verb == 'sync':
+        release.sync(args.reason)
+        return 0
     if args.verb == 'approve':
         result = release.approve(args.version, args.reason, args.drift_reviewed)
     elif args.verb == 'reject':
@@ -210,6 +220,9 @@ def _read_only(args) -> int:
     registry = registry_lib.Registry(store, _base_path(args))
     decisions = registry.decisions()
     problems = ledger.problems(decisions)
+    drift = transitions.config_drift(_release_target(args, registry.model_base_path), decisions)
+    if drift:  # the config is the history's second witness: a difference is for someone to look at
+        problems.append(f'serving config: {drift}')
     if args.verb == 'history':
         return _history(args, decisions, problems)
     state = registry_lib.replay(decisions)
@@ -222,7 +235,7 @@ def _read_only(args) -> int:
                           'versions': rows}, sort_keys=True))
         return 1 if problems else 0
     print(f'{registry.model_base_path}: {len(versions)} version(s), {len(decisions)} decision(s), history '
-          + ('verified' if not problems else 'DOES NOT VERIFY (see `models history`)'))
+          + ('verified' if not problems else 'DOES NOT VERIFY (below)'))
     print(f'  {"VERSION":<11} {"STAGE":<10} {"BLESSED":<8} {"DRIFT":<12} {"EVAL AUC":<9} {"LIVE AUC (n)":<15} '
           f'{"PUSHED (UTC)":<20} APPROVAL')
     for row in rows:
@@ -231,7 +244,10 @@ def _read_only(args) -> int:
         stage = row['stage'] + (f' {row["canary_percent"]:g}%' if row['stage'] == CANARY else '')
         print(f'  {row["version"]:<11} {stage:<10} {row["blessed"]:<8} {row["drift"] or "-":<12} {evaluation:<9} '
               f'{live:<15} {row["pushed"]:<20} {row["approval"] or "-"}')
-    return 1 if problems else 0
+    if problems:
+        print('history DOES NOT VERIFY:\n  ' + '\n  '.join(problems), file=sys.stderr)
+        return 1
+    return 0
 
 
 _PAST = {ledger.APPROVE: 'approved', ledger.REJECT: 'rejected'}
@@ -377,7 +393,8 @@ def canary_command(args) -> int:
         print(json.dumps({**comparison.evidence()['canary_test'], 'acted': acted}, sort_keys=True, default=str))
     else:
         print('\n'.join(lines))
-    return 0
+    # A worse canary that could not be withdrawn is still taking traffic: someone must know.
+    return 1 if acted and not acted['done'] and comparison.recommendation == canary_lib.ROLLBACK else 0
 
 
 def _canary_status(args, registry, state, since) -> int:
@@ -402,6 +419,7 @@ def _canary_status(args, registry, state, since) -> int:
 
 
 def _evaluate(args, registry, state, since) -> canary_lib.Comparison:
+    test_settings = canary_lib.Settings(args.min_labelled, args.alpha, args.margin)  # bad values fail before reading
     from monitoring import monitor
     from taxi_model import contract
     now = ledger.now_micros()
@@ -409,11 +427,13 @@ def _evaluate(args, registry, state, since) -> canary_lib.Comparison:
         log_dir=args.request_log_dir, model_base_path=registry.model_base_path, end_micros=now,
         window_micros=max(now - since.at_micros, 1), prediction_key=contract.PROBABILITIES,
         outlier_key=contract.IS_OUTLIER, feedback_dir=args.feedback_dir, labeler=contract.labels_from_feedback,
-        label_features=contract.FEEDBACK_FEATURES, min_labelled=args.min_labelled)
+        label_features=contract.FEEDBACK_FEATURES, min_labelled=args.min_labelled,
+        # Only what each version answered since the canary started: the same time, the same traffic.
+        served_since_micros=since.at_micros)
     found = monitor.monitor(settings)
     live = {report.version: report.live for report in found.reports}
     return canary_lib.compare(state.stable, state.canary, live.get(state.stable), live.get(state.canary),
-                              canary_lib.Settings(args.min_labelled, args.alpha, args.margin))
+                              test_settings)
 
 
 def _act(args, comparison: canary_lib.Comparison, lines) -> Optional[dict]:
@@ -422,9 +442,11 @@ def _act(args, comparison: canary_lib.Comparison, lines) -> Optional[dict]:
     reason = f'canary evaluation: {comparison.recommendation}: ' + '; '.join(comparison.reasons)
     try:
         if comparison.recommendation == canary_lib.ROLLBACK:
-            decision = release.rollback(reason, canary_only=True, evidence=comparison.evidence())
+            decision = release.rollback(reason, canary_only=True, evidence=comparison.evidence(),
+                                        expect_canary=comparison.canary)
         else:
-            decision = release.promote(comparison.canary, STABLE, reason, evidence=comparison.evidence())
+            decision = release.promote(comparison.canary, STABLE, reason, evidence=comparison.evidence(),
+                                       expect_canary=comparison.canary)
     except NotAllowed as e:
         lines.append(f'not done: {e}')
         return {'done': False, 'why': str(e)}

@@ -10,11 +10,18 @@ ML Metadata lets any client update an execution, so "never rewritten" is
 made checkable: each record carries its sequence number, the digest of the
 record before it and its own digest (SHA-256 over its fields and that
 link). `verify` recomputes the chain and also flags a record ML Metadata
-saw updated after it was written; every command refuses to append to a
-chain that does not verify, so a tampered history stops releases until
-someone looks. Appends hold a lock beside a SQLite store, so two local
-commands cannot both take the same sequence number; against a cluster's
-metadata service a race shows up as a fork that `verify` names.
+saw updated after it was written, and dates out of order; every command
+refuses to append to a chain that does not verify, so a tampered history
+stops releases until someone looks. Each record is named after its model
+and sequence number, which ML Metadata keeps unique: two commands racing
+for one number cannot both write it (and locally they queue on a lock).
+
+What a chain stored in the same database cannot show: the newest records
+deleted together (the rest still verifies), or a chain rebuilt whole by
+someone with write access to the database. Against those, ML Metadata's
+own database needs the access control and backups an auditor asks for;
+the serving config, also in git, is the second witness (`models list`
+flags a config whose labels differ from the recorded ones).
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import dataclasses
 import fcntl
 import hashlib
 import json
+import os
 import time
 from typing import Dict, Iterator, List, Mapping, Optional, Tuple
 
@@ -37,6 +45,8 @@ INT, DOUBLE, STRING = metadata_store_pb2.INT, metadata_store_pb2.DOUBLE, metadat
 _PROPERTIES = {
     'sequence': INT, 'action': STRING, 'model_version': INT, 'actor': STRING, 'reason': STRING,
     'at_micros': INT, 'model_base_path': STRING,
+    # The login account and host the command ran under (`actor` is the identity it claimed).
+    'ran_as': STRING,
     # JSON {"<version>": ["<stage before>", "<stage after>"]} for every version whose stage changed.
     'changes': STRING,
     # JSON of the serving labels and the canary's traffic share once the decision took effect.
@@ -60,6 +70,7 @@ class Decision:
     reason: str
     at_micros: int
     model_base_path: str
+    ran_as: str
     changes: Dict[int, Tuple[str, str]]
     labels: Dict[str, int]
     canary_percent: float
@@ -75,7 +86,7 @@ class Decision:
     def fields(self) -> Dict:
         return {'sequence': self.sequence, 'action': self.action, 'model_version': self.model_version,
                 'actor': self.actor, 'reason': self.reason, 'at_micros': self.at_micros,
-                'model_base_path': self.model_base_path,
+                'model_base_path': self.model_base_path, 'ran_as': self.ran_as,
                 'changes': json.dumps({str(v): list(c) for v, c in sorted(self.changes.items())}),
                 'labels': json.dumps(self.labels, sort_keys=True), 'canary_percent': float(self.canary_percent),
                 'evidence': json.dumps(self.evidence, sort_keys=True), 'policy_sha256': self.policy_sha256,
@@ -99,7 +110,7 @@ def _decode(execution) -> Decision:
     return Decision(
         sequence=p['sequence'].int_value, action=p['action'].string_value, model_version=p['model_version'].int_value,
         actor=p['actor'].string_value, reason=p['reason'].string_value, at_micros=p['at_micros'].int_value,
-        model_base_path=p['model_base_path'].string_value,
+        model_base_path=p['model_base_path'].string_value, ran_as=p['ran_as'].string_value,
         changes={int(v): tuple(c) for v, c in json.loads(p['changes'].string_value or '{}').items()},
         labels=json.loads(p['labels'].string_value or '{}'), canary_percent=p['canary_percent'].double_value,
         evidence=json.loads(p['evidence'].string_value or '{}'), policy_sha256=p['policy_sha256'].string_value,
@@ -134,6 +145,8 @@ def problems(decisions: List[Decision]) -> List[str]:
             found.append(f'{where}: its content does not match its digest (it was rewritten)')
         if decision.updated_after_write:
             found.append(f'{where}: ML Metadata shows it was updated after it was written')
+        if expected > 1 and decision.at_micros < decisions[expected - 2].at_micros:
+            found.append(f'{where}: dated before the decision it follows')
         previous = decision.digest
     return found
 
@@ -162,25 +175,40 @@ def now_micros() -> int:
     return int(time.time() * 1e6)
 
 
-def append(store, previous: List[Decision], *, action: str, model_version: int, actor: str, reason: str,
-           model_base_path: str, changes: Mapping[int, Tuple[str, str]], labels: Mapping[str, int],
-           canary_percent: float, evidence: Mapping, policy_sha256: str, serving_config: str,
-           pushed_models: List[metadata_store_pb2.Artifact], at_micros: Optional[int] = None) -> Decision:
-    """Records one decision after `previous` (the verified chain); returns it."""
+def prepare(previous: List[Decision], *, action: str, model_version: int, actor: str, reason: str,
+            model_base_path: str, changes: Mapping[int, Tuple[str, str]], labels: Mapping[str, int],
+            canary_percent: float, evidence: Mapping, policy_sha256: str, serving_config: str,
+            at_micros: Optional[int] = None) -> Decision:
+    """The decision that follows `previous` (the verified chain), digest included, not yet written."""
     if action not in ACTIONS:
         raise ValueError(f'unknown release action {action!r}')
     decision = Decision(
         sequence=len(previous) + 1, action=action, model_version=int(model_version), actor=actor, reason=reason,
-        at_micros=at_micros or now_micros(), model_base_path=model_base_path,
+        at_micros=at_micros or now_micros(), model_base_path=model_base_path, ran_as=_ran_as(),
         changes={int(v): tuple(c) for v, c in changes.items()}, labels=dict(labels),
         canary_percent=float(canary_percent), evidence=dict(evidence), policy_sha256=policy_sha256,
         serving_config=serving_config, previous_digest=previous[-1].digest if previous else '', digest='')
-    fields = decision.fields()
-    decision = dataclasses.replace(decision, digest=digest_of(fields))
+    return dataclasses.replace(decision, digest=digest_of(decision.fields()))
+
+
+def _ran_as() -> str:
+    import getpass
+    import socket
+    try:
+        account = getpass.getuser()
+    except Exception:  # no login name (some containers): the uid says who
+        account = f'uid {os.getuid()}'
+    return f'{account}@{socket.gethostname()}'
+
+
+def write(store, decision: Decision, pushed_models: List[metadata_store_pb2.Artifact]) -> Decision:
+    """Records `decision` in one put_execution. Its name is unique per model and sequence number,
+    and ML Metadata keeps execution names unique per type: of two writers racing for the same
+    number, against any store, the second fails instead of forking the chain."""
     execution_type, context_type = _types(store)
-    execution = metadata_store_pb2.Execution(type_id=execution_type,
+    execution = metadata_store_pb2.Execution(type_id=execution_type, name=f'{decision.model_base_path}#{decision.sequence}',
                                              last_known_state=metadata_store_pb2.Execution.COMPLETE)
-    for name, value in {**fields, 'digest': decision.digest}.items():
+    for name, value in {**decision.fields(), 'digest': decision.digest}.items():
         kind = _PROPERTIES[name]
         if kind == INT:
             execution.properties[name].int_value = value
@@ -189,6 +217,14 @@ def append(store, previous: List[Decision], *, action: str, model_version: int, 
         else:
             execution.properties[name].string_value = value
     events = [(artifact, metadata_store_pb2.Event(type=metadata_store_pb2.Event.INPUT)) for artifact in pushed_models]
-    context = metadata_store_pb2.Context(type_id=context_type, name=model_base_path)
+    context = metadata_store_pb2.Context(type_id=context_type, name=decision.model_base_path)
     execution_id, _, _ = store.put_execution(execution, events, [context], reuse_context_if_already_exist=True)
     return dataclasses.replace(decision, execution_id=execution_id)
+
+
+def landed(store, decision: Decision) -> Optional[Decision]:
+    """`decision` as recorded, if a write that reported an error recorded it after all."""
+    for found in read(store, decision.model_base_path):
+        if found.sequence == decision.sequence and found.digest == decision.digest:
+            return found
+    return None

@@ -50,11 +50,49 @@ class ServingTarget:
     wait_seconds: float = 300.0
 
 
+# Above this share a canary is production in all but name: it needs the approval stable needs.
+MAX_UNAPPROVED_PERCENT = 50.0
+
+
+def _expect(state, canary: Optional[int]) -> None:
+    if canary is not None and state.canary != canary:
+        raise NotAllowed(f'version {canary} is no longer the canary (now: {state.canary}): the evaluation is stale, '
+                         'nothing was done')
+
+
 @dataclasses.dataclass(frozen=True)
 class Pending:
     """The config now also loads `versions`; the labels move when the command is run again after they load."""
 
     versions: List[int]
+
+
+class ConfigDrift(RuntimeError):
+    """The serving config does not say what the recorded history says (exit 1)."""
+
+
+def config_drift(target: ServingTarget, decisions) -> Optional[str]:
+    """How the config's labels differ from the latest decision's, or None (also before any decision)."""
+    if not decisions or not os.path.exists(target.config_path):
+        return None
+    found = labels_lib.read_labels(target.config_path, target.model_name)
+    recorded = decisions[-1].labels
+    if found == recorded:
+        return None
+    show = lambda labels: ', '.join(f'{k}={v}' for k, v in sorted(labels.items())) or 'none'  # noqa: E731
+    return (f'{target.config_path} labels {show(found)}, but the history (decision #{decisions[-1].sequence}) '
+            f'says {show(recorded)}')
+
+
+def _recorded_after_all(store, decision, error: BaseException):
+    """`decision` if a write that raised `error` recorded it after all; else raises `error`."""
+    try:
+        found = ledger.landed(store, decision)
+    except Exception:
+        found = None
+    if found is None:
+        raise error
+    return found
 
 
 def _read_or_none(path: str) -> Optional[bytes]:
@@ -94,10 +132,11 @@ class Release:
             self.policy.require(self.user, policy_lib.APPROVE, f'approve version {version}')
             found = self._releasable(version, 'approved')
             if found.needs_drift_review and not drift_reviewed:
-                raise NotAllowed(
-                    f'version {version} was trained on data that drifted from its predecessor\'s '
-                    f'({", ".join(found.drift_features) or "see its drift report"}): review the drift report, '
-                    'then approve with --drift-reviewed')
+                why = (f'was trained on data that drifted from its predecessor\'s '
+                       f'({", ".join(found.drift_features) or "see its drift report"})' if found.drift_verdict else
+                       'has no drift verdict in ML Metadata (its run had no drift check), so nobody compared its '
+                       'training data with what served before')
+                raise NotAllowed(f'version {version} {why}: review its data, then approve with --drift-reviewed')
             evidence = {'blessed': True, 'drift_verdict': found.drift_verdict, 'drift_reviewed': bool(drift_reviewed),
                         'run': found.run}
             return dict(action=ledger.APPROVE, changes={}, stable_line=state.stable_line, canary=state.canary,
@@ -117,9 +156,12 @@ class Release:
                         percent=percent, evidence={})
         return self._transition(version, reason, decide)
 
-    def promote(self, version: int, to: str, reason: str, percent: Optional[float] = None, evidence=None):
+    def promote(self, version: int, to: str, reason: str, percent: Optional[float] = None, evidence=None,
+                expect_canary: Optional[int] = None):
+        """`expect_canary`: refuse unless this version is the canary (an evaluation acting on what it judged)."""
         def decide(state, decisions):
             self.policy.require(self.user, policy_lib.PROMOTE, f'promote version {version} to {to}')
+            _expect(state, expect_canary)
             self._releasable(version, f'promoted to {to}')
             verdict = state.verdicts.get(version)
             if verdict is not None and verdict.action == ledger.REJECT:
@@ -132,11 +174,12 @@ class Release:
             raise ValueError(f'promote --to takes {CANARY} or {STABLE}, not {to!r}')
         return self._transition(version, reason, decide)
 
-    def rollback(self, reason: str, canary_only: bool = False, evidence=None):
+    def rollback(self, reason: str, canary_only: bool = False, evidence=None, expect_canary: Optional[int] = None):
         """Restores the previous stable version (and withdraws any canary), or with `canary_only` withdraws the canary."""
         def decide(state, decisions):
             doing = 'withdraw the canary' if canary_only else 'roll back'
             self.policy.require(self.user, policy_lib.PROMOTE, doing)
+            _expect(state, expect_canary)
             if canary_only:
                 if state.canary is None:
                     raise NotAllowed('there is no canary to withdraw')
@@ -181,6 +224,12 @@ class Release:
         if state.canary not in (None, version):
             raise NotAllowed(f'version {state.canary} is the canary: withdraw it first '
                              '(taxi-pipeline models rollback --canary) or promote it')
+        if version in state.stable_line:
+            raise NotAllowed(f'version {version} served production before: to serve it again, roll back '
+                             '(taxi-pipeline models rollback)')
+        if percent > MAX_UNAPPROVED_PERCENT and state.approved(version) is None:
+            raise NotAllowed(f'a canary takes at most {MAX_UNAPPROVED_PERCENT:g}% of the traffic before someone '
+                             f'approves it for production; version {version} has no approval')
         changes = {} if state.canary == version else {version: (state.stage(version), CANARY)}
         return dict(action=ledger.PROMOTE, changes=changes, stable_line=state.stable_line, canary=version,
                     percent=percent, evidence=evidence or {})
@@ -216,6 +265,7 @@ class Release:
         with ledger.append_lock(self.metadata_path):
             decisions = self.registry.decisions()
             ledger.verify(decisions)
+            self.check_config(decisions)
             state = registry_lib.replay(decisions)
             plan = decide(state, decisions)
             version = plan.get('version', version)
@@ -230,33 +280,68 @@ class Release:
             saved = {path: _read_or_none(path) for path in (self.target.config_path, self.target.traffic_path)}
             pushed = [self.registry.version(v).pushed for v in sorted({version, *plan['changes']})]
             try:
-                pending = self._take_effect(labels, plan['percent'], state.canary_percent)
+                pending = self._take_effect(labels, plan['percent'])
                 if pending:
                     return pending
-                decision = ledger.append(
-                    self.store, decisions, action=plan['action'], model_version=version, actor=self.user,
-                    reason=reason.strip(), model_base_path=self.registry.model_base_path, changes=plan['changes'],
-                    labels=labels, canary_percent=plan['percent'], evidence=plan['evidence'],
-                    policy_sha256=self.policy.sha256, serving_config=self.target.config_path,
-                    pushed_models=[p for p in pushed if p is not None])
+                decision = ledger.prepare(
+                    decisions, action=plan['action'], model_version=version, actor=self.user, reason=reason.strip(),
+                    model_base_path=self.registry.model_base_path, changes=plan['changes'], labels=labels,
+                    canary_percent=plan['percent'], evidence=plan['evidence'], policy_sha256=self.policy.sha256,
+                    serving_config=self.target.config_path)
+                try:
+                    decision = ledger.write(self.store, decision, [p for p in pushed if p is not None])
+                except Exception as error:  # a remote store may have written it and failed to say so
+                    decision = _recorded_after_all(self.store, decision, error)
             except BaseException:
-                # Not recorded (or the servers never confirmed it): nothing may serve that the history does not show.
+                # Not recorded, or the servers never confirmed it: nothing may serve that the history
+                # does not show. The versions the old labels name are still in the policy (see
+                # _take_effect), so the old config is valid for servers that already read the new one.
                 for path, content in saved.items():
                     _restore(path, content)
                 raise
+            if labels:  # recorded: now the versions no label needs may unload
+                labels_lib.write_labels(self.target.config_path, labels, self.target.model_name)
             return decision
 
-    def _take_effect(self, labels: Dict[str, int], percent: float, previous_percent: float) -> Optional[Pending]:
+    def check_config(self, decisions) -> None:
+        """Refuses to go on when the serving config's labels are not the recorded ones."""
+        found = config_drift(self.target, decisions)
+        if found:
+            raise ConfigDrift(found + ': something changed serving outside the registry (an edit, `serving-labels`, '
+                              'a ReloadConfig request). Find out what, then put the recorded labels back with '
+                              '`taxi-pipeline models sync --reason ...`')
+
+    def sync(self, reason: str) -> Optional[Pending]:
+        """Writes the labels and traffic share the history records (repairs a config changed by hand)."""
+        if not reason or not reason.strip():
+            raise ValueError('--reason is required')
+        self.policy.require(self.user, policy_lib.PROMOTE, 'rewrite the serving config')
+        with ledger.append_lock(self.metadata_path):
+            decisions = self.registry.decisions()
+            ledger.verify(decisions)
+            if not decisions:
+                raise NotAllowed('nothing was released yet: there are no recorded labels to put back')
+            last = decisions[-1]
+            pending = self._take_effect(dict(last.labels), last.canary_percent)
+            if pending:
+                return pending
+            labels_lib.write_labels(self.target.config_path, dict(last.labels), self.target.model_name)
+            self.emit_line(f'{self.target.config_path}: labels as recorded by decision #{last.sequence} '
+                           f'(sync by {self.user}: {reason.strip()})')
+            return None
+
+    def _take_effect(self, labels: Dict[str, int], percent: float) -> Optional[Pending]:
+        """Moves the labels and the traffic share; confirms with --server. Returns Pending if a version must
+        load first. The policy keeps the versions it loaded until the decision is recorded."""
         t = self.target
         if not labels:  # an approval before anything was released: no serving change
             return None
         fresh = not os.path.exists(t.config_path)
         if fresh:
             labels_lib.create_config(t.config_path, t.model_name, self.registry.model_base_path)
-        if percent < previous_percent:  # less canary traffic first, then the labels
-            traffic_lib.write_split(t.traffic_path, t.model_name, percent)
+        loaded = labels_lib.loaded_versions(t.config_path, t.model_name)
         # A config no server has read yet is written in its final state at once.
-        pending = labels_lib.write_labels(t.config_path, labels, t.model_name, staged=not fresh)
+        pending = labels_lib.write_labels(t.config_path, labels, t.model_name, staged=not fresh, keep=loaded)
         if pending:
             if not t.servers:
                 self.emit_line(f'staged: {t.config_path} now also loads version(s) '
@@ -267,11 +352,11 @@ class Release:
             for server in t.servers:
                 for version in sorted(pending):
                     self._wait(server, f'versions/{version}', version, f'version {version} AVAILABLE')
-            pending = labels_lib.write_labels(t.config_path, labels, t.model_name)
+            pending = labels_lib.write_labels(t.config_path, labels, t.model_name, keep=loaded | set(pending))
             if pending:
                 raise RuntimeError(f'version(s) {sorted(pending)} still not loadable after the wait')
-        if percent >= previous_percent:
-            traffic_lib.write_split(t.traffic_path, t.model_name, percent)
+        # After the labels: a canary share without its label falls back to stable, never fails.
+        traffic_lib.write_split(t.traffic_path, t.model_name, percent)
         for server in t.servers:  # the command returns once every server answers with the new labels
             for label, version in sorted(labels.items()):
                 self._wait(server, f'labels/{label}', version, f'{label} -> {version}')

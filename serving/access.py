@@ -347,9 +347,11 @@ def check(control: Optional[AccessControl], call, endpoint: str, signatures: Opt
         return
     try:
         if signatures is None:
-            control.authorize_any_inference(call.credentials, what or endpoint)
+            token = control.authorize_any_inference(call.credentials, what or endpoint)
         else:
-            control.authorize(call.credentials, endpoint, signatures, what)
+            token = control.authorize(call.credentials, endpoint, signatures, what)
+        if token is not None:  # who called, by the token's name: feedback records it (never the token)
+            call.principal = token.name
     except ServingError:
         if endpoint in (PREDICT, CLASSIFY, REGRESS) and not call.api:
             call.api = endpoint

@@ -53,6 +53,8 @@ class Call:
     # The client's Authorization header (gRPC: `authorization` metadata) as sent, for
     # serving/access.py; repr=False so that no log line printing a Call shows a token.
     credentials: Optional[str] = dataclasses.field(default=None, repr=False)
+    # The name of the token the call was allowed with (serving/access.py), if any.
+    principal: Optional[str] = None
 
     def failed(self, error: BaseException) -> None:
         self.code = error.code_name if isinstance(error, ServingError) else 'INTERNAL'

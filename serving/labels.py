@@ -20,7 +20,7 @@ Pure Python and protobuf: no TensorFlow import.
 from __future__ import annotations
 
 import os
-from typing import Dict, FrozenSet, Mapping, Optional
+from typing import Dict, FrozenSet, Iterable, Mapping, Optional
 
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
@@ -62,6 +62,13 @@ def model_name_in(config_path: str, model_name: Optional[str] = None) -> str:
     return _model(config, model_name, config_path).name
 
 
+def loaded_versions(config_path: str, model_name: Optional[str] = None) -> FrozenSet[int]:
+    """The versions the model's `specific` policy loads (empty for latest/all policies)."""
+    _, config = _read(config_path)
+    policy = _model(config, model_name, config_path).model_version_policy
+    return frozenset(policy.specific.versions) if policy.HasField('specific') else frozenset()
+
+
 def read_labels(config_path: str, model_name: Optional[str] = None) -> Dict[str, int]:
     """The model's version labels, e.g. {'stable': 3, 'canary': 4}."""
     _, config = _read(config_path)
@@ -92,8 +99,9 @@ def _check_version(label: str, version) -> None:
 
 
 def write_labels(config_path: str, wanted: Mapping[str, int], model_name: Optional[str] = None, *,
-                 staged: bool = True) -> FrozenSet[int]:
-    """Exactly the labels in `wanted` (others removed), and a policy loading exactly their versions.
+                 staged: bool = True, keep: Iterable[int] = ()) -> FrozenSet[int]:
+    """Exactly the labels in `wanted` (others removed), and a policy loading exactly their versions
+    and the versions in `keep` (so that the labels can move back without a load).
 
     Staged as `set_labels` is: while a label would move to (or appear on) a
     version not loaded yet, only the policy grows and the pending versions
@@ -112,7 +120,7 @@ def write_labels(config_path: str, wanted: Mapping[str, int], model_name: Option
         versions = loaded | set(wanted.values()) | set(current.values())
         labels = current
     else:
-        versions = set(wanted.values())
+        versions = set(wanted.values()) | set(keep)
         labels = dict(wanted)
         pending = frozenset()
     policy.Clear()

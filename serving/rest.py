@@ -91,7 +91,7 @@ class RestApi:
             return 200, self.core.metrics.exposition(), 'text/plain; version=0.0.4'
         if path == FEEDBACK_PATH:
             self._check(call, access_lib.FEEDBACK, what=f'{method} {FEEDBACK_PATH}')
-            return self._feedback(method, body)
+            return self._feedback(method, body, call)
         match = _MODEL_PATH.match(path)
         if not match:
             self._check(call, access_lib.OTHER)
@@ -130,7 +130,7 @@ class RestApi:
         values = self.core.regress(call, servable, signature, examples)
         return self._ok({'result': values.tolist()})
 
-    def _feedback(self, method: str, body: bytes) -> Response:
+    def _feedback(self, method: str, body: bytes, call: Call) -> Response:
         """{"feedback": [{"request_id": ..., ["example": i,] "tips": 2.5 | "label": 1}, ...]} or one such object.
 
         Answers what was stored and which examples already had feedback; 409
@@ -146,7 +146,9 @@ class RestApi:
         if not isinstance(items, list) or not items:
             raise invalid('"feedback" must be a non-empty list of records')
         try:
-            result = store.append(feedback_lib.parse_all(items), source='rest')
+            # Ground truth decides canaries: who sent it is kept (the token's name, with access control on).
+            result = store.append(feedback_lib.parse_all(items),
+                                  source=f'rest:{call.principal}' if call.principal else 'rest')
         except feedback_lib.FeedbackError as e:
             raise invalid(f'Feedback not stored: {e}') from None
         for outcome, count in (('stored', result.stored), ('duplicate', len(result.duplicates))):

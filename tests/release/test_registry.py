@@ -9,6 +9,7 @@ from ml_metadata.proto import metadata_store_pb2
 
 from monitoring import metadata_record
 from release import ledger
+from serving import labels
 from support.release_users import ALICE, BOB, CAROL, MALLORY
 
 
@@ -172,9 +173,77 @@ def test_a_decision_that_cannot_be_recorded_leaves_serving_as_it_was(workspace, 
 
     def fail(*args, **kwargs):
         raise RuntimeError('metadata store unavailable')
-    monkeypatch.setattr(ledger, 'append', fail)
+    monkeypatch.setattr(ledger, 'write', fail)
     assert workspace.models('rollback', '--canary', '--reason', 'stop', user=BOB) == 1
     assert workspace.serving() == before
     monkeypatch.undo()
+
+    # A store that records the decision and then reports an error: the decision stands, and serving with it.
+    write = ledger.write
+
+    def write_then_fail(*args, **kwargs):
+        write(*args, **kwargs)
+        raise RuntimeError('connection reset after the commit')
+    monkeypatch.setattr(ledger, 'write', write_then_fail)
     assert workspace.models('rollback', '--canary', '--reason', 'stop', user=BOB) == 0
     assert workspace.serving() == ({'stable': v.first}, 0.0)
+    assert _history(workspace, capsys)[1]['decisions'][-1]['action'] == 'withdraw'
+
+
+def test_two_writers_cannot_record_the_same_place_in_the_history(workspace):
+    workspace.release_both()
+    store = metadata_record.connect(workspace.metadata_path)
+    decisions = ledger.read(store, workspace.versions.base_path)
+    fields = dict(action='approve', model_version=workspace.versions.drifted, reason='race', labels={},
+                  model_base_path=workspace.versions.base_path, changes={}, canary_percent=0.0, evidence={},
+                  policy_sha256='', serving_config='')
+    ledger.write(store, ledger.prepare(decisions, actor=ALICE, **fields), [])
+    with pytest.raises(Exception, match='(?i)exist'):
+        ledger.write(store, ledger.prepare(decisions, actor=CAROL, **fields), [])
+    assert ledger.problems(ledger.read(store, workspace.versions.base_path)) == []
+
+
+def test_a_config_changed_outside_the_registry_stops_transitions_until_synced(workspace, capsys):
+    v = workspace.versions
+    workspace.release_both()
+    labels.set_labels(workspace.serving_config, v.drifted)  # by hand: the canary made stable, no record
+    assert workspace.models('list') == 1
+    assert 'the history (decision #3) says canary=' in capsys.readouterr().err
+    assert workspace.models('rollback', '--canary', '--reason', 'stop', user=BOB) == 1
+    assert 'something changed serving outside the registry' in capsys.readouterr().err
+
+    assert workspace.models('sync', '--reason', 'undo a hand edit', user=MALLORY) == 2
+    # The hand edit unloaded the recorded stable version: it loads first, then the labels go back.
+    assert workspace.models('sync', '--reason', 'undo a hand edit', user=BOB) == 0
+    assert 'staged' in capsys.readouterr().out
+    assert workspace.models('sync', '--reason', 'undo a hand edit', user=BOB) == 0
+    assert workspace.serving() == ({'stable': v.first, 'canary': v.drifted}, 20.0)
+    assert workspace.models('list') == 0
+
+
+def test_a_canary_is_bounded_until_approved_and_never_a_former_stable(workspace, capsys):
+    v = workspace.versions
+    workspace.release_both()
+    assert workspace.models('promote', v.drifted, '--to', 'canary', '--percent', 80, '--reason', 'ramp',
+                            user=BOB) == 2
+    assert 'at most 50%' in capsys.readouterr().err
+    assert workspace.models('approve', v.drifted, '--drift-reviewed', '--reason', 'ok', user=ALICE) == 0
+    assert workspace.models('promote', v.drifted, '--to', 'canary', '--percent', 80, '--reason', 'ramp',
+                            user=BOB) == 0
+    assert workspace.serving()[1] == 80.0
+    assert workspace.models('promote', v.drifted, '--to', 'stable', '--reason', 'go', user=BOB) == 0
+    # The previous stable, kept for rollback, cannot come back as a canary: that is what rollback is for.
+    assert workspace.models('promote', v.first, '--to', 'canary', '--reason', 'again', user=BOB) == 2
+    assert 'roll back' in capsys.readouterr().err
+
+
+def test_an_evaluation_acts_only_on_the_canary_it_judged(workspace):
+    from release import policy, transitions
+    v = workspace.versions
+    workspace.release_both()
+    store = metadata_record.connect(workspace.metadata_path)
+    target = transitions.ServingTarget(workspace.serving_config, workspace.traffic_config, 'chicago-taxi')
+    release = transitions.Release(store, v.base_path, target, policy.load(), BOB, workspace.metadata_path)
+    with pytest.raises(policy.NotAllowed, match='no longer the canary'):
+        release.rollback('stale verdict', canary_only=True, expect_canary=v.first)
+    assert workspace.serving()[0]['canary'] == v.drifted

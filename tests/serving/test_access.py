@@ -29,7 +29,7 @@ from tensorflow_serving.config import model_server_config_pb2
 
 import serving
 from cli import main as cli
-from serving import FEEDBACK_PATH, METRICS_PATH, access
+from serving import FEEDBACK_PATH, METRICS_PATH, access, feedback
 from serving.client import GrpcClient, RestClient, ServingClientError
 from serving.gateway import GatewayServer, GatewaySettings
 from serving.server import ModelServer, ServerSettings
@@ -364,6 +364,9 @@ def test_tokens_never_reach_logs_the_request_log_metrics_or_the_feedback_store(k
         assert token.encode() not in written
         assert token not in metrics_text
         assert not [line for line in records.lines if token in line]
+    # Who sent ground truth is kept, by the token's name.
+    stored, _ = feedback.read(stores['feedback_dir'])
+    assert stored and {record.source for record in stored.values()} == {'rest:feedbacker'}
 
 
 def test_the_tokens_file_holds_hashes_only(tmp_path):
