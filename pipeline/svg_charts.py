@@ -83,3 +83,38 @@ def line_chart(series: Mapping[str, Sequence[Tuple[float, float]]], x_range: Tup
                      f'■ {html.escape(name)}</text>')
     return (f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
             f'font-family="system-ui, sans-serif" font-size="12" role="img">{"".join(parts)}</svg>')
+
+
+def timeline(rows: Mapping[str, Sequence[Tuple[float, float, str]]], x_range: Tuple[float, float],
+             colours: Mapping[str, str], x_labels: Optional[Mapping[float, str]] = None,
+             marks: Sequence[Tuple[float, str]] = (), width: int = 760, row_height: int = 22) -> str:
+    """One row per key, with (start, end, kind) spans coloured by kind (a legend names the kinds),
+    and `marks`: (x, title) ticks above the rows, e.g. the decisions that moved them."""
+    label_width, top = 110, 14
+    (x0, x1) = x_range
+    span = (x1 - x0) or 1.0
+
+    def at(x):
+        return label_width + (x - x0) / span * (width - label_width - 10)
+    parts = []
+    for x, title in marks:
+        parts.append(f'<line x1="{at(x):.1f}" y1="2" x2="{at(x):.1f}" y2="{top + len(rows) * row_height}" '
+                     f'stroke="#999" stroke-dasharray="2 2"><title>{html.escape(title)}</title></line>'
+                     f'<circle cx="{at(x):.1f}" cy="6" r="4" fill="#555"><title>{html.escape(title)}</title></circle>')
+    for i, (name, spans) in enumerate(rows.items()):
+        y = top + i * row_height
+        parts.append(f'<text x="{label_width - 6}" y="{y + row_height - 8}" text-anchor="end">{html.escape(name)}</text>')
+        for start, end, kind in spans:
+            parts.append(f'<rect x="{at(start):.1f}" y="{y + 2}" width="{max(1.0, at(end) - at(start)):.1f}" '
+                         f'height="{row_height - 6}" fill="{colours.get(kind, "#bbb")}"><title>{html.escape(name)}: '
+                         f'{html.escape(kind)}</title></rect>')
+    bottom = top + len(rows) * row_height
+    for x, label in (x_labels or {}).items():
+        anchor = 'start' if x == x0 else 'end' if x == x1 else 'middle'
+        parts.append(f'<text x="{at(x):.1f}" y="{bottom + 14}" text-anchor="{anchor}">{html.escape(label)}</text>')
+    legend_x = label_width
+    for kind, colour in colours.items():
+        parts.append(f'<text x="{legend_x}" y="{bottom + 32}" fill="{colour}">■ {html.escape(kind)}</text>')
+        legend_x += 24 + 7 * len(kind)
+    return (f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{bottom + 40}" '
+            f'font-family="system-ui, sans-serif" font-size="12" role="img">{"".join(parts)}</svg>')

@@ -51,12 +51,15 @@ def register(commands: argparse._SubParsersAction, default_workspace: str, defau
 
     models = commands.add_parser('models', help='the model registry: versions, stages, approvals, history')
     verbs = models.add_subparsers(dest='verb', required=True)
-    verbs.add_parser('list', parents=[common], help='every version: stage, blessing, drift, metrics, approval')
+    listing = verbs.add_parser('list', parents=[common], help='every version: stage, blessing, drift, metrics, approval')
     show = verbs.add_parser('show', parents=[common], help='one version in full, with every decision about it')
     show.add_argument('version', type=int)
     history = verbs.add_parser('history', parents=[common],
                                help='every decision in order, verified; --at TIME: what served then')
     history.add_argument('--at', help='ISO 8601 time (UTC unless it says): which versions served then')
+    for parser in (listing, history):
+        parser.add_argument('--html', metavar='FILE', help='also write the registry as a page: a timeline of what '
+                            'served when, the versions, every decision (e.g. workspace/reports/registry.html)')
     for verb, text in (('approve', 'approve a version for production (approve role)'),
                        ('reject', 'reject a version (approve role); a rejected canary stops taking traffic')):
         parser = verbs.add_parser(verb, parents=[common], help=text)
@@ -223,13 +226,20 @@ def _read_only(args) -> int:
     drift = transitions.config_drift(_release_target(args, registry.model_base_path), decisions)
     if drift:  # the config is the history's second witness: a difference is for someone to look at
         problems.append(f'serving config: {drift}')
+    state = registry_lib.replay(decisions)
+    rows = None
+    if getattr(args, 'html', None):
+        from atomic_file import write_atomically
+        from release import report
+        rows = [_row(v, state) for v in registry.versions()]
+        write_atomically(args.html, report.page(registry.model_base_path, decisions, rows, problems))
+        print(f'registry page: {args.html}', file=sys.stderr)
     if args.verb == 'history':
         return _history(args, decisions, problems)
-    state = registry_lib.replay(decisions)
     if args.verb == 'show':
         return _show(args, registry, state, decisions, problems)
     versions = registry.versions()
-    rows = [_row(v, state) for v in versions]
+    rows = rows if rows is not None else [_row(v, state) for v in versions]
     if args.json:
         print(json.dumps({'model_base_path': registry.model_base_path, 'history_verified': not problems,
                           'versions': rows}, sort_keys=True))

@@ -3,6 +3,7 @@ it where, and a history that answers "what served production at T" and cannot be
 
 import json
 import os
+import re
 
 import pytest
 from ml_metadata.proto import metadata_store_pb2
@@ -10,6 +11,7 @@ from ml_metadata.proto import metadata_store_pb2
 from monitoring import metadata_record
 from release import ledger
 from serving import labels
+from support.html_tables import read_tables
 from support.release_users import ALICE, BOB, CAROL, MALLORY
 
 
@@ -81,7 +83,7 @@ def test_approval_is_refused_without_a_blessing_record_or_a_drift_review(workspa
     assert 'separation of duties' in capsys.readouterr().err
 
 
-def test_history_is_complete_ordered_and_answers_what_served_when(workspace, capsys):
+def test_history_is_complete_ordered_and_answers_what_served_when(workspace, capsys, tmp_path):
     v = workspace.versions
     workspace.release_both()
     assert workspace.models('approve', v.drifted, '--reason', 'drift reviewed', '--drift-reviewed', user=ALICE) == 0
@@ -115,6 +117,18 @@ def test_history_is_complete_ordered_and_answers_what_served_when(workspace, cap
     assert served_at((times[2] + times[3]) // 2) == (v.first, v.drifted)
     assert served_at(times[4]) == (v.drifted, None)
     assert served_at(times[5] + 1) == (v.first, None)
+
+    # The page: the decisions newest first, and a timeline with a span for each label each version held.
+    page = tmp_path / 'registry.html'
+    assert workspace.models('history', '--html', page) == 0
+    text = page.read_text()
+    tables = read_tables(text)
+    assert [row[0] for row in tables['Decisions'][1:]] == ['6', '5', '4', '3', '2', '1']
+    assert {row[0]: row[1] for row in tables['Versions'][1:]}[str(v.first)] == 'stable'
+    spans = re.findall(r'<rect [^>]*><title>v(\d+): (\w+)</title>', text)
+    assert {(int(version), label) for version, label in spans} == {
+        (v.first, 'stable'), (v.first, 'rollback'), (v.drifted, 'canary'), (v.drifted, 'stable')}
+    assert len(re.findall(r'<circle [^>]*><title>#\d+ ', text)) == len(decisions)
 
     # Each decision is linked, in ML Metadata, to the PushedModel of every version it moved.
     store = metadata_record.connect(workspace.metadata_path)

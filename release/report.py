@@ -1,0 +1,83 @@
+"""The release history as a page: which version served production when, who decided, and why.
+
+A timeline of every version a serving label ever named (spans coloured by
+label: stable, canary, rollback; one mark per decision), the versions as `models list` shows them,
+and every decision with its evidence; a history that does not verify, or a
+serving config whose labels differ from it, is stated at the top. Same look
+as the run and monitoring reports; no script, no network.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import time
+from typing import Dict, List, Optional, Sequence
+
+from pipeline import html_page, svg_charts
+from release import ledger, registry as registry_lib
+
+# By serving label: `rollback` is the previous stable, loaded and ready.
+COLOURS = {registry_lib.STABLE: '#3a9a5b', registry_lib.CANARY: '#e08a2c', registry_lib.ROLLBACK_LABEL: '#b8c4cc'}
+
+
+def _when(micros: int) -> str:
+    return time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(micros / 1e6))
+
+
+def spans(decisions: List[ledger.Decision], until_micros: int) -> Dict[int, List[tuple]]:
+    """Per version, (start, end, label) for each time a serving label named it, from each decision's labels."""
+    found: Dict[int, List[tuple]] = {}
+    times = [d.at_micros for d in decisions] + [until_micros]
+    for decision, end in zip(decisions, times[1:]):
+        for label, version in decision.labels.items():
+            found.setdefault(version, []).append((decision.at_micros, end, label))
+    return found
+
+
+def page(model_base_path: str, decisions: List[ledger.Decision], rows: Sequence[Dict], problems: Sequence[str],
+         now_micros: Optional[int] = None) -> str:
+    now_micros = now_micros or ledger.now_micros()
+    parts = [f'<h1>Model registry</h1><p>{html.escape(model_base_path)}: {len(rows)} version(s), '
+             f'{len(decisions)} decision(s), as of {_when(now_micros)} UTC.</p>']
+    if problems:
+        parts.append('<p class="bad">The history does not verify, or serving differs from it:</p><ul>'
+                     + ''.join(f'<li class="bad">{html.escape(p)}</li>' for p in problems) + '</ul>')
+    else:
+        parts.append('<p class="good">History verified: every decision is chained to the one before, and the '
+                     'serving config says what the last one recorded.</p>')
+    if decisions:
+        start = decisions[0].at_micros
+        timeline = spans(decisions, now_micros)
+        marks = [(d.at_micros, f'#{d.sequence} {d.action} {d.model_version} by {d.actor}: {d.reason}')
+                 for d in decisions]
+        parts.append('<h2>What served, when</h2>' + svg_charts.timeline(
+            {f'v{version}': timeline[version] for version in sorted(timeline)}, (start, now_micros), COLOURS,
+            x_labels={start: _when(start), now_micros: _when(now_micros)}, marks=marks))
+    parts.append('<h2>Versions</h2>' + html_page.table(
+        ['version', 'stage', 'blessed', 'drift', 'eval AUC', 'live AUC', 'labelled', 'pushed (UTC)', 'approval'],
+        [[r['version'], r['stage'], r['blessed'], r['drift'] or '-', _metric(r['eval_auc']), _metric(r['live_auc']),
+          r['live_labelled'], r['pushed'], r['approval'] or '-'] for r in rows]))
+    parts.append('<h2>Decisions</h2>' + html_page.table(
+        ['#', 'when (UTC)', 'action', 'version', 'by', 'ran as', 'stage changes', 'labels after', 'canary %', 'why',
+         'evidence'],
+        [[d.sequence, _when(d.at_micros), d.action, d.model_version, d.actor, d.ran_as,
+          ', '.join(f'{v}: {a} → {b}' for v, (a, b) in sorted(d.changes.items())) or '-',
+          ', '.join(f'{k}={v}' for k, v in sorted(d.labels.items())) or '-', d.canary_percent, d.reason,
+          _evidence(d.evidence)] for d in reversed(decisions)]))
+    return html_page.page('Model registry', parts)
+
+
+def _metric(value) -> str:
+    return f'{value:.4f}' if isinstance(value, float) else '-'
+
+
+def _evidence(evidence: Dict) -> str:
+    test = evidence.get('canary_test')
+    if test:
+        auc = next((d for d in test.get('differences', []) if d.get('metric') == 'auc'), None)
+        shown = f'canary test: {test["recommendation"]}'
+        if auc:
+            shown += f' (AUC {auc["canary"]:.4f} vs {auc["stable"]:.4f}, p worse {auc["p_worse"]:.3g})'
+        return shown
+    return '; '.join(f'{k}: {json.dumps(v)}' for k, v in sorted(evidence.items())) if evidence else '-'
