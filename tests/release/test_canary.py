@@ -1,6 +1,7 @@
 """The canary judged on live traffic with known labels, and releases that move traffic under load
 without a failed request."""
 
+import contextlib
 import json
 import random
 
@@ -8,6 +9,7 @@ import numpy as np
 import pytest
 
 from serving import feedback
+from serving.gateway import GatewayServer, GatewaySettings
 from serving.server import ModelServer, ServerSettings
 from support.polling import wait_for
 from support.release_users import ALICE, BOB, EVALUATOR
@@ -105,13 +107,22 @@ def test_a_better_canary_is_promoted_once_someone_approved_it(workspace, held_ou
     assert 'no canary' in capsys.readouterr().out
 
 
-def test_promotion_and_rollback_under_load_fail_no_request(workspace, held_out_rows):
+@pytest.mark.parametrize('front', ['embedded server', 'gateway in front of it'])
+def test_promotion_and_rollback_under_load_fail_no_request(workspace, held_out_rows, front):
     v = workspace.versions
     workspace.release_both()
+    # The embedded server splits itself; in front of it, the gateway splits and the server stands in for TF
+    # Serving (which follows the model config's labels and has no split).
+    gateway = front != 'embedded server'
     settings = ServerSettings.from_config_file(workspace.serving_config, rest_port=0, grpc_port=0, poll_seconds=0.1,
-                                               config_poll_seconds=0.1, traffic_config_file=workspace.traffic_config)
-    with ModelServer(settings) as server:
+                                               config_poll_seconds=0.1,
+                                               traffic_config_file=None if gateway else workspace.traffic_config)
+    with ModelServer(settings) as server, contextlib.ExitStack() as stack:
         url = f'http://127.0.0.1:{server.rest_port}'
+        if gateway:
+            server = stack.enter_context(GatewayServer(GatewaySettings(
+                upstream=f'127.0.0.1:{server.grpc_port}', rest_port=0, grpc_port=0,
+                traffic_config_file=workspace.traffic_config, traffic_check_seconds=0.1)))
         with LoadGenerator(server, held_out_rows[:200], MODEL_NAME) as load:
             # Unaddressed requests: both versions answer while the canary takes its share.
             wait_for(lambda: {v.first, v.drifted} <= set(load.versions), timeout=60)
