@@ -138,7 +138,7 @@ class Release:
                        'training data with what served before')
                 raise NotAllowed(f'version {version} {why}: review its data, then approve with --drift-reviewed')
             evidence = {'blessed': True, 'drift_verdict': found.drift_verdict, 'drift_reviewed': bool(drift_reviewed),
-                        'run': found.run}
+                        'run': found.run, 'content_sha256': registry_lib.content_digest(found.directory)}
             return dict(action=ledger.APPROVE, changes={}, stable_line=state.stable_line, canary=state.canary,
                         percent=state.canary_percent, evidence=evidence)
         return self._transition(version, reason, decide)
@@ -248,6 +248,12 @@ class Release:
         if approval.actor == self.user:
             raise NotAllowed(f'{self.user} approved version {version}, so someone else must promote it to stable '
                              '(separation of duties)')
+        approved = approval.evidence.get('content_sha256')
+        current = registry_lib.content_digest(self.registry.version(version).directory)
+        if approved != current:
+            raise NotAllowed(f'the files of version {version} changed since {approval.actor} approved them '
+                             f'(decision #{approval.sequence}): what was approved is not what would serve; it needs '
+                             'a new approval')
         changes = {version: (state.stage(version), STABLE)}
         if state.stable is not None:
             changes[state.stable] = (STABLE, ARCHIVED)
@@ -255,7 +261,7 @@ class Release:
             changes[state.canary] = (CANARY, ARCHIVED)
         return dict(action=ledger.PROMOTE, changes=changes, stable_line=state.stable_line + [version], canary=None,
                     percent=0.0, evidence={**(evidence or {}), 'approval': approval.sequence,
-                                           'approved_by': approval.actor})
+                                           'approved_by': approval.actor, 'content_sha256': current})
 
     # -- taking effect and recording -----------------------------------------------------------------
 

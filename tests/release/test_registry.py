@@ -261,3 +261,18 @@ def test_an_evaluation_acts_only_on_the_canary_it_judged(workspace):
     with pytest.raises(policy.NotAllowed, match='no longer the canary'):
         release.rollback('stale verdict', canary_only=True, expect_canary=v.first)
     assert workspace.serving()[0]['canary'] == v.drifted
+
+
+def test_what_was_approved_is_what_reaches_stable(workspace, capsys):
+    v = workspace.versions
+    workspace.release_both()
+    assert workspace.models('approve', v.drifted, '--drift-reviewed', '--reason', 'reviewed', user=ALICE) == 0
+    planted = os.path.join(v.base_path, str(v.drifted), 'assets.extra', 'planted.txt')
+    try:
+        with open(planted, 'w') as f:  # the directory changes after the approval
+            f.write('not what was approved')
+        assert workspace.models('promote', v.drifted, '--to', 'stable', '--reason', 'go', user=BOB) == 2
+        assert 'changed since alice@example.com approved them' in capsys.readouterr().err
+    finally:
+        os.remove(planted)
+    assert workspace.models('promote', v.drifted, '--to', 'stable', '--reason', 'go', user=BOB) == 0
