@@ -42,8 +42,10 @@ once per change).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
+import fcntl
 import hashlib
 import json
 import logging
@@ -206,6 +208,20 @@ def parse_roles(text: str) -> FrozenSet[str]:
     return frozenset(roles)
 
 
+@contextlib.contextmanager
+def _editing(path: str):
+    """Exclusive while a command reads, changes and rewrites the tokens file: two `add`s at once
+    must not each write the file without the other's token (a lock file beside it, as flock
+    cannot hold a file that the atomic write replaces)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path + '.lock', 'a') as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+
 def add_token(path: str, name: str, roles: Iterable[str]) -> str:
     """Creates a token for `name` with `roles`, stores its hash in `path` (created if missing); returns the token.
 
@@ -217,24 +233,27 @@ def add_token(path: str, name: str, roles: Iterable[str]) -> str:
     if not _NAME.fullmatch(name or ''):
         raise ValueError(f'--name {name!r}: use letters, digits, ".", "_", "@" or "-" (at most 100), '
                          'starting with a letter or digit')
-    by_hash = read_tokens(path) if os.path.exists(path) else {}
-    if any(t.name == name for t in by_hash.values()):
-        raise ValueError(f'{path} already has a token named {name!r}: revoke it first '
-                         f'(`taxi-pipeline serving-tokens revoke --file {path} --name {name}`) or choose another name')
-    token = secrets.token_urlsafe(32)
-    created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')
-    by_hash[hash_token(token)] = Token(name, roles, created)
-    _write(path, by_hash)
+    with _editing(path):
+        by_hash = read_tokens(path) if os.path.exists(path) else {}
+        if any(t.name == name for t in by_hash.values()):
+            raise ValueError(f'{path} already has a token named {name!r}: revoke it first '
+                             f'(`taxi-pipeline serving-tokens revoke --file {path} --name {name}`) or choose another '
+                             'name')
+        token = secrets.token_urlsafe(32)
+        created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')
+        by_hash[hash_token(token)] = Token(name, roles, created)
+        _write(path, by_hash)
     return token
 
 
 def revoke_token(path: str, name: str) -> None:
-    by_hash = read_tokens(path)
-    kept = {digest: t for digest, t in by_hash.items() if t.name != name}
-    if len(kept) == len(by_hash):
-        names = ', '.join(sorted(t.name for t in by_hash.values())) or 'none'
-        raise ValueError(f'{path} has no token named {name!r} (it has: {names})')
-    _write(path, kept)
+    with _editing(path):
+        by_hash = read_tokens(path)
+        kept = {digest: t for digest, t in by_hash.items() if t.name != name}
+        if len(kept) == len(by_hash):
+            names = ', '.join(sorted(t.name for t in by_hash.values())) or 'none'
+            raise ValueError(f'{path} has no token named {name!r} (it has: {names})')
+        _write(path, kept)
 
 
 def list_tokens(path: str) -> List[Token]:

@@ -369,6 +369,16 @@ def test_tokens_never_reach_logs_the_request_log_metrics_or_the_feedback_store(k
     assert stored and {record.source for record in stored.values()} == {'rest:feedbacker'}
 
 
+def test_tokens_added_at_once_are_all_kept(tmp_path):
+    path = str(tmp_path / 'tokens.json')
+    names = [f'client-{i}' for i in range(8)]
+    with futures.ThreadPoolExecutor(len(names)) as pool:
+        issued = dict(zip(names, pool.map(lambda name: access.add_token(path, name, ['predict']), names)))
+    kept = access.read_tokens(path)
+    assert sorted(t.name for t in kept.values()) == names
+    assert {access.hash_token(token) for token in issued.values()} == set(kept)
+
+
 def test_the_tokens_file_holds_hashes_only(tmp_path):
     path = str(tmp_path / 'tokens.json')
     token = access.add_token(path, 'ci-bot', ['predict', 'feedback'])
