@@ -105,6 +105,12 @@ class ServingCore:
         call.signature_name = servable.signature(signature_name)
         return servable, call.signature_name
 
+    def describe(self, call: Call, model_name: str, version: Optional[int], label: Optional[str]) -> Servable:
+        """The servable whose signatures a metadata request gets: for an unaddressed one, the version this
+        caller's unaddressed inference requests go to (the split's), not the latest."""
+        return route_call(self.traffic, call, model_name, version, label,
+                          lambda chosen: self.registry.resolve(model_name, version, chosen))
+
     def predict(self, call: Call, servable: Servable, signature: str, inputs: Mapping[str, np.ndarray],
                 output_filter: Sequence[str] = ()) -> Dict[str, np.ndarray]:
         outputs = servable.run(signature, inputs, output_filter)

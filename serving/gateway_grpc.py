@@ -77,7 +77,8 @@ class PredictionForwarder(prediction_service_pb2_grpc.PredictionServiceServicer)
 
     @_guarded
     def GetModelMetadata(self, request, context, call):  # noqa: N802
-        return self.core.upstream.call('GetModelMetadata', request, call.request_id, context.time_remaining())
+        # Unaddressed: the signatures of the version this caller's unaddressed requests go to, as embedded.
+        return self.core.route(call, 'GetModelMetadata', request, context.time_remaining())
 
     @_guarded
     def MultiInference(self, request, context, call):  # noqa: N802  (forwarded, not logged)

@@ -158,7 +158,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             raise invalid(f'Metadata field(s) not supported: {sorted(unsupported) or "none requested"}; '
                           'use "signature_def"')
         version, label = _version_and_label(request.model_spec)
-        servable = self.core.registry.resolve(request.model_spec.name, version, label)
+        servable = self.core.describe(call, request.model_spec.name, version, label)
         response = _answered_by(get_model_metadata_pb2.GetModelMetadataResponse(), servable)
         response.metadata['signature_def'].Pack(signature_def_map(servable))
         return response

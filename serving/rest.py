@@ -103,7 +103,7 @@ class RestApi:
         if method == 'GET' and not verb:
             if match['metadata']:
                 self._check(call, access_lib.METADATA)
-                return self._ok(_metadata_json(self.core.registry.resolve(name, version, label)))
+                return self._ok(_metadata_json(self.core.describe(call, name, version, label)))
             if label:
                 version = self.core.registry.resolve(name, None, label).version
             return self._ok(status_json(self.core, name, version))

@@ -21,7 +21,7 @@ import pytest
 import tensorflow as tf
 from google.protobuf import text_format
 from prometheus_client.parser import text_string_to_metric_families
-from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2, prediction_service_pb2_grpc
 from tensorflow_serving.config import model_server_config_pb2
 
 from cli import main as cli
@@ -444,3 +444,22 @@ def test_the_request_log_records_the_version_the_split_chose(make_gateway, tmp_p
             features = tf.train.Example.FromString(record).features.feature
             logged[features['request_id'].bytes_list.value[0].decode()] = features['model_version'].int64_list.value[0]
     assert logged == answered and set(answered.values()) == {1, 2}
+
+
+@pytest.mark.parametrize('front', ['embedded', 'gateway'])
+def test_unaddressed_metadata_describes_the_version_the_caller_is_served_by(make_server, make_gateway, front):
+    server = make_server()[0] if front == 'embedded' else make_gateway()[0]
+    keys = {side: next(f'user-{i}' for i in range(1000) if _expected_side(f'user-{i}') == side)
+            for side in ('stable', 'canary')}
+    for side, version in (('stable', 1), ('canary', 2)):
+        connection = http.client.HTTPConnection('127.0.0.1', server.rest_port, timeout=30)
+        connection.request('GET', f'{PATH}/metadata', headers={CALLER_HEADER: keys[side]})
+        answer = json.loads(connection.getresponse().read())
+        connection.close()
+        assert answer['model_spec']['version'] == str(version)
+        request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=['signature_def'])
+        request.model_spec.name = MODEL
+        with grpc.insecure_channel(f'127.0.0.1:{server.grpc_port}') as channel:
+            response = prediction_service_pb2_grpc.PredictionServiceStub(channel).GetModelMetadata(
+                request, metadata=[(traffic.CALLER_METADATA, keys[side])], timeout=30)
+        assert response.model_spec.version.value == version
