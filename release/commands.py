@@ -51,7 +51,8 @@ def register(commands: argparse._SubParsersAction, default_workspace: str, defau
 
     models = commands.add_parser('models', help='the model registry: versions, stages, approvals, history')
     verbs = models.add_subparsers(dest='verb', required=True)
-    listing = verbs.add_parser('list', parents=[common], help='every version: stage, blessing, drift, metrics, approval')
+    listing = verbs.add_parser('list', parents=[common],
+                               help='every version: stage, blessing, drift, metrics, approval')
     show = verbs.add_parser('show', parents=[common], help='one version in full, with every decision about it')
     show.add_argument('version', type=int)
     history = verbs.add_parser('history', parents=[common],
@@ -255,9 +256,14 @@ def _read_only(args) -> int:
         print(f'  {row["version"]:<11} {stage:<10} {row["blessed"]:<8} {row["drift"] or "-":<12} {evaluation:<9} '
               f'{live:<15} {row["pushed"]:<20} {row["approval"] or "-"}')
     if problems:
-        print('history DOES NOT VERIFY:\n  ' + '\n  '.join(problems), file=sys.stderr)
+        _print_problems(problems)
         return 1
     return 0
+
+
+def _print_problems(problems) -> None:
+    print('NOT VERIFIED (the history, or the serving config against it):\n  ' + '\n  '.join(problems),
+          file=sys.stderr)
 
 
 _PAST = {ledger.APPROVE: 'approved', ledger.REJECT: 'rejected'}
@@ -329,7 +335,7 @@ def _show(args, registry, state, decisions, problems) -> int:
     for decision in about:
         print(_decision_line(decision))
     if problems:
-        print('history DOES NOT VERIFY:\n  ' + '\n  '.join(problems), file=sys.stderr)
+        _print_problems(problems)
         return 1
     return 0
 
@@ -360,7 +366,7 @@ def _history(args, decisions, problems) -> int:
         for decision in decisions:
             print(_decision_line(decision))
     if problems:
-        print('history DOES NOT VERIFY:\n  ' + '\n  '.join(problems), file=sys.stderr)
+        _print_problems(problems)
         return 1
     if not args.json:
         print(f'history verified: {len(decisions)} decision(s), each chained to the one before')
@@ -370,6 +376,8 @@ def _history(args, decisions, problems) -> int:
 # -- canary -----------------------------------------------------------------------------------------
 
 def canary_command(args) -> int:
+    if args.verb == 'evaluate':
+        canary_lib.Settings(args.min_labelled, args.alpha, args.margin)  # bad values are refused before anything
     store, _ = _store(args, writable=args.verb == 'evaluate' and args.auto)
     registry = registry_lib.Registry(store, _base_path(args))
     decisions = registry.decisions()
@@ -416,7 +424,8 @@ def _canary_status(args, registry, state, since) -> int:
     if args.json:
         print(json.dumps(status, sort_keys=True, default=str))
         return 0
-    print(f'canary {state.canary} takes {state.canary_percent:g}% of unaddressed traffic since {status["canary_since"]} '
+    print(f'canary {state.canary} takes {state.canary_percent:g}% of unaddressed traffic since '
+          f'{status["canary_since"]} '
           f'(decision #{since.sequence} by {since.actor}); stable {state.stable} the rest')
     print(f'  approval for stable: {"yes" if status["approved"] else "none yet"}')
     for name, version in versions.items():

@@ -206,7 +206,8 @@ def write(store, decision: Decision, pushed_models: List[metadata_store_pb2.Arti
     and ML Metadata keeps execution names unique per type: of two writers racing for the same
     number, against any store, the second fails instead of forking the chain."""
     execution_type, context_type = _types(store)
-    execution = metadata_store_pb2.Execution(type_id=execution_type, name=f'{decision.model_base_path}#{decision.sequence}',
+    execution = metadata_store_pb2.Execution(type_id=execution_type,
+                                             name=f'{decision.model_base_path}#{decision.sequence}',
                                              last_known_state=metadata_store_pb2.Execution.COMPLETE)
     for name, value in {**decision.fields(), 'digest': decision.digest}.items():
         kind = _PROPERTIES[name]

@@ -73,10 +73,13 @@ class ConfigDrift(RuntimeError):
 
 def config_drift(target: ServingTarget, decisions) -> Optional[str]:
     """How the config's labels differ from the latest decision's, or None (also before any decision)."""
-    if not decisions or not os.path.exists(target.config_path):
+    if not decisions:
         return None
-    found = labels_lib.read_labels(target.config_path, target.model_name)
     recorded = decisions[-1].labels
+    if not os.path.exists(target.config_path):
+        return (f'{target.config_path} does not exist, but the history (decision #{decisions[-1].sequence}) says '
+                f'labels {", ".join(f"{k}={v}" for k, v in sorted(recorded.items()))}') if recorded else None
+    found = labels_lib.read_labels(target.config_path, target.model_name)
     if found == recorded:
         return None
     show = lambda labels: ', '.join(f'{k}={v}' for k, v in sorted(labels.items())) or 'none'  # noqa: E731
@@ -175,7 +178,8 @@ class Release:
         return self._transition(version, reason, decide)
 
     def rollback(self, reason: str, canary_only: bool = False, evidence=None, expect_canary: Optional[int] = None):
-        """Restores the previous stable version (and withdraws any canary), or with `canary_only` withdraws the canary."""
+        """Restores the previous stable version (and withdraws any canary); with `canary_only`, withdraws the
+        canary."""
         def decide(state, decisions):
             doing = 'withdraw the canary' if canary_only else 'roll back'
             self.policy.require(self.user, policy_lib.PROMOTE, doing)
