@@ -289,8 +289,11 @@ class Release:
                 labels['canary'] = plan['canary']
             saved = {path: _read_or_none(path) for path in (self.target.config_path, self.target.traffic_path)}
             pushed = [self.registry.version(v).pushed for v in sorted({version, *plan['changes']})]
+            # A decision that moves nothing (an approval, a rejection of a candidate) leaves the serving files
+            # alone: rewriting them would drop a version a staged promotion is loading.
+            moves = (labels, plan['percent']) != (decisions[-1].labels if decisions else {}, state.canary_percent)
             try:
-                pending = self._take_effect(labels, plan['percent'])
+                pending = self._take_effect(labels, plan['percent']) if moves else None
                 if pending:
                     return pending
                 decision = ledger.prepare(
@@ -309,7 +312,7 @@ class Release:
                 for path, content in saved.items():
                     _restore(path, content)
                 raise
-            if labels:  # recorded: now the versions no label needs may unload
+            if labels and moves:  # recorded: now the versions no label needs may unload
                 labels_lib.write_labels(self.target.config_path, labels, self.target.model_name)
             return decision
 

@@ -276,3 +276,16 @@ def test_what_was_approved_is_what_reaches_stable(workspace, capsys):
     finally:
         os.remove(planted)
     assert workspace.models('promote', v.drifted, '--to', 'stable', '--reason', 'go', user=BOB) == 0
+
+
+def test_an_approval_between_the_two_steps_of_a_staged_promotion_keeps_the_version_loading(workspace):
+    v = workspace.versions
+    assert workspace.models('approve', v.first, '--reason', 'ok', user=ALICE) == 0
+    assert workspace.models('promote', v.first, '--to', 'stable', '--reason', 'first', user=BOB) == 0
+    promote = ('promote', v.drifted, '--to', 'canary', '--reason', 'new span')
+    assert workspace.models(*promote, user=BOB) == 0  # staged: the config loads it, labels wait
+    assert v.drifted in labels.loaded_versions(workspace.serving_config)
+    assert workspace.models('approve', v.drifted, '--drift-reviewed', '--reason', 'reviewed', user=ALICE) == 0
+    assert v.drifted in labels.loaded_versions(workspace.serving_config)
+    assert workspace.models(*promote, user=BOB) == 0
+    assert workspace.serving() == ({'stable': v.first, 'canary': v.drifted}, 10.0)
