@@ -1,4 +1,5 @@
-"""Writing a file so that readers see the old one or the new one, never half of one.
+"""Writing a file so that readers see the old one or the new one, never half of one (and, for a
+read-change-write, one writer at a time: `exclusive`).
 
 Used for everything the system writes that something else may be reading:
 data spans, compiled pipeline specs, reports, TF Serving's model config. A
@@ -8,9 +9,11 @@ file) behind, never a truncated one.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import tempfile
-from typing import Union
+from typing import Iterator, Union
 
 
 def write_atomically(path: str, content: Union[str, bytes]) -> str:
@@ -37,3 +40,16 @@ def write_atomically(path: str, content: Union[str, bytes]) -> str:
         raise
     return path
 
+
+@contextlib.contextmanager
+def exclusive(lock_path: str) -> Iterator[None]:
+    """Held by one process (or thread) at a time: for a read-change-write of a file that
+    `write_atomically` replaces, which is why the lock is a file of its own beside it. The
+    kernel releases it however the holder ends."""
+    os.makedirs(os.path.dirname(os.path.abspath(lock_path)), exist_ok=True)
+    with open(lock_path, 'a') as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)

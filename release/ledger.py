@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import hashlib
 import json
 import os
@@ -163,12 +162,9 @@ def append_lock(metadata_path: Optional[str]) -> Iterator[None]:
     if not metadata_path:
         yield
         return
-    with open(metadata_path + '.release.lock', 'a') as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+    from atomic_file import exclusive
+    with exclusive(metadata_path + '.release.lock'):
+        yield
 
 
 def now_micros() -> int:

@@ -42,10 +42,8 @@ once per change).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime
-import fcntl
 import hashlib
 import json
 import logging
@@ -208,18 +206,11 @@ def parse_roles(text: str) -> FrozenSet[str]:
     return frozenset(roles)
 
 
-@contextlib.contextmanager
 def _editing(path: str):
     """Exclusive while a command reads, changes and rewrites the tokens file: two `add`s at once
-    must not each write the file without the other's token (a lock file beside it, as flock
-    cannot hold a file that the atomic write replaces)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path + '.lock', 'a') as lock:
-        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+    must not each write the file without the other's token."""
+    from atomic_file import exclusive
+    return exclusive(path + '.lock')
 
 
 def add_token(path: str, name: str, roles: Iterable[str]) -> str:
