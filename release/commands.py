@@ -19,7 +19,6 @@ import datetime
 import json
 import os
 import sys
-import time
 from typing import Optional
 
 from release import canary as canary_lib, ledger, policy as policy_lib, registry as registry_lib, transitions
@@ -115,7 +114,7 @@ def _base_path(args) -> str:
     return path.rstrip('/') if '://' in path else os.path.abspath(path)
 
 
-def _store(args, writable: bool):
+def _store(args):
     from monitoring import metadata_record
     if args.metadata_grpc:
         return metadata_record.connect(grpc_address=args.metadata_grpc), None
@@ -137,7 +136,7 @@ def _release_target(args, base: str) -> 'transitions.ServingTarget':
 
 def _release(args, emit_line=print):
     base = _base_path(args)
-    store, metadata_path = _store(args, writable=True)
+    store, metadata_path = _store(args)
     target = _release_target(args, base)
     # Always the repository's file: a policy chosen on the command line would be no policy.
     return transitions.Release(store, base, target, policy_lib.load(),
@@ -149,10 +148,7 @@ def _traffic_file() -> str:
     return traffic.TRAFFIC_FILE
 
 
-def _when(micros: Optional[int]) -> str:
-    if not micros:
-        return '-'
-    return time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(micros / 1e6))
+_when = ledger.format_time
 
 
 def _parse_time(text: str) -> int:
@@ -220,7 +216,7 @@ def _report_transition(result, release, args) -> int:
 
 
 def _read_only(args) -> int:
-    store, _ = _store(args, writable=False)
+    store, _ = _store(args)
     registry = registry_lib.Registry(store, _base_path(args))
     decisions = registry.decisions()
     problems = ledger.problems(decisions)
@@ -378,7 +374,7 @@ def _history(args, decisions, problems) -> int:
 def canary_command(args) -> int:
     if args.verb == 'evaluate':
         canary_lib.Settings(args.min_labelled, args.alpha, args.margin)  # bad values are refused before anything
-    store, _ = _store(args, writable=args.verb == 'evaluate' and args.auto)
+    store, _ = _store(args)
     registry = registry_lib.Registry(store, _base_path(args))
     decisions = registry.decisions()
     ledger.verify(decisions)

@@ -171,6 +171,11 @@ def now_micros() -> int:
     return int(time.time() * 1e6)
 
 
+def format_time(micros) -> str:
+    """A recorded time as the commands and the page show it (UTC); '-' for none."""
+    return time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(micros / 1e6)) if micros else '-'
+
+
 def prepare(previous: List[Decision], *, action: str, model_version: int, actor: str, reason: str,
             model_base_path: str, changes: Mapping[int, Tuple[str, str]], labels: Mapping[str, int],
             canary_percent: float, evidence: Mapping, policy_sha256: str, serving_config: str,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import html
 import json
-import time
 from typing import Dict, List, Optional, Sequence
 
 from pipeline import html_page, svg_charts
@@ -21,8 +20,7 @@ from release import ledger, registry as registry_lib
 COLOURS = {registry_lib.STABLE: '#3a9a5b', registry_lib.CANARY: '#e08a2c', registry_lib.ROLLBACK_LABEL: '#b8c4cc'}
 
 
-def _when(micros: int) -> str:
-    return time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(micros / 1e6))
+_when = ledger.format_time
 
 
 def spans(decisions: List[ledger.Decision], until_micros: int) -> Dict[int, List[tuple]]:

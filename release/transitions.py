@@ -169,7 +169,7 @@ class Release:
             verdict = state.verdicts.get(version)
             if verdict is not None and verdict.action == ledger.REJECT:
                 raise NotAllowed(f'version {version} was rejected by {verdict.actor} '
-                                 f'({_when(verdict.at_micros)}: {verdict.reason}); it needs a new approval')
+                                 f'({ledger.format_time(verdict.at_micros)} UTC: {verdict.reason}); it needs a new approval')
             if to == CANARY:
                 return self._to_canary(state, version, percent, evidence)
             if to == STABLE:
@@ -406,7 +406,3 @@ def _version_state(url: str, version: int) -> str:
         return f'unreachable ({e})'
     states = {int(s.get('version', 0)): s.get('state', '?') for s in statuses}
     return states.get(int(version), f'answers version(s) {sorted(states)}')
-
-
-def _when(micros: int) -> str:
-    return time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(micros / 1e6))
