@@ -6,6 +6,11 @@ FROM tensorflow/tfx:1.16.0
 # tf.Transform and TFMA need Keras 2; TF 2.16's tf.keras is Keras 3 unless this
 # is set before TensorFlow loads. Set here, every task process gets it.
 ENV TF_USE_LEGACY_KERAS=1
+# What code this image holds, recorded on every model it trains (pipeline/code_version.py):
+# a container has no .git to ask. Cloud Build passes the commit and the image's tag.
+ARG GIT_COMMIT=""
+ARG IMAGE=""
+ENV TAXI_CODE_COMMIT=${GIT_COMMIT} TAXI_CODE_IMAGE=${IMAGE}
 
 WORKDIR /pipeline
 # Dependencies come from the TFX image; install only this package on top, so

@@ -1,5 +1,6 @@
 """Trainer whose step counts are plain integer exec properties, and whose model
-carries the statistics and schema of the data it was trained on.
+carries the statistics and schema of the data it was trained on, and the
+version of the code that trained it (pipeline.code_version).
 
 TFX's Trainer takes its steps inside the TrainArgs/EvalArgs protos, and
 KubeflowV2DagRunner cannot put a runtime parameter inside a proto (protobuf
@@ -27,6 +28,8 @@ from tfx.proto import trainer_pb2
 from tfx.types import artifact_utils, standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 from tfx.utils import io_utils, json_utils, path_utils, proto_utils
+
+from pipeline import code_version
 
 TRAIN_STEPS, EVAL_STEPS = 'train_steps', 'eval_steps'
 STATISTICS, DRIFT_REPORT = 'statistics', 'drift_report'
@@ -63,15 +66,18 @@ class Executor(trainer_executor.GenericExecutor):
                 raise ValueError(f'{steps} must be at least 1, got {proto.num_steps}')
             properties[key] = proto_utils.proto_to_json(proto)
         super().Do(input_dict, output_dict, properties)
-        serving_dir = path_utils.serving_model_path(
-            artifact_utils.get_single_uri(output_dict[standard_component_specs.MODEL_KEY]))
+        model = artifact_utils.get_single_instance(output_dict[standard_component_specs.MODEL_KEY])
+        # What code trained it, on the model itself: the one record every runner keeps (Kubeflow
+        # records an executor's artifact properties; it has no run context we could write to).
+        for name, value in code_version.current().properties().items():
+            model.set_string_custom_property(name, value)
+        serving_dir = path_utils.serving_model_path(model.uri)
         if input_dict.get(STATISTICS):
             statistics = artifact_utils.get_single_instance(input_dict[STATISTICS])
             io_utils.copy_file(os.path.join(statistics.uri, f'Split-{TRAIN_SPLIT}', 'FeatureStats.pb'),
                                os.path.join(serving_dir, TRAINING_STATISTICS_FILE), overwrite=True)
         if input_dict.get(DRIFT_REPORT):
             report = artifact_utils.get_single_instance(input_dict[DRIFT_REPORT])
-            model = artifact_utils.get_single_instance(output_dict[standard_component_specs.MODEL_KEY])
             for name, value in report.mlmd_artifact.custom_properties.items():
                 if name.startswith(DRIFT_PROPERTY_PREFIX):
                     model.set_string_custom_property(name, value.string_value)

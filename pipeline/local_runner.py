@@ -16,7 +16,7 @@ from typing import Callable, Optional
 from tfx import v1 as tfx
 
 from atomic_file import write_atomically
-from pipeline import data, run_report, run_summary
+from pipeline import code_version, data, run_report, run_summary
 from pipeline.config import PipelineConfig
 from pipeline.dag import create_pipeline
 from pipeline.run_progress import MetadataProgress
@@ -64,6 +64,7 @@ def _run_alone(config: PipelineConfig, emit_line: Callable[[str], None], trigger
                                                   if stale.left_behind else ''))
     config = content_addressed_schema(config)
     metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
+    code = code_version.current()  # before the run: the code that ran it, not what the tree holds after
     progress = MetadataProgress(config, emit_line)
     progress.start()
     started = time.time()
@@ -75,7 +76,8 @@ def _run_alone(config: PipelineConfig, emit_line: Callable[[str], None], trigger
     progress.stop()
     # Only a run that started after this one began can be this one (and the lock keeps others out).
     result = run_summary.summarize_latest_run(config, time.time() - started, failure=failure,
-                                              since_ms=int(started * 1000), trigger=trigger)
+                                              since_ms=int(started * 1000), trigger=trigger,
+                                              code=code)
     emit_line(result.render())
     if config.report_dir and result.components:
         path = os.path.join(config.report_dir, f'run-{result.run_id.replace(":", "")}.html')

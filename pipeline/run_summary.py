@@ -13,7 +13,7 @@ from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
 from components import drift_check
-from pipeline import run_trigger
+from pipeline import code_version, run_trigger
 from pipeline.config import PipelineConfig
 
 _STATE_NAMES = {
@@ -165,17 +165,20 @@ def components_since(config: PipelineConfig, since_ms: int) -> List[ComponentRun
 
 def summarize_latest_run(config: PipelineConfig, wall_seconds: float,
                          failure: Optional[BaseException] = None, since_ms: int = 0,
-                         trigger: Optional[run_trigger.Trigger] = None) -> RunSummary:
-    """The newest run that started after `since_ms`; records `trigger` with it when given."""
+                         trigger: Optional[run_trigger.Trigger] = None,
+                         code: Optional[code_version.CodeVersion] = None) -> RunSummary:
+    """The newest run that started after `since_ms`; records `trigger` and `code` with it when given."""
     failure_text = f'{type(failure).__name__}: {failure}' if failure else None
     if not os.path.exists(config.metadata_path):  # failed before ML Metadata was created
         return RunSummary('(not started)', [], wall_seconds, failure=failure_text)
-    store = open_store(config.metadata_path, writable=trigger is not None)
+    store = open_store(config.metadata_path, writable=trigger is not None or code is not None)
     run = _latest_run(store, since_ms)
     if run is None:
         return RunSummary('(none)', [], wall_seconds, failure=failure_text)
     if trigger is not None:
         run_trigger.record(store, run, trigger)
+    if code is not None:
+        code_version.record(store, run, code)
     summary = RunSummary(run.name, [], wall_seconds, failure=failure_text, trigger=trigger)
     for component, execution in _component_runs(store, config, run):
         summary.components.append(component)

@@ -87,3 +87,18 @@ def test_submit_args_substitution_runs_and_schedules(build, monkeypatch):
     assert code == cli.EXIT_OK
     assert [r['display_name'] for r in api.runs.values()] == ['ci-abc']
     assert [r['trigger'] for r in api.recurring_runs.values()] == [{'cron_schedule': {'cron': '0 0 3 * * *'}}]
+
+
+def test_the_image_tells_every_model_it_trains_which_commit_and_image_it_is(build, monkeypatch):
+    """CI's build arguments become the environment the pipeline's code version is read from."""
+    from dockerfile_parse import DockerfileParser
+    from pipeline import code_version
+    args = _steps(build)['build-image']['args']
+    build_args = dict(_substitute(args[i + 1], build, COMMIT_SHA='abc1234def').split('=', 1)
+                      for i, arg in enumerate(args) if arg == '--build-arg')
+    envs = DockerfileParser(path=os.path.join(REPO, 'Dockerfile'), build_args=build_args).envs
+    for name in (code_version.COMMIT_VARIABLE, code_version.IMAGE_VARIABLE):
+        monkeypatch.setenv(name, envs.get(name, ''))
+    found = code_version.current()
+    tags = [_substitute(args[i + 1], build) for i, arg in enumerate(args) if arg == '-t']
+    assert found.commit == 'abc1234def' and found.image in tags and found.image.endswith(':abc1234')
