@@ -8,6 +8,11 @@ Two things TFX's Evaluator leaves to the pipeline author:
 - The first run has nothing pushed yet, so the baseline is an empty Model
   artifact; the executor drops it, and TFMA validates absolute thresholds only
   (TFX's own rubber stamp when there is no baseline).
+
+It also writes the candidate's overall metrics onto the evaluation artifact
+(`metric_<name>` custom properties), so ML Metadata answers "how good was
+each run's model" without TFMA loading the output (seconds of imports), and
+Kubeflow's UI shows them on the artifact.
 """
 
 from typing import Optional, Union
@@ -24,6 +29,7 @@ from tfx.types.component_spec import ExecutionParameter
 from components.baseline_model import has_model
 
 MIN_AUC, MIN_ACCURACY, MAX_AUC_DROP = 'min_auc', 'min_accuracy', 'max_auc_drop'
+METRIC_PREFIX = 'metric_'
 FloatParameter = Union[float, data_types.RuntimeParameter]
 
 
@@ -67,7 +73,20 @@ class Executor(evaluator_executor.Executor):
         eval_config = gated(eval_config, float(exec_properties[MIN_AUC]), float(exec_properties[MIN_ACCURACY]),
                             float(exec_properties[MAX_AUC_DROP]))
         exec_properties = {**exec_properties, config_key: json_format.MessageToJson(eval_config)}
-        return super().Do(input_dict, output_dict, exec_properties)
+        super().Do(input_dict, output_dict, exec_properties)
+        evaluation = output_dict[standard_component_specs.EVALUATION_KEY][0]
+        for name, value in overall_metrics(evaluation.uri).items():
+            evaluation.set_float_custom_property(METRIC_PREFIX + name, value)
+
+
+def overall_metrics(evaluation_uri: str) -> dict:
+    """The candidate's scalar metrics on the overall slice (not the baseline's, not diffs)."""
+    for slice_metrics in tfma.load_metrics(evaluation_uri):
+        if not slice_metrics.slice_key.single_slice_keys:
+            return {kv.key.name: kv.value.double_value.value for kv in slice_metrics.metric_keys_and_values
+                    if kv.value.HasField('double_value') and not kv.key.HasField('sub_key')
+                    and not kv.key.is_diff and kv.key.model_name != 'baseline'}
+    return {}
 
 
 class Evaluator(base_beam_component.BaseBeamComponent):
