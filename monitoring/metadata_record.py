@@ -21,7 +21,8 @@ from ml_metadata.proto import metadata_store_pb2
 EXECUTION_TYPE = 'ServingMonitor'
 RESULT_TYPE = 'ServingMonitoringResult'
 CONTEXT_TYPE = 'serving_monitoring'
-_PUSHED_MODEL = 'PushedModel'
+# The Pusher's artifact type: as LocalDagRunner names it, and as Kubeflow Pipelines v2 does (its schema title).
+PUSHED_MODEL_TYPES = ('PushedModel', 'tfx.PushedModel')
 
 INT, DOUBLE, STRING = metadata_store_pb2.INT, metadata_store_pb2.DOUBLE, metadata_store_pb2.STRING
 _RESULT_PROPERTIES = {
@@ -38,8 +39,10 @@ _EXECUTION_PROPERTIES = {'window_start_micros': INT, 'window_end_micros': INT, '
                          'model_base_path': STRING, 'request_log_dir': STRING}
 
 
-def connect(metadata_path: Optional[str] = None, grpc_address: Optional[str] = None) -> metadata_store.MetadataStore:
-    """The local SQLite store (created if missing), or a cluster's metadata gRPC service (host:port)."""
+def connect(metadata_path: Optional[str] = None, grpc_address: Optional[str] = None,
+            read_only: bool = False) -> metadata_store.MetadataStore:
+    """The local SQLite store (created if missing, unless `read_only`), or a cluster's metadata gRPC
+    service (host:port)."""
     config = metadata_store_pb2.ConnectionConfig()
     if grpc_address:
         host, _, port = grpc_address.rpartition(':')
@@ -49,7 +52,8 @@ def connect(metadata_path: Optional[str] = None, grpc_address: Optional[str] = N
         client = metadata_store_pb2.MetadataStoreClientConfig(host=host, port=int(port))
         return metadata_store.MetadataStore(client)
     config.sqlite.filename_uri = metadata_path
-    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
+    config.sqlite.connection_mode = (metadata_store_pb2.SqliteMetadataSourceConfig.READONLY if read_only else
+                                     metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE)
     return metadata_store.MetadataStore(config)
 
 
@@ -70,7 +74,8 @@ BY_DESTINATION, BY_VERSION = 'destination', 'version'
 def _pushed(store, model_base_path: str, version: int):
     """(the Pusher's artifact for a version or None, how it was found)."""
     found = store.get_artifacts(list_options=metadata_store.ListOptions(filter_query=(
-        f"type = '{_PUSHED_MODEL}' AND custom_properties.pushed_version.string_value = '{int(version)}'")))
+        f"({' OR '.join(f'type = {t!r}' for t in PUSHED_MODEL_TYPES)}) AND "
+        f"custom_properties.pushed_version.string_value = '{int(version)}'")))
     destination = f'{model_base_path.rstrip("/")}/{int(version)}'
     exact = [a for a in found if a.custom_properties['pushed_destination'].string_value == destination]
     if exact:

@@ -175,7 +175,8 @@ class Registry:
         if _isdir(self.model_base_path):
             found |= {int(name.rstrip('/')) for name in _listdir(self.model_base_path) if name.rstrip('/').isdigit()}
         prefix = self.model_base_path + '/'
-        for artifact in self.store.get_artifacts_by_type('PushedModel'):
+        pushed = [a for kind in metadata_record.PUSHED_MODEL_TYPES for a in self.store.get_artifacts_by_type(kind)]
+        for artifact in pushed:
             destination = artifact.custom_properties['pushed_destination'].string_value
             if artifact.custom_properties['pushed'].int_value and destination.startswith(prefix):
                 tail = destination[len(prefix):].rstrip('/')
