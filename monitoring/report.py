@@ -9,6 +9,7 @@ in the feedback store could not be joined.
 
 import datetime
 import html
+import os
 from typing import List, Optional
 
 from tensorflow_metadata.proto.v0 import statistics_pb2
@@ -163,7 +164,9 @@ def _history(version: int, entries: List[dict]) -> str:
     return ''.join(parts)
 
 
-def render(found: Pass, settings: Settings, window_text: str, histories: Optional[dict] = None) -> str:
+def render(found: Pass, settings: Settings, window_text: str, histories: Optional[dict] = None,
+           path: Optional[str] = None) -> str:
+    """The page; `path`, where it is written, for links to the related reports beside it."""
     reports, unmonitored = found.reports, found.unmonitored
     histories = histories or {}
     body = [f'<h1>Monitoring: {html.escape(window_text)}</h1>',
@@ -174,12 +177,15 @@ def render(found: Pass, settings: Settings, window_text: str, histories: Optiona
                 f'{html.escape(u.alert["reason"])}.</p>' for u in unmonitored)
     body.extend(_version(r, settings, histories.get(r.version, [])) for r in reports)
     body.append(_feedback(found))
-    return html_page.page(f'Monitoring {window_text}', body)
+    here = os.path.basename(path) if path else ''
+    directory = os.path.dirname(path) if path and '://' not in path else None
+    nav = html_page.related(directory, here, versions=[r.version for r in reports])
+    return html_page.page(f'Monitoring {window_text}', body, nav=nav)
 
 
 def write(found: Pass, settings: Settings, window_text: str, path: str, histories: Optional[dict] = None) -> str:
     """`histories`: per version, the recorded passes over its traffic (metadata_record.history)."""
-    page = render(found, settings, window_text, histories)
+    page = render(found, settings, window_text, histories, path)
     if '://' not in path:
         return write_atomically(path, page)
     import tensorflow as tf

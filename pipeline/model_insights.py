@@ -8,7 +8,6 @@ import dataclasses
 import os
 from typing import Dict, Optional
 
-import numpy as np
 import tensorflow as tf
 
 from taxi_model import contract

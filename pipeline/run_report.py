@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import html
 import os
-from typing import List
+from typing import List, Optional
 
 import tensorflow_data_validation as tfdv
 from tensorflow_metadata.proto.v0 import statistics_pb2
@@ -96,7 +96,8 @@ def _insights_section(insights) -> str:
         f'<p>Outside the schema or vocabulary: {html.escape(flagged)}</p>'])
 
 
-def render(result: RunSummary) -> str:
+def render(result: RunSummary, reports_dir: Optional[str] = None) -> str:
+    """The page; `reports_dir` is where it is written, for links to the related reports there."""
     parts = [f'<h1>Run {html.escape(result.run_id)}</h1>']
     status = 'succeeded' if result.succeeded else 'FAILED'
     parts.append(f'<p class="{"good" if result.succeeded else "bad"}">{status} in {result.wall_seconds:.1f}s</p>')
@@ -147,8 +148,11 @@ def render(result: RunSummary) -> str:
         parts.append(f'<h2>Training data ({stats.datasets[0].num_examples} examples)</h2>')
         parts.append(html_page.table(['feature', 'type', 'present', 'missing', 'mean', 'std', 'min', 'max', 'values'],
                             _statistics_rows(stats)))
-    return html_page.page(f'Run {result.run_id}', parts)
+    versions = [os.path.basename(result.pushed_to.rstrip('/'))] if result.pushed_to else []
+    nav = html_page.related(reports_dir, html_page.report_file(html_page.RUN, result.run_id), runs=[result.run_id],
+                            versions=versions)
+    return html_page.page(f'Run {result.run_id}', parts, nav=nav)
 
 
 def write(result: RunSummary, path: str) -> str:
-    return write_atomically(path, render(result))
+    return write_atomically(path, render(result, os.path.dirname(path)))

@@ -229,7 +229,8 @@ def _read_only(args) -> int:
         from atomic_file import write_atomically
         from release import report
         rows = [_row(v, state) for v in registry.versions()]
-        write_atomically(args.html, report.page(registry.model_base_path, decisions, rows, problems))
+        write_atomically(args.html, report.page(registry.model_base_path, decisions, rows, problems,
+                                                path=os.path.abspath(args.html)))
         print(f'registry page: {args.html}', file=sys.stderr)
     if args.verb == 'history':
         return _history(args, decisions, problems)
@@ -305,7 +306,7 @@ def _show(args, registry, state, decisions, problems) -> int:
     since = state.since.get(args.version)
     if since is not None:
         print(f'  since:        {_when(since.at_micros)} UTC (decision #{since.sequence} by {since.actor})')
-    print(f'  registered:   ' + ('yes: PushedModel %d, run %s' % (version.pushed.id, version.run)
+    print('  registered:   ' + ('yes: PushedModel %d, run %s' % (version.pushed.id, version.run)
                                  if version.registered else 'NO: ML Metadata has no record of the pipeline pushing it'))
     print(f'  pushed:       {row["pushed"]} UTC to {version.directory}' + ('' if version.on_disk else ' (MISSING)'))
     print(f'  blessed:      {row["blessed"]}')

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import json
+import os
 from typing import Dict, List, Optional, Sequence
 
 from pipeline import html_page, svg_charts
@@ -34,7 +35,9 @@ def spans(decisions: List[ledger.Decision], until_micros: int) -> Dict[int, List
 
 
 def page(model_base_path: str, decisions: List[ledger.Decision], rows: Sequence[Dict], problems: Sequence[str],
-         now_micros: Optional[int] = None) -> str:
+         now_micros: Optional[int] = None, path: Optional[str] = None) -> str:
+    """The page; `path`, where it is written, for links to the reports beside it (each version's lineage
+    and model card, where they exist)."""
     now_micros = now_micros or ledger.now_micros()
     parts = [f'<h1>Model registry</h1><p>{html.escape(model_base_path)}: {len(rows)} version(s), '
              f'{len(decisions)} decision(s), as of {_when(now_micros)} UTC.</p>']
@@ -63,7 +66,18 @@ def page(model_base_path: str, decisions: List[ledger.Decision], rows: Sequence[
           ', '.join(f'{v}: {a} → {b}' for v, (a, b) in sorted(d.changes.items())) or '-',
           ', '.join(f'{k}={v}' for k, v in sorted(d.labels.items())) or '-', d.canary_percent, d.reason,
           _evidence(d.evidence)] for d in reversed(decisions)]))
-    return html_page.page('Model registry', parts)
+    directory = os.path.dirname(path) if path else None
+    here = os.path.basename(path) if path else html_page.report_file(html_page.REGISTRY)
+    state = registry_lib.replay(decisions)
+    serving = [v for v in (state.stable, state.canary) if v is not None]
+    nav = html_page.related(directory, here, versions=serving)
+    # Every version's lineage and card that exists, not only those serving now.
+    others = html_page.links(directory, [(f'{kind} of {r["version"]}', html_page.report_file(name, r['version']))
+                                         for r in rows if r['version'] not in serving
+                                         for kind, name in (('lineage', html_page.LINEAGE),
+                                                            ('model card', html_page.MODEL_CARD))])
+    return html_page.page('Model registry', parts + ([f'<h2>Other versions</h2>{others}'] if others else []),
+                          nav=nav)
 
 
 def _metric(value) -> str:
