@@ -26,6 +26,7 @@ COPY serving/ serving/
 COPY monitoring/ monitoring/
 COPY scheduler/ scheduler/
 COPY release/ release/
+COPY provenance/ provenance/
 COPY cli/ cli/
 # The compiled spec, for the trigger CronJob: run parameters are checked against it.
 COPY kfp/ kfp/

@@ -12,9 +12,10 @@ setup(
     version='0.1.0',
     description='Chicago Taxi tip prediction as a TFX pipeline on Kubeflow',
     python_requires='>=3.9,<3.12',
-    packages=['taxi_model', 'components', 'pipeline', 'serving', 'monitoring', 'scheduler', 'release', 'cli', 'schemas'],
+    packages=['taxi_model', 'components', 'pipeline', 'serving', 'monitoring', 'scheduler', 'release', 'provenance', 'cli',
+              'schemas'],
     py_modules=['atomic_file'],
-    package_data={'schemas': ['*.pbtxt'], 'release': ['approvers.yaml']},
+    package_data={'schemas': ['*.pbtxt'], 'release': ['approvers.yaml'], 'provenance': ['*.yaml']},
     install_requires=[
         'tfx>=1.16,<1.17',
         'tensorflow>=2.16,<2.17',

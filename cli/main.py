@@ -56,6 +56,7 @@ def parser() -> argparse.ArgumentParser:
     from cli import served_model
     from monitoring import commands as monitoring_commands
     from pipeline import commands as pipeline_commands
+    from provenance import commands as provenance_commands
     from release import commands as release_commands
     from scheduler import commands as scheduler_commands
     from serving import commands as serving_commands
@@ -72,6 +73,8 @@ def parser() -> argparse.ArgumentParser:
     scheduler_commands.register(commands, default_workspace=pipeline_commands.DEFAULT_WORKSPACE)
     release_commands.register(commands, default_workspace=pipeline_commands.DEFAULT_WORKSPACE,
                               default_model_base_path=pipeline_commands.default_serving_model_dir())
+    provenance_commands.register(commands, default_workspace=pipeline_commands.DEFAULT_WORKSPACE,
+                                 default_model_base_path=pipeline_commands.default_serving_model_dir())
     return root
 
 

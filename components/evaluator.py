@@ -15,6 +15,7 @@ each run's model" without TFMA loading the output (seconds of imports), and
 Kubeflow's UI shows them on the artifact.
 """
 
+import math
 from typing import Optional, Union
 
 import tensorflow_model_analysis as tfma
@@ -76,7 +77,8 @@ class Executor(evaluator_executor.Executor):
         super().Do(input_dict, output_dict, exec_properties)
         evaluation = output_dict[standard_component_specs.EVALUATION_KEY][0]
         for name, value in overall_metrics(evaluation.uri).items():
-            evaluation.set_float_custom_property(METRIC_PREFIX + name, value)
+            if math.isfinite(value):  # NaN (precision with no positive prediction) is no value ML Metadata stores
+                evaluation.set_float_custom_property(METRIC_PREFIX + name, value)
 
 
 def overall_metrics(evaluation_uri: str) -> dict:

@@ -71,6 +71,21 @@ def _type_id(store, kind: str, name: str, properties: Dict[str, int]) -> int:
 BY_DESTINATION, BY_VERSION = 'destination', 'version'
 
 
+def flag(properties, key: str) -> bool:
+    """A 0/1 custom property (`pushed`, `blessed`): an int locally, a double on Kubeflow Pipelines v2,
+    which stores every number in an artifact's metadata as one."""
+    found = properties.get(key)
+    return bool(found is not None and (found.int_value or found.double_value))
+
+
+def alert_text(alert) -> str:
+    """One recorded alert (a dict from monitoring.monitor) as a line."""
+    if not isinstance(alert, dict):
+        return str(alert)
+    detail = ', '.join(f'{k}={v}' for k, v in alert.items() if k not in ('alert', 'model_version'))
+    return f'{alert.get("alert", "alert")} (version {alert.get("model_version", "?")}): {detail}'
+
+
 def _pushed(store, model_base_path: str, version: int):
     """(the Pusher's artifact for a version or None, how it was found)."""
     found = store.get_artifacts(list_options=metadata_store.ListOptions(filter_query=(

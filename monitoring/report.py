@@ -15,6 +15,7 @@ from typing import List, Optional
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
 from atomic_file import write_atomically
+from monitoring import metadata_record
 from monitoring.monitor import Pass, Settings, VersionReport
 from pipeline import html_page, svg_charts
 
@@ -127,9 +128,7 @@ def _feedback(found: Pass) -> str:
     return ''.join(parts)
 
 
-def _alert_text(alert: dict) -> str:
-    detail = ', '.join(f'{k}={v}' for k, v in alert.items() if k not in ('alert', 'model_version'))
-    return f'{alert["alert"]} (version {alert["model_version"]}): {detail}'
+_alert_text = metadata_record.alert_text
 
 
 def _history(version: int, entries: List[dict]) -> str:

@@ -16,7 +16,7 @@ from typing import Callable, Optional
 from tfx import v1 as tfx
 
 from atomic_file import write_atomically
-from pipeline import code_version, data, run_report, run_summary
+from pipeline import code_version, data, html_page, run_report, run_summary
 from pipeline.config import PipelineConfig
 from pipeline.dag import create_pipeline
 from pipeline.run_progress import MetadataProgress
@@ -39,6 +39,29 @@ def content_addressed_schema(config: PipelineConfig) -> PipelineConfig:
     if not os.path.exists(path):
         write_atomically(path, content)
     return dataclasses.replace(config, schema_file=path)
+
+
+def _write_reports(config: PipelineConfig, result: run_summary.RunSummary, emit_line: Callable[[str], None]) -> None:
+    """The run report; and from ML Metadata the runs page and, for a pushed version, its lineage and model card.
+
+    The pages come second to the run and its report: if they cannot be made, the run says so and
+    keeps its own outcome (and its component's error, if one failed)."""
+    from monitoring import metadata_record
+    from provenance.reports import Pages
+    version = int(os.path.basename(result.pushed_to.rstrip('/'))) if result.pushed_to else None
+    pages = None
+    try:
+        pages = Pages(metadata_record.connect(config.metadata_path, read_only=True), config.serving_model_dir,
+                      config.report_dir, version)
+        pages.write()  # first, so that the run report links to them
+    except Exception as e:  # noqa: BLE001 - reported, and the run's own result stands
+        emit_line(f'Provenance pages not written: {type(e).__name__}: {e}')
+        pages = None
+    path = os.path.join(config.report_dir, html_page.report_file(html_page.RUN, result.run_id))
+    emit_line(f'Report: {run_report.write(result, path)}')
+    if pages is not None:
+        for written in pages.write():  # again, now that the run report they link to exists
+            emit_line(f'        {written}')
 
 
 def run(config: PipelineConfig, emit_line: Callable[[str], None] = print, trigger: Trigger = Trigger(),
@@ -80,8 +103,7 @@ def _run_alone(config: PipelineConfig, emit_line: Callable[[str], None], trigger
                                               code=code)
     emit_line(result.render())
     if config.report_dir and result.components:
-        path = os.path.join(config.report_dir, f'run-{result.run_id.replace(":", "")}.html')
-        emit_line(f'Report: {run_report.write(result, path)}')
+        _write_reports(config, result, emit_line)
     if failure is not None:
         raise failure
     return result

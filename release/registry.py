@@ -178,7 +178,7 @@ class Registry:
         pushed = [a for kind in metadata_record.PUSHED_MODEL_TYPES for a in self.store.get_artifacts_by_type(kind)]
         for artifact in pushed:
             destination = artifact.custom_properties['pushed_destination'].string_value
-            if artifact.custom_properties['pushed'].int_value and destination.startswith(prefix):
+            if metadata_record.flag(artifact.custom_properties, 'pushed') and destination.startswith(prefix):
                 tail = destination[len(prefix):].rstrip('/')
                 if tail.isdigit():
                     found.add(int(tail))
@@ -188,7 +188,7 @@ class Registry:
         directory = f'{self.model_base_path}/{number}'
         result = Version(number, directory, _exists(f'{directory}/saved_model.pb'))
         pushed = metadata_record.pushed_model(self.store, self.model_base_path, number)
-        if pushed is None or not pushed.custom_properties['pushed'].int_value:
+        if pushed is None or not metadata_record.flag(pushed.custom_properties, 'pushed'):
             return result
         result.pushed = pushed
         self._lineage(result)
@@ -218,7 +218,7 @@ class Registry:
             features = model.custom_properties.get('drift_features')
             result.drift_features = [f for f in (features.string_value if features else '').split(',') if f]
         if blessing is not None:
-            result.blessed = bool(blessing.custom_properties['blessed'].int_value)
+            result.blessed = metadata_record.flag(blessing.custom_properties, 'blessed')
             producers = [e.execution_id for e in self.store.get_events_by_artifact_ids([blessing.id])
                          if e.type == metadata_store_pb2.Event.OUTPUT]
             if producers:

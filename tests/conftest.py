@@ -8,10 +8,13 @@ import os
 os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 
+import dataclasses  # noqa: E402
+import shutil  # noqa: E402
+
 import pytest  # noqa: E402
 
-from pipeline import data  # noqa: E402
-from support.samples import SAMPLE_ROWS, TRAIN_STEPS  # noqa: E402
+from pipeline import code_version, data  # noqa: E402
+from support.samples import SAMPLE_ROWS, SECOND_COMMIT, TRAIN_STEPS  # noqa: E402
 
 
 @pytest.fixture(scope='session')
@@ -36,3 +39,51 @@ def first_run(e2e_workspace):
     lines = []
     result = local_runner.run(config, emit_line=lines.append)
     return config, result, lines
+
+
+@dataclasses.dataclass(frozen=True)
+class Versions:
+    base_path: str
+    metadata_path: str
+    first: int       # the first run's version: no baseline, blessed
+    drifted: int     # trained on a drifted span: blessed, its drift verdict demands a review
+    unregistered: int  # a copy put there by hand: no PushedModel in ML Metadata
+    first_run: str   # the run names that pushed them
+    drifted_run: str
+
+
+@pytest.fixture(scope='session')
+def versions(first_run, tmp_path_factory):
+    """The first run's version and its metadata, then a run on a drifted span that is pushed (thresholds
+    loose enough to bless a 100-step model), and a version directory no pipeline pushed."""
+    from pipeline import local_runner
+    from pipeline.config import PipelineConfig, Thresholds
+    _, result, _ = first_run
+    root = tmp_path_factory.mktemp('release')
+    config = PipelineConfig.for_workspace(str(root), train_steps=100, eval_steps=20, thresholds=Thresholds(
+        min_auc=0.5, min_accuracy=0.5, max_auc_drop=0.5))
+    shutil.copy(first_run[0].metadata_path, config.metadata_path)
+    first = int(os.path.basename(result.pushed_to))
+    shutil.copytree(result.pushed_to, os.path.join(config.serving_model_dir, str(first)))
+    # Trips moved to the night: a drift the check flags that keeps both labels (data.drifted turns
+    # card tips to cash, leaving no positive label to evaluate).
+    header, rows = data.read_rows(data.taxi_sample_path())
+    hour = header.index('trip_start_hour')
+    data.write_span(config.data_root, 2, header, [row[:hour] + [str((int(row[hour]) + 12) % 24)] + row[hour + 1:]
+                                                  if row[hour] else row for row in rows[:SAMPLE_ROWS]])
+    # As the pipeline image says which commit it holds: the second run names another commit than the first.
+    previous = os.environ.get(code_version.COMMIT_VARIABLE)
+    os.environ[code_version.COMMIT_VARIABLE] = SECOND_COMMIT
+    try:
+        summary = local_runner.run(config, emit_line=lambda line: None)
+    finally:
+        if previous is None:
+            del os.environ[code_version.COMMIT_VARIABLE]
+        else:
+            os.environ[code_version.COMMIT_VARIABLE] = previous
+    assert summary.succeeded and summary.pushed_to, summary.render()
+    drifted = int(os.path.basename(summary.pushed_to))
+    unregistered = drifted + 1000
+    shutil.copytree(summary.pushed_to, os.path.join(config.serving_model_dir, str(unregistered)))
+    return Versions(config.serving_model_dir, config.metadata_path, first, drifted, unregistered,
+                    result.run_id, summary.run_id)

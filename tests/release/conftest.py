@@ -1,4 +1,4 @@
-"""Two versions pushed by real pipeline runs, and a registry each test may change on its own."""
+"""A registry each test may change on its own, over the versions of real pipeline runs (`versions`, tests/conftest.py)."""
 
 import dataclasses
 import os
@@ -7,53 +7,16 @@ import shutil
 import pytest
 
 from cli import main as cli
-from pipeline import data, local_runner
-from pipeline.config import PipelineConfig, Thresholds
 from release import policy
 from serving import labels, traffic
 from support.release_users import ALICE, BOB, MALLORY
-from support.samples import SAMPLE_ROWS
-
-
-@dataclasses.dataclass(frozen=True)
-class Versions:
-    base_path: str
-    metadata_path: str
-    first: int       # the first run's version: no baseline, blessed
-    drifted: int     # trained on a drifted span: blessed, its drift verdict demands a review
-    unregistered: int  # a copy put there by hand: no PushedModel in ML Metadata
-
-
-@pytest.fixture(scope='session')
-def versions(first_run, tmp_path_factory):
-    """The first run's version and its metadata, then a run on a drifted span that is pushed (thresholds
-    loose enough to bless a 100-step model), and a version directory no pipeline pushed."""
-    _, result, _ = first_run
-    root = tmp_path_factory.mktemp('release')
-    config = PipelineConfig.for_workspace(str(root), train_steps=100, eval_steps=20, thresholds=Thresholds(
-        min_auc=0.5, min_accuracy=0.5, max_auc_drop=0.5))
-    shutil.copy(first_run[0].metadata_path, config.metadata_path)
-    first = int(os.path.basename(result.pushed_to))
-    shutil.copytree(result.pushed_to, os.path.join(config.serving_model_dir, str(first)))
-    # Trips moved to the night: a drift the check flags that keeps both labels (data.drifted turns
-    # card tips to cash, leaving no positive label to evaluate).
-    header, rows = data.read_rows(data.taxi_sample_path())
-    hour = header.index('trip_start_hour')
-    data.write_span(config.data_root, 2, header, [row[:hour] + [str((int(row[hour]) + 12) % 24)] + row[hour + 1:]
-                                                  if row[hour] else row for row in rows[:SAMPLE_ROWS]])
-    summary = local_runner.run(config, emit_line=lambda line: None)
-    assert summary.succeeded and summary.pushed_to, summary.render()
-    drifted = int(os.path.basename(summary.pushed_to))
-    unregistered = drifted + 1000
-    shutil.copytree(summary.pushed_to, os.path.join(config.serving_model_dir, str(unregistered)))
-    return Versions(config.serving_model_dir, config.metadata_path, first, drifted, unregistered)
 
 
 @dataclasses.dataclass
 class Workspace:
     """A copy of the metadata store and a serving config of its own: one test's registry."""
 
-    versions: Versions
+    versions: object  # Versions, from tests/conftest.py
     metadata_path: str
     serving_config: str
 

@@ -8,6 +8,7 @@ import re
 import pytest
 from ml_metadata.proto import metadata_store_pb2
 
+from cli import main as cli
 from monitoring import metadata_record
 from release import ledger
 from serving import labels
@@ -289,3 +290,26 @@ def test_an_approval_between_the_two_steps_of_a_staged_promotion_keeps_the_versi
     assert v.drifted in labels.loaded_versions(workspace.serving_config)
     assert workspace.models(*promote, user=BOB) == 0
     assert workspace.serving() == ({'stable': v.first, 'canary': v.drifted}, 10.0)
+
+
+def test_a_rolled_back_version_says_so_in_its_lineage(workspace, capsys):
+    v = workspace.versions
+    workspace.release_both()
+    assert workspace.models('approve', v.drifted, '--reason', 'drift reviewed', '--drift-reviewed', user=ALICE) == 0
+    assert workspace.models('promote', v.drifted, '--to', 'stable', '--reason', 'canary held up', user=BOB) == 0
+    assert workspace.models('rollback', '--reason', 'complaints about tips', user=BOB) == 0
+    capsys.readouterr()
+    lineage_args = ['--metadata-path', workspace.metadata_path, '--model-base-path', v.base_path]
+    assert cli.main(['lineage', str(v.drifted), '--json', *lineage_args]) == 0
+    rolled_back = json.loads(capsys.readouterr().out)
+    assert rolled_back['stage'] == 'archived'
+    last = rolled_back['stage_history'][-1]
+    assert (last['action'], last['stage_before'], last['stage_after'], last['actor'], last['reason']) == (
+        'rollback', 'stable', 'archived', BOB, 'complaints about tips')
+    assert [a['action'] for a in rolled_back['approvals']] == ['approve']
+    assert rolled_back['approvals'][0]['actor'] == ALICE
+    # The version it went back to: stable again, the rollback in its history too.
+    assert cli.main(['lineage', str(v.first), *lineage_args]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith(f'Version {v.first}: stable')
+    assert 'rollback' in text and 'complaints about tips' in text

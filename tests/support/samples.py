@@ -6,6 +6,8 @@ import os
 # Small enough to keep the suite fast, large enough for a meaningful AUC.
 SAMPLE_ROWS = 3000
 TRAIN_STEPS = 300
+# The commit the second pushed version's run (fixture `versions`) says it ran, as an image built from it would.
+SECOND_COMMIT = 'feedc0de' * 5
 
 
 def write_csv(path, header, rows):

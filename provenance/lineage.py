@@ -1,0 +1,393 @@
+"""Why a version is serving and what made it, from ML Metadata's lineage queries.
+
+For a pushed version: its PushedModel artifact, then
+- upstream (`get_lineage_subgraph`, direction UPSTREAM from the PushedModel):
+  every execution and artifact that made it, across runs where a component
+  was cached: this is the graph the page draws;
+- the run whose Pusher pushed it (`run_record`, itself one lineage query):
+  the trigger, code version, parameters, data span, statistics, anomalies,
+  schema, Transform, Trainer, evaluation and blessing;
+- downstream (`get_lineage_subgraph`, DOWNSTREAM): every monitoring pass
+  over its traffic and every release decision that moved it;
+- the release history (`release.ledger`, verified): its stage history and
+  approvals.
+
+The schema is compared with the one the previous pushed version was
+validated against, so "the schema changed" shows up on the version it
+changed for.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from typing import Dict, List, Optional
+
+from ml_metadata.proto import metadata_store_pb2
+
+from monitoring import metadata_record
+from pipeline import code_version
+from provenance import run_record
+from release import ledger, registry as registry_lib
+
+_Direction = metadata_store_pb2.LineageSubgraphQueryOptions.Direction
+# Deep enough for the longest path in the DAG (ExampleGen to Pusher is 8 executions, 16 hops).
+MAX_HOPS = 30
+# Columns of the statistics summary.
+STATISTICS_COLUMNS = ('feature', 'type', 'present', 'missing', 'mean', 'std', 'min', 'max', 'unique', 'top values')
+
+
+class NotPushed(ValueError):
+    """No PushedModel in ML Metadata for the version: nothing to trace."""
+
+
+@dataclasses.dataclass
+class Schema:
+    uri: str
+    file: Optional[str]
+    sha256: Optional[str]
+    previous_version: Optional[int] = None
+    # None: no previous version to compare with.
+    changed: Optional[bool] = None
+    differences: List[str] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class Lineage:
+    model_base_path: str
+    version: registry_lib.Version
+    pushed: metadata_store_pb2.Artifact
+    run: Optional[run_record.RunRecord]
+    # What made it: the upstream lineage subgraph of the PushedModel.
+    upstream: metadata_store_pb2.LineageGraph
+    # What happened to it since: monitoring passes and release decisions that consumed it.
+    downstream: metadata_store_pb2.LineageGraph
+    stage: str
+    decisions: List[ledger.Decision]
+    history_problems: List[str]
+    live: List[Dict]
+    schema: Optional[Schema]
+
+    @property
+    def code(self) -> Optional[code_version.CodeVersion]:
+        """The code that trained the model (stamped on it by the Trainer), else the run's."""
+        model = self.made_by('Trainer')
+        found = code_version.read(model.output('model').custom_properties) if model and model.output('model') \
+            else None
+        return found or (self.run.code if self.run else None)
+
+    def made_by(self, node_id: str) -> Optional[run_record.Step]:
+        """A component's execution in the producing run (its cached execution if it was cached)."""
+        return self.run.step(node_id) if self.run else None
+
+    @property
+    def approvals(self) -> List[ledger.Decision]:
+        return [d for d in self.decisions if d.action in (ledger.APPROVE, ledger.REJECT)
+                and d.model_version == self.version.version]
+
+    @property
+    def stage_history(self) -> List[ledger.Decision]:
+        return [d for d in self.decisions if self.version.version in d.changes]
+
+    def evaluation(self) -> Dict:
+        """Thresholds the Evaluator applied, the baseline it compared with, metrics per slice."""
+        step = self.made_by('Evaluator')
+        if step is None:
+            return {}
+        baseline = self.made_by('LatestBlessedModel')
+        baseline_model = baseline.output('baseline') if baseline else None
+        baseline_version = (baseline_model.custom_properties['pushed_version'].string_value
+                            if baseline_model is not None and 'pushed_version' in baseline_model.custom_properties
+                            else None)
+        slices = self.run.metrics()
+        return {
+            'thresholds': {k: step.property(k) for k in ('min_auc', 'min_accuracy', 'max_auc_drop')},
+            'baseline_version': int(baseline_version) if baseline_version else None,
+            'blessed': self.run.blessed,
+            'slices': {name: {'candidate': c, 'baseline': b} for name, (c, b) in slices.items()},
+        }
+
+    def anomalies(self) -> Dict[str, List[str]]:
+        """ExampleValidator's findings per split, as readable lines ({} if it did not run)."""
+        step = self.made_by('ExampleValidator')
+        artifact = step.output('anomalies') if step else None
+        if artifact is None:
+            return {}
+        from components.anomalies_gate import describe, read_split_anomalies
+        found = {}
+        for split in ('train', 'eval'):
+            try:
+                found[split] = describe(read_split_anomalies(artifact.uri, split))
+            except Exception as e:  # a file removed since: say so, do not fail the whole answer
+                found[split] = [f'(cannot read: {type(e).__name__})']
+        return found
+
+    def statistics_summary(self, split: str = 'train') -> List[List]:
+        stats = self.run.statistics(split) if self.run else None
+        return _statistics_rows(stats) if stats is not None else []
+
+    def to_dict(self) -> Dict:
+        """Everything above as JSON-ready data (what `lineage --json` prints)."""
+        version, run = self.version, self.run
+        trainer, transform = self.made_by('Trainer'), self.made_by('Transform')
+        model = trainer.output('model') if trainer else None
+        code = self.code
+        params = run.parameters() if run else {}
+        return {
+            'version': version.version,
+            'directory': version.directory,
+            'on_disk': version.on_disk,
+            'stage': self.stage,
+            'pushed': {'at': ledger.format_time(self.pushed.create_time_since_epoch * 1000),
+                       'destination': self.pushed.custom_properties['pushed_destination'].string_value,
+                       'artifact_id': self.pushed.id},
+            'stage_history': [_decision(d, version.version) for d in self.stage_history],
+            'approvals': [_decision(d, version.version) for d in self.approvals],
+            'history_problems': self.history_problems,
+            'run': None if run is None else {
+                'name': run.name, 'outcome': run.outcome, 'started': ledger.format_time(run.started_ms * 1000),
+                'seconds': run.seconds,
+                'trigger': {'kind': run.trigger.kind, 'detail': run.trigger.detail} if run.trigger else None,
+                'code': dataclasses.asdict(run.code) if run.code else None,
+                'parameters': params},
+            'code': dataclasses.asdict(code) if code else None,
+            'data': None if run is None else {
+                'span': run.span, 'data_root': params.get('data_root'), 'files': run.span_paths,
+                'input_fingerprint': run.input_fingerprint,
+                'examples_uri': run.examples.uri if run.examples is not None else None,
+                'rows': run.rows(), 'statistics_uri': run.statistics_uri,
+                'statistics': [dict(zip(STATISTICS_COLUMNS, row)) for row in self.statistics_summary()],
+                'anomalies': self.anomalies()},
+            'schema': dataclasses.asdict(self.schema) if self.schema else None,
+            'transform': None if transform is None else {
+                'preprocessing_fn': transform.property('preprocessing_fn'), 'state': transform.state,
+                'transform_graph': _uri(transform.output('transform_graph'))},
+            'training': None if trainer is None else {
+                'run_fn': trainer.property('run_fn'), 'state': trainer.state,
+                'train_steps': trainer.property('train_steps'), 'eval_steps': trainer.property('eval_steps'),
+                'hyperparameters': {k[3:]: v for k, v in params.items() if k.startswith('hp.')},
+                'model_uri': _uri(model), 'drift_verdict': version.drift_verdict,
+                'drift_features': version.drift_features},
+            'evaluation': self.evaluation() if run else {},
+            'live': self.live,
+            'graph': {'artifacts': len(self.upstream.artifacts), 'executions': len(self.upstream.executions)},
+        }
+
+
+def _uri(artifact) -> Optional[str]:
+    return artifact.uri if artifact is not None else None
+
+
+def _decision(decision: ledger.Decision, version: int) -> Dict:
+    before, after = decision.changes.get(version, (None, None))
+    return {'sequence': decision.sequence, 'at': ledger.format_time(decision.at_micros), 'action': decision.action,
+            'subject': decision.model_version, 'actor': decision.actor, 'reason': decision.reason,
+            'stage_before': before, 'stage_after': after, 'evidence': decision.evidence}
+
+
+def _statistics_rows(stats) -> List[List]:
+    from tensorflow_metadata.proto.v0 import statistics_pb2
+    rows = []
+    for feature in sorted(stats.datasets[0].features, key=lambda f: f.path.step[0]):
+        name = feature.path.step[0]
+        if feature.HasField('num_stats'):
+            num = feature.num_stats
+            rows.append([name, statistics_pb2.FeatureNameStatistics.Type.Name(feature.type),
+                         int(num.common_stats.num_non_missing), int(num.common_stats.num_missing),
+                         num.mean, num.std_dev, num.min, num.max, None, ''])
+        else:
+            text = feature.string_stats
+            top = ', '.join(f'{v.value} ({int(v.frequency)})' for v in text.top_values[:3])
+            rows.append([name, 'STRING', int(text.common_stats.num_non_missing), int(text.common_stats.num_missing),
+                         None, None, None, None, int(text.unique), top])
+    return rows
+
+
+def subgraph(store, artifact_id: int, direction) -> metadata_store_pb2.LineageGraph:
+    options = metadata_store_pb2.LineageSubgraphQueryOptions(max_num_hops=MAX_HOPS, direction=direction)
+    options.starting_artifacts.filter_query = f'id = {int(artifact_id)}'
+    return store.get_lineage_subgraph(options)
+
+
+def producing_run(store, graph: metadata_store_pb2.LineageGraph, pushed_id: int) -> Optional[run_record.RunRecord]:
+    """The run of the execution that output the PushedModel (the Pusher). A later run whose Pusher was
+    cached records the same output: the execution that did the push (not cached, the earliest) decides."""
+    executions = {e.id: e for e in graph.executions}
+    pushers = sorted({e.execution_id for e in graph.events
+                      if e.artifact_id == pushed_id and e.type == metadata_store_pb2.Event.OUTPUT},
+                     key=lambda i: (executions[i].last_known_state == metadata_store_pb2.Execution.CACHED, i)
+                     if i in executions else (True, i))
+    runs = {c.id: c for c in graph.contexts if c.type in run_record.RUN_CONTEXT_TYPES}
+    for pusher in pushers:
+        for association in graph.associations:
+            if association.execution_id == pusher and association.context_id in runs:
+                return run_record.read(store, runs[association.context_id])
+    return None
+
+
+def _schema_artifact(run: Optional[run_record.RunRecord]) -> Optional[metadata_store_pb2.Artifact]:
+    step = run.step('ImportSchemaGen') if run else None
+    return step.output('schema') if step else None
+
+
+def _read(path: str) -> Optional[bytes]:
+    """A file's bytes, local or on a bucket (Kubeflow); None if it is gone."""
+    import tensorflow as tf
+    return tf.io.gfile.GFile(path, 'rb').read() if tf.io.gfile.exists(path) else None
+
+
+def _schema(store, registry: registry_lib.Registry, version: int, run) -> Optional[Schema]:
+    artifact = _schema_artifact(run)
+    if artifact is None:
+        return None
+    path = f'{artifact.uri.rstrip("/")}/schema.pbtxt'
+    content = _read(path)
+    result = Schema(artifact.uri, path if content is not None else None,
+                    hashlib.sha256(content).hexdigest() if content is not None else None)
+    for previous in reversed([v for v in registry.version_numbers() if v < version]):
+        pushed = metadata_record.pushed_model(store, registry.model_base_path, previous)
+        if pushed is None:
+            continue  # a copy put in by hand: no record of its schema
+        earlier = _schema_artifact(producing_run(store, subgraph(store, pushed.id, _Direction.UPSTREAM), pushed.id))
+        if earlier is None:
+            continue
+        result.previous_version = previous
+        if earlier.id == artifact.id:  # the same import (cached): the same schema, whatever became of the file
+            result.changed = False
+            break
+        earlier_content = _read(f'{earlier.uri.rstrip("/")}/schema.pbtxt')
+        if earlier_content is None or content is None:
+            break  # a file is gone: whether it changed is not known (None), never guessed
+        result.changed = earlier_content != content
+        if result.changed:
+            result.differences = _schema_differences(earlier_content, content)
+        break
+    return result
+
+
+def _schema_differences(before: bytes, after: bytes) -> List[str]:
+    """What changed from the previous version's schema to this one's, feature by feature."""
+    from google.protobuf import text_format
+    from tensorflow_metadata.proto.v0 import schema_pb2
+    from pipeline.schema_review import differences
+    old, new = (text_format.Parse(content.decode(), schema_pb2.Schema()) for content in (before, after))
+    return [f'{d.feature}: {d.field} {d.curated} -> {d.draft}' if d.field != 'feature' else
+            f'{d.feature}: {"added" if d.draft == "present" else "removed"}' for d in differences(old, new)]
+
+
+def trace(store, model_base_path: str, version: int) -> Lineage:
+    """The lineage of one pushed version; NotPushed if ML Metadata has no record of its push."""
+    registry = registry_lib.Registry(store, model_base_path)
+    pushed = metadata_record.pushed_model(store, registry.model_base_path, version)
+    if pushed is None or not metadata_record.flag(pushed.custom_properties, 'pushed'):
+        known = [v for v in registry.version_numbers()
+                 if metadata_record.pushed_model(store, registry.model_base_path, v) is not None]
+        raise NotPushed(f'version {version} of {registry.model_base_path} has no push recorded in ML Metadata '
+                        f'(a copy put there by hand, or another store); versions with a lineage: '
+                        f'{", ".join(map(str, known)) or "none"}')
+    upstream = subgraph(store, pushed.id, _Direction.UPSTREAM)
+    downstream = subgraph(store, pushed.id, _Direction.DOWNSTREAM)
+    run = producing_run(store, upstream, pushed.id)
+    decisions = registry.decisions()
+    relevant = [d for d in decisions if d.model_version == version or version in d.changes]
+    state = registry_lib.replay(decisions)
+    return Lineage(model_base_path=registry.model_base_path, version=registry.version(version), pushed=pushed,
+                   run=run, upstream=upstream, downstream=downstream, stage=state.stage(version),
+                   decisions=relevant, history_problems=ledger.problems(decisions),
+                   live=metadata_record.history(store, registry.model_base_path, version),
+                   schema=_schema(store, registry, version, run))
+
+
+def _number(value) -> str:
+    return f'{value:.4f}' if isinstance(value, float) and value == value else '-' if value is None or \
+        isinstance(value, float) else str(value)
+
+
+def render_text(data: Dict) -> str:
+    """`lineage VERSION` as a person reads it: the answer first (stage and why), then what made it."""
+    lines = [f'Version {data["version"]}: {data["stage"]}  ({data["directory"]}'
+             + ('' if data['on_disk'] else ', no longer on disk') + ')']
+    lines += [f'  PROBLEM: {p}' for p in data['history_problems']]
+    lines.append('Why it is where it is:')
+    history = data['stage_history'] or []
+    if not history and not data['approvals']:
+        lines.append('  no release decision names it: pushed, never approved or promoted')
+    for d in sorted(data['approvals'] + history, key=lambda d: d['sequence']):
+        change = f' {d["stage_before"]} -> {d["stage_after"]}' if d['stage_after'] else ''
+        subject = ('' if d['subject'] == data['version'] else
+                   f' (back to version {d["subject"]})' if d['action'] == 'rollback' else f' (of version {d["subject"]})')
+        lines.append(f'  #{d["sequence"]} {d["at"]} {d["action"]}{subject}{change} by {d["actor"]}: {d["reason"]}')
+    run = data['run']
+    if run:
+        trigger = run['trigger']
+        why = (trigger['kind'] + (f' {json.dumps(trigger["detail"], sort_keys=True)}' if trigger['detail'] else '')
+               if trigger else 'not recorded')
+        lines.append(f'Made by run {run["name"]} ({run["outcome"]}, {run["seconds"]:.0f}s), trigger: {why}')
+    code = data['code']
+    if code:
+        lines.append(f'Code: {code["commit"] or "unknown commit"}' + (' (uncommitted changes)' if code['dirty'] else '')
+                     + (f', image {code["image"]}' if code['image'] else '')
+                     + f', package {code["package_version"]}, tfx {code["tfx_version"]}'
+                     + (f', component code sha256 {code["source_digest"][:16]}' if code.get('source_digest') else ''))
+    else:
+        lines.append('Code: not recorded (a run from before code versions were recorded)')
+    if run:
+        lines.append('Parameters: ' + ', '.join(f'{k}={v}' for k, v in run['parameters'].items()))
+    found = data['data']
+    if found:
+        rows = ', '.join(f'{split} {n}' for split, n in found['rows'].items())
+        lines.append(f'Data: span {found["span"]} of {found["data_root"]} ({", ".join(found["files"]) or "files gone"})'
+                     f'; rows: {rows or "unknown"}')
+        lines.append(f'  fingerprint at read: {found["input_fingerprint"]}')
+        anomalies = [f'{split}: {a}' for split, items in found['anomalies'].items() for a in items]
+        lines.append('  anomalies: ' + ('; '.join(anomalies) if anomalies else 'none'))
+    schema = data['schema']
+    if schema:
+        since = ('no earlier version to compare with' if schema['previous_version'] is None else
+                 f'{"CHANGED" if schema["changed"] else "unchanged"} since version {schema["previous_version"]}')
+        lines.append(f'Schema: {schema["file"]} (sha256 {(schema["sha256"] or "?")[:16]}), {since}')
+        lines += [f'  {d}' for d in schema['differences']]
+    if data['transform']:
+        lines.append(f'Transform: {data["transform"]["preprocessing_fn"]} ({data["transform"]["state"]})')
+    training = data['training']
+    if training:
+        hp = ', '.join(f'{k}={v}' for k, v in training['hyperparameters'].items())
+        drift = training['drift_verdict'] or 'not recorded'
+        if training['drift_features']:
+            drift += f' in {", ".join(training["drift_features"])}'
+        lines.append(f'Training: {training["run_fn"]}, {training["train_steps"]} steps ({training["state"]}); {hp}')
+        lines.append(f'  trained on data with drift verdict: {drift}')
+    evaluation = data['evaluation']
+    if evaluation:
+        thresholds = ', '.join(f'{k}={v}' for k, v in evaluation['thresholds'].items())
+        baseline = evaluation['baseline_version']
+        lines.append(f'Evaluation: {"BLESSED" if evaluation["blessed"] else "not blessed"} against {thresholds}; '
+                     f'baseline {"version " + str(baseline) if baseline else "none (first model)"}')
+        for name, values in evaluation['slices'].items():
+            candidate, base = values['candidate'], values['baseline']
+            shown = (f'  {name:<32} n={int(candidate.get("example_count", 0)):<6} '
+                     f'auc {_number(candidate.get("auc"))}  accuracy {_number(candidate.get("binary_accuracy"))}')
+            if base:
+                shown += f'  (baseline auc {_number(base.get("auc"))})'
+            if name == 'overall' or len(evaluation['slices']) <= 12:
+                lines.append(shown)
+        if len(evaluation['slices']) > 12:
+            lines.append(f'  ... and {len(evaluation["slices"]) - 1} slices (--json or --html for each)')
+    lines.append(f'Pushed: {data["pushed"]["at"]} UTC to {data["pushed"]["destination"]}')
+    live = data['live']
+    if not live:
+        lines.append('Live: no monitoring pass over its traffic recorded yet')
+    else:
+        latest = live[-1]
+        alerts = sum(int(p.get('alerts') or 0) for p in live)
+        lines.append(f'Live: {len(live)} monitoring window(s); latest: {latest.get("examples")} requests, '
+                     f'{latest.get("labelled_examples")} labelled, auc {_number(latest.get("live_auc"))}, '
+                     f'accuracy {_number(latest.get("live_accuracy"))}; {alerts} alert(s) in all')
+        alerts = [a if isinstance(a, dict) else {'alert': str(a)} for p in live for a in p['findings'].get('alerts', [])]
+        kinds = sorted({a.get('alert', '?') for a in alerts})
+        drifted = sorted({f for a in alerts if a.get('alert') in ('drift', 'skew') for f in a.get('features', [])})
+        if kinds:
+            lines.append(f'  alerts since push: {", ".join(kinds)}'
+                         + (f' (drift or skew in {", ".join(drifted)})' if drifted else ''))
+    return '\n'.join(lines)

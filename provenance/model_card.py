@@ -1,0 +1,800 @@
+"""A model card per pushed version: the page a reviewer reads before approving it.
+
+The sections mirror the Model Card Toolkit's (model details, intended use,
+data, quantitative analysis, considerations), without the package: it pins
+versions that cannot be installed beside TFMA 0.47. Two sources, never mixed:
+
+- the prose people own (owners, intended use and users, out-of-scope uses,
+  ethical considerations, caveats): a small YAML template,
+  `provenance/model_card.yaml`, checked when loaded;
+- every fact and number: ML Metadata, through the version's lineage
+  (`provenance.lineage`), and the inputs and label from `taxi_model.features`.
+  Nothing measured is typed into the template, so a card cannot show a number
+  its version did not have.
+
+The limitations are computed, not written: slices with too few eval examples
+to judge, slices with one class only (AUC undefined), slices well below the
+overall AUC, training on drifted data, data anomalies, a changed schema, a
+release history that does not verify, and what monitoring has (or has not yet)
+seen in serving.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import json
+import math
+import os
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+
+import yaml
+
+from monitoring import metadata_record
+from pipeline import html_page, svg_charts
+from pipeline.run_summary import OVERALL
+from taxi_model import features as features_lib
+
+TEMPLATE_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'model_card.yaml')
+TEMPLATE_KEYS = ('owners', 'intended_use', 'intended_users', 'out_of_scope_uses', 'ethical_considerations',
+                 'caveats')
+# A slice with fewer eval examples than this is not judged: with ~30% positives, a hundred examples leave
+# an AUC uncertain by several hundredths, as much as the differences the card would point at.
+MIN_SLICE_EXAMPLES = 100
+# A judged slice whose AUC is this far below the overall AUC is named as a weakness.
+AUC_GAP = 0.05
+# The metrics the card shows, in TFMA's names, with the words a reader knows them by.
+METRICS = (('auc', 'AUC'), ('binary_accuracy', 'accuracy'), ('precision', 'precision'), ('recall', 'recall'))
+
+
+# -- the template: prose a person owns ------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Owner:
+    name: str
+    contact: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Template:
+    owners: Tuple[Owner, ...]
+    intended_use: str
+    intended_users: Tuple[str, ...]
+    out_of_scope_uses: Tuple[str, ...]
+    ethical_considerations: Tuple[str, ...]
+    caveats: Tuple[str, ...]
+    # The file it was read from (shown on the card: where to change the prose).
+    source: str = ''
+
+
+def load_template(path: str = TEMPLATE_PATH) -> Template:
+    """The card's prose from a YAML file; ValueError naming what is missing, unknown or empty."""
+    try:
+        with open(path, encoding='utf-8') as f:
+            data = yaml.safe_load(f)
+    except OSError as e:
+        raise ValueError(f'model card template {path}: cannot read it ({e.strerror})') from e
+    except yaml.YAMLError as e:
+        raise ValueError(f'model card template {path} is not valid YAML: {e}') from e
+    return template_from(data, path)
+
+
+def template_from(data, source: str = '(given)') -> Template:
+    """A Template from parsed YAML. Unknown keys are refused too: a misspelt key would vanish silently,
+    and a number typed in (an AUC, say) has no place on a card whose numbers come from ML Metadata."""
+    if not isinstance(data, Mapping):
+        raise ValueError(f'model card template {source}: expected a mapping with the keys '
+                         f'{", ".join(TEMPLATE_KEYS)}, not {type(data).__name__}')
+    missing = [k for k in TEMPLATE_KEYS if k not in data]
+    unknown = sorted(str(k) for k in data if k not in TEMPLATE_KEYS)
+    problems = ([f'missing key{"s" * (len(missing) > 1)} {", ".join(missing)}'] if missing else []) + (
+        [f'unknown key{"s" * (len(unknown) > 1)} {", ".join(unknown)} (expected only {", ".join(TEMPLATE_KEYS)}; '
+         'metrics and data come from ML Metadata)'] if unknown else [])
+    if problems:
+        raise ValueError(f'model card template {source}: {"; ".join(problems)}')
+    return Template(owners=_owners(data['owners'], source), intended_use=_text(data['intended_use'], 'intended_use',
+                                                                               source),
+                    **{k: _texts(data[k], k, source) for k in TEMPLATE_KEYS[2:]}, source=source)
+
+
+def _text(value, key: str, source: str) -> str:
+    # Empty is refused like missing: a card that says nothing where it should looks complete and is not.
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f'model card template {source}: {key} must be non-empty text')
+    return ' '.join(value.split())
+
+
+def _texts(value, key: str, source: str) -> Tuple[str, ...]:
+    if not isinstance(value, list) or not value:
+        raise ValueError(f'model card template {source}: {key} must be a non-empty list of texts '
+                         '(if there is nothing to say, say so in one item)')
+    return tuple(_text(item, f'{key}[{i}]', source) for i, item in enumerate(value))
+
+
+def _owners(value, source: str) -> Tuple[Owner, ...]:
+    if not isinstance(value, list) or not value:
+        raise ValueError(f'model card template {source}: owners must be a non-empty list of {{name, contact}}')
+    found = []
+    for i, owner in enumerate(value):
+        if not isinstance(owner, Mapping):
+            raise ValueError(f'model card template {source}: owners[{i}] must have a name and a contact')
+        found.append(Owner(*(_text(owner.get(k), f'owners[{i}].{k}', source) for k in ('name', 'contact'))))
+    return tuple(found)
+
+
+# -- the card: facts from ML Metadata --------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class SliceMetrics:
+    name: str
+    examples: Optional[int]
+    candidate: Dict[str, Optional[float]]
+    baseline: Dict[str, Optional[float]]
+    # Why the slice is not judged or stands out ('' when judged and unremarkable).
+    note: str = ''
+
+
+@dataclasses.dataclass
+class Gate:
+    """One blessing threshold the Evaluator applied to the overall slice."""
+
+    parameter: str
+    rule: str
+    required: Optional[float]
+    measured: Optional[float]
+    # None: not applied (no baseline to compare with) or not measurable.
+    passed: Optional[bool]
+
+
+@dataclasses.dataclass
+class Limitation:
+    finding: str
+    detail: str
+    # The slices, features, splits or passes it is about.
+    subjects: List[str] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class Card:
+    template: Template
+    name: str
+    version: int
+    stage: str
+    pushed_at: str
+    destination: str
+    model_base_path: str
+    code: Optional[Dict]
+    run: Optional[Dict]
+    training: Dict
+    transform: Optional[Dict]
+    schema: Optional[Dict]
+    # What it predicts and from what: taxi_model.features.
+    label: str
+    inputs: List[Dict]
+    ignored_columns: List[str]
+    data: Optional[Dict]
+    statistics: List[Dict]
+    # The evaluation.
+    thresholds: Dict[str, Optional[float]]
+    baseline_version: Optional[int]
+    blessed: Optional[bool]
+    gates: List[Gate]
+    overall: Optional[SliceMetrics]
+    slices: List[SliceMetrics]
+    # Release history.
+    approvals: List[Dict]
+    stage_history: List[Dict]
+    history_problems: List[str]
+    live: List[Dict]
+    # Computed limitations; the slice lists are by slice name.
+    min_slice_examples: int
+    auc_gap: float
+    too_few: List[str]
+    one_class: List[str]
+    weak: List[str]
+    limitations: List[Limitation]
+
+    def to_dict(self) -> Dict:
+        return dataclasses.asdict(self)
+
+
+def card(lineage, template: Template, data: Optional[Dict] = None) -> Card:
+    """The card of a traced version (`lineage.trace`). `data`: its `to_dict()` if the caller already has
+    it (making it reads statistics and metrics from disk)."""
+    data = lineage.to_dict() if data is None else data
+    evaluation = data.get('evaluation') or {}
+    overall, slices = _slices(evaluation.get('slices') or {})
+    too_few, one_class, weak = _unjudged(slices, overall)
+    training = data.get('training') or {}
+    found = Card(
+        template=template, name=os.path.basename(lineage.model_base_path.rstrip('/')), version=data['version'],
+        stage=data['stage'], pushed_at=data['pushed']['at'], destination=data['pushed']['destination'],
+        model_base_path=lineage.model_base_path, code=data.get('code'), run=data.get('run'), training=training,
+        transform=data.get('transform'), schema=data.get('schema'), label=describe_label(),
+        inputs=describe_inputs(), ignored_columns=sorted(features_lib.IGNORED_COLUMNS),
+        # The full statistics stay on the lineage page; the card keeps its summary of the columns the model reads.
+        data={k: v for k, v in data['data'].items() if k != 'statistics'} if data.get('data') else None,
+        statistics=_statistics((data.get('data') or {}).get('statistics') or []),
+        thresholds=evaluation.get('thresholds') or {}, baseline_version=evaluation.get('baseline_version'),
+        blessed=evaluation.get('blessed'), gates=_gates(evaluation.get('thresholds') or {}, overall),
+        overall=overall, slices=slices, approvals=data.get('approvals') or [],
+        stage_history=data.get('stage_history') or [], history_problems=data.get('history_problems') or [],
+        live=data.get('live') or [], min_slice_examples=MIN_SLICE_EXAMPLES, auc_gap=AUC_GAP, too_few=too_few,
+        one_class=one_class, weak=weak, limitations=[])
+    found.limitations = limitations(found)
+    return found
+
+
+def describe_label() -> str:
+    label = features_lib.LABEL
+    return (f'{label.name}: 1 when the tip ({label.tips_column}) is more than {label.tip_fraction:.0%} of the fare '
+            f'({label.fare_column}), else 0. Transform derives it from the two columns; the model outputs its '
+            'probability.')
+
+
+def describe_inputs() -> List[Dict]:
+    """The model's inputs, as taxi_model.features declares them."""
+    return [{'name': f.name, 'type': f.raw_type.value, 'encoding': _encoding(f),
+             'slice': f.name in features_lib.SLICE_COLUMNS} for f in features_lib.FEATURES]
+
+
+def _encoding(feature: features_lib.Feature) -> str:
+    encoding = features_lib.Encoding
+    return {encoding.SCALED: 'z-score (missing: the mean)',
+            encoding.BUCKETIZED: f'{feature.buckets} quantile buckets',
+            encoding.IDENTITY: f'category ids 0-{feature.cardinality - 1}',
+            encoding.VOCABULARY: f'vocabulary of {feature.vocab_size} + {feature.oov_buckets} hashed buckets',
+            }[feature.encoding]
+
+
+def _number(value) -> Optional[float]:
+    """A metric as a float, None when there is none (absent or NaN)."""
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+
+
+def _slice_key(name: str):
+    """Slices by feature in SLICE_COLUMNS order, then by value (hours as numbers)."""
+    column, _, value = name.partition('=')
+    order = (features_lib.SLICE_COLUMNS.index(column) if column in features_lib.SLICE_COLUMNS
+             else len(features_lib.SLICE_COLUMNS))
+    return (order, column, 0 if value.lstrip('-').isdigit() else 1, int(value) if value.lstrip('-').isdigit() else 0,
+            value)
+
+
+def _slices(found: Mapping[str, Mapping]) -> Tuple[Optional[SliceMetrics], List[SliceMetrics]]:
+    def metrics(name: str) -> SliceMetrics:
+        entry = found[name]
+        candidate = {k: _number(v) for k, v in (entry.get('candidate') or {}).items()}
+        baseline = {k: _number(v) for k, v in (entry.get('baseline') or {}).items()}
+        count = candidate.get('example_count')
+        return SliceMetrics(name, int(count) if count is not None else None, candidate, baseline)
+    overall = metrics(OVERALL) if OVERALL in found else None
+    return overall, [metrics(name) for name in sorted((n for n in found if n != OVERALL), key=_slice_key)]
+
+
+def auc_undefined(metrics: Mapping[str, Optional[float]]) -> bool:
+    """A slice with one class only: no positives (recall NaN), or an AUC TFMA could not compute (NaN, or
+    0 as TFMA reports a slice without one of the classes)."""
+    auc = metrics.get('auc')
+    return auc is None or auc == 0.0 or ('recall' in metrics and metrics['recall'] is None)
+
+
+def _unjudged(slices: List[SliceMetrics], overall: Optional[SliceMetrics]) -> Tuple[List[str], List[str], List[str]]:
+    """(too few examples, one class only, AUC well below overall): each slice in at most one, in that order,
+    and its note set."""
+    too_few, one_class, weak = [], [], []
+    overall_auc = overall.candidate.get('auc') if overall else None
+    for found in slices:
+        if found.examples is None or found.examples < MIN_SLICE_EXAMPLES:
+            too_few.append(found.name)
+            found.note = f'no: fewer than {MIN_SLICE_EXAMPLES} examples'
+        elif auc_undefined(found.candidate):
+            one_class.append(found.name)
+            found.note = 'no: one class only (AUC undefined)'
+        elif overall_auc is not None and found.candidate['auc'] < overall_auc - AUC_GAP:
+            weak.append(found.name)
+            found.note = f'yes: AUC {overall_auc - found.candidate["auc"]:.3f} below overall'
+    return too_few, one_class, weak
+
+
+def _gates(thresholds: Mapping[str, Optional[float]], overall: Optional[SliceMetrics]) -> List[Gate]:
+    """The Evaluator's gates (components/evaluator.py: overall slice only), re-read against the metrics."""
+    if not thresholds:
+        return []
+    candidate = overall.candidate if overall else {}
+    baseline = overall.baseline if overall else {}
+
+    def at_least(parameter, rule, required, measured):
+        passed = None if required is None or measured is None else measured >= required - 1e-12
+        return Gate(parameter, rule, required, measured, passed)
+    gates = [at_least('min_auc', 'overall AUC at least', thresholds.get('min_auc'), candidate.get('auc')),
+             at_least('min_accuracy', 'overall accuracy at least', thresholds.get('min_accuracy'),
+                      candidate.get('binary_accuracy'))]
+    drop, base_auc = thresholds.get('max_auc_drop'), baseline.get('auc')
+    if drop is not None and base_auc is not None:
+        gates.append(at_least('max_auc_drop', f'overall AUC at least the baseline\'s ({base_auc:.4f}) minus {drop:g}',
+                              base_auc - drop, candidate.get('auc')))
+    else:
+        gates.append(Gate('max_auc_drop', 'overall AUC at most this far below the baseline\'s: not applied, no '
+                          'baseline (the first push)', drop, None, None))
+    return gates
+
+
+def _statistics(rows: List[Dict]) -> List[Dict]:
+    """The training split's statistics of the columns the model reads: its inputs and the label's sources."""
+    by_name = {r['feature']: r for r in rows}
+    label = features_lib.LABEL
+    wanted = [f.name for f in features_lib.FEATURES] + [c for c in (label.tips_column, label.fare_column)
+                                                         if c not in {f.name for f in features_lib.FEATURES}]
+    sources = {label.tips_column, label.fare_column}
+    found = []
+    for name in wanted:
+        row = by_name.get(name)
+        if row is None:
+            found.append({'feature': name, 'role': _role(name, sources), 'type': '-', 'missing': None,
+                          'summary': 'no statistics recorded'})
+            continue
+        total = (row['present'] or 0) + (row['missing'] or 0)
+        found.append({'feature': name, 'role': _role(name, sources), 'type': row['type'],
+                      'missing': row['missing'] / total if total else None, 'summary': _summary(row)})
+    return found
+
+
+def _role(name: str, label_sources) -> str:
+    is_input = name in {f.name for f in features_lib.FEATURES}
+    return ' and '.join((['input'] if is_input else []) + (['label source'] if name in label_sources else []))
+
+
+def _summary(row: Mapping) -> str:
+    if row.get('mean') is not None:
+        return (f'mean {row["mean"]:.4g}, std {row["std"]:.4g}, range {row["min"]:.4g} to {row["max"]:.4g}')
+    top = row.get('top values') or ''
+    return f'{row.get("unique") or 0} distinct' + (f'; most frequent: {top}' if top else '')
+
+
+# -- limitations, computed -------------------------------------------------------------------------------
+
+
+def limitations(card_: Card) -> List[Limitation]:
+    """What a reader must know before trusting the numbers, in the order it matters."""
+    found = []
+    for finder in (_blessing_limits, _drift_limits, _slice_limits, _baseline_limits, _data_limits,
+                   _history_limits, _live_limits):
+        found.extend(finder(card_))
+    return found
+
+
+def _blessing_limits(c: Card) -> List[Limitation]:
+    if c.overall is None:
+        return [Limitation('No evaluation recorded', 'ML Metadata has no Evaluator output for the run that pushed '
+                           'this version: none of its quality is known.')]
+    if c.blessed is False:
+        return [Limitation('Not blessed', 'The Evaluator did not bless this version: it failed a gate below.')]
+    return []
+
+
+def _drift_limits(c: Card) -> List[Limitation]:
+    verdict, drifted = c.training.get('drift_verdict'), list(c.training.get('drift_features') or [])
+    if verdict == 'drift':
+        return [Limitation('Trained on drifted data',
+                           f'The drift check found the training data of this version drifted from that of the '
+                           f'latest pushed version when it ran, in {", ".join(drifted) or "(features not recorded)"}. '
+                           'Its evaluation used the same new data, so the metrics do not say how it does on '
+                           'traffic like the old. ' + _drift_review(c), drifted)]
+    if verdict is None and c.run is not None:
+        return [Limitation('No drift verdict', 'No drift check is recorded for the run that trained it: nobody '
+                           'compared its training data with what served before.')]
+    return []
+
+
+def _drift_review(c: Card) -> str:
+    """Who reviewed the drift (an approval recorded with drift_reviewed), else that nobody has yet."""
+    reviews = [a for a in c.approvals if a['action'] == 'approve' and (a.get('evidence') or {}).get('drift_reviewed')]
+    if not reviews:
+        return 'Nobody has reviewed the drift yet: approving it needs a drift review.'
+    return ' '.join(f'{a["actor"]} reviewed the drift and approved it on {a["at"]} UTC ("{a["reason"]}").'
+                    for a in reviews)
+
+
+def _slice_limits(c: Card) -> List[Limitation]:
+    found = []
+    overall_auc = c.overall.candidate.get('auc') if c.overall else None
+    if c.weak:
+        found.append(Limitation('Slices well below overall AUC',
+                                f'{len(c.weak)} slice(s) with at least {c.min_slice_examples} eval examples have '
+                                f'an AUC more than {c.auc_gap:g} below the overall {overall_auc:.4f}: '
+                                f'{_slice_list(c, c.weak)}.', list(c.weak)))
+    if c.one_class:
+        found.append(Limitation('AUC undefined in some slices',
+                                f'{len(c.one_class)} slice(s) have only one class among their eval examples, so '
+                                f'their AUC (and precision or recall) says nothing: '
+                                f'{_slice_list(c, c.one_class, show_auc=False)}.',
+                                list(c.one_class)))
+    if c.too_few:
+        found.append(Limitation('Slices too small to judge',
+                                f'{len(c.too_few)} of {len(c.slices)} slices have fewer than {c.min_slice_examples} '
+                                f'eval examples; their metrics are shown but not judged.', list(c.too_few)))
+    return found
+
+
+def _slice_list(c: Card, names: Iterable[str], show_auc: bool = True) -> str:
+    by_name = {s.name: s for s in c.slices}
+
+    def one(name: str) -> str:
+        auc = f'AUC {_metric(by_name[name].candidate.get("auc"))}, ' if show_auc else ''
+        return f'{name} ({auc}{by_name[name].examples} examples)'
+    return ', '.join(one(n) for n in names)
+
+
+def _baseline_limits(c: Card) -> List[Limitation]:
+    if c.overall is None or c.baseline_version is None:
+        return []
+    candidate, baseline = c.overall.candidate.get('auc'), c.overall.baseline.get('auc')
+    if candidate is None or baseline is None or candidate >= baseline:
+        return []
+    return [Limitation('Below its baseline', f'Overall AUC {candidate:.4f} is {baseline - candidate:.4f} below '
+                       f'that of version {c.baseline_version} ({baseline:.4f}) on the same eval data; the gate allowed '
+                       f'a drop of up to {c.thresholds.get("max_auc_drop")}.', [str(c.baseline_version)])]
+
+
+def _data_limits(c: Card) -> List[Limitation]:
+    found = []
+    anomalies = (c.data or {}).get('anomalies') or {}
+    lines = [f'{split}: {line}' for split, found_lines in sorted(anomalies.items()) for line in found_lines]
+    if lines:
+        found.append(Limitation('Data anomalies', 'ExampleValidator found, against the curated schema: '
+                                + '; '.join(lines) + '.', sorted(s for s, f in anomalies.items() if f)))
+    schema = c.schema or {}
+    if schema.get('changed'):
+        differences = schema.get('differences') or []
+        found.append(Limitation('Schema changed', f'The schema differs from the one version '
+                                f'{schema.get("previous_version")} was validated against'
+                                + (': ' + '; '.join(differences) if differences else '.'),
+                                [str(schema.get('previous_version'))]))
+    return found
+
+
+def _history_limits(c: Card) -> List[Limitation]:
+    if not c.history_problems:
+        return []
+    return [Limitation('Release history does not verify', 'The recorded release decisions fail their checks, so '
+                       'the stage and approvals on this card may not be what was decided: '
+                       + '; '.join(c.history_problems) + '.')]
+
+
+def _live_limits(c: Card) -> List[Limitation]:
+    if not c.live:
+        return [Limitation('Not monitored in serving yet', 'No monitoring pass over its served traffic is recorded: '
+                           'nothing is known of how it does live (no live labels yet).')]
+    found = []
+    labelled = sum(p.get('labelled_examples') or 0 for p in c.live)
+    if not labelled:
+        found.append(Limitation('No live labels yet', f'{len(c.live)} monitoring pass(es) saw '
+                                f'{sum(p.get("examples") or 0 for p in c.live)} served requests, none labelled by '
+                                'feedback yet: live AUC and accuracy are unknown.'))
+    alerts = sorted({metadata_record.alert_text(a) for p in c.live for a in (p.get('findings') or {}).get('alerts') or []})
+    if alerts:
+        windows = sum(1 for p in c.live if p.get('alerts'))
+        found.append(Limitation('Monitoring alerted', f'{windows} of {len(c.live)} monitoring window(s) alerted: '
+                                + '; '.join(alerts) + '.', alerts))
+    return found
+
+
+# -- the page --------------------------------------------------------------------------------------------
+
+
+def _metric(value: Optional[float]) -> str:
+    return '-' if value is None else f'{value:.4f}'
+
+
+def _auc(metrics: Mapping[str, Optional[float]]) -> str:
+    # TFMA's 0 for a slice with one class is no AUC at all: a reader would take it for the worst model.
+    return 'undefined' if metrics and auc_undefined(metrics) else _metric(metrics.get('auc'))
+
+
+def _when(micros) -> str:
+    from release.ledger import format_time
+    return format_time(micros) if micros else '-'
+
+
+def _text_table(headers: Sequence[str], rows) -> str:
+    """A table of words more than numbers: read left-aligned (the shared style right-aligns for numbers)."""
+    return f'<div class="text">{html_page.table(headers, rows)}</div>'
+
+
+def _list(items: Iterable[str]) -> str:
+    return '<ul>' + ''.join(f'<li>{html.escape(i)}</li>' for i in items) + '</ul>'
+
+
+def _p(text: str, css: str = '') -> str:
+    attribute = f' class="{css}"' if css else ''
+    return f'<p{attribute}>{html.escape(text)}</p>'
+
+
+# Beside the shared style: tables of words left-aligned, prose kept narrow enough to read.
+
+def page(card_: Card, reports_dir: Optional[str] = None) -> str:
+    """The card as a self-contained HTML page; links to the version's lineage, run report and the registry
+    where those pages exist in `reports_dir`."""
+    here = html_page.report_file(html_page.MODEL_CARD, card_.version)
+    nav = html_page.related(reports_dir, here, runs=[card_.run['name']] if card_.run else [],
+                            versions=[card_.version])
+    parts = [f'<h1>Model card: {html.escape(card_.name)} version {card_.version}</h1>', _glance(card_)]
+    for section in (_details, _intended_use, _inputs, _training_data, _quantitative, _approvals, _live,
+                    _considerations):
+        parts.append(section(card_))
+    parts.append(_p(f'Made from ML Metadata (the version\'s lineage) and {_shown_path(card_.template.source)} '
+                    '(the prose). Numbers are as recorded; nothing here was typed in.'))
+    return html_page.page(f'Model card {card_.name} {card_.version}', parts,
+                          nav=nav)
+
+
+def _shown_path(path: str) -> str:
+    """The template's path relative to the repository when it is the repository's (where to change the prose)."""
+    repository = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if not path:
+        return 'a template'
+    absolute = os.path.abspath(path)
+    return os.path.relpath(absolute, repository) if absolute.startswith(repository + os.sep) else path
+
+
+def _glance(c: Card) -> str:
+    auc = c.overall.candidate.get('auc') if c.overall else None
+    baseline_auc = c.overall.baseline.get('auc') if c.overall else None
+    versus = (f' (baseline version {c.baseline_version}: {_metric(baseline_auc)})'
+              if c.baseline_version is not None else '')
+    approved = [a for a in c.approvals if a['action'] == 'approve']
+    return html_page.facts([
+        ('predicts', f'whether a tip is more than {features_lib.LABEL.tip_fraction:.0%} of the fare'),
+        ('stage', c.stage),
+        ('blessed by the Evaluator', {True: 'yes', False: 'NO', None: 'unknown'}[c.blessed]),
+        ('overall eval AUC', _metric(auc) + versus),
+        ('approved by', ', '.join(a['actor'] for a in approved) or 'nobody yet'),
+        ('limitations found', f'{len(c.limitations)}: ' + '; '.join(l.finding for l in c.limitations)
+         if c.limitations else 'none'),
+    ])
+
+
+def _details(c: Card) -> str:
+    training = c.training
+    pairs = [('name', c.name), ('version', c.version), ('stage', c.stage), ('pushed (UTC)', c.pushed_at),
+             ('push destination', c.destination)] + _code_facts(c.code) + _run_facts(c.run) + [
+        ('trainer', f'{training.get("run_fn") or "-"}: {training.get("train_steps")} training steps, '
+                    f'{training.get("eval_steps")} eval steps' if training else 'not recorded'),
+        ('transform', (c.transform or {}).get('preprocessing_fn') or '-'),
+        ('schema sha256', ((c.schema or {}).get('sha256') or '-')[:16] + _schema_change(c.schema))]
+    pairs += [(f'hyperparameter {k}', v) for k, v in sorted((training.get('hyperparameters') or {}).items())]
+    return '<h2>Model details</h2>' + html_page.facts(pairs)
+
+
+def _code_facts(code: Optional[Dict]) -> List[Tuple[str, object]]:
+    if not code:
+        return [('code', 'not recorded')]
+    # None: no git where it ran, as in the pipeline image, which is built from a commit.
+    dirty = {True: 'yes: trained from a tree with uncommitted changes', False: 'no',
+             None: 'not known (no git where it ran: an image is built from a commit)'}[code.get('dirty')]
+    return [('code commit', code.get('commit') or 'not recorded'), ('uncommitted changes', dirty),
+            ('image', code.get('image') or '-'), ('package version', code.get('package_version') or '-'),
+            ('TFX version', code.get('tfx_version') or '-'),
+            ('component code sha256', code.get('source_digest') or '-')]
+
+
+def _run_facts(run: Optional[Dict]) -> List[Tuple[str, object]]:
+    if not run:
+        return [('training run', 'not recorded')]
+    trigger = run.get('trigger') or {}
+    detail = f' {json.dumps(trigger["detail"], sort_keys=True)}' if trigger.get('detail') else ''
+    return [('training run', f'{run["name"]} (started {run.get("started", "-")} UTC, {run.get("seconds") or 0:.0f} s, '
+                             f'{run.get("outcome", "-")})'),
+            ('trigger', trigger.get('kind', 'not recorded') + detail)]
+
+
+def _schema_change(schema: Optional[Dict]) -> str:
+    if not schema or schema.get('previous_version') is None:
+        return ''
+    return (f' ({"changed" if schema.get("changed") else "unchanged"} since version '
+            f'{schema["previous_version"]})')
+
+
+def _intended_use(c: Card) -> str:
+    t = c.template
+    owners = ', '.join(f'{o.name} <{o.contact}>' for o in t.owners)
+    return ('<h2>Intended use</h2>' + _p(t.intended_use) + html_page.facts([('owners', owners)])
+            + '<h3>Intended users</h3>' + _list(t.intended_users)
+            + '<h3>Out of scope</h3>' + _list(t.out_of_scope_uses))
+
+
+def _inputs(c: Card) -> str:
+    rows = [[i['name'], i['type'], i['encoding'], 'yes' if i['slice'] else ''] for i in c.inputs]
+    return ('<h2>Inputs and label</h2>' + _p('Label: ' + c.label)
+            + _text_table(['input', 'raw type', 'encoding', 'evaluated per value'], rows)
+            + _p(f'In the data but not used: {", ".join(c.ignored_columns)}.'))
+
+
+def _training_data(c: Card) -> str:
+    data = c.data
+    if not data:
+        return '<h2>Training data</h2>' + _p('No run is recorded for this version: its data is unknown.', 'bad')
+    rows = data.get('rows') or {}
+    facts = html_page.facts([
+        ('span', data.get('span')), ('files', ', '.join(data.get('files') or []) or '(no longer on disk)'),
+        ('examples per split', ', '.join(f'{k} {v}' for k, v in sorted(rows.items(), key=lambda kv: kv[0] != 'train'))
+         or '-'),
+        ('input fingerprint', data.get('input_fingerprint') or '-')])
+    stats = _text_table(['column', 'role', 'type', 'missing', 'summary'],
+                            [[s['feature'], s['role'], s['type'],
+                              '-' if s['missing'] is None else f'{s["missing"]:.1%}', s['summary']]
+                             for s in c.statistics])
+    anomalies = data.get('anomalies') or {}
+    found = [[split, line] for split, lines in sorted(anomalies.items()) for line in lines]
+    return ('<h2>Training data</h2>' + facts + '<h3>Statistics of the training split</h3>' + stats
+            + '<h3>Anomalies against the curated schema</h3>'
+            + (_text_table(['split', 'anomaly'], found) if found else
+               _p('none' if anomalies else 'not recorded (ExampleValidator did not run)', 'good' if anomalies else '')))
+
+
+def _quantitative(c: Card) -> str:
+    if c.overall is None:
+        return '<h2>Quantitative analysis</h2>' + _p('No evaluation recorded.', 'bad')
+    return ('<h2>Quantitative analysis</h2>' + _p(
+        f'Evaluated by TFMA on the eval split ({c.overall.examples} examples)'
+        + (f', beside the baseline: version {c.baseline_version}, the latest blessed push when it ran, on the same '
+           'examples.' if c.baseline_version is not None else '; no baseline (the first push).'))
+            + _gates_part(c) + _overall_part(c) + _slices_part(c))
+
+
+def _gates_part(c: Card) -> str:
+    rows = [[g.parameter, g.rule, '-' if g.required is None else f'{g.required:.4f}', _metric(g.measured),
+             {True: 'passed', False: 'FAILED', None: '-'}[g.passed]] for g in c.gates]
+    verdict = {True: ('The Evaluator blessed it: it passed every gate.', 'good'),
+               False: ('The Evaluator did NOT bless it.', 'bad'),
+               None: ('No blessing recorded.', 'bad')}[c.blessed]
+    return ('<h3>Thresholds it had to pass</h3>'
+            + _text_table(['gate', 'rule (overall slice)', 'required', 'measured', 'result'], rows)
+            + _p(verdict[0], verdict[1]))
+
+
+def _overall_part(c: Card) -> str:
+    has_baseline = c.baseline_version is not None
+    headers = ['metric', 'this version'] + ([f'baseline (version {c.baseline_version})', 'change']
+                                            if has_baseline else [])
+    rows = []
+    for key, label in METRICS:
+        value, base = c.overall.candidate.get(key), c.overall.baseline.get(key)
+        row = [label, _metric(value)]
+        if has_baseline:
+            row += [_metric(base), '-' if value is None or base is None else f'{value - base:+.4f}']
+        rows.append(row)
+    return '<h3>Overall</h3>' + html_page.table(headers, rows)
+
+
+def _slices_part(c: Card) -> str:
+    has_baseline = c.baseline_version is not None
+    series = ['this version'] + ([f'baseline {c.baseline_version}'] if has_baseline else [])
+    muted = c.too_few + c.one_class
+    charts = ''.join(f'<div class="pair"><p>{label} per slice</p>'
+                     + _slice_chart(c, key, series, muted, label) + '</div>'
+                     for key, label in (('auc', 'AUC'), ('binary_accuracy', 'accuracy')))
+    headers = ['slice', 'examples', 'AUC'] + (['baseline AUC'] if has_baseline else []) + [
+        'accuracy'] + (['baseline accuracy'] if has_baseline else []) + ['precision', 'recall', 'judged']
+    rows = []
+    for s in c.slices:
+        row = [s.name, s.examples if s.examples is not None else '-', _auc(s.candidate)]
+        row += [_auc(s.baseline)] if has_baseline else []
+        row += [_metric(s.candidate.get('binary_accuracy'))]
+        row += [_metric(s.baseline.get('binary_accuracy'))] if has_baseline else []
+        row += [_metric(s.candidate.get('precision')), _metric(s.candidate.get('recall')), s.note or 'yes']
+        rows.append(row)
+    return ('<h3>Per slice</h3>'
+            + _p(f'Faded bars: slices not judged (fewer than {c.min_slice_examples} eval examples, or one class '
+                 f'only). Dashed lines: the gate and the overall value.') + charts
+            + '<h3>Metrics per slice</h3>' + html_page.table(headers, rows))
+
+
+def _slice_chart(c: Card, key: str, series: Sequence[str], muted: Sequence[str], label: str) -> str:
+    groups = {OVERALL: _pair(c.overall, key, series)}
+    groups.update({s.name: _pair(s, key, series) for s in c.slices})
+    gate = c.thresholds.get({'auc': 'min_auc', 'binary_accuracy': 'min_accuracy'}[key])
+    marks = {**({f'min {label}': gate} if gate is not None else {}),
+             **({'overall': c.overall.candidate[key]} if c.overall.candidate.get(key) is not None else {})}
+    return svg_charts.grouped_bar_chart(groups, series, x_max=1.0, marks=marks, muted=muted,
+                                        muted_note='not judged')
+
+
+def _pair(s: SliceMetrics, key: str, series: Sequence[str]) -> Dict[str, Optional[float]]:
+    # An undefined AUC is no bar at all ('n/a'), not a bar at TFMA's 0.
+    undefined = key == 'auc' and auc_undefined(s.candidate)
+    values = {series[0]: None if undefined else s.candidate.get(key)}
+    if len(series) > 1:
+        values[series[1]] = None if key == 'auc' and auc_undefined(s.baseline) else s.baseline.get(key)
+    return values
+
+
+def _approvals(c: Card) -> str:
+    decision_rows = [[d['at'], d['action'], d['actor'], d['reason'], _evidence(d.get('evidence') or {})]
+                     for d in c.approvals]
+    approvals = (_text_table(['when (UTC)', 'decision', 'by', 'why', 'evidence'], decision_rows)
+                 if decision_rows else _p(f'Nobody has approved or rejected version {c.version} yet.'))
+    stage_rows = [[d['at'], d['action'], d['actor'], f'{d["stage_before"]} → {d["stage_after"]}', d['reason']]
+                  for d in c.stage_history]
+    history = (_text_table(['when (UTC)', 'action', 'by', 'stage', 'why'], stage_rows) if stage_rows
+               else _p(f'Its stage has not changed since the push: {c.stage}.'))
+    problems = (_p('The release history does not verify: ' + '; '.join(c.history_problems), 'bad')
+                if c.history_problems else '')
+    return ('<h2>Approvals and stage history</h2>' + problems + '<h3>Approvals</h3>' + approvals
+            + '<h3>Stage history</h3>' + history)
+
+
+def _evidence(evidence: Mapping) -> str:
+    return '; '.join(f'{k}: {json.dumps(v, sort_keys=True)}' for k, v in sorted(evidence.items())) or '-'
+
+
+def _live(c: Card) -> str:
+    if not c.live:
+        return '<h2>Live performance since push</h2>' + _p('No monitoring pass over its served traffic yet.')
+    labelled = [p for p in c.live if p.get('labelled_examples')]
+    summary = (f'{len(c.live)} monitoring window(s) since the push: {sum(p.get("examples") or 0 for p in c.live)} '
+               f'requests, {sum(p.get("labelled_examples") or 0 for p in c.live)} of them labelled by feedback'
+               + (f'; latest live AUC {_metric(labelled[-1].get("live_auc"))}, accuracy '
+                  f'{_metric(labelled[-1].get("live_accuracy"))}.' if labelled else '.'))
+    rows = [[_window(p), p.get('examples', 0), _share(p.get('outlier_rate')), p.get('labelled_examples', 0),
+             _metric(p.get('live_auc')), _metric(p.get('live_accuracy')), _metric(p.get('calibration_error')),
+             '; '.join(map(metadata_record.alert_text, (p.get('findings') or {}).get('alerts') or [])) or '-']
+            for p in c.live]
+    return ('<h2>Live performance since push</h2>' + _p(summary) + _live_chart(c)
+            + html_page.table(['window (UTC)', 'requests', 'outliers', 'labelled', 'live AUC', 'live accuracy',
+                               'calibration error', 'alerts'], rows))
+
+
+def _window(p: Mapping) -> str:
+    """'2026-12-01 04:52 to 05:52': the end's date only when it differs from the start's."""
+    start, end = _when(p.get('window_start_micros'))[:16], _when(p.get('window_end_micros'))[:16]
+    return f'{start} to {end[11:] if end[:10] == start[:10] else end}'
+
+
+def _share(value) -> str:
+    return '-' if value is None else f'{value:.1%}'
+
+
+def _live_chart(c: Card) -> str:
+    """Live AUC and accuracy per monitoring window, once two windows have labels to draw a line through."""
+    labelled = [p for p in c.live if p.get('labelled_examples')]
+    if len(labelled) < 2:
+        return ''
+    series = {name: [(i, p[key]) for i, p in enumerate(labelled) if p.get(key) is not None]
+              for key, name in (('live_auc', 'live AUC'), ('live_accuracy', 'live accuracy'))}
+    ends = {0: _when(labelled[0].get('window_end_micros')), len(labelled) - 1: _when(labelled[-1].get(
+        'window_end_micros'))}
+    gate = c.thresholds.get('min_auc')
+    return (svg_charts.line_chart(series, (0, max(1, len(labelled) - 1)), (0.0, 1.0), width=560, x_labels=ends,
+                                  y_line=gate)
+            + (_p(f'Per labelled window, by its end (UTC). Dashed: the AUC the Evaluator required ({gate:g}).')
+               if gate is not None else ''))
+
+
+def _considerations(c: Card) -> str:
+    rows = [[l.finding, l.detail] for l in c.limitations]
+    parts = ['<h2>Considerations and limitations</h2>', '<h3>Limitations found in ML Metadata</h3>',
+             _text_table(['finding', 'detail'], rows) if rows else _p('none found', 'good')]
+    by_name = {s.name: s for s in c.slices}
+    overall_auc = c.overall.candidate.get('auc') if c.overall else None
+    parts.append(f'<h3>Slices too small to judge (fewer than {c.min_slice_examples} eval examples)</h3>')
+    parts.append(html_page.table(['slice', 'eval examples', 'AUC'],
+                                 [[n, by_name[n].examples if by_name[n].examples is not None else '-',
+                                   _auc(by_name[n].candidate)] for n in c.too_few])
+                 if c.too_few else _p('none'))
+    if c.one_class:
+        parts.append('<h3>Slices with one class only (AUC undefined)</h3>')
+        parts.append(html_page.table(['slice', 'eval examples', 'accuracy'], [
+            [n, by_name[n].examples, _metric(by_name[n].candidate.get('binary_accuracy'))] for n in c.one_class]))
+    if c.weak:
+        parts.append(f'<h3>Slices more than {c.auc_gap:g} below the overall AUC</h3>')
+        parts.append(html_page.table(['slice', 'eval examples', 'AUC', 'overall AUC', 'gap'], [
+            [n, by_name[n].examples, _metric(by_name[n].candidate['auc']), _metric(overall_auc),
+             f'{overall_auc - by_name[n].candidate["auc"]:.4f}'] for n in c.weak]))
+    t = c.template
+    parts += ['<h3>Ethical considerations</h3>', _list(t.ethical_considerations), '<h3>Known caveats</h3>',
+              _list(t.caveats)]
+    return ''.join(parts)

@@ -1,0 +1,414 @@
+"""What differed between two runs: `taxi-pipeline runs compare A B`.
+
+Parameters and code as the runs recorded them, the data (span, rows per
+split, the files' fingerprint, and the training split's feature statistics
+where they moved beyond a tolerance), the candidate model's metrics per
+slice with B - A, and what came of each (blessed, pushed). Differences come
+first; a comparison where nothing differed says so.
+
+Reads each run's TFDV statistics and TFMA metrics: about 10 seconds on a
+2-core machine, nearly all of it importing TFDV and TFMA.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import math
+from typing import Dict, List, Optional, Sequence
+
+from pipeline import html_page, svg_charts
+from provenance import lineage, run_history, run_record
+from release import ledger
+
+# The candidate metrics compared per slice; example_count says how much a slice's numbers weigh.
+METRICS = ('auc', 'binary_accuracy', 'precision', 'recall', 'example_count')
+# A feature's statistic "changed" when it moved by more than this share of its scale (see `_moved`).
+TOLERANCE = 0.1
+# Missing shares below this count as this much: two missing values more are not a change in the data.
+MISSING_FLOOR = 0.05
+TOLERANCE_NOTE = (f'moved: a mean by more than {TOLERANCE:.0%} of the standard deviation; a standard deviation, '
+                  f'number of unique values or share of missing values by more than {TOLERANCE:.0%} of itself '
+                  f'(missing shares under {MISSING_FLOOR:.0%} count as {MISSING_FLOOR:.0%}); or another most '
+                  'frequent value. Features that did not move are not listed')
+# How many slices the text names, by the size of their AUC change (the page shows all), and the examples a
+# slice needs in both runs to be named: the AUC of a handful of examples swings by chance.
+TEXT_SLICES, TEXT_SLICE_EXAMPLES = 5, 30
+
+
+@dataclasses.dataclass(frozen=True)
+class Difference:
+    """One thing recorded for both runs with different values."""
+
+    name: str
+    a: object
+    b: object
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureChange:
+    """One statistic of one training-split feature that moved beyond the tolerance."""
+
+    feature: str
+    measure: str  # mean, std, missing share, unique, top value, type, or feature (present in one run only)
+    a: object
+    b: object
+
+
+@dataclasses.dataclass(frozen=True)
+class SliceMetrics:
+    """The candidate model's metrics on one slice in each run ({} where the run has no such slice)."""
+
+    slice: str
+    a: Dict[str, Optional[float]]
+    b: Dict[str, Optional[float]]
+
+    def delta(self, metric: str) -> Optional[float]:
+        a, b = self.a.get(metric), self.b.get(metric)
+        return b - a if a is not None and b is not None else None
+
+    @property
+    def differs(self) -> bool:
+        return self.a != self.b
+
+
+@dataclasses.dataclass(frozen=True)
+class RunFacts:
+    """What each run was and what came of it, shown side by side (differences or not)."""
+
+    name: str
+    started: str
+    trigger: Optional[str]
+    outcome: str
+    seconds: float
+    span: Optional[int]
+    rows: Dict[str, int]
+    input_fingerprint: Optional[str]
+    code: Optional[Dict]
+    commit: Optional[str]
+    parameters: Dict[str, object]
+    blessed: Optional[bool]
+    pushed_version: Optional[int]
+
+
+@dataclasses.dataclass
+class Comparison:
+    a: RunFacts
+    b: RunFacts
+    parameters: List[Difference]
+    code: List[Difference]
+    data: List[Difference]
+    features: List[FeatureChange]
+    # None: not compared, and why (a run without training statistics).
+    statistics_missing: Optional[str]
+    slices: List[SliceMetrics]
+
+    @property
+    def metrics_differ(self) -> bool:
+        return any(s.differs for s in self.slices)
+
+    def differed(self) -> List[str]:
+        """What differed, by area, most telling first; [] when nothing did."""
+        found = []
+        if self.parameters:
+            found.append(f'parameters ({len(self.parameters)})')
+        if self.code:
+            found.append('code')
+        if self.data:
+            found.append('data')
+        if self.features:
+            found.append(f'training statistics ({len({f.feature for f in self.features})} features)')
+        if self.metrics_differ:
+            found.append('metrics')
+        return found
+
+    @property
+    def overall(self) -> Optional[SliceMetrics]:
+        from pipeline.run_summary import OVERALL
+        return next((s for s in self.slices if s.slice == OVERALL), None)
+
+    def to_dict(self) -> Dict:
+        """JSON-ready (NaN as None): what `runs compare --json` prints."""
+        return run_history.json_ready({
+            'a': dataclasses.asdict(self.a), 'b': dataclasses.asdict(self.b),
+            'differed': self.differed(),
+            'parameters': [dataclasses.asdict(d) for d in self.parameters],
+            'code': [dataclasses.asdict(d) for d in self.code],
+            'data': [dataclasses.asdict(d) for d in self.data],
+            'features': [dataclasses.asdict(f) for f in self.features],
+            'features_note': TOLERANCE_NOTE, 'statistics_missing': self.statistics_missing,
+            'metrics': [{'slice': s.slice, 'a': s.a, 'b': s.b, 'delta': {m: s.delta(m) for m in METRICS}}
+                        for s in self.slices],
+        })
+
+    def render_text(self) -> str:
+        return _render_text(self)
+
+
+# Building a comparison.
+def _facts(record: run_record.RunRecord) -> RunFacts:
+    trigger, code = record.trigger, record.code
+    return RunFacts(
+        name=record.name, started=ledger.format_time(record.started_ms * 1000),
+        trigger=trigger.kind if trigger else None, outcome=record.outcome, seconds=record.seconds,
+        span=record.span, rows=record.rows(), input_fingerprint=record.input_fingerprint,
+        code=dataclasses.asdict(code) if code else None, commit=run_history.commit_label(code),
+        parameters=record.parameters(), blessed=record.blessed, pushed_version=record.pushed_version)
+
+
+def _differences(a: Dict[str, object], b: Dict[str, object]) -> List[Difference]:
+    """Keys whose values differ (a key only one side has included, the other side None), in a's order."""
+    keys = list(a) + [k for k in b if k not in a]
+    return [Difference(k, a.get(k), b.get(k)) for k in keys if a.get(k) != b.get(k)]
+
+
+def _data_differences(a: RunFacts, b: RunFacts) -> List[Difference]:
+    found = _differences({'span': a.span, **{f'{k} rows': v for k, v in a.rows.items()}},
+                         {'span': b.span, **{f'{k} rows': v for k, v in b.rows.items()}})
+    # Another span has other files by definition; the same span with another fingerprint means its files changed.
+    if a.span == b.span and a.input_fingerprint != b.input_fingerprint:
+        found.append(Difference('input files (same span, changed since)', a.input_fingerprint, b.input_fingerprint))
+    return found
+
+
+def feature_measures(stats) -> Dict[str, Dict[str, object]]:
+    """Per feature, the statistics compared, from lineage's statistics summary (the top value from the proto:
+    the summary joins the top values into one string)."""
+    top = {f.path.step[0]: f.string_stats.top_values[0].value for f in stats.datasets[0].features
+           if f.HasField('string_stats') and f.string_stats.top_values}
+    found = {}
+    for row in lineage._statistics_rows(stats):
+        row = dict(zip(lineage.STATISTICS_COLUMNS, row))
+        counted = row['present'] + row['missing']
+        measures = {'type': row['type'], 'missing share': row['missing'] / counted if counted else 0.0}
+        if row['type'] == 'STRING':
+            measures.update({'unique': row['unique'], 'top value': top.get(row['feature'])})
+        else:
+            measures.update({'mean': row['mean'], 'std': row['std']})
+        found[row['feature']] = measures
+    return found
+
+
+def _moved(measure: str, a, b, spread: float) -> bool:
+    """Whether a statistic moved beyond the tolerance; `spread` is the larger of the two standard deviations."""
+    if measure in ('type', 'top value') or a is None or b is None:
+        return a != b
+    if measure == 'mean':
+        # Relative to the spread, not the mean: a latitude's mean never moves 10% of itself.
+        scale = spread
+    elif measure == 'missing share':
+        scale = max(a, b, MISSING_FLOOR)
+    else:
+        scale = max(abs(a), abs(b))
+    return abs(b - a) > TOLERANCE * scale if scale else a != b
+
+
+def feature_changes(stats_a, stats_b) -> List[FeatureChange]:
+    """The training-split statistics that moved beyond the tolerance, by feature name."""
+    a, b = feature_measures(stats_a), feature_measures(stats_b)
+    found = []
+    for feature in sorted(set(a) | set(b)):
+        if feature not in a or feature not in b:
+            found.append(FeatureChange(feature, 'feature', 'present' if feature in a else 'absent',
+                                       'present' if feature in b else 'absent'))
+            continue
+        spread = max(a[feature].get('std') or 0.0, b[feature].get('std') or 0.0)
+        found.extend(FeatureChange(feature, measure, value, b[feature].get(measure))
+                     for measure, value in a[feature].items()
+                     if _moved(measure, value, b[feature].get(measure), spread))
+    return found
+
+
+def _slice_order(label: str):
+    """Overall first, then by column and by value (numerically where it is a number: hour 2 before hour 10)."""
+    from pipeline.run_summary import OVERALL
+    column, _, value = label.partition('=')
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.inf
+    return label != OVERALL, column, number, value
+
+
+def slice_metrics(record_a: run_record.RunRecord, record_b: run_record.RunRecord) -> List[SliceMetrics]:
+    """Candidate metrics per slice of both runs, every slice either has."""
+    a, b = record_a.metrics(), record_b.metrics()
+
+    def candidate(found, label):
+        values = found.get(label, ({}, {}))[0]
+        return {m: run_history.finite(values[m]) for m in METRICS if m in values}
+    return [SliceMetrics(label, candidate(a, label), candidate(b, label))
+            for label in sorted(set(a) | set(b), key=_slice_order)]
+
+
+def compare(a: run_record.RunRecord, b: run_record.RunRecord) -> Comparison:
+    """What differed between run A and run B (B - A for metrics)."""
+    facts_a, facts_b = _facts(a), _facts(b)
+    code_a, code_b = facts_a.code or {}, facts_b.code or {}
+    stats_a, stats_b = a.statistics('train'), b.statistics('train')
+    missing = [name for name, stats in (('A', stats_a), ('B', stats_b)) if stats is None]
+    return Comparison(
+        a=facts_a, b=facts_b,
+        parameters=_differences(facts_a.parameters, facts_b.parameters),
+        code=_differences(code_a, code_b),
+        data=_data_differences(facts_a, facts_b),
+        features=feature_changes(stats_a, stats_b) if not missing else [],
+        statistics_missing=(f'run {" and ".join(missing)} has no training statistics' if missing else None),
+        slices=slice_metrics(a, b))
+
+
+# Text.
+def _show(value) -> str:
+    """A value as the text and page show it: hex digests and commits shortened, floats to 4 places."""
+    if isinstance(value, str) and len(value) == 64 and all(c in '0123456789abcdef' for c in value):
+        return f'sha256:{value[:12]}'
+    if isinstance(value, str) and len(value) == 40 and all(c in '0123456789abcdef' for c in value):
+        return value[:12]
+    return run_history.show(value)
+
+
+def _setting(value) -> str:
+    """A parameter as it was set (0.5, not 0.5000)."""
+    return '-' if value is None else str(value)
+
+
+def _pairs(differences: Sequence[Difference], show=_show) -> List[str]:
+    width = max((len(d.name) for d in differences), default=0)
+    return [f'  {d.name.ljust(width)}  {show(d.a)}  ->  {show(d.b)}' for d in differences]
+
+
+def _count(value) -> str:
+    return '-' if value is None else f'{value:.0f}'
+
+
+def change(s: SliceMetrics, metric: str, arrow: str = '->') -> str:
+    """One metric of a slice in both runs: `0.9507 -> 0.9372 (-0.0135)`; counts without the difference."""
+    a, b, delta = s.a.get(metric), s.b.get(metric), s.delta(metric)
+    if a is None and b is None:
+        return '-'
+    if metric == 'example_count':
+        return f'{_count(a)} {arrow} {_count(b)}'
+    return f'{_show(a)} {arrow} {_show(b)}' + (f' ({delta:+.4f})' if delta is not None else '')
+
+
+def _metric_line(s: SliceMetrics, metrics: Sequence[str]) -> str:
+    return f'  {s.slice}: ' + ', '.join(f'{m} {change(s, m)}' for m in metrics)
+
+
+def _telling(s: SliceMetrics) -> bool:
+    """A slice whose AUC change the text names: it changed, on enough examples in both runs to mean something."""
+    counts = (s.a.get('example_count') or 0, s.b.get('example_count') or 0)
+    return bool(s.delta('auc')) and min(counts) >= TEXT_SLICE_EXAMPLES
+
+
+def _metrics_text(c: Comparison) -> List[str]:
+    if not c.slices:
+        return ['Metrics: neither run evaluated a model']
+    if not c.metrics_differ:
+        return [f'Metrics: the same on all {len(c.slices)} slices']
+    lines = ['Metrics (candidate model; A -> B, change B - A):']
+    overall = c.overall
+    if overall is not None:
+        lines.append(_metric_line(overall, METRICS))
+    moved = sorted((s for s in c.slices if s is not overall and _telling(s)), key=lambda s: -abs(s.delta('auc')))
+    if moved:
+        lines.append(f'  largest AUC changes among slices of {TEXT_SLICE_EXAMPLES}+ examples in both runs '
+                     f'(all {len(c.slices)} slices: --json, --html):')
+        lines.extend('  ' + _metric_line(s, ('auc', 'example_count')) for s in moved[:TEXT_SLICES])
+    one_sided = [s.slice for s in c.slices if not s.a or not s.b]
+    if one_sided:
+        lines.append(f'  in one run only: {", ".join(one_sided)}')
+    return lines
+
+
+def _side(label: str, facts: RunFacts) -> str:
+    return (f'{label}: {facts.name} (started {facts.started} UTC, {facts.trigger or "trigger unknown"}, '
+            f'{facts.outcome} in {run_history.duration(facts.seconds)})')
+
+
+def _render_text(c: Comparison) -> str:
+    lines = [_side('A', c.a), _side('B', c.b), '']
+    differed = c.differed()
+    lines.append(f'Differed: {", ".join(differed)}' if differed else
+                 'Nothing differed: same parameters, code, data, training statistics and metrics.')
+    if c.parameters:
+        lines += ['Parameters:'] + _pairs(c.parameters, show=_setting)
+    if c.code:
+        lines += ['Code:'] + _pairs(c.code)
+    if c.data:
+        lines += ['Data:'] + _pairs(c.data)
+    if c.statistics_missing:
+        lines.append(f'Training statistics: not compared ({c.statistics_missing})')
+    elif c.features:
+        lines += ['Training statistics that moved (train split):'] + _pairs(
+            [Difference(f'{f.feature} {f.measure}', f.a, f.b) for f in c.features]) + [f'  ({TOLERANCE_NOTE}.)']
+    lines += _metrics_text(c)
+    lines.append(f'Outcome: blessed {_show(c.a.blessed)} -> {_show(c.b.blessed)}; pushed version '
+                 f'{_show(c.a.pushed_version)} -> {_show(c.b.pushed_version)}')
+    return '\n'.join(lines)
+
+
+# The page.
+def _facts_table(c: Comparison) -> str:
+    rows = [('run', c.a.name, c.b.name), ('started (UTC)', c.a.started, c.b.started),
+            ('trigger', c.a.trigger, c.b.trigger), ('outcome', c.a.outcome, c.b.outcome),
+            ('duration', run_history.duration(c.a.seconds), run_history.duration(c.b.seconds)),
+            ('span', c.a.span, c.b.span), ('commit', c.a.commit, c.b.commit),
+            ('blessed', c.a.blessed, c.b.blessed), ('pushed version', c.a.pushed_version, c.b.pushed_version)]
+    return html_page.table(['', 'A', 'B'], [[name, _show(a), _show(b)] for name, a, b in rows])
+
+
+def _differences_section(title: str, differences: Sequence[Difference], same: str, show=_show) -> str:
+    if not differences:
+        return f'<h2>{html.escape(title)}</h2><p>{html.escape(same)}</p>'
+    return f'<h2>{html.escape(title)}</h2>' + html_page.table(
+        ['', 'A', 'B'], [[d.name, show(d.a), show(d.b)] for d in differences])
+
+
+def _statistics_section(c: Comparison) -> str:
+    title = '<h2>Training data statistics that moved</h2>'
+    if c.statistics_missing:
+        return title + f'<p>Not compared: {html.escape(c.statistics_missing)}.</p>'
+    note = f'<p>The train split of each run; {html.escape(TOLERANCE_NOTE)}.</p>'
+    if not c.features:
+        return title + note + '<p>None moved.</p>'
+    return title + note + html_page.table(['feature', 'statistic', 'A', 'B'],
+                                          [[f.feature, f.measure, _show(f.a), _show(f.b)] for f in c.features])
+
+
+def _metrics_sections(c: Comparison) -> List[str]:
+    if not c.slices:
+        return ['<h2>Metrics</h2><p>Neither run evaluated a model.</p>']
+    parts = ['<h2>AUC per slice</h2><p>The candidate model of each run on its own eval split. At 0.5 a model '
+             'ranks no better than chance; a slice with one label has no meaningful AUC.</p>',
+             svg_charts.paired_bar_chart({s.slice: (s.a.get('auc'), s.b.get('auc')) for s in c.slices},
+                                         names=(f'A {c.a.name}', f'B {c.b.name}'), x_max=1.0,
+                                         marks={'chance': 0.5}, width=640)]
+    overall = c.overall
+    if overall is not None:
+        parts.append('<h2>Overall change, B - A</h2>' + svg_charts.signed_bar_chart(
+            {m: overall.delta(m) for m in METRICS if m != 'example_count'}))
+    metrics = ('example_count',) + METRICS[:-1]
+    # Non-breaking spaces: a cell reads as one line, `0.9507 → 0.9372 (-0.0135)`.
+    rows = [[s.slice] + [change(s, m, arrow='→').replace(' ', '\u00a0') for m in metrics] for s in c.slices]
+    parts.append('<h2>Metrics per slice</h2><p>A → B (B - A); - where a run has no such slice.</p>'
+                 + html_page.table(['slice', 'examples', 'AUC', 'accuracy', 'precision', 'recall'], rows))
+    return parts
+
+
+def page(comparison: Comparison, reports_dir: Optional[str]) -> str:
+    """The comparison as a page: what differed first, then AUC per slice and the metric changes as
+    charts, and the tables; links to both runs' reports and the runs page where those exist."""
+    c = comparison
+    here = html_page.report_file(html_page.COMPARISON, c.a.name, c.b.name)
+    nav = html_page.related(reports_dir, here, runs=[c.a.name, c.b.name])
+    differed = c.differed()
+    summary = (f'<p><strong>Differed: {html.escape(", ".join(differed))}.</strong></p>' if differed else
+               '<p class="good">Nothing differed: same parameters, code, data, training statistics and metrics.</p>')
+    parts = ['<h1>Run A vs run B</h1>', summary, _facts_table(c),
+             _differences_section('Parameters that differ', c.parameters, 'The same parameters.', show=_setting),
+             _differences_section('Code that differs', c.code, 'The same code.'),
+             _differences_section('Data that differs', c.data, 'The same span and rows per split.'),
+             _statistics_section(c)]
+    parts += _metrics_sections(c)
+    return html_page.page(f'Run {c.a.name} vs {c.b.name}', parts, nav)

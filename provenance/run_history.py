@@ -1,0 +1,222 @@
+"""Every pipeline run, oldest first: `taxi-pipeline runs`.
+
+One row per run, numbered from 1 as `run_record.find` (and so `runs compare
+A B`) accepts them: when and why it ran, the data span, the parameters set
+differently from the first run, how long it took, how it ended, the overall
+evaluation metrics, whether it was blessed and pushed, and the code commit.
+As text (an aligned table), JSON-ready dicts, or a page with charts.
+
+Everything is read off the runs' lineage graphs, the overall metrics too:
+the Evaluator records them on its output artifact, so listing runs needs no
+TFMA (whose imports alone take seconds). Only runs from before it did fall
+back to reading the evaluation with TFMA.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import math
+import os
+import sys
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from pipeline import html_page, svg_charts
+from provenance import run_record
+from release import ledger
+
+# The columns of the text table (`_text_cells` fills them).
+_TEXT_COLUMNS = ('#', 'WHEN (UTC)', 'RUN', 'TRIGGER', 'SPAN', 'DURATION', 'OUTCOME', 'AUC', 'ACCURACY', 'BLESSED',
+                 'PUSHED', 'COMMIT', 'CHANGED PARAMETERS')
+CHANGED_NOTE = 'changed parameters: those that differ from the first run that recorded them'
+DIRTY_NOTE = '*: the commit had uncommitted changes'
+
+
+def finite(value) -> Optional[float]:
+    """A metric as JSON can hold it: NaN (a slice with one label) and infinities as None."""
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def json_ready(value):
+    """`value` with every NaN or infinite float, however deep, as None: JSON has no such numbers."""
+    if isinstance(value, float):
+        return finite(value)
+    if isinstance(value, dict):
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    return value
+
+
+def _overall(record: run_record.RunRecord) -> Tuple[Optional[float], Optional[float]]:
+    """The candidate model's overall (AUC, accuracy), (None, None) if the run did not evaluate."""
+    try:
+        candidate = record.overall_metrics()
+    except Exception as e:  # noqa: BLE001 - an evaluation removed or unreadable (TensorFlow's own errors too):
+        # the run is listed without metrics, and says why
+        candidate = {}
+        print(f'run {record.name}: evaluation not readable ({type(e).__name__}); listed without metrics',
+              file=sys.stderr)
+    return finite(candidate.get('auc')), finite(candidate.get('binary_accuracy'))
+
+
+def commit_label(code) -> Optional[str]:
+    """A commit as the listing shows it: 12 characters, `*` when the tree had uncommitted changes."""
+    if code is None or not code.commit:
+        return None
+    return code.commit[:12] + ('*' if code.dirty else '')
+
+
+def rows(records: Sequence[run_record.RunRecord]) -> List[Dict]:
+    """One JSON-ready dict per run, in the order given (`run_record.all_runs`: oldest first), numbered from 1."""
+    first_values: Dict[str, object] = {}
+    found = []
+    for number, record in enumerate(records, start=1):
+        parameters = record.parameters()
+        # Against the first run that recorded each: a run that failed early does not make all later ones "changed".
+        changed = {k: v for k, v in parameters.items() if k in first_values and first_values[k] != v}
+        for key, value in parameters.items():
+            first_values.setdefault(key, value)
+        auc, accuracy = _overall(record)
+        trigger, code = record.trigger, record.code
+        found.append({
+            'number': number, 'run': record.name, 'started': ledger.format_time(record.started_ms * 1000),
+            'started_ms': record.started_ms, 'trigger': trigger.kind if trigger else None,
+            'trigger_detail': trigger.detail if trigger else None, 'span': record.span,
+            'parameters': parameters, 'changed_parameters': changed, 'seconds': record.seconds,
+            'outcome': record.outcome, 'auc': auc, 'accuracy': accuracy, 'blessed': record.blessed,
+            'pushed_version': record.pushed_version, 'commit': commit_label(code),
+            'code': dataclasses.asdict(code) if code else None})
+    return json_ready(found)
+
+
+def duration(seconds: Optional[float]) -> str:
+    if seconds is None:
+        return '-'
+    if seconds < 60:
+        return f'{seconds:.0f}s'
+    minutes, rest = divmod(int(round(seconds)), 60)
+    return f'{minutes}m{rest:02d}s' if minutes < 60 else f'{minutes // 60}h{minutes % 60:02d}m'
+
+
+def show(value) -> str:
+    """A value in a table: '-' for none, yes/no for booleans, 4 decimals for floats (metrics)."""
+    if value is None:
+        return '-'
+    if isinstance(value, bool):
+        return 'yes' if value else 'no'
+    if isinstance(value, float):
+        return f'{value:.4f}' if abs(value) < 10 else f'{value:g}'
+    return str(value)
+
+
+def changed_text(changed: Dict[str, object]) -> str:
+    # As set (0.5, not 0.5000): these are settings, not measurements.
+    return ', '.join(f'{k}={v}' for k, v in changed.items()) or '-'
+
+
+def _text_cells(row: Dict) -> List[str]:
+    return [str(row['number']), row['started'], row['run'], show(row['trigger']), show(row['span']),
+            duration(row['seconds']), row['outcome'], show(row['auc']), show(row['accuracy']), show(row['blessed']),
+            show(row['pushed_version']), show(row['commit']), changed_text(row['changed_parameters'])]
+
+
+def render_text(rows: Sequence[Dict]) -> str:
+    """The runs as an aligned table (the last column, the changed parameters, left ragged), then what marks mean."""
+    if not rows:
+        return 'no runs recorded in ML Metadata yet: run the pipeline first'
+    table = [list(_TEXT_COLUMNS)] + [_text_cells(row) for row in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(_TEXT_COLUMNS) - 1)]
+    lines = ['  '.join([c.ljust(w) for c, w in zip(line, widths)] + [line[-1]]).rstrip() for line in table]
+    dirty = any((r['commit'] or '').endswith('*') for r in rows)
+    notes = [CHANGED_NOTE + ' (every parameter: --json)'] + ([DIRTY_NOTE] if dirty else [])
+    return '\n'.join(lines + [''] + notes)
+
+
+# The page.
+class _Markup(str):
+    """A table cell that is HTML already (a link), not text to escape."""
+
+
+def _table(headers: Sequence[str], body: Sequence[Sequence], styles: Sequence[str]) -> str:
+    """html_page.table's look, with cells that may hold links and a style per column."""
+    head = ''.join(f'<th>{html.escape(h)}</th>' for h in headers)
+    rows = ''.join('<tr>' + ''.join(
+        f'<td style="{style}">{c if isinstance(c, _Markup) else html.escape(html_page.cell(c))}</td>'
+        for c, style in zip(cells, styles)) + '</tr>' for cells in body)
+    # A notch smaller than the shared 14px: a run's row, parameters aside, fits a 1200px window.
+    return f'<table style="font-size: 13px"><tr>{head}</tr>{rows}</table>'
+
+
+def _exists(reports_dir: Optional[str], name: str) -> bool:
+    return reports_dir is not None and os.path.exists(os.path.join(reports_dir, name))
+
+
+def _when_cell(row: Dict, reports_dir: Optional[str]) -> _Markup:
+    """When the run started, linked to its run report if that page exists; the run's name on hover
+    (the table has no room for it: `runs` and `runs --json` print it)."""
+    name = html_page.report_file(html_page.RUN, row['run'])
+    title, when = html.escape(f'run {row["run"]}'), html.escape(row['started'])
+    if _exists(reports_dir, name):
+        return _Markup(f'<a href="{html.escape(name)}" title="{title}">{when}</a>')
+    return _Markup(f'<span title="{title}">{when}</span>')
+
+
+def _comparison_cell(row: Dict, previous: Optional[Dict], reports_dir: Optional[str]) -> _Markup:
+    """A link to the comparison with the run before, if that page exists."""
+    name = (html_page.report_file(html_page.COMPARISON, previous['run'], row['run'])
+            if previous is not None else None)
+    if name is None or not _exists(reports_dir, name):
+        return _Markup('-')
+    return _Markup(f'<a href="{html.escape(name)}">vs #{previous["number"]}</a>')
+
+
+def _metrics_chart(rows: Sequence[Dict]) -> str:
+    series = {name: [(r['number'], r[key]) for r in rows if r[key] is not None]
+              for name, key in (('AUC', 'auc'), ('accuracy', 'accuracy'))}
+    values = [y for points in series.values() for _, y in points]
+    if not values:
+        return '<p>No run evaluated a model yet.</p>'
+    # Scaled to the values: runs differ in the second decimal, which a 0-1 axis would flatten.
+    low, high = max(0.0, min(values) - 0.02), min(1.0, max(values) + 0.02)
+    step = max(1, len(rows) // 15)  # at most ~15 tick labels
+    ticks = {float(r['number']): f'#{r["number"]}' for r in rows[::step]}
+    return svg_charts.line_chart({k: v for k, v in series.items() if v}, (0.5, len(rows) + 0.5), (low, high),
+                                 width=max(420, min(900, 60 * len(rows))), x_labels=ticks)
+
+
+def _summary(rows: Sequence[Dict]) -> str:
+    outcomes: Dict[str, int] = {}
+    for row in rows:
+        outcomes[row['outcome']] = outcomes.get(row['outcome'], 0) + 1
+    counts = ', '.join(f'{n} {outcome}' for outcome, n in sorted(outcomes.items()))
+    return (f'<p>{len(rows)} run(s) recorded in ML Metadata, from {html.escape(rows[0]["started"])} to '
+            f'{html.escape(rows[-1]["started"])} UTC: {html.escape(counts)}. Numbers are what '
+            '<code>taxi-pipeline runs compare A B</code> takes.</p>')
+
+
+def page(rows: Sequence[Dict], reports_dir: Optional[str]) -> str:
+    """The runs page: evaluation and duration per run as charts, then the table, each row linking to its
+    run report and to its comparison with the run before when those pages exist in `reports_dir`."""
+    here = html_page.report_file(html_page.RUNS)
+    nav = html_page.related(reports_dir, here)
+    parts = ['<h1>Pipeline runs</h1>']
+    if not rows:
+        return html_page.page('Pipeline runs', parts + ['<p>No runs recorded in ML Metadata yet.</p>'], nav)
+    parts.append(_summary(rows))
+    parts.append('<h2>Evaluation per run</h2><p>The candidate model\'s overall AUC and accuracy on its run\'s '
+                 'eval split (runs that did not evaluate have no point).</p>' + _metrics_chart(rows))
+    parts.append('<h2>Duration per run</h2>' + svg_charts.bar_chart(
+        {f'#{r["number"]} {r["outcome"]}': r['seconds'] or 0.0 for r in rows}, unit='s'))
+    body = [[r['number'], _when_cell(r, reports_dir), show(r['trigger']), show(r['span']), duration(r['seconds']),
+             r['outcome'], show(r['auc']), show(r['accuracy']), show(r['blessed']), show(r['pushed_version']),
+             show(r['commit']), _comparison_cell(r, rows[i - 1] if i else None, reports_dir),
+             changed_text(r['changed_parameters'])] for i, r in enumerate(rows)]
+    headers = ['#', 'when (UTC)', 'trigger', 'span', 'duration', 'outcome', 'AUC', 'accuracy', 'blessed', 'pushed',
+               'commit', 'compared', 'changed parameters']
+    # One line a run: only the changed parameters, free text, wrap.
+    styles = ['text-align: left' if h == 'changed parameters' else 'white-space: nowrap' for h in headers]
+    parts.append('<h2>Runs</h2>' + _table(headers, body, styles))
+    parts.append(f'<p>{html.escape(CHANGED_NOTE)}; {DIRTY_NOTE}. A run\'s time links to its run report, and '
+                 '"vs #n" to its comparison with the run before, where those pages exist.</p>')
+    return html_page.page('Pipeline runs', parts, nav)
