@@ -11,6 +11,7 @@ exists there, so no page points at nothing.
 from __future__ import annotations
 
 import html
+import math
 import os
 import re
 from typing import Iterable, Optional, Sequence, Tuple
@@ -87,6 +88,34 @@ def facts(pairs: Iterable[Tuple[str, object]]) -> str:
 
 def cell(value) -> str:
     return f'{value:.4g}' if isinstance(value, float) else str(value)
+
+
+def finite(value) -> Optional[float]:
+    """A number as a float; None for none: missing, NaN (a slice with one label) or infinite."""
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def metric_text(value) -> str:
+    """A metric as tables and text show it: 4 decimals, '-' for none (missing or NaN)."""
+    number = finite(value)
+    return '-' if number is None else f'{number:.4f}'
+
+
+def count_text(value) -> str:
+    """A count (TFMA's are floats) as a whole number, '-' for none."""
+    number = finite(value)
+    return '-' if number is None else str(int(number))
+
+
+def json_ready(value):
+    """`value` with every NaN or infinite float, however deep, as None: JSON has no such numbers."""
+    if isinstance(value, float):
+        return finite(value)
+    if isinstance(value, dict):
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    return value
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence]) -> str:

@@ -21,27 +21,14 @@ from components.anomalies_gate import describe, read_split_anomalies
 from components import drift_check
 from components.baseline_model import SERVING_SUBDIR
 from pipeline import html_page, model_insights, svg_charts
-from pipeline.run_summary import OVERALL, RunSummary, metrics_by_slice
+from pipeline.run_summary import RunSummary, metrics_by_slice, slice_order, statistics_rows
 from pipeline.schema_review import differences
 from taxi_model.preprocessing import OUTLIER_SHARE
 
 def _statistics_rows(stats: statistics_pb2.DatasetFeatureStatisticsList) -> List[list]:
-    rows = []
-    dataset = stats.datasets[0]
-    for feature in sorted(dataset.features, key=lambda f: f.path.step[0]):
-        name = feature.path.step[0]
-        if feature.HasField('num_stats'):
-            num = feature.num_stats
-            common = num.common_stats
-            rows.append([name, statistics_pb2.FeatureNameStatistics.Type.Name(feature.type),
-                         common.num_non_missing, common.num_missing, num.mean, num.std_dev, num.min, num.max, ''])
-        else:
-            text = feature.string_stats
-            common = text.common_stats
-            top = ', '.join(f'{v.value} ({int(v.frequency)})' for v in text.top_values[:3])
-            rows.append([name, 'STRING', common.num_non_missing, common.num_missing, '', '', '', '',
-                         f'{text.unique} unique; top: {top}'])
-    return rows
+    """statistics_rows with '' where a column does not apply, a string's unique and top values in one column."""
+    return [['' if v is None else v for v in numbers] + [f'{unique} unique; top: {top}' if unique is not None else '']
+            for *numbers, unique, top in statistics_rows(stats)]
 
 
 def _slice_rows(evaluation_uri: str) -> List[list]:
@@ -49,20 +36,7 @@ def _slice_rows(evaluation_uri: str) -> List[list]:
     rows = [[label, int(values.get('example_count', 0)), values.get('auc', nan), values.get('binary_accuracy', nan),
              values.get('precision', nan), values.get('recall', nan)]
             for label, (values, _) in metrics_by_slice(evaluation_uri).items()]
-
-    def order(row):  # overall first, then by column and numeric value
-        column, _, value = row[0].partition('=')
-        return row[0] != OVERALL, column, float(value) if _is_number(value) else float('inf'), value
-
-    return sorted(rows, key=order)
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-        return True
-    except ValueError:
-        return False
+    return sorted(rows, key=lambda row: slice_order(row[0]))
 
 
 def _drift_section(result: RunSummary) -> str:

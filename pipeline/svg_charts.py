@@ -6,6 +6,9 @@ import dataclasses
 import html
 from typing import Mapping, Optional, Sequence, Tuple
 
+# An import cycle (html_page draws with these charts), harmless: each uses the other only inside functions.
+from pipeline import html_page
+
 _BAR, _ALERT = '#4a7fb5', '#c0392b'
 
 
@@ -44,7 +47,7 @@ def grouped_bar_chart(groups: Mapping[str, Mapping[str, Optional[float]]], serie
     no bar and reads 'n/a'. `marks`: dashed vertical lines at named values (a threshold, the overall
     value); keys in `muted` are drawn faded, `muted_note` says why in the legend."""
     marks = dict(marks or {})
-    present = [v for g in groups.values() for v in g.values() if v is not None and v == v]
+    present = [v for g in groups.values() for v in g.values() if html_page.finite(v) is not None]
     largest = x_max or max(present + list(marks.values()) + [0]) or 1.0
     # About 7 px a character at 12 px: room for the longest key, within reason.
     label_width = min(240, 12 + 7 * max((len(k) for k in groups), default=4))
@@ -63,7 +66,7 @@ def grouped_bar_chart(groups: Mapping[str, Mapping[str, Optional[float]]], serie
                      f'text-anchor="end" fill="{label_fill}">{html.escape(key)}</text>')
         for j, name in enumerate(series):
             value, bar_y = values.get(name), y + j * bar_height
-            if value is None or value != value:
+            if html_page.finite(value) is None:
                 parts.append(f'<text x="{label_width + 4}" y="{bar_y + bar_height - 1}" fill="#999" '
                              f'font-size="9">n/a</text>')
                 continue
@@ -183,11 +186,6 @@ def timeline(rows: Mapping[str, Sequence[Tuple[float, float, str]]], x_range: Tu
             f'font-family="system-ui, sans-serif" font-size="12" role="img">{"".join(parts)}</svg>')
 
 
-def _number(value) -> Optional[float]:
-    """A value to draw: None for a missing or NaN one (nothing is drawn for it)."""
-    return None if value is None or value != value else float(value)
-
-
 def paired_bar_chart(values: Mapping[str, Tuple[Optional[float], Optional[float]]],
                      names: Tuple[str, str] = ('A', 'B'), **options) -> str:
     """Two bars per key, (a, b): the same measure of two things side by side, `names` in the legend
@@ -200,13 +198,13 @@ def signed_bar_chart(values: Mapping[str, Optional[float]], unit: str = '', widt
     """Horizontal bars either side of a zero line, scaled to the largest magnitude: changes, where a bar
     to the left (red) is a decrease and one to the right an increase; a missing or NaN value reads '-'."""
     label_width, value_width = 190, 70
-    numbers = [n for n in map(_number, values.values()) if n is not None]
+    numbers = [n for n in map(html_page.finite, values.values()) if n is not None]
     largest = max((abs(n) for n in numbers), default=0) or 1.0
     half = (width - label_width - 2 * value_width) / 2
     zero = label_width + value_width + half
     parts = []
     for i, (name, raw) in enumerate(values.items()):
-        y, value = i * (bar_height + 4), _number(raw)
+        y, value = i * (bar_height + 4), html_page.finite(raw)
         parts.append(f'<text x="{label_width - 6}" y="{y + bar_height - 5}" text-anchor="end">{html.escape(name)}</text>')
         if value is None:
             parts.append(f'<text x="{zero + 4:.1f}" y="{y + bar_height - 5}">-</text>')

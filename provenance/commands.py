@@ -94,8 +94,8 @@ def _base_path(args) -> str:
 
 
 def print_json(data) -> None:
-    from provenance.run_history import json_ready  # NaN and infinities as null: JSON has no such numbers
-    print(json.dumps(json_ready(data), indent=2, sort_keys=True, default=str))
+    # NaN and infinities as null: JSON has no such numbers.
+    print(json.dumps(html_page.json_ready(data), indent=2, sort_keys=True, default=str))
 
 
 def _write_page(args, chosen: str, default_name: str, text: str) -> str:

@@ -28,14 +28,13 @@ from ml_metadata.proto import metadata_store_pb2
 
 from monitoring import metadata_record
 from pipeline import code_version
+from pipeline.html_page import metric_text
 from provenance import run_record
 from release import ledger, registry as registry_lib
 
 _Direction = metadata_store_pb2.LineageSubgraphQueryOptions.Direction
 # Deep enough for the longest path in the DAG (ExampleGen to Pusher is 8 executions, 16 hops).
 MAX_HOPS = 30
-# Columns of the statistics summary.
-STATISTICS_COLUMNS = ('feature', 'type', 'present', 'missing', 'mean', 'std', 'min', 'max', 'unique', 'top values')
 
 
 class NotPushed(ValueError):
@@ -123,9 +122,13 @@ class Lineage:
                 found[split] = [f'(cannot read: {type(e).__name__})']
         return found
 
-    def statistics_summary(self, split: str = 'train') -> List[List]:
+    def statistics_summary(self, split: str = 'train') -> List[Dict]:
+        """The split's statistics, a dict of run_summary.STATISTICS_COLUMNS per feature."""
         stats = self.run.statistics(split) if self.run else None
-        return _statistics_rows(stats) if stats is not None else []
+        if stats is None:
+            return []
+        from pipeline.run_summary import STATISTICS_COLUMNS, statistics_rows  # not at the top: TensorFlow-heavy
+        return [dict(zip(STATISTICS_COLUMNS, row)) for row in statistics_rows(stats)]
 
     def to_dict(self) -> Dict:
         """Everything above as JSON-ready data (what `lineage --json` prints)."""
@@ -157,7 +160,7 @@ class Lineage:
                 'input_fingerprint': run.input_fingerprint,
                 'examples_uri': run.examples.uri if run.examples is not None else None,
                 'rows': run.rows(), 'statistics_uri': run.statistics_uri,
-                'statistics': [dict(zip(STATISTICS_COLUMNS, row)) for row in self.statistics_summary()],
+                'statistics': self.statistics_summary(),
                 'anomalies': self.anomalies()},
             'schema': dataclasses.asdict(self.schema) if self.schema else None,
             'transform': None if transform is None else {
@@ -184,24 +187,6 @@ def _decision(decision: ledger.Decision, version: int) -> Dict:
     return {'sequence': decision.sequence, 'at': ledger.format_time(decision.at_micros), 'action': decision.action,
             'subject': decision.model_version, 'actor': decision.actor, 'reason': decision.reason,
             'stage_before': before, 'stage_after': after, 'evidence': decision.evidence}
-
-
-def _statistics_rows(stats) -> List[List]:
-    from tensorflow_metadata.proto.v0 import statistics_pb2
-    rows = []
-    for feature in sorted(stats.datasets[0].features, key=lambda f: f.path.step[0]):
-        name = feature.path.step[0]
-        if feature.HasField('num_stats'):
-            num = feature.num_stats
-            rows.append([name, statistics_pb2.FeatureNameStatistics.Type.Name(feature.type),
-                         int(num.common_stats.num_non_missing), int(num.common_stats.num_missing),
-                         num.mean, num.std_dev, num.min, num.max, None, ''])
-        else:
-            text = feature.string_stats
-            top = ', '.join(f'{v.value} ({int(v.frequency)})' for v in text.top_values[:3])
-            rows.append([name, 'STRING', int(text.common_stats.num_non_missing), int(text.common_stats.num_missing),
-                         None, None, None, None, int(text.unique), top])
-    return rows
 
 
 def subgraph(store, artifact_id: int, direction) -> metadata_store_pb2.LineageGraph:
@@ -299,11 +284,6 @@ def trace(store, model_base_path: str, version: int) -> Lineage:
                    schema=_schema(store, registry, version, run))
 
 
-def _number(value) -> str:
-    return f'{value:.4f}' if isinstance(value, float) and value == value else '-' if value is None or \
-        isinstance(value, float) else str(value)
-
-
 def render_text(data: Dict) -> str:
     """`lineage VERSION` as a person reads it: the answer first (stage and why), then what made it."""
     lines = [f'Version {data["version"]}: {data["stage"]}  ({data["directory"]}'
@@ -367,9 +347,10 @@ def render_text(data: Dict) -> str:
         for name, values in evaluation['slices'].items():
             candidate, base = values['candidate'], values['baseline']
             shown = (f'  {name:<32} n={int(candidate.get("example_count", 0)):<6} '
-                     f'auc {_number(candidate.get("auc"))}  accuracy {_number(candidate.get("binary_accuracy"))}')
+                     f'auc {metric_text(candidate.get("auc"))}  '
+                     f'accuracy {metric_text(candidate.get("binary_accuracy"))}')
             if base:
-                shown += f'  (baseline auc {_number(base.get("auc"))})'
+                shown += f'  (baseline auc {metric_text(base.get("auc"))})'
             if name == 'overall' or len(evaluation['slices']) <= 12:
                 lines.append(shown)
         if len(evaluation['slices']) > 12:
@@ -382,8 +363,8 @@ def render_text(data: Dict) -> str:
         latest = live[-1]
         alerts = sum(int(p.get('alerts') or 0) for p in live)
         lines.append(f'Live: {len(live)} monitoring window(s); latest: {latest.get("examples")} requests, '
-                     f'{latest.get("labelled_examples")} labelled, auc {_number(latest.get("live_auc"))}, '
-                     f'accuracy {_number(latest.get("live_accuracy"))}; {alerts} alert(s) in all')
+                     f'{latest.get("labelled_examples")} labelled, auc {metric_text(latest.get("live_auc"))}, '
+                     f'accuracy {metric_text(latest.get("live_accuracy"))}; {alerts} alert(s) in all')
         alerts = [a if isinstance(a, dict) else {'alert': str(a)} for p in live for a in p['findings'].get('alerts', [])]
         kinds = sorted({a.get('alert', '?') for a in alerts})
         drifted = sorted({f for a in alerts if a.get('alert') in ('drift', 'skew') for f in a.get('features', [])})

@@ -26,13 +26,12 @@ from ml_metadata.proto import metadata_store_pb2
 
 from monitoring import metadata_record
 from pipeline import html_page, svg_charts
+from pipeline.html_page import count_text, finite, metric_text
+from pipeline.run_summary import slice_order
 from provenance import run_record
 from release import ledger
 
-_OUTPUTS = (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)
-_INPUTS = (metadata_store_pb2.Event.INPUT, metadata_store_pb2.Event.DECLARED_INPUT)
 _CACHED = metadata_store_pb2.Execution.CACHED
-_OVERALL = 'overall'
 # Kinds of the drawing's nodes (pipeline.svg_charts.DAG_KINDS) and what the legend calls them.
 LEGEND = {'execution': 'component run', 'failed': 'failed component', 'artifact': 'artifact',
           'earlier': 'made by an earlier run', 'release': 'release decisions', 'monitor': 'monitoring passes'}
@@ -51,15 +50,6 @@ def _text(value) -> str:
     if isinstance(value, (list, tuple)):
         return ', '.join(_text(v) for v in value) or '-'
     return html_page.cell(value)
-
-
-def _metric(value) -> str:
-    return '-' if value is None or (isinstance(value, float) and math.isnan(value)) else f'{value:.4f}'
-
-
-def _count(value) -> str:
-    """A count TFMA reports as a float: as a whole number, '-' if missing."""
-    return '-' if value is None or (isinstance(value, float) and math.isnan(value)) else str(int(value))
 
 
 def _pairs(rows: Iterable[Sequence]) -> str:
@@ -101,7 +91,6 @@ def _run_names(graph: metadata_store_pb2.LineageGraph) -> Dict[int, str]:
 def _upstream(lineage, nodes: Dict[str, tuple], edges: List[Tuple[str, str]]) -> None:
     """The producing run's executions in the upstream graph and the artifacts they read and wrote."""
     graph = lineage.upstream
-    names = run_record.node_ids(graph)
     in_run = ({s.execution.id for s in lineage.run.steps.values()} if lineage.run is not None
               else {e.id for e in graph.executions})
     all_executions = {e.id: e for e in graph.executions}
@@ -111,7 +100,7 @@ def _upstream(lineage, nodes: Dict[str, tuple], edges: List[Tuple[str, str]]) ->
     producers: Dict[int, List[int]] = {}
     keys: Dict[int, str] = {}
     for event in graph.events:
-        if event.type in _OUTPUTS:
+        if event.type in run_record.OUTPUT_EVENTS:
             producers.setdefault(event.artifact_id, []).append(event.execution_id)
             if event.path.steps:
                 keys.setdefault(event.artifact_id, event.path.steps[0].key)
@@ -120,10 +109,10 @@ def _upstream(lineage, nodes: Dict[str, tuple], edges: List[Tuple[str, str]]) ->
         if event.execution_id not in executions or event.artifact_id not in artifacts:
             continue
         execution, artifact = f'e{event.execution_id}', f'a{event.artifact_id}'
-        if event.type in _OUTPUTS:
+        if event.type in run_record.OUTPUT_EVENTS:
             edges.append((execution, artifact))
             outputs.setdefault(event.execution_id, []).append(event.artifact_id)
-        elif event.type in _INPUTS:
+        elif event.type in run_record.INPUT_EVENTS:
             edges.append((artifact, execution))
         used.append(event.artifact_id)
     # An artifact only a cached execution of this run output was made by the run whose execution
@@ -140,19 +129,19 @@ def _upstream(lineage, nodes: Dict[str, tuple], edges: List[Tuple[str, str]]) ->
     for artifact_id, run in earlier.items():
         nodes[f'a{artifact_id}'] = _earlier_node(artifacts[artifact_id], keys.get(artifact_id), run)
     # Then each execution followed by what it made: the order the layout starts from.
+    steps = {s.execution.id: s for s in run_record.steps(graph, executions)}
     for execution_id in sorted(executions):
-        nodes[f'e{execution_id}'] = _execution_node(executions[execution_id], names.get(execution_id, '?'))
+        nodes[f'e{execution_id}'] = _execution_node(steps[execution_id])
         for artifact_id in dict.fromkeys(outputs.get(execution_id, [])):
             if artifact_id not in earlier:
                 nodes[f'a{artifact_id}'] = _artifact_node(lineage, artifacts[artifact_id], keys.get(artifact_id))
 
 
-def _execution_node(execution: metadata_store_pb2.Execution, name: str) -> tuple:
-    state = run_record.STATES.get(execution.last_known_state, 'unknown')
-    seconds = (execution.last_update_time_since_epoch - execution.create_time_since_epoch) / 1000
+def _execution_node(step: run_record.Step) -> tuple:
+    state, seconds, execution = step.state, step.seconds, step.execution
     detail = 'cached' if state == 'cached' else f'{seconds:.1f}s' if state == 'done' else state
     tooltip = f'{execution.type} (execution {execution.id}): {state}, {seconds:.1f}s'
-    return f'{name}\n{detail}', 'failed' if state == 'FAILED' else 'execution', tooltip
+    return f'{step.node_id}\n{detail}', 'failed' if state == 'FAILED' else 'execution', tooltip
 
 
 def _artifact_node(lineage, artifact: metadata_store_pb2.Artifact, key: Optional[str]) -> tuple:
@@ -292,7 +281,9 @@ def _serving_sentence(data: Dict) -> str:
 
 
 def _evidence(evidence: Dict) -> str:
-    """What a decision rested on, short: the canary test's recommendation, else key: value pairs."""
+    """What a decision rested on, short: the canary test's recommendation, else key: value pairs.
+    Not release.report.evidence_text (the registry's and the model card's), which shows every value in full
+    as JSON, and of a canary test its AUC and nothing beside: a cell here names every key, digests cut short."""
     if not evidence:
         return '-'
     test = evidence.get('canary_test')
@@ -426,16 +417,6 @@ def _training(data: Dict) -> str:
     return ''.join(parts)
 
 
-def _slice_order(name: str):
-    """Overall first, then by column and by numeric value where the values are numbers."""
-    column, _, value = name.partition('=')
-    try:
-        number = float(value)
-    except ValueError:
-        number = float('inf')
-    return name != _OVERALL, column, number, value
-
-
 def _evaluation(data: Dict) -> str:
     found = data['evaluation']
     if not found:
@@ -447,15 +428,16 @@ def _evaluation(data: Dict) -> str:
            ('blessed', 'yes' if found['blessed'] else 'no', _blessed_class(found['blessed']))])]
     slices = found['slices']
     if slices:
-        names = sorted(slices, key=_slice_order)
-        rows = [[name, _count(slices[name]['candidate'].get('example_count')),
-                 _metric(slices[name]['candidate'].get('auc')), _metric((slices[name]['baseline'] or {}).get('auc')),
-                 _metric(slices[name]['candidate'].get('binary_accuracy')),
-                 _metric((slices[name]['baseline'] or {}).get('binary_accuracy'))] for name in names]
+        names = sorted(slices, key=slice_order)
+        rows = [[name, count_text(slices[name]['candidate'].get('example_count')),
+                 metric_text(slices[name]['candidate'].get('auc')),
+                 metric_text((slices[name]['baseline'] or {}).get('auc')),
+                 metric_text(slices[name]['candidate'].get('binary_accuracy')),
+                 metric_text((slices[name]['baseline'] or {}).get('binary_accuracy'))] for name in names]
         parts.append('<h3>Metrics per slice</h3>' + html_page.table(
             ['slice', 'examples', 'AUC', 'baseline AUC', 'accuracy', 'baseline accuracy'], rows))
-        auc = {name: slices[name]['candidate'].get('auc') for name in names}
-        auc = {k: v for k, v in auc.items() if v is not None and not math.isnan(v)}
+        auc = {name: finite(slices[name]['candidate'].get('auc')) for name in names}
+        auc = {k: v for k, v in auc.items() if v is not None}
         if auc:
             parts.append('<h3>AUC per slice</h3>' + svg_charts.bar_chart(auc))
     return ''.join(parts)
@@ -470,8 +452,7 @@ def _push(data: Dict) -> str:
 
 
 def _series(passes: List[Dict], key: str) -> List[Tuple[float, float]]:
-    return [(p['window_end_micros'], p[key]) for p in passes
-            if isinstance(p.get(key), (int, float)) and not math.isnan(p[key])]
+    return [(p['window_end_micros'], p[key]) for p in passes if finite(p.get(key)) is not None]
 
 
 def _live(data: Dict) -> str:
@@ -496,8 +477,8 @@ def _live(data: Dict) -> str:
         charts.append('<div class="pair"><h3>Outlier rate per window</h3>' + svg_charts.line_chart(
             {'outlier rate': outliers}, x_range, (0.0, high), x_labels=x_labels) + '</div>')
     rows = [[ledger.format_time(p.get('window_start_micros')), ledger.format_time(p.get('window_end_micros')),
-             _text(p.get('examples')), _metric(p.get('outlier_rate')), _text(p.get('labelled_examples')),
-             _metric(p.get('live_auc')), _metric(p.get('live_accuracy')), _alerts(p)] for p in passes]
+             _text(p.get('examples')), metric_text(p.get('outlier_rate')), _text(p.get('labelled_examples')),
+             metric_text(p.get('live_auc')), metric_text(p.get('live_accuracy')), _alerts(p)] for p in passes]
     return ('<h2>Live metrics since push</h2>' + ''.join(charts)
             + '<h3>Monitoring passes</h3>' + html_page.table(
                 ['window start (UTC)', 'window end (UTC)', 'examples', 'outlier rate', 'labelled', 'live AUC',

@@ -24,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 import html
 import json
-import math
 import os
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
@@ -32,7 +31,10 @@ import yaml
 
 from monitoring import metadata_record
 from pipeline import html_page, svg_charts
-from pipeline.run_summary import OVERALL
+from pipeline.html_page import count_text, finite, metric_text
+from pipeline.run_summary import OVERALL, slice_order
+from release.ledger import format_time
+from release.report import evidence_text
 from taxi_model import features as features_lib
 
 TEMPLATE_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'model_card.yaml')
@@ -249,25 +251,17 @@ def _encoding(feature: features_lib.Feature) -> str:
             }[feature.encoding]
 
 
-def _number(value) -> Optional[float]:
-    """A metric as a float, None when there is none (absent or NaN)."""
-    return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
-
-
 def _slice_key(name: str):
-    """Slices by feature in SLICE_COLUMNS order, then by value (hours as numbers)."""
-    column, _, value = name.partition('=')
-    order = (features_lib.SLICE_COLUMNS.index(column) if column in features_lib.SLICE_COLUMNS
-             else len(features_lib.SLICE_COLUMNS))
-    return (order, column, 0 if value.lstrip('-').isdigit() else 1, int(value) if value.lstrip('-').isdigit() else 0,
-            value)
+    """Slices by feature in SLICE_COLUMNS order (as the features declare them), then in the usual slice order."""
+    column, columns = name.partition('=')[0], features_lib.SLICE_COLUMNS
+    return (columns.index(column) if column in columns else len(columns)), slice_order(name)
 
 
 def _slices(found: Mapping[str, Mapping]) -> Tuple[Optional[SliceMetrics], List[SliceMetrics]]:
     def metrics(name: str) -> SliceMetrics:
         entry = found[name]
-        candidate = {k: _number(v) for k, v in (entry.get('candidate') or {}).items()}
-        baseline = {k: _number(v) for k, v in (entry.get('baseline') or {}).items()}
+        candidate = {k: finite(v) for k, v in (entry.get('candidate') or {}).items()}
+        baseline = {k: finite(v) for k, v in (entry.get('baseline') or {}).items()}
         count = candidate.get('example_count')
         return SliceMetrics(name, int(count) if count is not None else None, candidate, baseline)
     overall = metrics(OVERALL) if OVERALL in found else None
@@ -423,7 +417,7 @@ def _slice_list(c: Card, names: Iterable[str], show_auc: bool = True) -> str:
     by_name = {s.name: s for s in c.slices}
 
     def one(name: str) -> str:
-        auc = f'AUC {_metric(by_name[name].candidate.get("auc"))}, ' if show_auc else ''
+        auc = f'AUC {metric_text(by_name[name].candidate.get("auc"))}, ' if show_auc else ''
         return f'{name} ({auc}{by_name[name].examples} examples)'
     return ', '.join(one(n) for n in names)
 
@@ -485,18 +479,9 @@ def _live_limits(c: Card) -> List[Limitation]:
 # -- the page --------------------------------------------------------------------------------------------
 
 
-def _metric(value: Optional[float]) -> str:
-    return '-' if value is None else f'{value:.4f}'
-
-
 def _auc(metrics: Mapping[str, Optional[float]]) -> str:
     # TFMA's 0 for a slice with one class is no AUC at all: a reader would take it for the worst model.
-    return 'undefined' if metrics and auc_undefined(metrics) else _metric(metrics.get('auc'))
-
-
-def _when(micros) -> str:
-    from release.ledger import format_time
-    return format_time(micros) if micros else '-'
+    return 'undefined' if metrics and auc_undefined(metrics) else metric_text(metrics.get('auc'))
 
 
 def _text_table(headers: Sequence[str], rows) -> str:
@@ -543,14 +528,14 @@ def _shown_path(path: str) -> str:
 def _glance(c: Card) -> str:
     auc = c.overall.candidate.get('auc') if c.overall else None
     baseline_auc = c.overall.baseline.get('auc') if c.overall else None
-    versus = (f' (baseline version {c.baseline_version}: {_metric(baseline_auc)})'
+    versus = (f' (baseline version {c.baseline_version}: {metric_text(baseline_auc)})'
               if c.baseline_version is not None else '')
     approved = [a for a in c.approvals if a['action'] == 'approve']
     return html_page.facts([
         ('predicts', f'whether a tip is more than {features_lib.LABEL.tip_fraction:.0%} of the fare'),
         ('stage', c.stage),
         ('blessed by the Evaluator', {True: 'yes', False: 'NO', None: 'unknown'}[c.blessed]),
-        ('overall eval AUC', _metric(auc) + versus),
+        ('overall eval AUC', metric_text(auc) + versus),
         ('approved by', ', '.join(a['actor'] for a in approved) or 'nobody yet'),
         ('limitations found', f'{len(c.limitations)}: ' + '; '.join(l.finding for l in c.limitations)
          if c.limitations else 'none'),
@@ -625,7 +610,7 @@ def _training_data(c: Card) -> str:
         ('input fingerprint', data.get('input_fingerprint') or '-')])
     stats = _text_table(['column', 'role', 'type', 'missing', 'summary'],
                             [[s['feature'], s['role'], s['type'],
-                              '-' if s['missing'] is None else f'{s["missing"]:.1%}', s['summary']]
+                              _percent(s['missing']), s['summary']]
                              for s in c.statistics])
     anomalies = data.get('anomalies') or {}
     found = [[split, line] for split, lines in sorted(anomalies.items()) for line in lines]
@@ -646,7 +631,7 @@ def _quantitative(c: Card) -> str:
 
 
 def _gates_part(c: Card) -> str:
-    rows = [[g.parameter, g.rule, '-' if g.required is None else f'{g.required:.4f}', _metric(g.measured),
+    rows = [[g.parameter, g.rule, metric_text(g.required), metric_text(g.measured),
              {True: 'passed', False: 'FAILED', None: '-'}[g.passed]] for g in c.gates]
     verdict = {True: ('The Evaluator blessed it: it passed every gate.', 'good'),
                False: ('The Evaluator did NOT bless it.', 'bad'),
@@ -663,9 +648,9 @@ def _overall_part(c: Card) -> str:
     rows = []
     for key, label in METRICS:
         value, base = c.overall.candidate.get(key), c.overall.baseline.get(key)
-        row = [label, _metric(value)]
+        row = [label, metric_text(value)]
         if has_baseline:
-            row += [_metric(base), '-' if value is None or base is None else f'{value - base:+.4f}']
+            row += [metric_text(base), '-' if value is None or base is None else f'{value - base:+.4f}']
         rows.append(row)
     return '<h3>Overall</h3>' + html_page.table(headers, rows)
 
@@ -681,11 +666,11 @@ def _slices_part(c: Card) -> str:
         'accuracy'] + (['baseline accuracy'] if has_baseline else []) + ['precision', 'recall', 'judged']
     rows = []
     for s in c.slices:
-        row = [s.name, s.examples if s.examples is not None else '-', _auc(s.candidate)]
+        row = [s.name, count_text(s.examples), _auc(s.candidate)]
         row += [_auc(s.baseline)] if has_baseline else []
-        row += [_metric(s.candidate.get('binary_accuracy'))]
-        row += [_metric(s.baseline.get('binary_accuracy'))] if has_baseline else []
-        row += [_metric(s.candidate.get('precision')), _metric(s.candidate.get('recall')), s.note or 'yes']
+        row += [metric_text(s.candidate.get('binary_accuracy'))]
+        row += [metric_text(s.baseline.get('binary_accuracy'))] if has_baseline else []
+        row += [metric_text(s.candidate.get('precision')), metric_text(s.candidate.get('recall')), s.note or 'yes']
         rows.append(row)
     return ('<h3>Per slice</h3>'
             + _p(f'Faded bars: slices not judged (fewer than {c.min_slice_examples} eval examples, or one class '
@@ -713,7 +698,7 @@ def _pair(s: SliceMetrics, key: str, series: Sequence[str]) -> Dict[str, Optiona
 
 
 def _approvals(c: Card) -> str:
-    decision_rows = [[d['at'], d['action'], d['actor'], d['reason'], _evidence(d.get('evidence') or {})]
+    decision_rows = [[d['at'], d['action'], d['actor'], d['reason'], evidence_text(d.get('evidence') or {})]
                      for d in c.approvals]
     approvals = (_text_table(['when (UTC)', 'decision', 'by', 'why', 'evidence'], decision_rows)
                  if decision_rows else _p(f'Nobody has approved or rejected version {c.version} yet.'))
@@ -727,20 +712,17 @@ def _approvals(c: Card) -> str:
             + '<h3>Stage history</h3>' + history)
 
 
-def _evidence(evidence: Mapping) -> str:
-    return '; '.join(f'{k}: {json.dumps(v, sort_keys=True)}' for k, v in sorted(evidence.items())) or '-'
-
-
 def _live(c: Card) -> str:
     if not c.live:
         return '<h2>Live performance since push</h2>' + _p('No monitoring pass over its served traffic yet.')
     labelled = [p for p in c.live if p.get('labelled_examples')]
     summary = (f'{len(c.live)} monitoring window(s) since the push: {sum(p.get("examples") or 0 for p in c.live)} '
                f'requests, {sum(p.get("labelled_examples") or 0 for p in c.live)} of them labelled by feedback'
-               + (f'; latest live AUC {_metric(labelled[-1].get("live_auc"))}, accuracy '
-                  f'{_metric(labelled[-1].get("live_accuracy"))}.' if labelled else '.'))
-    rows = [[_window(p), p.get('examples', 0), _share(p.get('outlier_rate')), p.get('labelled_examples', 0),
-             _metric(p.get('live_auc')), _metric(p.get('live_accuracy')), _metric(p.get('calibration_error')),
+               + (f'; latest live AUC {metric_text(labelled[-1].get("live_auc"))}, accuracy '
+                  f'{metric_text(labelled[-1].get("live_accuracy"))}.' if labelled else '.'))
+    rows = [[_window(p), p.get('examples', 0), _percent(p.get('outlier_rate')), p.get('labelled_examples', 0),
+             metric_text(p.get('live_auc')), metric_text(p.get('live_accuracy')),
+             metric_text(p.get('calibration_error')),
              '; '.join(map(metadata_record.alert_text, (p.get('findings') or {}).get('alerts') or [])) or '-']
             for p in c.live]
     return ('<h2>Live performance since push</h2>' + _p(summary) + _live_chart(c)
@@ -750,12 +732,14 @@ def _live(c: Card) -> str:
 
 def _window(p: Mapping) -> str:
     """'2026-12-01 04:52 to 05:52': the end's date only when it differs from the start's."""
-    start, end = _when(p.get('window_start_micros'))[:16], _when(p.get('window_end_micros'))[:16]
+    start, end = format_time(p.get('window_start_micros'))[:16], format_time(p.get('window_end_micros'))[:16]
     return f'{start} to {end[11:] if end[:10] == start[:10] else end}'
 
 
-def _share(value) -> str:
-    return '-' if value is None else f'{value:.1%}'
+def _percent(share) -> str:
+    """A share as a percentage, '-' for none."""
+    number = finite(share)
+    return '-' if number is None else f'{number:.1%}'
 
 
 def _live_chart(c: Card) -> str:
@@ -765,8 +749,8 @@ def _live_chart(c: Card) -> str:
         return ''
     series = {name: [(i, p[key]) for i, p in enumerate(labelled) if p.get(key) is not None]
               for key, name in (('live_auc', 'live AUC'), ('live_accuracy', 'live accuracy'))}
-    ends = {0: _when(labelled[0].get('window_end_micros')), len(labelled) - 1: _when(labelled[-1].get(
-        'window_end_micros'))}
+    ends = {0: format_time(labelled[0].get('window_end_micros')),
+            len(labelled) - 1: format_time(labelled[-1].get('window_end_micros'))}
     gate = c.thresholds.get('min_auc')
     return (svg_charts.line_chart(series, (0, max(1, len(labelled) - 1)), (0.0, 1.0), width=560, x_labels=ends,
                                   y_line=gate)
@@ -782,17 +766,17 @@ def _considerations(c: Card) -> str:
     overall_auc = c.overall.candidate.get('auc') if c.overall else None
     parts.append(f'<h3>Slices too small to judge (fewer than {c.min_slice_examples} eval examples)</h3>')
     parts.append(html_page.table(['slice', 'eval examples', 'AUC'],
-                                 [[n, by_name[n].examples if by_name[n].examples is not None else '-',
+                                 [[n, count_text(by_name[n].examples),
                                    _auc(by_name[n].candidate)] for n in c.too_few])
                  if c.too_few else _p('none'))
     if c.one_class:
         parts.append('<h3>Slices with one class only (AUC undefined)</h3>')
         parts.append(html_page.table(['slice', 'eval examples', 'accuracy'], [
-            [n, by_name[n].examples, _metric(by_name[n].candidate.get('binary_accuracy'))] for n in c.one_class]))
+            [n, by_name[n].examples, metric_text(by_name[n].candidate.get('binary_accuracy'))] for n in c.one_class]))
     if c.weak:
         parts.append(f'<h3>Slices more than {c.auc_gap:g} below the overall AUC</h3>')
         parts.append(html_page.table(['slice', 'eval examples', 'AUC', 'overall AUC', 'gap'], [
-            [n, by_name[n].examples, _metric(by_name[n].candidate['auc']), _metric(overall_auc),
+            [n, by_name[n].examples, metric_text(by_name[n].candidate['auc']), metric_text(overall_auc),
              f'{overall_auc - by_name[n].candidate["auc"]:.4f}'] for n in c.weak]))
     t = c.template
     parts += ['<h3>Ethical considerations</h3>', _list(t.ethical_considerations), '<h3>Known caveats</h3>',

@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import dataclasses
 import html
-import math
 from typing import Dict, List, Optional, Sequence
 
 from pipeline import html_page, svg_charts
-from provenance import lineage, run_history, run_record
+from provenance import run_history, run_record
 from release import ledger
 
 # The candidate metrics compared per slice; example_count says how much a slice's numbers weigh.
@@ -129,7 +128,7 @@ class Comparison:
 
     def to_dict(self) -> Dict:
         """JSON-ready (NaN as None): what `runs compare --json` prints."""
-        return run_history.json_ready({
+        return html_page.json_ready({
             'a': dataclasses.asdict(self.a), 'b': dataclasses.asdict(self.b),
             'differed': self.differed(),
             'parameters': [dataclasses.asdict(d) for d in self.parameters],
@@ -172,13 +171,14 @@ def _data_differences(a: RunFacts, b: RunFacts) -> List[Difference]:
 
 
 def feature_measures(stats) -> Dict[str, Dict[str, object]]:
-    """Per feature, the statistics compared, from lineage's statistics summary (the top value from the proto:
-    the summary joins the top values into one string)."""
+    """Per feature, the statistics compared, from run_summary.statistics_rows (the top value from the proto:
+    the rows join the top values into one string)."""
+    from pipeline.run_summary import STATISTICS_COLUMNS, statistics_rows
     top = {f.path.step[0]: f.string_stats.top_values[0].value for f in stats.datasets[0].features
            if f.HasField('string_stats') and f.string_stats.top_values}
     found = {}
-    for row in lineage._statistics_rows(stats):
-        row = dict(zip(lineage.STATISTICS_COLUMNS, row))
+    for row in statistics_rows(stats):
+        row = dict(zip(STATISTICS_COLUMNS, row))
         counted = row['present'] + row['missing']
         measures = {'type': row['type'], 'missing share': row['missing'] / counted if counted else 0.0}
         if row['type'] == 'STRING':
@@ -219,26 +219,16 @@ def feature_changes(stats_a, stats_b) -> List[FeatureChange]:
     return found
 
 
-def _slice_order(label: str):
-    """Overall first, then by column and by value (numerically where it is a number: hour 2 before hour 10)."""
-    from pipeline.run_summary import OVERALL
-    column, _, value = label.partition('=')
-    try:
-        number = float(value)
-    except ValueError:
-        number = math.inf
-    return label != OVERALL, column, number, value
-
-
 def slice_metrics(record_a: run_record.RunRecord, record_b: run_record.RunRecord) -> List[SliceMetrics]:
     """Candidate metrics per slice of both runs, every slice either has."""
+    from pipeline.run_summary import slice_order
     a, b = record_a.metrics(), record_b.metrics()
 
     def candidate(found, label):
         values = found.get(label, ({}, {}))[0]
-        return {m: run_history.finite(values[m]) for m in METRICS if m in values}
+        return {m: html_page.finite(values[m]) for m in METRICS if m in values}
     return [SliceMetrics(label, candidate(a, label), candidate(b, label))
-            for label in sorted(set(a) | set(b), key=_slice_order)]
+            for label in sorted(set(a) | set(b), key=slice_order)]
 
 
 def compare(a: run_record.RunRecord, b: run_record.RunRecord) -> Comparison:
@@ -277,17 +267,13 @@ def _pairs(differences: Sequence[Difference], show=_show) -> List[str]:
     return [f'  {d.name.ljust(width)}  {show(d.a)}  ->  {show(d.b)}' for d in differences]
 
 
-def _count(value) -> str:
-    return '-' if value is None else f'{value:.0f}'
-
-
 def change(s: SliceMetrics, metric: str, arrow: str = '->') -> str:
     """One metric of a slice in both runs: `0.9507 -> 0.9372 (-0.0135)`; counts without the difference."""
     a, b, delta = s.a.get(metric), s.b.get(metric), s.delta(metric)
     if a is None and b is None:
         return '-'
     if metric == 'example_count':
-        return f'{_count(a)} {arrow} {_count(b)}'
+        return f'{html_page.count_text(a)} {arrow} {html_page.count_text(b)}'
     return f'{_show(a)} {arrow} {_show(b)}' + (f' ({delta:+.4f})' if delta is not None else '')
 
 

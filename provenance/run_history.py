@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import html
-import math
 import os
 import sys
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -32,22 +31,6 @@ CHANGED_NOTE = 'changed parameters: those that differ from the first run that re
 DIRTY_NOTE = '*: the commit had uncommitted changes'
 
 
-def finite(value) -> Optional[float]:
-    """A metric as JSON can hold it: NaN (a slice with one label) and infinities as None."""
-    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
-
-
-def json_ready(value):
-    """`value` with every NaN or infinite float, however deep, as None: JSON has no such numbers."""
-    if isinstance(value, float):
-        return finite(value)
-    if isinstance(value, dict):
-        return {k: json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_ready(v) for v in value]
-    return value
-
-
 def _overall(record: run_record.RunRecord) -> Tuple[Optional[float], Optional[float]]:
     """The candidate model's overall (AUC, accuracy), (None, None) if the run did not evaluate."""
     try:
@@ -57,7 +40,7 @@ def _overall(record: run_record.RunRecord) -> Tuple[Optional[float], Optional[fl
         candidate = {}
         print(f'run {record.name}: evaluation not readable ({type(e).__name__}); listed without metrics',
               file=sys.stderr)
-    return finite(candidate.get('auc')), finite(candidate.get('binary_accuracy'))
+    return html_page.finite(candidate.get('auc')), html_page.finite(candidate.get('binary_accuracy'))
 
 
 def commit_label(code) -> Optional[str]:
@@ -87,7 +70,7 @@ def rows(records: Sequence[run_record.RunRecord]) -> List[Dict]:
             'outcome': record.outcome, 'auc': auc, 'accuracy': accuracy, 'blessed': record.blessed,
             'pushed_version': record.pushed_version, 'commit': commit_label(code),
             'code': dataclasses.asdict(code) if code else None})
-    return json_ready(found)
+    return html_page.json_ready(found)
 
 
 def duration(seconds: Optional[float]) -> str:
@@ -100,14 +83,12 @@ def duration(seconds: Optional[float]) -> str:
 
 
 def show(value) -> str:
-    """A value in a table: '-' for none, yes/no for booleans, 4 decimals for floats (metrics)."""
-    if value is None:
-        return '-'
+    """A value in a table: '-' for none (or NaN), yes/no for booleans, floats below 10 (metrics) to 4 decimals."""
     if isinstance(value, bool):
         return 'yes' if value else 'no'
-    if isinstance(value, float):
-        return f'{value:.4f}' if abs(value) < 10 else f'{value:g}'
-    return str(value)
+    if isinstance(value, float) and abs(value) >= 10:
+        return f'{value:g}'
+    return html_page.metric_text(value) if value is None or isinstance(value, float) else str(value)
 
 
 def changed_text(changed: Dict[str, object]) -> str:

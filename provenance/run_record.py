@@ -30,8 +30,8 @@ RUN_CONTEXT_TYPES = ('pipeline_run', 'system.PipelineRun')
 METRIC_PREFIX = 'metric_'
 NODE_CONTEXT_TYPE = 'node'
 _Direction = metadata_store_pb2.LineageSubgraphQueryOptions.Direction
-_OUTPUTS = (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)
-_INPUTS = (metadata_store_pb2.Event.INPUT, metadata_store_pb2.Event.DECLARED_INPUT)
+OUTPUT_EVENTS = (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)
+INPUT_EVENTS = (metadata_store_pb2.Event.INPUT, metadata_store_pb2.Event.DECLARED_INPUT)
 STATES = {
     metadata_store_pb2.Execution.COMPLETE: 'done', metadata_store_pb2.Execution.CACHED: 'cached',
     metadata_store_pb2.Execution.FAILED: 'FAILED', metadata_store_pb2.Execution.RUNNING: 'running',
@@ -127,7 +127,7 @@ def steps(graph: metadata_store_pb2.LineageGraph, execution_ids: Optional[Iterab
         step, artifact = found.get(event.execution_id), artifacts.get(event.artifact_id)
         if step is None or artifact is None or not event.path.steps:
             continue
-        side = step.outputs if event.type in _OUTPUTS else step.inputs if event.type in _INPUTS else None
+        side = step.outputs if event.type in OUTPUT_EVENTS else step.inputs if event.type in INPUT_EVENTS else None
         if side is not None:
             side.setdefault(event.path.steps[0].key, []).append(artifact)
     return [found[i] for i in sorted(found)]

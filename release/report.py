@@ -57,15 +57,15 @@ def page(model_base_path: str, decisions: List[ledger.Decision], rows: Sequence[
             x_labels={start: _when(start), now_micros: _when(now_micros)}, marks=marks))
     parts.append('<h2>Versions</h2>' + html_page.table(
         ['version', 'stage', 'blessed', 'drift', 'eval AUC', 'live AUC', 'labelled', 'pushed (UTC)', 'approval'],
-        [[r['version'], r['stage'], r['blessed'], r['drift'] or '-', _metric(r['eval_auc']), _metric(r['live_auc']),
-          r['live_labelled'], r['pushed'], r['approval'] or '-'] for r in rows]))
+        [[r['version'], r['stage'], r['blessed'], r['drift'] or '-', html_page.metric_text(r['eval_auc']),
+          html_page.metric_text(r['live_auc']), r['live_labelled'], r['pushed'], r['approval'] or '-'] for r in rows]))
     parts.append('<h2>Decisions</h2>' + html_page.table(
         ['#', 'when (UTC)', 'action', 'version', 'by', 'ran as', 'stage changes', 'labels after', 'canary %', 'why',
          'evidence'],
         [[d.sequence, _when(d.at_micros), d.action, d.model_version, d.actor, d.ran_as,
           ', '.join(f'{v}: {a} → {b}' for v, (a, b) in sorted(d.changes.items())) or '-',
           ', '.join(f'{k}={v}' for k, v in sorted(d.labels.items())) or '-', d.canary_percent, d.reason,
-          _evidence(d.evidence)] for d in reversed(decisions)]))
+          evidence_text(d.evidence)] for d in reversed(decisions)]))
     directory = os.path.dirname(path) if path else None
     here = os.path.basename(path) if path else html_page.report_file(html_page.REGISTRY)
     state = registry_lib.replay(decisions)
@@ -80,11 +80,8 @@ def page(model_base_path: str, decisions: List[ledger.Decision], rows: Sequence[
                           nav=nav)
 
 
-def _metric(value) -> str:
-    return f'{value:.4f}' if isinstance(value, float) else '-'
-
-
-def _evidence(evidence: Dict) -> str:
+def evidence_text(evidence: Dict) -> str:
+    """What a decision rested on: a canary test's recommendation and AUC, else each key: its value as JSON."""
     test = evidence.get('canary_test')
     if test:
         auc = next((d for d in test.get('differences', []) if d.get('metric') == 'auc'), None)
