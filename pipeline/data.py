@@ -92,7 +92,12 @@ def span_dirs(data_root: str) -> List[tuple[int, str]]:
 
 
 def check_data_root(data_root: str) -> str:
-    """Checks what ExampleGen would choke on obscurely; returns the latest span's dir.
+    """Checks what ExampleGen would choke on obscurely; returns the latest span's dir."""
+    return check_and_count(data_root)[0]
+
+
+def check_and_count(data_root: str) -> tuple[str, int]:
+    """As `check_data_root`, and counts the span's data rows: (span dir, rows), what the run must account for.
 
     Schema-level problems (types, domains, missing columns) are left to
     ExampleValidator and the anomalies gate, which report them per feature.
@@ -106,12 +111,12 @@ def check_data_root(data_root: str) -> str:
     files = sorted(f for f in os.listdir(span_dir) if f.endswith('.csv'))
     if not files:
         raise DataError(f'span {span} ({span_dir}) has no .csv files')
-    for name in files:
-        _check_csv(os.path.join(span_dir, name))
-    return span_dir
+    rows = sum(_check_csv(os.path.join(span_dir, name)) for name in files)
+    return span_dir, rows
 
 
-def _check_csv(path: str) -> None:
+def _check_csv(path: str) -> int:
+    """The file's data rows, once checked."""
     with open(path, newline='') as f:
         reader = csv.reader(f)
         try:
@@ -135,3 +140,4 @@ def _check_csv(path: str) -> None:
             raise DataError(f'{path}:{reader.line_num}: unreadable CSV ({e})') from None
         if rows == 0:
             raise DataError(f'{path} has a header but no data rows')
+        return rows

@@ -72,12 +72,13 @@ def run(config: PipelineConfig, emit_line: Callable[[str], None] = print, trigge
     On failure the raised exception is the component's own (for example the
     anomalies gate's DataAnomaliesError); nothing downstream of it ran.
     """
-    data.check_data_root(config.data_root)
+    _, rows = data.check_and_count(config.data_root)
     with WorkspaceLock(os.path.dirname(config.metadata_path), wait_seconds, emit_line=emit_line):
-        return _run_alone(config, emit_line, trigger)
+        return _run_alone(config, emit_line, trigger, rows)
 
 
-def _run_alone(config: PipelineConfig, emit_line: Callable[[str], None], trigger: Trigger) -> run_summary.RunSummary:
+def _run_alone(config: PipelineConfig, emit_line: Callable[[str], None], trigger: Trigger,
+               rows_read: Optional[int] = None) -> run_summary.RunSummary:
     if os.path.exists(config.metadata_path):
         found_by = f'the run started {time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())} (pid {os.getpid()})'
         store = run_summary.open_store(config.metadata_path, writable=True)
@@ -100,7 +101,7 @@ def _run_alone(config: PipelineConfig, emit_line: Callable[[str], None], trigger
     # Only a run that started after this one began can be this one (and the lock keeps others out).
     result = run_summary.summarize_latest_run(config, time.time() - started, failure=failure,
                                               since_ms=int(started * 1000), trigger=trigger,
-                                              code=code)
+                                              code=code, rows_read=rows_read)
     emit_line(result.render())
     if config.report_dir and result.components:
         _write_reports(config, result, emit_line)

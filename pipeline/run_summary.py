@@ -50,6 +50,9 @@ class RunSummary:
     drift: Optional[drift_check.DriftResult] = None
     drift_policy: Optional[str] = None
     trigger: Optional[run_trigger.Trigger] = None
+    # Where every row went: 'read' (the span's CSV rows), 'train'/'eval' (ExampleGen's splits), 'transformed
+    # train'/'transformed eval', 'evaluated' (TFMA's overall example count); only what this run got to.
+    rows: Dict[str, int] = dataclasses.field(default_factory=dict)
 
     @property
     def succeeded(self) -> bool:
@@ -63,6 +66,8 @@ class RunSummary:
                  + (f' (trigger: {self.trigger.describe()})' if self.trigger else '')]
         for c in self.components:
             lines.append(f'  {c.node_id:<20} {c.state:<7} {c.seconds:6.1f}s')
+        if self.rows:
+            lines.append(_rows_line(self.rows))
         lines.extend(self._drift_lines())
         if self.metrics:
             shown = ', '.join(f'{k}={v:.4f}' for k, v in sorted(self.metrics.items()))
@@ -97,6 +102,47 @@ class RunSummary:
                   else 'training went on; the model is marked drift_verdict=drift')
         return [f'{against}: DRIFT in {", ".join(drift.drifted)} (policy {self.drift_policy}: {action})'] + [
             f'  {line}' for line in drift_check.describe(drift)]
+
+
+def _rows_line(rows: Dict[str, int]) -> str:
+    shown = [f'read {rows["read"]:,}'] if 'read' in rows else []
+    if 'train' in rows:
+        shown.append(f'train {rows["train"]:,} + eval {rows["eval"]:,}')
+    if 'transformed train' in rows:
+        shown.append(f'transformed {rows["transformed train"]:,} + {rows["transformed eval"]:,}')
+    if 'evaluated' in rows:
+        shown.append(f'evaluated {rows["evaluated"]:,}')
+    return 'Rows: ' + ' -> '.join(shown)
+
+
+def unaccounted(rows: Dict[str, int]) -> List[str]:
+    """Where rows went missing (or appeared) between the steps that counted them; empty when all add up."""
+    problems = []
+    if 'read' in rows and 'train' in rows and rows['read'] != rows['train'] + rows['eval']:
+        problems.append(f'the span has {rows["read"]:,} rows but ExampleGen split {rows["train"] + rows["eval"]:,} '
+                        f'(train {rows["train"]:,} + eval {rows["eval"]:,})')
+    for split in ('train', 'eval'):
+        key = f'transformed {split}'
+        if key in rows and split in rows and rows[key] != rows[split]:
+            problems.append(f'Transform wrote {rows[key]:,} {split} examples of {rows[split]:,}')
+    if 'evaluated' in rows and 'eval' in rows and rows['evaluated'] != rows['eval']:
+        problems.append(f'the Evaluator counted {rows["evaluated"]:,} examples of the {rows["eval"]:,} in the '
+                        'eval split')
+    return problems
+
+
+def _split_sizes(statistics_uri: str) -> Dict[str, int]:
+    import tensorflow_data_validation as tfdv
+    return {split: int(tfdv.load_stats_binary(os.path.join(statistics_uri, f'Split-{split}', 'FeatureStats.pb'))
+                       .datasets[0].num_examples) for split in ('train', 'eval')}
+
+
+def _records(directory: str) -> int:
+    """tf.Examples in a split directory of gzipped TFRecord files."""
+    import tensorflow as tf
+    files = tf.io.gfile.glob(os.path.join(directory, '*'))
+    dataset = tf.data.TFRecordDataset(files, compression_type='GZIP')
+    return int(dataset.reduce(tf.constant(0, tf.int64), lambda count, _: count + 1).numpy())
 
 
 def open_store(metadata_path: str, writable: bool = False) -> metadata_store.MetadataStore:
@@ -202,8 +248,13 @@ def components_since(config: PipelineConfig, since_ms: int) -> List[ComponentRun
 def summarize_latest_run(config: PipelineConfig, wall_seconds: float,
                          failure: Optional[BaseException] = None, since_ms: int = 0,
                          trigger: Optional[run_trigger.Trigger] = None,
-                         code: Optional[code_version.CodeVersion] = None) -> RunSummary:
-    """The newest run that started after `since_ms`; records `trigger` and `code` with it when given."""
+                         code: Optional[code_version.CodeVersion] = None,
+                         rows_read: Optional[int] = None) -> RunSummary:
+    """The newest run that started after `since_ms`; records `trigger` and `code` with it when given.
+
+    With `rows_read` (the span's CSV rows), every row is accounted for: split, transformed, evaluated; a run
+    whose counts do not add up fails (`failure` says where rows went missing).
+    """
     failure_text = f'{type(failure).__name__}: {failure}' if failure else None
     if not os.path.exists(config.metadata_path):  # failed before ML Metadata was created
         return RunSummary('(not started)', [], wall_seconds, failure=failure_text)
@@ -229,8 +280,21 @@ def summarize_latest_run(config: PipelineConfig, wall_seconds: float,
                 outputs['evaluation'].uri).get(OVERALL, ({}, {}))
             blessed = outputs['blessing'].custom_properties.get('blessed')
             summary.blessed = bool(blessed and blessed.int_value)
+        if 'statistics' in outputs and component.node_id == 'StatisticsGen':
+            summary.rows.update(_split_sizes(outputs['statistics'].uri))
+        if 'transformed_examples' in outputs:
+            uri = outputs['transformed_examples'].uri
+            summary.rows.update({f'transformed {split}': _records(os.path.join(uri, f'Split-{split}'))
+                                 for split in ('train', 'eval')})
+        if 'evaluation' in outputs and 'example_count' in summary.metrics:
+            summary.rows['evaluated'] = int(summary.metrics['example_count'])
         if 'pushed_model' in outputs:
             props = outputs['pushed_model'].custom_properties
             if props.get('pushed') and props['pushed'].int_value:
                 summary.pushed_to = props['pushed_destination'].string_value
+    if rows_read is not None and summary.rows:
+        summary.rows = {'read': rows_read, **summary.rows}
+    problems = unaccounted(summary.rows)
+    if problems and summary.failure is None:
+        summary.failure = 'RowsUnaccounted: ' + '; '.join(problems)
     return summary

@@ -16,7 +16,7 @@ import pytest
 import tensorflow as tf
 
 from components.baseline_model import latest_pushed_version
-from pipeline import local_runner, run_summary
+from pipeline import data, local_runner, run_summary
 from pipeline.config import Thresholds
 from support.html_tables import read_tables
 from taxi_model import contract
@@ -49,6 +49,25 @@ def test_every_component_runs_and_is_recorded_in_mlmd(first_run):
     # Progress named every component as it finished.
     for node in NODES:
         assert any(node in line and 'done' in line for line in progress), node
+
+
+def test_every_row_is_accounted_for_from_the_csv_to_the_evaluation(first_run):
+    config, result, lines = first_run
+    _, csv_rows = data.read_rows(os.path.join(data.span_dirs(config.data_root)[-1][1], 'data.csv'))
+    rows = result.rows
+    assert rows['read'] == len(csv_rows)
+    assert rows['train'] + rows['eval'] == rows['read'] and min(rows['train'], rows['eval']) > 0
+    assert (rows['transformed train'], rows['transformed eval']) == (rows['train'], rows['eval'])
+    assert rows['evaluated'] == rows['eval']
+    assert f'\nRows: read {len(csv_rows):,} -> train' in '\n'.join(lines)
+
+
+def test_rows_lost_between_two_steps_fail_the_run_naming_the_step():
+    counts = {'read': 3000, 'train': 2000, 'eval': 1000, 'transformed train': 2000, 'transformed eval': 999,
+              'evaluated': 1000}
+    assert run_summary.unaccounted(counts) == ['Transform wrote 999 eval examples of 1,000']
+    assert run_summary.unaccounted({**counts, 'read': 3001})[0].startswith('the span has 3,001 rows but ExampleGen')
+    assert run_summary.unaccounted({**counts, 'transformed eval': 1000}) == []
 
 
 def test_first_model_is_blessed_and_pushed_to_a_versioned_directory(first_run):
