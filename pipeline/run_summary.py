@@ -53,6 +53,8 @@ class RunSummary:
     # Where every row went: 'read' (the span's CSV rows), 'train'/'eval' (ExampleGen's splits), 'transformed
     # train'/'transformed eval', 'evaluated' (TFMA's overall example count); only what this run got to.
     rows: Dict[str, int] = dataclasses.field(default_factory=dict)
+    # The Trainer's steps and batch size, as its execution recorded them.
+    training: Dict[str, int] = dataclasses.field(default_factory=dict)
 
     @property
     def succeeded(self) -> bool:
@@ -68,6 +70,8 @@ class RunSummary:
             lines.append(f'  {c.node_id:<20} {c.state:<7} {c.seconds:6.1f}s')
         if self.rows:
             lines.append(_rows_line(self.rows))
+        if self.training:
+            lines.append(self._training_line())
         lines.extend(self._drift_lines())
         if self.metrics:
             shown = ', '.join(f'{k}={v:.4f}' for k, v in sorted(self.metrics.items()))
@@ -85,6 +89,17 @@ class RunSummary:
         if self.failure:
             lines.append(f'Failure: {self.failure.splitlines()[0]}')
         return '\n'.join(lines)
+
+    def _training_line(self) -> str:
+        """How much of the training split the model saw: too few steps for the data is not an error, but
+        a reader should see it."""
+        steps, batch = self.training['steps'], self.training.get('batch_size')
+        if not batch:
+            return f'Training: {steps:,} steps'
+        seen = steps * batch
+        train = self.rows.get('train')
+        coverage = f', {seen / train:.2f} epochs of the {train:,} training rows' if train else ''
+        return f'Training: {steps:,} steps of {batch} = {seen:,} examples{coverage}'
 
     def _drift_lines(self) -> List[str]:
         drift = self.drift
@@ -129,6 +144,16 @@ def unaccounted(rows: Dict[str, int]) -> List[str]:
         problems.append(f'the Evaluator counted {rows["evaluated"]:,} examples of the {rows["eval"]:,} in the '
                         'eval split')
     return problems
+
+
+def _training(execution: metadata_store_pb2.Execution) -> Dict[str, int]:
+    import json
+    properties = execution.custom_properties
+    config = json.loads(properties['custom_config'].string_value or '{}') if 'custom_config' in properties else {}
+    batch = (config or {}).get('hyperparameters', {}).get('batch_size')
+    steps = properties['train_steps']
+    found = {'steps': int(steps.int_value or steps.double_value)}
+    return {**found, 'batch_size': int(batch)} if batch else found
 
 
 def _split_sizes(statistics_uri: str) -> Dict[str, int]:
@@ -288,6 +313,8 @@ def summarize_latest_run(config: PipelineConfig, wall_seconds: float,
                                  for split in ('train', 'eval')})
         if 'evaluation' in outputs and 'example_count' in summary.metrics:
             summary.rows['evaluated'] = int(summary.metrics['example_count'])
+        if component.node_id == 'Trainer' and 'train_steps' in execution.custom_properties:
+            summary.training = _training(execution)
         if 'pushed_model' in outputs:
             props = outputs['pushed_model'].custom_properties
             if props.get('pushed') and props['pushed'].int_value:

@@ -60,6 +60,11 @@ def test_every_row_is_accounted_for_from_the_csv_to_the_evaluation(first_run):
     assert (rows['transformed train'], rows['transformed eval']) == (rows['train'], rows['eval'])
     assert rows['evaluated'] == rows['eval']
     assert f'\nRows: read {len(csv_rows):,} -> train' in '\n'.join(lines)
+    # How much of the training split the model saw, as the Trainer's execution recorded its steps.
+    training = result.training
+    assert training['steps'] == config.train_steps and training['batch_size'] == config.hyperparameters.batch_size
+    epochs = training['steps'] * training['batch_size'] / rows['train']
+    assert f'{epochs:.2f} epochs of the {rows["train"]:,} training rows' in result.render()
 
 
 def test_rows_lost_between_two_steps_fail_the_run_naming_the_step():
