@@ -47,7 +47,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     prepare = commands.add_parser('prepare-data', help='copy the TFX taxi sample into a span directory')
     prepare.add_argument('--data-root', default=os.path.join(DEFAULT_WORKSPACE, 'data'))
-    prepare.add_argument('--rows', type=int, help='keep only the first N rows')
+    prepare.add_argument('--rows', type=int, help='the first N rows; with --seed, N rows drawn (more than the '
+                         "sample's 15,002 too)")
     prepare.add_argument('--span', type=int, default=1)
     prepare.add_argument('--seed', type=int, help='draw the rows with replacement, with this seed: a new span from '
                          'the same distribution')

@@ -74,12 +74,17 @@ def prepare_sample(data_root: str, rows: Optional[int] = None, span: int = 1, se
 
     By default the sample's first `rows` rows (all without `rows`). With
     `seed`, `rows` rows drawn with replacement from the first `rows` (a new
-    span from the same distribution). With `drift`, the rows as `drifted` makes them.
+    span from the same distribution), or, for more rows than the sample has,
+    from all of it (a larger span for benchmarks). With `drift`, the rows as
+    `drifted` makes them.
     """
     header, body = read_rows(taxi_sample_path())
-    body = body[:rows] if rows else body
+    wanted = rows or len(body)
+    if wanted > len(body) and seed is None:
+        raise DataError(f'the sample has {len(body):,} rows; pass --seed to draw {wanted:,} with replacement')
+    body = body[:wanted]
     if seed is not None:
-        body = random.Random(seed).choices(body, k=len(body))
+        body = random.Random(seed).choices(body, k=wanted)
     return write_span(data_root, span, header, drifted(header, body) if drift else body)
 
 

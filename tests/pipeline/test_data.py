@@ -41,3 +41,16 @@ def test_missing_spans_or_files_are_rejected(tmp_path):
     (tmp_path / 'span-1').mkdir()
     with pytest.raises(data.DataError, match='no .csv files'):
         data.check_data_root(str(tmp_path))
+
+
+def test_a_span_larger_than_the_sample_is_drawn_deterministically(tmp_path):
+    first = data.prepare_sample(str(tmp_path / 'a'), rows=40_000, seed=3)
+    again = data.prepare_sample(str(tmp_path / 'b'), rows=40_000, seed=3)
+    _, rows = data.read_rows(first)
+    assert len(rows) == 40_000
+    with open(first, 'rb') as a, open(again, 'rb') as b:
+        assert a.read() == b.read()
+    _, sample = data.read_rows(data.taxi_sample_path())
+    assert {tuple(r) for r in rows} <= {tuple(r) for r in sample}
+    with pytest.raises(data.DataError, match='pass --seed'):
+        data.prepare_sample(str(tmp_path / 'c'), rows=40_000)
