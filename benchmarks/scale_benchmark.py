@@ -1,0 +1,122 @@
+"""The pipeline at scale: per-component time, rows/s and peak memory at 15k, 150k and 1.5M rows, next to
+the physical limits of this machine measured in the same run.
+
+For each size: a span drawn deterministically from the taxi sample (`prepare-data --rows N --seed 1`), a
+fresh `taxi-pipeline run` in its own process (wall time, peak RSS of its process tree), then each
+component's time from ML Metadata. The limits, measured on the same data: Python's csv module parsing the
+span, `tf.io.decode_csv` on it, and the pushed model scoring the eval split in process (what ExampleGen and
+the Evaluator could approach). Prints every measurement, then medians and ratios.
+
+    .venv/bin/python benchmarks/scale_benchmark.py [--rows 15002 150000 1500000] [--repeats 1]
+"""
+
+import argparse
+import csv
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from pipeline_benchmark import VENV_BIN, measure  # noqa: E402
+
+SAMPLE_ROWS = 15002
+# The rows each data-parallel component's rate is per: the span's (read) or the eval split's.
+RATE_OF = {'CsvExampleGen': 'read', 'StatisticsGen': 'read', 'Transform': 'read', 'Evaluator': 'eval'}
+
+
+def prepare(workspace: str, rows: int) -> str:
+    from pipeline import data
+    seed = None if rows == SAMPLE_ROWS else 1
+    return data.prepare_sample(os.path.join(workspace, 'data'), rows=rows, seed=seed)
+
+
+def csv_module_rate(path: str) -> float:
+    started = time.perf_counter()
+    with open(path, newline='') as f:
+        rows = sum(1 for _ in csv.reader(f)) - 1
+    return rows / (time.perf_counter() - started)
+
+
+def decode_csv_rate(path: str) -> float:
+    import tensorflow as tf
+    with open(path) as f:
+        header = f.readline().rstrip('\n').split(',')
+    dataset = tf.data.TextLineDataset(path).skip(1).batch(10_000)
+    defaults = [['']] * len(header)  # every column optional, read as text
+    started = time.perf_counter()
+    rows = sum(int(tf.shape(tf.io.decode_csv(batch, defaults)[0])[0]) for batch in dataset)
+    return rows / (time.perf_counter() - started)
+
+
+def scoring_rate(examples_uri: str, model_dir: str) -> float:
+    """The pushed model's serving signature over the eval split's serialized tf.Examples, in process."""
+    import tensorflow as tf
+    files = tf.io.gfile.glob(os.path.join(examples_uri, 'Split-eval', '*'))
+    batches = list(tf.data.TFRecordDataset(files, compression_type='GZIP').batch(10_000))
+    serve = tf.saved_model.load(model_dir).signatures['serving_default']
+    name = next(iter(serve.structured_input_signature[1]))
+    serve(**{name: batches[0][:10]})  # traced once before timing
+    started = time.perf_counter()
+    rows = sum(int(tf.shape(batch)[0]) for batch in batches if serve(**{name: batch}) is not None)
+    return rows / (time.perf_counter() - started)
+
+
+def one_size(rows: int):
+    from pipeline import run_summary
+    from pipeline.config import PipelineConfig
+    with tempfile.TemporaryDirectory() as workspace:
+        span_csv = prepare(workspace, rows)
+        wall, rss, code = measure([os.path.join(VENV_BIN, 'taxi-pipeline'), 'run', '--workspace', workspace])
+        config = PipelineConfig.for_workspace(workspace)
+        summary = run_summary.summarize_latest_run(config, wall_seconds=wall)
+        limits = {'csv module': csv_module_rate(span_csv), 'tf.io.decode_csv': decode_csv_rate(span_csv)}
+        examples = summary.outputs.get('CsvExampleGen', {}).get('examples')
+        if examples and summary.pushed_to:
+            limits['model scoring'] = scoring_rate(examples, summary.pushed_to)
+        return {'wall': wall, 'rss_mib': rss, 'exit': code, 'rows': summary.rows,
+                'components': {c.node_id: c.seconds for c in summary.components}, 'limits': limits,
+                'auc': summary.metrics.get('auc')}
+
+
+def report(rows: int, runs) -> None:
+    wall = statistics.median(r['wall'] for r in runs)
+    rss = statistics.median(r['rss_mib'] for r in runs)
+    first = runs[0]
+    print(f'\n{rows:,} rows: {wall:.1f} s end to end (median of {len(runs)}), peak RSS {rss:,.0f} MiB, '
+          f'AUC {first["auc"] or float("nan"):.4f}, exit {first["exit"]}')
+    counted = {'read': rows, **first['rows']}
+    eval_rows = counted.get('eval') or 1
+    for name in first['components']:
+        seconds = statistics.median(r['components'].get(name, 0.0) for r in runs)
+        rate = f'{counted[RATE_OF[name]] / seconds:>10,.0f} rows/s' if name in RATE_OF and seconds > 0 else ''
+        print(f'  {name:<20} {seconds:7.1f} s  {100 * seconds / wall:5.1f}%  {rate}')
+    limits = {k: statistics.median(r['limits'][k] for r in runs if k in r['limits']) for k in first['limits']}
+    example_gen = statistics.median(r['components'].get('CsvExampleGen', 0.0) for r in runs)
+    evaluator = statistics.median(r['components'].get('Evaluator', 0.0) for r in runs)
+    for name, rate in limits.items():
+        print(f'  limit: {name:<18} {rate:>10,.0f} rows/s')
+    if example_gen:
+        print(f'  ExampleGen at {rows / example_gen / limits["csv module"]:.3f} of the csv module\'s rate, '
+              f'{rows / example_gen / limits["tf.io.decode_csv"]:.3f} of decode_csv\'s')
+    if evaluator and 'model scoring' in limits:
+        print(f'  Evaluator at {eval_rows / evaluator / limits["model scoring"]:.4f} of the model\'s scoring rate')
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--rows', type=int, nargs='+', default=[SAMPLE_ROWS, 150_000, 1_500_000])
+    parser.add_argument('--repeats', type=int, default=1)
+    args = parser.parse_args()
+    for rows in args.rows:
+        runs = []
+        for i in range(args.repeats):
+            runs.append(one_size(rows))
+            print(f'[{rows:,} rows, {i + 1}/{args.repeats}] {runs[-1]["wall"]:.1f} s, '
+                  f'{runs[-1]["rss_mib"]:,.0f} MiB', flush=True)
+        report(rows, runs)
+
+
+if __name__ == '__main__':
+    main()
