@@ -9,27 +9,38 @@ Two things TFX's Evaluator leaves to the pipeline author:
   artifact; the executor drops it, and TFMA validates absolute thresholds only
   (TFX's own rubber stamp when there is no baseline).
 
+A large eval split is evaluated on an evenly spaced sample of at most
+`max_eval_examples` (TFMA scores ~1.5k examples/s on these 2 cores, the model
+itself 500k/s): candidate and baseline on the same examples, the split's size
+and the sample's recorded on the evaluation (`eval_examples`,
+`evaluated_examples`), so nobody mistakes the one for the other.
+
 It also writes the candidate's overall metrics onto the evaluation artifact
 (`metric_<name>` custom properties), so ML Metadata answers "how good was
 each run's model" without TFMA loading the output (seconds of imports), and
 Kubeflow's UI shows them on the artifact.
 """
 
+import copy
 import math
+import os
 from typing import Optional, Union
 
+import tensorflow as tf
 import tensorflow_model_analysis as tfma
 from google.protobuf import json_format
 from tfx import types
 from tfx.components.evaluator import executor as evaluator_executor
 from tfx.dsl.components.base import base_beam_component, executor_spec
 from tfx.orchestration import data_types
-from tfx.types import standard_artifacts, standard_component_specs
+from tfx.types import artifact_utils, standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ExecutionParameter
 
 from components.baseline_model import has_model
 
 MIN_AUC, MIN_ACCURACY, MAX_AUC_DROP = 'min_auc', 'min_accuracy', 'max_auc_drop'
+MAX_EVAL_EXAMPLES = 'max_eval_examples'
+EVAL_SPLIT = 'eval'
 METRIC_PREFIX = 'metric_'
 FloatParameter = Union[float, data_types.RuntimeParameter]
 
@@ -60,7 +71,8 @@ class EvaluatorSpec(standard_component_specs.EvaluatorSpec):
     PARAMETERS = {**standard_component_specs.EvaluatorSpec.PARAMETERS,
                   MIN_AUC: ExecutionParameter(type=float),
                   MIN_ACCURACY: ExecutionParameter(type=float),
-                  MAX_AUC_DROP: ExecutionParameter(type=float)}
+                  MAX_AUC_DROP: ExecutionParameter(type=float),
+                  MAX_EVAL_EXAMPLES: ExecutionParameter(type=int, optional=True)}
 
 
 class Executor(evaluator_executor.Executor):
@@ -74,11 +86,40 @@ class Executor(evaluator_executor.Executor):
         eval_config = gated(eval_config, float(exec_properties[MIN_AUC]), float(exec_properties[MIN_ACCURACY]),
                             float(exec_properties[MAX_AUC_DROP]))
         exec_properties = {**exec_properties, config_key: json_format.MessageToJson(eval_config)}
-        super().Do(input_dict, output_dict, exec_properties)
         evaluation = output_dict[standard_component_specs.EVALUATION_KEY][0]
+        examples_key = standard_component_specs.EXAMPLES_KEY
+        examples, total, kept = sample_eval_split(input_dict[examples_key][0],
+                                                  int(exec_properties.get(MAX_EVAL_EXAMPLES) or 0),
+                                                  os.path.join(self._get_tmp_dir(), 'eval_sample'))
+        super().Do({**input_dict, examples_key: [examples]}, output_dict, exec_properties)
+        evaluation.set_int_custom_property('eval_examples', total)
+        evaluation.set_int_custom_property('evaluated_examples', kept)
         for name, value in overall_metrics(evaluation.uri).items():
             if math.isfinite(value):  # NaN (precision with no positive prediction) is no value ML Metadata stores
                 evaluation.set_float_custom_property(METRIC_PREFIX + name, value)
+
+
+def sample_eval_split(examples, max_examples: int, sample_dir: str):
+    """(examples to evaluate, examples in the eval split, examples kept): the artifact itself when the split
+    is small enough, else a copy whose eval split is every k-th record, written to `sample_dir`."""
+    files = tf.io.gfile.glob(os.path.join(examples.uri, f'Split-{EVAL_SPLIT}', '*'))
+    records = tf.data.TFRecordDataset(files, compression_type='GZIP')
+    total = int(records.reduce(tf.constant(0, tf.int64), lambda count, _: count + 1).numpy())
+    if not max_examples or total <= max_examples:
+        return examples, total, total
+    step = math.ceil(total / max_examples)
+    target = os.path.join(sample_dir, f'Split-{EVAL_SPLIT}')
+    tf.io.gfile.makedirs(target)
+    kept = 0
+    options = tf.io.TFRecordOptions(compression_type='GZIP')
+    with tf.io.TFRecordWriter(os.path.join(target, 'data_tfrecord-00000-of-00001.gz'), options) as writer:
+        for record in records.shard(step, 0):
+            writer.write(record.numpy())
+            kept += 1
+    sampled = copy.deepcopy(examples)
+    sampled.uri = sample_dir
+    sampled.split_names = artifact_utils.encode_split_names([EVAL_SPLIT])
+    return sampled, total, kept
 
 
 def overall_metrics(evaluation_uri: str) -> dict:
@@ -99,9 +140,11 @@ class Evaluator(base_beam_component.BaseBeamComponent):
 
     def __init__(self, examples: types.BaseChannel, model: types.BaseChannel, baseline_model: types.BaseChannel,
                  eval_config: tfma.EvalConfig, min_auc: FloatParameter, min_accuracy: FloatParameter,
-                 max_auc_drop: FloatParameter, schema: Optional[types.BaseChannel] = None):
+                 max_auc_drop: FloatParameter, schema: Optional[types.BaseChannel] = None,
+                 max_eval_examples: int = 0):
         super().__init__(spec=EvaluatorSpec(
             examples=examples, model=model, baseline_model=baseline_model, eval_config=eval_config, schema=schema,
             min_auc=min_auc, min_accuracy=min_accuracy, max_auc_drop=max_auc_drop,
+            max_eval_examples=max_eval_examples,
             evaluation=types.Channel(type=standard_artifacts.ModelEvaluation),
             blessing=types.Channel(type=standard_artifacts.ModelBlessing)))

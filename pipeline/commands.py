@@ -113,6 +113,9 @@ def _steps_and_thresholds(parser: argparse.ArgumentParser) -> None:
                         help='training steps (default: %(default)s)')
     parser.add_argument('--eval-steps', type=int, default=config_lib.default('eval_steps'),
                         help='validation steps (default: %(default)s)')
+    parser.add_argument('--max-eval-examples', type=int, default=config_lib.default('max_eval_examples'),
+                        help='the Evaluator scores an evenly spaced sample of at most this many eval examples; 0: '
+                        'all (default: %(default)s)')
     parser.add_argument('--min-auc', type=float, default=thresholds.min_auc,
                         help='AUC a model needs to be blessed (default: %(default)s)')
     parser.add_argument('--min-accuracy', type=float, default=thresholds.min_accuracy,
@@ -126,6 +129,7 @@ def _steps_and_thresholds(parser: argparse.ArgumentParser) -> None:
 
 def _run_settings(args) -> dict:
     return dict(train_steps=args.train_steps, eval_steps=args.eval_steps, drift_policy=args.drift_policy,
+                max_eval_examples=args.max_eval_examples,
                 thresholds=Thresholds(min_auc=args.min_auc, min_accuracy=args.min_accuracy,
                                       max_auc_drop=args.max_auc_drop))
 

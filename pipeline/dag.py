@@ -141,7 +141,8 @@ def create_components(config: PipelineConfig) -> List[tfx.dsl.components.base.ba
         model=trainer.outputs['model'],
         baseline_model=baseline.outputs['baseline'],
         eval_config=eval_config(),
-        min_auc=params['min_auc'], min_accuracy=params['min_accuracy'], max_auc_drop=params['max_auc_drop'])
+        min_auc=params['min_auc'], min_accuracy=params['min_accuracy'], max_auc_drop=params['max_auc_drop'],
+        max_eval_examples=config.max_eval_examples)
     pusher = tfx.components.Pusher(
         model=trainer.outputs['model'],
         model_blessing=evaluator.outputs['blessing'],

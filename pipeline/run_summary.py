@@ -126,7 +126,8 @@ def _rows_line(rows: Dict[str, int]) -> str:
     if 'transformed train' in rows:
         shown.append(f'transformed {rows["transformed train"]:,} + {rows["transformed eval"]:,}')
     if 'evaluated' in rows:
-        shown.append(f'evaluated {rows["evaluated"]:,}')
+        shown.append(f'evaluated {rows["evaluated"]:,}' + (' (an evenly spaced sample of the eval split)'
+                                                           if 'eval sample' in rows else ''))
     return 'Rows: ' + ' -> '.join(shown)
 
 
@@ -140,9 +141,12 @@ def unaccounted(rows: Dict[str, int]) -> List[str]:
         key = f'transformed {split}'
         if key in rows and split in rows and rows[key] != rows[split]:
             problems.append(f'Transform wrote {rows[key]:,} {split} examples of {rows[split]:,}')
-    if 'evaluated' in rows and 'eval' in rows and rows['evaluated'] != rows['eval']:
-        problems.append(f'the Evaluator counted {rows["evaluated"]:,} examples of the {rows["eval"]:,} in the '
-                        'eval split')
+    if 'eval sample' in rows and 'eval' in rows and rows['eval sample'] > rows['eval']:
+        problems.append(f'the Evaluator sampled {rows["eval sample"]:,} examples of an eval split of {rows["eval"]:,}')
+    expected = rows.get('eval sample', rows.get('eval'))
+    if 'evaluated' in rows and expected is not None and rows['evaluated'] != expected:
+        problems.append(f'the Evaluator counted {rows["evaluated"]:,} examples of the {expected:,} it was given '
+                        f'({"a sample of " if "eval sample" in rows else ""}the eval split)')
     return problems
 
 
@@ -313,6 +317,9 @@ def summarize_latest_run(config: PipelineConfig, wall_seconds: float,
                                  for split in ('train', 'eval')})
         if 'evaluation' in outputs and 'example_count' in summary.metrics:
             summary.rows['evaluated'] = int(summary.metrics['example_count'])
+            kept = outputs['evaluation'].custom_properties.get('evaluated_examples')
+            if kept is not None and kept.int_value != summary.rows.get('eval'):
+                summary.rows['eval sample'] = kept.int_value
         if component.node_id == 'Trainer' and 'train_steps' in execution.custom_properties:
             summary.training = _training(execution)
         if 'pushed_model' in outputs:

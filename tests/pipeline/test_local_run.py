@@ -7,6 +7,7 @@ one rejected by the change threshold against the first run's pushed model.
 
 import dataclasses
 import hashlib
+import math
 import os
 import re
 from xml.etree import ElementTree
@@ -73,6 +74,10 @@ def test_rows_lost_between_two_steps_fail_the_run_naming_the_step():
     assert run_summary.unaccounted(counts) == ['Transform wrote 999 eval examples of 1,000']
     assert run_summary.unaccounted({**counts, 'read': 3001})[0].startswith('the span has 3,001 rows but ExampleGen')
     assert run_summary.unaccounted({**counts, 'transformed eval': 1000}) == []
+    # An evaluated sample is accounted for by its recorded size, not the split's.
+    sampled = {**counts, 'transformed eval': 1000, 'eval sample': 400, 'evaluated': 400}
+    assert run_summary.unaccounted(sampled) == []
+    assert run_summary.unaccounted({**sampled, 'evaluated': 399})[0].startswith('the Evaluator counted 399')
 
 
 def test_first_model_is_blessed_and_pushed_to_a_versioned_directory(first_run):
@@ -146,11 +151,16 @@ def _assert_nothing_new_pushed(config, pushed_before):
 
 def test_raised_threshold_blesses_nothing_and_pushes_nothing(first_run, pushed_before_rejections):
     config, _, _ = first_run
-    strict = dataclasses.replace(config, thresholds=Thresholds(min_auc=0.999))
+    # Evaluated on a sample too: at most 300 of the eval split's examples, evenly spaced.
+    strict = dataclasses.replace(config, thresholds=Thresholds(min_auc=0.999), max_eval_examples=300)
     result = local_runner.run(strict, emit_line=lambda line: None)
     assert result.succeeded
     assert result.blessed is False
     assert result.pushed_to is None
+    eval_rows = result.rows['eval']
+    kept = math.ceil(eval_rows / math.ceil(eval_rows / 300))
+    assert result.rows['eval sample'] == result.rows['evaluated'] == kept <= 300 < eval_rows
+    assert 'evenly spaced sample' in result.render()
     # Data, schema and Transform were reused from the first run.
     for node in ('CsvExampleGen', 'StatisticsGen', 'Transform'):
         assert result.state_of(node) == 'cached'
