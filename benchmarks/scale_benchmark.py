@@ -22,8 +22,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from pipeline_benchmark import VENV_BIN, measure  # noqa: E402
 
 SAMPLE_ROWS = 15002
-# The rows each data-parallel component's rate is per: the span's (read) or the eval split's.
-RATE_OF = {'CsvExampleGen': 'read', 'StatisticsGen': 'read', 'Transform': 'read', 'Evaluator': 'eval'}
+# The rows each data-parallel component's rate is per: the span's (read), or those the Evaluator scored.
+RATE_OF = {'CsvExampleGen': 'read', 'StatisticsGen': 'read', 'Transform': 'read', 'Evaluator': 'evaluated'}
 
 
 def prepare(workspace: str, rows: int) -> str:
@@ -87,7 +87,7 @@ def report(rows: int, runs) -> None:
     print(f'\n{rows:,} rows: {wall:.1f} s end to end (median of {len(runs)}), peak RSS {rss:,.0f} MiB, '
           f'AUC {first["auc"] or float("nan"):.4f}, exit {first["exit"]}')
     counted = {'read': rows, **first['rows']}
-    eval_rows = counted.get('eval') or 1
+    eval_rows = counted.get('evaluated') or counted.get('eval') or 1
     for name in first['components']:
         seconds = statistics.median(r['components'].get(name, 0.0) for r in runs)
         rate = f'{counted[RATE_OF[name]] / seconds:>10,.0f} rows/s' if name in RATE_OF and seconds > 0 else ''
