@@ -1,6 +1,6 @@
 """Trainer whose step counts are plain integer exec properties, and whose model
 carries the statistics and schema of the data it was trained on, and the
-version of the code that trained it (pipeline.code_version).
+version of the code that trained it (components.code_version).
 
 TFX's Trainer takes its steps inside the TrainArgs/EvalArgs protos, and
 KubeflowV2DagRunner cannot put a runtime parameter inside a proto (protobuf
@@ -29,7 +29,7 @@ from tfx.types import artifact_utils, standard_artifacts, standard_component_spe
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 from tfx.utils import io_utils, json_utils, path_utils, proto_utils
 
-from pipeline import code_version
+from components import code_version
 
 TRAIN_STEPS, EVAL_STEPS = 'train_steps', 'eval_steps'
 STATISTICS, DRIFT_REPORT = 'statistics', 'drift_report'

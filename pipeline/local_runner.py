@@ -16,7 +16,8 @@ from typing import Callable, Optional
 from tfx import v1 as tfx
 
 from atomic_file import write_atomically
-from pipeline import code_version, data, html_page, run_report, run_summary
+from components import code_version
+from pipeline import data, html_page, run_report, run_summary
 from pipeline.config import PipelineConfig
 from pipeline.dag import create_pipeline
 from pipeline.run_progress import MetadataProgress

@@ -14,8 +14,8 @@ from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
-from components import drift_check
-from pipeline import code_version, run_trigger
+from components import code_version, drift_check
+from pipeline import run_trigger
 from pipeline.config import PipelineConfig
 
 _STATE_NAMES = {

@@ -27,7 +27,7 @@ from typing import Dict, List, Optional
 from ml_metadata.proto import metadata_store_pb2
 
 from monitoring import metadata_record
-from pipeline import code_version
+from components import code_version
 from pipeline.html_page import metric_text
 from provenance import run_record
 from release import ledger, registry as registry_lib

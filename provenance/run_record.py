@@ -21,8 +21,9 @@ from typing import Dict, Iterable, List, Optional
 
 from ml_metadata.proto import metadata_store_pb2
 
+from components import code_version
 from monitoring import metadata_record
-from pipeline import code_version, run_trigger
+from pipeline import run_trigger
 
 RUN_CONTEXT_TYPES = ('pipeline_run', 'system.PipelineRun')
 # The Evaluator's overall metrics on its output artifact (components.evaluator.METRIC_PREFIX; not imported:

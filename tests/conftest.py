@@ -13,7 +13,8 @@ import shutil  # noqa: E402
 
 import pytest  # noqa: E402
 
-from pipeline import code_version, data  # noqa: E402
+from components import code_version  # noqa: E402
+from pipeline import data  # noqa: E402
 from support.samples import SAMPLE_ROWS, SECOND_COMMIT, TRAIN_STEPS  # noqa: E402
 
 

@@ -92,7 +92,7 @@ def test_submit_args_substitution_runs_and_schedules(build, monkeypatch):
 def test_the_image_tells_every_model_it_trains_which_commit_and_image_it_is(build, monkeypatch):
     """CI's build arguments become the environment the pipeline's code version is read from."""
     from dockerfile_parse import DockerfileParser
-    from pipeline import code_version
+    from components import code_version
     args = _steps(build)['build-image']['args']
     build_args = dict(_substitute(args[i + 1], build, COMMIT_SHA='abc1234def').split('=', 1)
                       for i, arg in enumerate(args) if arg == '--build-arg')

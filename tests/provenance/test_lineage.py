@@ -10,7 +10,8 @@ import pytest
 
 import schemas
 from cli import main as cli
-from pipeline import code_version, data
+from components import code_version
+from pipeline import data
 from pipeline.run_summary import open_store
 from provenance import lineage as lineage_lib, run_record
 from support.samples import SECOND_COMMIT

@@ -7,6 +7,9 @@ in as environment variables, since a container has no .git). A digest of
 the code the components import (`taxi_model/`, `components/`) says exactly
 what ran even from a dirty tree, where the commit alone would not.
 
+It lives with the components because the Trainer's executor stamps it on
+every model (imports point from the pipeline to the components, not back).
+
 Recorded twice, because each answers a different question:
 - on the pipeline_run context by the local runner (the code that ran the run);
 - on the Model artifact by the Trainer's executor, under every runner (the
