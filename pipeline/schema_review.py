@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import tempfile
 from typing import List
 
 import tensorflow_data_validation as tfdv
@@ -21,7 +22,9 @@ _COMPARED_FIELDS = ('type', 'presence', 'value_count', 'shape', 'int_domain', 'f
 
 
 def infer_draft(csv_dir: str) -> schema_pb2.Schema:
-    stats = tfdv.generate_statistics_from_csv(data_location=os.path.join(csv_dir, '*.csv'))
+    with tempfile.TemporaryDirectory() as scratch:  # TFDV would leave its output in /tmp
+        stats = tfdv.generate_statistics_from_csv(data_location=os.path.join(csv_dir, '*.csv'),
+                                                  output_path=os.path.join(scratch, 'statistics.tfrecord'))
     return tfdv.infer_schema(stats, infer_feature_shape=True)
 
 

@@ -10,12 +10,26 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 
 import dataclasses  # noqa: E402
 import shutil  # noqa: E402
+import tempfile  # noqa: E402
 
 import pytest  # noqa: E402
 
 from components import code_version  # noqa: E402
 from pipeline import data  # noqa: E402
 from support.samples import SAMPLE_ROWS, SECOND_COMMIT, TRAIN_STEPS  # noqa: E402
+
+
+@pytest.fixture(scope='session', autouse=True)
+def scratch_under_basetemp(tmp_path_factory):
+    """Libraries leave temp files behind (TFDV's statistics when given no output
+    path, for one): the suite's go under pytest's base temp, which pytest prunes,
+    not into the machine's temp dir, where they pile up run after run."""
+    scratch = tmp_path_factory.mktemp('scratch')
+    patch = pytest.MonkeyPatch()
+    patch.setenv('TMPDIR', str(scratch))  # subprocesses too
+    patch.setattr(tempfile, 'tempdir', str(scratch))
+    yield scratch
+    patch.undo()
 
 
 @pytest.fixture(scope='session')

@@ -8,6 +8,7 @@ import os
 import re
 import shlex
 import subprocess
+import tempfile
 
 import pytest
 import tfx
@@ -15,6 +16,8 @@ import yaml
 from dockerfile_parse import DockerfileParser
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
+from tfx.components.statistics_gen.executor import Executor as StatisticsGenExecutor
+from tfx.dsl.components.base.base_beam_executor import BaseBeamExecutor
 
 from cli import main as cli
 from pipeline import dag, kubeflow_compile
@@ -144,7 +147,21 @@ def test_resources_and_beam_args_are_in_the_spec(compiled):
     for component, limits in DEFAULT_RESOURCES.items():
         assert executors[f'{component}_executor']['container']['resources'] == {
             'cpuLimit': limits.cpu, 'memoryLimit': limits.memory_gb}
-    assert '--direct_running_mode=in_memory' in executors['StatisticsGen_executor']['container']['args']
+
+
+@pytest.mark.parametrize('workers', [1, 2])
+def test_beam_runs_in_process_without_tfx_packaging_itself(workers, tmp_path, monkeypatch):
+    # Beam args without a dependency flag make every TFX Beam executor build a
+    # 52 MB sdist of TFX under the temp dir for remote workers; there are none here.
+    monkeypatch.setenv('TMPDIR', str(tmp_path))
+    monkeypatch.setattr(tempfile, 'tempdir', None)
+    beam = BeamSettings(direct_workers=workers)
+    for image in (None, IMAGE) if workers == 1 else (IMAGE,):
+        executor = StatisticsGenExecutor(BaseBeamExecutor.Context(beam_pipeline_args=beam.args(image)))
+        options = executor._make_beam_pipeline().options.get_all_options()
+        assert (options['direct_num_workers'], options['extra_packages']) == (workers, None)
+        assert options['direct_running_mode'] == ('in_memory' if workers == 1 else 'multi_threading')
+    assert list(tmp_path.rglob('tfx_ephemeral*')) == []
 
 
 def test_compiling_is_hermetic(compiled):
