@@ -21,6 +21,7 @@ from tfx import v1 as tfx
 
 from components.anomalies_gate import AnomaliesGate
 from components.baseline_model import LatestPushedModel
+from components.csv_examples import CsvExampleGen
 from components.drift_check import DriftCheck
 from components.evaluator import Evaluator
 from components.trainer import Trainer
@@ -93,7 +94,7 @@ def _parameters(config: PipelineConfig) -> Dict[str, object]:
 
 def create_components(config: PipelineConfig) -> List[tfx.dsl.components.base.base_node.BaseNode]:
     params = _parameters(config)
-    example_gen = tfx.components.CsvExampleGen(
+    example_gen = CsvExampleGen(
         input_base=params['data_root'],
         input_config=tfx.proto.Input(splits=[tfx.proto.Input.Split(name='span', pattern=SPAN_PATTERN)]),
         output_config=tfx.proto.Output(split_config=tfx.proto.SplitConfig(splits=[
