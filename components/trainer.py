@@ -9,16 +9,24 @@ exec properties, a Kubeflow Pipelines run sets them like any other pipeline
 parameter; the executor writes them into the protos TFX's GenericExecutor
 reads, so `run_fn` sees the usual `FnArgs.train_steps`/`eval_steps`.
 
+Training covers the data by default: with `train_steps` 0 the executor takes
+ceil(`train_epochs` x training rows / batch size) steps, the rows from the
+training split's statistics and the batch size from
+`custom_config['hyperparameters']['batch_size']`. The model artifact records
+what was done (`train_steps`, `train_epochs`, `train_rows`, `train_batch_size`),
+whichever way the steps were set.
+
 With `statistics` (StatisticsGen's output) wired in, the exported SavedModel
 gets, under `assets.extra/`, the training split's statistics and the schema
 the data was validated against. Every pushed version then says what it learned
 from, so drift and skew checks need no Resolver or metadata store to find it.
 """
 
+import math
 import os
-
-
 from typing import Optional, Union
+
+from tensorflow_metadata.proto.v0 import statistics_pb2
 
 from tfx import types
 from tfx.components.trainer import executor as trainer_executor
@@ -31,7 +39,7 @@ from tfx.utils import io_utils, json_utils, path_utils, proto_utils
 
 from components import code_version
 
-TRAIN_STEPS, EVAL_STEPS = 'train_steps', 'eval_steps'
+TRAIN_STEPS, EVAL_STEPS, TRAIN_EPOCHS = 'train_steps', 'eval_steps', 'train_epochs'
 STATISTICS, DRIFT_REPORT = 'statistics', 'drift_report'
 # The drift check's findings (custom properties named so) are copied onto the
 # candidate model, so a release process sees "trained on drifted data".
@@ -42,6 +50,7 @@ TRAINING_STATISTICS_FILE = 'assets.extra/training_statistics.pb'
 SCHEMA_FILE = 'assets.extra/schema.pbtxt'
 TRAIN_SPLIT = 'train'
 IntParameter = Union[int, data_types.RuntimeParameter]
+FloatParameter = Union[float, data_types.RuntimeParameter]
 
 
 class TrainerSpec(standard_component_specs.TrainerSpec):
@@ -50,12 +59,39 @@ class TrainerSpec(standard_component_specs.TrainerSpec):
               DRIFT_REPORT: ChannelParameter(type=standard_artifacts.ExampleAnomalies, optional=True)}
     PARAMETERS = {**standard_component_specs.TrainerSpec.PARAMETERS,
                   TRAIN_STEPS: ExecutionParameter(type=int),
-                  EVAL_STEPS: ExecutionParameter(type=int)}
+                  EVAL_STEPS: ExecutionParameter(type=int),
+                  TRAIN_EPOCHS: ExecutionParameter(type=float, optional=True)}
+
+
+def training_rows(statistics_uri: str) -> int:
+    """The training split's rows, as StatisticsGen counted them."""
+    path = os.path.join(statistics_uri, f'Split-{TRAIN_SPLIT}', 'FeatureStats.pb')
+    return int(statistics_pb2.DatasetFeatureStatisticsList.FromString(
+        io_utils.read_bytes_file(path)).datasets[0].num_examples)
+
+
+def _batch_size(custom_config: Optional[str]) -> Optional[int]:
+    hyperparameters = (json_utils.loads(custom_config or 'null') or {}).get('hyperparameters') or {}
+    return int(hyperparameters['batch_size']) if hyperparameters.get('batch_size') else None
+
+
+def steps_for(epochs: float, rows: int, batch_size: int) -> int:
+    """Steps of `batch_size` that pass over `rows` `epochs` times (at least one)."""
+    return max(1, math.ceil(epochs * rows / batch_size))
 
 
 class Executor(trainer_executor.GenericExecutor):
     def Do(self, input_dict, output_dict, exec_properties):
         properties = dict(exec_properties)
+        batch_size = _batch_size(properties.get(standard_component_specs.CUSTOM_CONFIG_KEY))
+        rows = training_rows(artifact_utils.get_single_uri(input_dict[STATISTICS])) if input_dict.get(STATISTICS) else None
+        if not int(properties[TRAIN_STEPS]):  # 0: cover the data
+            epochs = float(properties.get(TRAIN_EPOCHS) or 0)
+            if not (epochs > 0 and rows and batch_size):
+                raise ValueError('train_steps 0 takes its steps from train_epochs (above 0), the training rows '
+                                 '(the statistics input) and custom_config hyperparameters.batch_size; got '
+                                 f'{epochs} epochs, {rows} rows, batch size {batch_size}')
+            properties[TRAIN_STEPS] = steps_for(epochs, rows, batch_size)
         for key, steps, proto in ((standard_component_specs.TRAIN_ARGS_KEY, TRAIN_STEPS, trainer_pb2.TrainArgs()),
                                   (standard_component_specs.EVAL_ARGS_KEY, EVAL_STEPS, trainer_pb2.EvalArgs())):
             if properties.get(key):
@@ -71,6 +107,13 @@ class Executor(trainer_executor.GenericExecutor):
         # records an executor's artifact properties; it has no run context we could write to).
         for name, value in code_version.current().properties().items():
             model.set_string_custom_property(name, value)
+        steps = int(properties[TRAIN_STEPS])
+        model.set_int_custom_property('train_steps', steps)
+        if batch_size:
+            model.set_int_custom_property('train_batch_size', batch_size)
+        if rows and batch_size:
+            model.set_int_custom_property('train_rows', rows)
+            model.set_float_custom_property('train_epochs', steps * batch_size / rows)
         serving_dir = path_utils.serving_model_path(model.uri)
         if input_dict.get(STATISTICS):
             statistics = artifact_utils.get_single_instance(input_dict[STATISTICS])
@@ -95,13 +138,13 @@ class Trainer(base_component.BaseComponent):
 
     def __init__(self, examples: types.BaseChannel, transform_graph: types.BaseChannel, schema: types.BaseChannel,
                  run_fn: str, train_steps: IntParameter, eval_steps: IntParameter,
-                 statistics: Optional[types.BaseChannel] = None, drift_report: Optional[types.BaseChannel] = None,
+                 train_epochs: Optional[FloatParameter] = None, statistics: Optional[types.BaseChannel] = None, drift_report: Optional[types.BaseChannel] = None,
                  custom_config: Optional[dict] = None):
         super().__init__(spec=TrainerSpec(
             examples=examples, transform_graph=transform_graph, schema=schema, statistics=statistics,
             drift_report=drift_report,
             train_args=trainer_pb2.TrainArgs(), eval_args=trainer_pb2.EvalArgs(),
             run_fn=run_fn, custom_config=json_utils.dumps(custom_config or {}),
-            train_steps=train_steps, eval_steps=eval_steps,
+            train_steps=train_steps, eval_steps=eval_steps, train_epochs=train_epochs,
             model=types.Channel(type=standard_artifacts.Model),
             model_run=types.Channel(type=standard_artifacts.ModelRun)))

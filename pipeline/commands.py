@@ -109,8 +109,11 @@ def register(commands: argparse._SubParsersAction) -> None:
 def _steps_and_thresholds(parser: argparse.ArgumentParser) -> None:
     """Flags for the values a run may change; their defaults are PipelineConfig's."""
     thresholds = Thresholds()
+    parser.add_argument('--train-epochs', type=float, default=config_lib.default('train_epochs'),
+                        help='passes over the training split; the steps follow from its rows and the batch size '
+                        '(default: %(default)s)')
     parser.add_argument('--train-steps', type=int, default=config_lib.default('train_steps'),
-                        help='training steps (default: %(default)s)')
+                        help='training steps, instead of --train-epochs; 0: from the epochs (default: %(default)s)')
     parser.add_argument('--eval-steps', type=int, default=config_lib.default('eval_steps'),
                         help='validation steps (default: %(default)s)')
     parser.add_argument('--max-eval-examples', type=int, default=config_lib.default('max_eval_examples'),
@@ -128,7 +131,7 @@ def _steps_and_thresholds(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_settings(args) -> dict:
-    return dict(train_steps=args.train_steps, eval_steps=args.eval_steps, drift_policy=args.drift_policy,
+    return dict(train_epochs=args.train_epochs, train_steps=args.train_steps, eval_steps=args.eval_steps, drift_policy=args.drift_policy,
                 max_eval_examples=args.max_eval_examples,
                 thresholds=Thresholds(min_auc=args.min_auc, min_accuracy=args.min_accuracy,
                                       max_auc_drop=args.max_auc_drop))

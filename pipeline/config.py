@@ -76,15 +76,16 @@ class BeamSettings:
             return ['--runner=DataflowRunner', f'--project={self.gcp_project}', f'--region={self.gcp_region}',
                     f'--temp_location={self.temp_location}', '--experiments=use_runner_v2'] + (
                         [f'--sdk_container_image={image}'] if image else [])
-        # One in-memory worker (Beam's default) is fastest here, and it takes no
-        # args on purpose: given any Beam args without a dependency flag, every
-        # TFX Beam executor copies TFX into a 52 MB sdist under /tmp for remote
-        # workers (dependency_utils.make_beam_dependency_flags), 1.8 s a
-        # component, never deleted. In process there are no remote workers.
-        if self.direct_workers == 1:
-            return []
-        threads = ['--direct_running_mode=multi_threading', f'--direct_num_workers={self.direct_workers}']
-        # In the image, the workers' environment is that image: say so, and TFX packages nothing.
+        # One in-memory worker (Beam's default) is fastest here, and locally it
+        # takes no args on purpose: given any Beam args without a dependency
+        # flag, every TFX Beam executor copies TFX into a 52 MB sdist under /tmp
+        # for remote workers (dependency_utils.make_beam_dependency_flags), 1.8 s
+        # a component, never deleted. In process there are no remote workers.
+        threads = [] if self.direct_workers == 1 else [
+            '--direct_running_mode=multi_threading', f'--direct_num_workers={self.direct_workers}']
+        # In the image, the workers' environment is that image: saying so stops the
+        # packaging there too, where Kubeflow's entrypoint hands TFX its own unknown
+        # flags as Beam args.
         return threads + ([f'--sdk_container_image={image}'] if image else [])
 
 
@@ -109,7 +110,10 @@ class PipelineConfig:
     metadata_path: Optional[str] = None
     pipeline_name: str = PIPELINE_NAME
     schema_file: str = schemas.CURATED_SCHEMA
-    train_steps: int = 1000
+    # Training covers the data: ceil(train_epochs x training rows / batch size) steps,
+    # the rows counted by StatisticsGen. A train_steps above 0 sets the steps instead.
+    train_epochs: float = 6.0
+    train_steps: int = 0
     eval_steps: int = 100
     # The Evaluator scores at most this many eval examples, an evenly spaced sample of a larger split (TFMA
     # runs at ~1.5k examples/s here); the sample's size is recorded on the evaluation. 0: all of them.
@@ -124,8 +128,10 @@ class PipelineConfig:
     report_dir: Optional[str] = None
 
     def __post_init__(self):
-        if self.train_steps < 1 or self.eval_steps < 1:
-            raise ValueError('train_steps and eval_steps must be at least 1')
+        if self.train_steps < 0 or self.eval_steps < 1:
+            raise ValueError('train_steps must be 0 (from train_epochs) or more, and eval_steps at least 1')
+        if not self.train_epochs > 0:
+            raise ValueError('train_epochs must be above 0')
         if self.max_eval_examples < 0:
             raise ValueError('max_eval_examples must be 0 (all) or more')
         if self.drift_policy not in DRIFT_POLICIES:

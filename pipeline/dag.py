@@ -55,7 +55,8 @@ class RuntimeParameter:
 # Steps and thresholds therefore are plain properties of our Trainer and Evaluator.
 RUNTIME_PARAMETERS = (
     RuntimeParameter('data_root', str, 'span-N/ CSV directories; ExampleGen reads the latest span'),
-    RuntimeParameter('train_steps', int, 'training steps'),
+    RuntimeParameter('train_epochs', float, 'passes over the training split, when train_steps is 0'),
+    RuntimeParameter('train_steps', int, 'training steps; 0: from train_epochs'),
     RuntimeParameter('eval_steps', int, 'validation steps during training'),
     RuntimeParameter('min_auc', float, 'AUC a model needs to be blessed (overall slice)'),
     RuntimeParameter('min_accuracy', float, 'accuracy a model needs to be blessed (overall slice)'),
@@ -130,6 +131,7 @@ def create_components(config: PipelineConfig) -> List[tfx.dsl.components.base.ba
         schema=curated_schema.outputs['schema'],
         statistics=statistics_gen.outputs['statistics'],
         drift_report=drift_check.outputs['drift_report'],
+        train_epochs=params['train_epochs'],
         train_steps=params['train_steps'],
         eval_steps=params['eval_steps'],
         custom_config=config.hyperparameters.to_custom_config())

@@ -150,8 +150,16 @@ def unaccounted(rows: Dict[str, int]) -> List[str]:
     return problems
 
 
-def _training(execution: metadata_store_pb2.Execution) -> Dict[str, int]:
+def _training(execution: metadata_store_pb2.Execution,
+              model: Optional[metadata_store_pb2.Artifact] = None) -> Dict[str, int]:
+    """Steps and batch size: as the model records them (the steps taken, however set), else as the
+    execution's parameters give them."""
     import json
+    recorded = model.custom_properties if model is not None else {}
+    if 'train_steps' in recorded:
+        found = {'steps': int(recorded['train_steps'].int_value)}
+        batch = recorded.get('train_batch_size')
+        return {**found, 'batch_size': int(batch.int_value)} if batch is not None else found
     properties = execution.custom_properties
     config = json.loads(properties['custom_config'].string_value or '{}') if 'custom_config' in properties else {}
     batch = (config or {}).get('hyperparameters', {}).get('batch_size')
@@ -321,7 +329,7 @@ def summarize_latest_run(config: PipelineConfig, wall_seconds: float,
             if kept is not None and kept.int_value != summary.rows.get('eval'):
                 summary.rows['eval sample'] = kept.int_value
         if component.node_id == 'Trainer' and 'train_steps' in execution.custom_properties:
-            summary.training = _training(execution)
+            summary.training = _training(execution, outputs.get('model'))
         if 'pushed_model' in outputs:
             props = outputs['pushed_model'].custom_properties
             if props.get('pushed') and props['pushed'].int_value:

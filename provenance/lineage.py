@@ -168,7 +168,10 @@ class Lineage:
                 'transform_graph': _uri(transform.output('transform_graph'))},
             'training': None if trainer is None else {
                 'run_fn': trainer.property('run_fn'), 'state': trainer.state,
-                'train_steps': trainer.property('train_steps'), 'eval_steps': trainer.property('eval_steps'),
+                # The steps taken, as the model records them; the parameter may be 0 (from the epochs).
+                'train_steps': _recorded(model, 'train_steps') or trainer.property('train_steps'),
+                'train_epochs': _recorded(model, 'train_epochs'), 'train_rows': _recorded(model, 'train_rows'),
+                'eval_steps': trainer.property('eval_steps'),
                 'hyperparameters': {k[3:]: v for k, v in params.items() if k.startswith('hp.')},
                 'model_uri': _uri(model), 'drift_verdict': version.drift_verdict,
                 'drift_features': version.drift_features},
@@ -176,6 +179,12 @@ class Lineage:
             'live': self.live,
             'graph': {'artifacts': len(self.upstream.artifacts), 'executions': len(self.upstream.executions)},
         }
+
+
+def _recorded(artifact, name: str):
+    """A custom property of an ML Metadata artifact, or None."""
+    found = artifact.custom_properties.get(name) if artifact is not None else None
+    return run_record.value(found) if found is not None else None
 
 
 def _uri(artifact) -> Optional[str]:
@@ -336,7 +345,9 @@ def render_text(data: Dict) -> str:
         drift = training['drift_verdict'] or 'not recorded'
         if training['drift_features']:
             drift += f' in {", ".join(training["drift_features"])}'
-        lines.append(f'Training: {training["run_fn"]}, {training["train_steps"]} steps ({training["state"]}); {hp}')
+        epochs = (f' = {training["train_epochs"]:.2f} epochs of {training["train_rows"]:,} rows'
+                  if training.get('train_epochs') and training.get('train_rows') else '')
+        lines.append(f'Training: {training["run_fn"]}, {training["train_steps"]} steps{epochs} ({training["state"]}); {hp}')
         lines.append(f'  trained on data with drift verdict: {drift}')
     evaluation = data['evaluation']
     if evaluation:

@@ -42,6 +42,7 @@ STATES = {
 PARAMETERS = (
     ('data_root', 'CsvExampleGen', 'input_base'),
     ('drift_policy', 'DriftCheck', 'drift_policy'),
+    ('train_epochs', 'Trainer', 'train_epochs'),
     ('train_steps', 'Trainer', 'train_steps'),
     ('eval_steps', 'Trainer', 'eval_steps'),
     ('min_auc', 'Evaluator', 'min_auc'),

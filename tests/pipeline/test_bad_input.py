@@ -76,3 +76,11 @@ def test_empty_file_exits_non_zero_from_the_console_script(tmp_path):
     assert 'data.csv is empty' in proc.stderr
     assert not os.path.exists(tmp_path / 'ws' / 'serving_model')
     assert not os.path.exists(tmp_path / 'ws' / 'pipeline_root')
+
+
+@pytest.mark.parametrize('flag, value', [('--train-epochs', '0'), ('--train-epochs', 'nan'), ('--train-steps', '-1')])
+def test_training_that_covers_nothing_is_refused_before_anything_runs(tmp_path, capsys, flag, value):
+    code = cli.main(['run', '--workspace', str(tmp_path / 'w'), '--data-root', str(tmp_path / 'd'), flag, value])
+    assert code == cli.EXIT_BAD_INPUT
+    assert flag[2:].replace('-', '_') in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / 'w' / 'pipeline_root')

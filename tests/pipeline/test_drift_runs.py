@@ -2,6 +2,7 @@
 model was trained on. A clean span passes; a drifted one stops the run before
 training (block) or trains a model that carries the verdict (warn)."""
 
+import math
 import os
 import shutil
 
@@ -19,7 +20,8 @@ def workspace(first_run, tmp_path_factory):
     """A workspace whose serving model is the first run's, with the sample's first span."""
     _, result, _ = first_run
     root = tmp_path_factory.mktemp('drift')
-    config = PipelineConfig.for_workspace(str(root), train_steps=100, eval_steps=20)
+    # Steps from epochs (the default way): 3 passes over the span's training rows.
+    config = PipelineConfig.for_workspace(str(root), train_epochs=3.0, eval_steps=20)
     shutil.copytree(result.pushed_to, os.path.join(config.serving_model_dir, os.path.basename(result.pushed_to)))
     data.prepare_sample(config.data_root, rows=SAMPLE_ROWS)
     return config
@@ -39,6 +41,17 @@ def test_a_clean_next_span_passes(workspace):
     # Compared with the version the first run pushed, the only one there before this run.
     assert summary.drift.baseline_version == sorted(os.listdir(workspace.serving_model_dir))[0]
     assert 'Drift vs the data serving version' in summary.render() and ': none' in summary.render()
+
+
+def test_the_steps_cover_the_training_rows_the_epochs_ask_for(workspace):
+    summary = run_summary.summarize_latest_run(workspace, 0.0)
+    batch, rows = workspace.hyperparameters.batch_size, summary.rows['train']
+    steps = math.ceil(workspace.train_epochs * rows / batch)
+    assert summary.training == {'steps': steps, 'batch_size': batch}
+    model = _model_of(workspace, summary).custom_properties
+    assert (model['train_steps'].int_value, model['train_rows'].int_value) == (steps, rows)
+    assert workspace.train_epochs <= model['train_epochs'].double_value < workspace.train_epochs + batch / rows
+    assert f'Training: {steps:,} steps of {batch} = {steps * batch:,} examples, ' in summary.render()
 
 
 def test_a_drifted_span_stops_the_run_before_training_when_the_policy_blocks(workspace):

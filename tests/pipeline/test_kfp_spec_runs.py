@@ -32,7 +32,10 @@ def kfp_run(tmp_path_factory):
         'chicago-taxi-pipeline:test', str(root / 'pipeline_root'), 'gs://never-read/data',
         str(root / 'serving_model'), schema_file=schemas.CURATED_SCHEMA)
     spec_path, _ = kubeflow_compile.compile_pipeline(config, str(root / 'compiled'))
-    run = LocalKfpRun(spec_path, config.pipeline_root, env=image_environment(os.path.join(REPO, 'Dockerfile')),
+    # A container's /tmp is its own: the tasks' temp files stay in this run's directory.
+    (root / 'tmp').mkdir()
+    env = {**image_environment(os.path.join(REPO, 'Dockerfile')), 'TMPDIR': str(root / 'tmp')}
+    run = LocalKfpRun(spec_path, config.pipeline_root, env=env,
                       parameters={'data_root': str(root / 'data'), 'train_steps': TRAIN_STEPS, 'eval_steps': 20})
     results = run.run()
     return config, run, results

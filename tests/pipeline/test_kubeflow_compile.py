@@ -90,6 +90,7 @@ def test_tasks_read_the_run_parameters(compiled):
              for key, source in task.inputs.parameters.items() if source.component_input_parameter}
     assert bound == {('CsvExampleGen', 'input_base'): 'data_root',
                      ('Trainer', 'train_steps'): 'train_steps', ('Trainer', 'eval_steps'): 'eval_steps',
+                     ('Trainer', 'train_epochs'): 'train_epochs',
                      ('Evaluator', 'min_auc'): 'min_auc', ('Evaluator', 'min_accuracy'): 'min_accuracy',
                      ('Evaluator', 'max_auc_drop'): 'max_auc_drop', ('DriftCheck', 'drift_policy'): 'drift_policy'}
 
@@ -156,8 +157,10 @@ def test_beam_runs_in_process_without_tfx_packaging_itself(workers, tmp_path, mo
     monkeypatch.setenv('TMPDIR', str(tmp_path))
     monkeypatch.setattr(tempfile, 'tempdir', None)
     beam = BeamSettings(direct_workers=workers)
-    for image in (None, IMAGE) if workers == 1 else (IMAGE,):
-        executor = StatisticsGenExecutor(BaseBeamExecutor.Context(beam_pipeline_args=beam.args(image)))
+    # In an image, KFP's entrypoint passes the flags it does not know on as Beam args.
+    for args in ([beam.args(None)] if workers == 1 else []) + [
+            beam.args(IMAGE), beam.args(IMAGE) + ['--json_serialized_inputs_spec_args', '{}']]:
+        executor = StatisticsGenExecutor(BaseBeamExecutor.Context(beam_pipeline_args=args))
         options = executor._make_beam_pipeline().options.get_all_options()
         assert (options['direct_num_workers'], options['extra_packages']) == (workers, None)
         assert options['direct_running_mode'] == ('in_memory' if workers == 1 else 'multi_threading')
