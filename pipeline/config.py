@@ -112,7 +112,9 @@ class PipelineConfig:
     schema_file: str = schemas.CURATED_SCHEMA
     # Training covers the data: ceil(train_epochs x training rows / batch size) steps,
     # the rows counted by StatisticsGen. A train_steps above 0 sets the steps instead.
-    train_epochs: float = 6.0
+    # On the 15k sample, eval AUC was 0.9448 at 2 epochs, 0.9459 at 4, 0.9435 at 6.4
+    # (the 1,000 steps this replaced) and 0.9393 at 12.8: more passes overfit it.
+    train_epochs: float = 4.0
     train_steps: int = 0
     eval_steps: int = 100
     # The Evaluator scores at most this many eval examples, an evenly spaced sample of a larger split (TFMA
