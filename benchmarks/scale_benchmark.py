@@ -77,7 +77,7 @@ def one_size(rows: int):
             limits['model scoring'] = scoring_rate(examples, summary.pushed_to)
         return {'wall': wall, 'rss_mib': rss, 'exit': code, 'rows': summary.rows,
                 'components': {c.node_id: c.seconds for c in summary.components}, 'limits': limits,
-                'auc': summary.metrics.get('auc')}
+                'auc': summary.metrics.get('auc'), 'training': summary.training}
 
 
 def report(rows: int, runs) -> None:
@@ -86,6 +86,10 @@ def report(rows: int, runs) -> None:
     first = runs[0]
     print(f'\n{rows:,} rows: {wall:.1f} s end to end (median of {len(runs)}), peak RSS {rss:,.0f} MiB, '
           f'AUC {first["auc"] or float("nan"):.4f}, exit {first["exit"]}')
+    training, train_rows = first.get('training') or {}, first['rows'].get('train')
+    if training.get('batch_size') and train_rows:
+        print(f'  training: {training["steps"]:,} steps of {training["batch_size"]}, '
+              f'{training["steps"] * training["batch_size"] / train_rows:.2f} epochs of {train_rows:,} rows')
     counted = {'read': rows, **first['rows']}
     eval_rows = counted.get('evaluated') or counted.get('eval') or 1
     for name in first['components']:

@@ -31,6 +31,7 @@ from tensorflow_metadata.proto.v0 import statistics_pb2
 from tfx import types
 from tfx.components.trainer import executor as trainer_executor
 from tfx.dsl.components.base import base_component, executor_spec
+from tfx.dsl.io import fileio
 from tfx.orchestration import data_types
 from tfx.proto import trainer_pb2
 from tfx.types import artifact_utils, standard_artifacts, standard_component_specs
@@ -49,6 +50,9 @@ DRIFT_PROPERTY_PREFIX = 'drift_'
 TRAINING_STATISTICS_FILE = 'assets.extra/training_statistics.pb'
 SCHEMA_FILE = 'assets.extra/schema.pbtxt'
 TRAIN_SPLIT = 'train'
+# A run_fn may say what training did (early stopping) in this JSON file in the model run
+# directory: steps_taken, steps_kept (those of the weights it exported). It is recorded on the model.
+TRAINING_RECORD = 'training.json'
 IntParameter = Union[int, data_types.RuntimeParameter]
 FloatParameter = Union[float, data_types.RuntimeParameter]
 
@@ -114,6 +118,13 @@ class Executor(trainer_executor.GenericExecutor):
         if rows and batch_size:
             model.set_int_custom_property('train_rows', rows)
             model.set_float_custom_property('train_epochs', steps * batch_size / rows)
+        record_path = os.path.join(artifact_utils.get_single_uri(output_dict[standard_component_specs.MODEL_RUN_KEY]),
+                                   TRAINING_RECORD)
+        if fileio.exists(record_path):
+            record = json_utils.loads(io_utils.read_string_file(record_path))
+            for key in ('steps_taken', 'steps_kept'):
+                if key in record:
+                    model.set_int_custom_property(key, int(record[key]))
         serving_dir = path_utils.serving_model_path(model.uri)
         if input_dict.get(STATISTICS):
             statistics = artifact_utils.get_single_instance(input_dict[STATISTICS])

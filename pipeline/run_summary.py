@@ -53,7 +53,7 @@ class RunSummary:
     # Where every row went: 'read' (the span's CSV rows), 'train'/'eval' (ExampleGen's splits), 'transformed
     # train'/'transformed eval', 'evaluated' (TFMA's overall example count); only what this run got to.
     rows: Dict[str, int] = dataclasses.field(default_factory=dict)
-    # The Trainer's steps and batch size, as its execution recorded them.
+    # The Trainer's steps (planned; taken and kept when validation stopped it early) and batch size.
     training: Dict[str, int] = dataclasses.field(default_factory=dict)
 
     @property
@@ -99,7 +99,13 @@ class RunSummary:
         seen = steps * batch
         train = self.rows.get('train')
         coverage = f', {seen / train:.2f} epochs of the {train:,} training rows' if train else ''
-        return f'Training: {steps:,} steps of {batch} = {seen:,} examples{coverage}'
+        line = f'Training: {steps:,} steps of {batch} = {seen:,} examples{coverage}'
+        taken, kept = self.training.get('taken', steps), self.training.get('kept', steps)
+        if taken < steps or kept < taken:
+            stopped = f'stopped after {taken:,} steps, ' if taken < steps else ''
+            epochs = f' ({kept * batch / train:.2f} epochs)' if train else ''
+            line += f'; validation AUC stopped improving: {stopped}kept the weights at {kept:,} steps{epochs}'
+        return line
 
     def _drift_lines(self) -> List[str]:
         drift = self.drift
@@ -158,8 +164,10 @@ def _training(execution: metadata_store_pb2.Execution,
     recorded = model.custom_properties if model is not None else {}
     if 'train_steps' in recorded:
         found = {'steps': int(recorded['train_steps'].int_value)}
-        batch = recorded.get('train_batch_size')
-        return {**found, 'batch_size': int(batch.int_value)} if batch is not None else found
+        for key, name in (('train_batch_size', 'batch_size'), ('steps_taken', 'taken'), ('steps_kept', 'kept')):
+            if key in recorded:
+                found[name] = int(recorded[key].int_value)
+        return found
     properties = execution.custom_properties
     config = json.loads(properties['custom_config'].string_value or '{}') if 'custom_config' in properties else {}
     batch = (config or {}).get('hyperparameters', {}).get('batch_size')

@@ -171,6 +171,7 @@ class Lineage:
                 # The steps taken, as the model records them; the parameter may be 0 (from the epochs).
                 'train_steps': _recorded(model, 'train_steps') or trainer.property('train_steps'),
                 'train_epochs': _recorded(model, 'train_epochs'), 'train_rows': _recorded(model, 'train_rows'),
+                'steps_taken': _recorded(model, 'steps_taken'), 'steps_kept': _recorded(model, 'steps_kept'),
                 'eval_steps': trainer.property('eval_steps'),
                 'hyperparameters': {k[3:]: v for k, v in params.items() if k.startswith('hp.')},
                 'model_uri': _uri(model), 'drift_verdict': version.drift_verdict,
@@ -347,6 +348,9 @@ def render_text(data: Dict) -> str:
             drift += f' in {", ".join(training["drift_features"])}'
         epochs = (f' = {training["train_epochs"]:.2f} epochs of {training["train_rows"]:,} rows'
                   if training.get('train_epochs') and training.get('train_rows') else '')
+        kept = training.get('steps_kept')
+        if kept and kept < training['train_steps']:
+            epochs += f', the weights at {kept:,} steps kept (validation AUC stopped improving)'
         lines.append(f'Training: {training["run_fn"]}, {training["train_steps"]} steps{epochs} ({training["state"]}); {hp}')
         lines.append(f'  trained on data with drift verdict: {drift}')
     evaluation = data['evaluation']

@@ -47,7 +47,8 @@ def test_the_steps_cover_the_training_rows_the_epochs_ask_for(workspace):
     summary = run_summary.summarize_latest_run(workspace, 0.0)
     batch, rows = workspace.hyperparameters.batch_size, summary.rows['train']
     steps = math.ceil(workspace.train_epochs * rows / batch)
-    assert summary.training == {'steps': steps, 'batch_size': batch}
+    # Under 1,000 steps, validation runs once, at the end: every step is taken and kept.
+    assert summary.training == {'steps': steps, 'batch_size': batch, 'taken': steps, 'kept': steps}
     model = _model_of(workspace, summary).custom_properties
     assert (model['train_steps'].int_value, model['train_rows'].int_value) == (steps, rows)
     assert workspace.train_epochs <= model['train_epochs'].double_value < workspace.train_epochs + batch / rows

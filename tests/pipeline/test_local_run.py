@@ -80,6 +80,17 @@ def test_rows_lost_between_two_steps_fail_the_run_naming_the_step():
     assert run_summary.unaccounted({**sampled, 'evaluated': 399})[0].startswith('the Evaluator counted 399')
 
 
+def test_the_summary_says_when_validation_stopped_training_and_which_weights_it_kept():
+    def line(**training):
+        summary = run_summary.RunSummary('r', [], 1.0, rows={'read': 150_000, 'train': 100_000, 'eval': 50_000}, training=training)
+        return next(l for l in summary.render().splitlines() if l.startswith('Training: '))
+    assert 'validation' not in line(steps=6250, batch_size=64, taken=6250, kept=6250)
+    assert line(steps=6250, batch_size=64, taken=3000, kept=1000).endswith(
+        'validation AUC stopped improving: stopped after 3,000 steps, kept the weights at 1,000 steps (0.64 epochs)')
+    assert line(steps=2000, batch_size=64, taken=2000, kept=1000).endswith(
+        'validation AUC stopped improving: kept the weights at 1,000 steps (0.64 epochs)')
+
+
 def test_first_model_is_blessed_and_pushed_to_a_versioned_directory(first_run):
     config, result, _ = first_run
     assert result.blessed is True
