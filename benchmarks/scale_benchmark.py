@@ -89,7 +89,8 @@ def report(rows: int, runs) -> None:
     training, train_rows = first.get('training') or {}, first['rows'].get('train')
     if training.get('batch_size') and train_rows:
         print(f'  training: {training["steps"]:,} steps of {training["batch_size"]}, '
-              f'{training["steps"] * training["batch_size"] / train_rows:.2f} epochs of {train_rows:,} rows')
+              f'{training["steps"] * training["batch_size"] / train_rows:.2f} epochs of {train_rows:,} rows; '
+              f'{training.get("taken", training["steps"]):,} taken, {training.get("kept", training["steps"]):,} kept')
     counted = {'read': rows, **first['rows']}
     eval_rows = counted.get('evaluated') or counted.get('eval') or 1
     for name in first['components']:
