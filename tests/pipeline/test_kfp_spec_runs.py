@@ -6,13 +6,13 @@ parameters as a Kubeflow Pipelines UI user would."""
 
 import json
 import os
-import re
 
 import pytest
 import tensorflow as tf
 
 import schemas
 from components.baseline_model import latest_pushed_version
+from components.trainer import TRAINING_RECORD
 from pipeline import data, kubeflow_compile
 from pipeline.config import PipelineConfig
 from pipeline.kfp_local_runner import LocalKfpRun, TaskFailed, image_environment
@@ -52,9 +52,12 @@ def test_every_task_runs_once_after_the_tasks_it_depends_on(kfp_run):
 
 def test_the_runs_parameters_reach_the_tasks(kfp_run):
     _, _, results = kfp_run
-    with open(results['Trainer'].log_path) as f:
-        trained = re.findall(r'Trained (\d+) steps', f.read())
-    assert trained == [str(TRAIN_STEPS)]  # not the compiled default
+    model = results['Trainer'].outputs['model'][0]
+    assert int(model['metadata']['train_steps']) == TRAIN_STEPS  # not the compiled default
+    # ... and run_fn got them: what it planned is in the model run's training record.
+    run_dir = results['Trainer'].outputs['model_run'][0]['uri']
+    with open(os.path.join(run_dir, TRAINING_RECORD)) as f:
+        assert json.load(f)['steps_planned'] == TRAIN_STEPS
 
 
 def test_example_gen_driver_resolved_the_span_pattern(kfp_run):
