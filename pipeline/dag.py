@@ -121,6 +121,9 @@ def create_components(config: PipelineConfig) -> List[tfx.dsl.components.base.ba
         # StatisticsGen already profiles the raw data; pre/post-transform
         # statistics would double Transform's time for nothing we read.
         disable_statistics=True,
+        # Nothing feeds the analyzer cache back in (that would take a Resolver), so writing it only
+        # added a dozen Beam write stages to every run.
+        disable_analyzer_cache=True,
         force_tf_compat_v1=True)
     transform.add_upstream_node(anomalies_gate)
 
