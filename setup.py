@@ -31,5 +31,5 @@ setup(
         'PyYAML>=6,<7',
     ],
     extras_require={'test': ['pytest', 'dockerfile-parse']},
-    entry_points={'console_scripts': ['taxi-pipeline=cli.main:main']},
+    entry_points={'console_scripts': ['taxi-pipeline=cli.main:console_main']},
 )

@@ -11,9 +11,11 @@ not blessed: the pipeline did its job), 1 something failed, 2 bad input;
 from __future__ import annotations
 
 import argparse
+import atexit
 import logging
 import os
 import sys
+import threading
 import warnings
 
 # tf.Transform and TFMA need Keras 2; TF 2.16's tf.keras is Keras 3 unless this
@@ -89,5 +91,24 @@ def main(argv=None) -> int:
         return code
 
 
+def console_main() -> None:
+    """The `taxi-pipeline` console script: `main()`, then an exit without the interpreter's teardown.
+
+    After a pipeline run the teardown took 2.6 s of a 40 s run (TensorFlow's and Beam's objects
+    finalised one by one) for nothing: every artifact, record, page and log is written and closed
+    by the time `main` returns. The exit handlers still run (they flush logging and remove
+    temporary directories); a normal exit is kept while any non-daemon thread is still working,
+    since it would wait for it."""
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+        sys.exit(code)
+    atexit._run_exitfuncs()  # what a normal exit runs first; CPython's, there is no public name for it
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == '__main__':
-    sys.exit(main())
+    console_main()

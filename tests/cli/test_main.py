@@ -42,3 +42,41 @@ def test_the_entry_point_chooses_keras_2_before_tensorflow_loads():
     out = subprocess.run([sys.executable, '-c', 'import cli.main, tensorflow as tf; print(tf.keras.Model.__module__)'],
                          capture_output=True, text=True, env=env, timeout=120)
     assert out.stdout.strip().startswith('tf_keras'), out.stderr[-2000:]
+
+
+def _console_script(tmp_path, handler_body: str) -> subprocess.CompletedProcess:
+    """Runs the console script's entry point in a fresh process, with `prepare-data`'s handler replaced."""
+    script = '\n'.join([
+        'import atexit, sys, tempfile, threading, time',
+        'from cli import main',
+        'from pipeline import commands',
+        'def handler(args):',
+        *('    ' + line for line in handler_body.strip().splitlines()),
+        'commands.prepare_command = handler',
+        'sys.argv = ["taxi-pipeline", "prepare-data"]',
+        'main.console_main()',
+    ])
+    return subprocess.run([sys.executable, '-c', script], capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path)
+
+
+def test_the_console_script_keeps_the_exit_code_the_output_and_the_exit_handlers(tmp_path):
+    out = _console_script(tmp_path, '''
+handler.left = tempfile.TemporaryDirectory(dir='.')  # alive at exit: only its finalizer removes it
+atexit.register(lambda: open('exit-handler-ran', 'w').close())
+print('all of it', end='')  # not flushed by the handler
+return 3''')
+    assert out.returncode == 3, out.stderr[-2000:]
+    assert out.stdout == 'all of it'
+    assert sorted(os.listdir(tmp_path)) == ['exit-handler-ran']
+
+
+def test_the_console_script_waits_for_a_thread_still_working(tmp_path):
+    out = _console_script(tmp_path, '''
+def work():
+    time.sleep(1)
+    open('finished', 'w').close()
+threading.Thread(target=work).start()
+return 0''')
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert os.listdir(tmp_path) == ['finished']
