@@ -37,6 +37,7 @@ from tfx.types import artifact_utils, standard_artifacts, standard_component_spe
 from tfx.types.component_spec import ExecutionParameter
 
 from components.baseline_model import has_model
+from components.record_files import batched, record_count
 
 MIN_AUC, MIN_ACCURACY, MAX_AUC_DROP = 'min_auc', 'min_accuracy', 'max_auc_drop'
 MAX_EVAL_EXAMPLES = 'max_eval_examples'
@@ -104,7 +105,7 @@ def sample_eval_split(examples, max_examples: int, sample_dir: str):
     is small enough, else a copy whose eval split is every k-th record, written to `sample_dir`."""
     files = tf.io.gfile.glob(os.path.join(examples.uri, f'Split-{EVAL_SPLIT}', '*'))
     records = tf.data.TFRecordDataset(files, compression_type='GZIP')
-    total = int(records.reduce(tf.constant(0, tf.int64), lambda count, _: count + 1).numpy())
+    total = record_count(files)
     if not max_examples or total <= max_examples:
         return examples, total, total
     step = math.ceil(total / max_examples)
@@ -113,8 +114,8 @@ def sample_eval_split(examples, max_examples: int, sample_dir: str):
     kept = 0
     options = tf.io.TFRecordOptions(compression_type='GZIP')
     with tf.io.TFRecordWriter(os.path.join(target, 'data_tfrecord-00000-of-00001.gz'), options) as writer:
-        for record in records.shard(step, 0):
-            writer.write(record.numpy())
+        for record in batched(records.shard(step, 0)):
+            writer.write(record)
             kept += 1
     sampled = copy.deepcopy(examples)
     sampled.uri = sample_dir

@@ -185,9 +185,8 @@ def _split_sizes(statistics_uri: str) -> Dict[str, int]:
 def _records(directory: str) -> int:
     """tf.Examples in a split directory of gzipped TFRecord files."""
     import tensorflow as tf
-    files = tf.io.gfile.glob(os.path.join(directory, '*'))
-    dataset = tf.data.TFRecordDataset(files, compression_type='GZIP')
-    return int(dataset.reduce(tf.constant(0, tf.int64), lambda count, _: count + 1).numpy())
+    from components.record_files import record_count
+    return record_count(tf.io.gfile.glob(os.path.join(directory, '*')))
 
 
 def open_store(metadata_path: str, writable: bool = False) -> metadata_store.MetadataStore:
