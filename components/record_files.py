@@ -1,5 +1,5 @@
-"""Counting the records of gzipped TFRecord files (TFX's Examples splits), which the Evaluator's sample
-and the run's row accounting both need."""
+"""Counting and reading the records of gzipped TFRecord files (TFX's Examples splits) in batches, as the
+Evaluator's sample and the run's row accounting need."""
 
 from typing import List
 
