@@ -28,9 +28,8 @@ config, a partition feature, or Parquet output. CSV quoting follows RFC 4180
 import bisect
 import hashlib
 import os
-from typing import Any, Dict, Iterator, List, Sequence
+from typing import Any, Dict, Iterator, List
 
-import apache_beam as beam
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
@@ -47,6 +46,8 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
 from tfx_bsl.coders import csv_decoder
 
+from components import beam_runner
+
 ColumnType = csv_decoder.ColumnType
 
 # TFX's handlers: an empty cell is a feature with an empty value list.
@@ -58,11 +59,6 @@ _HANDLERS = {ColumnType.INT: csv_executor._int_handler,  # pylint: disable=prote
 BLOCK_BYTES = 32 << 20
 # WriteSplit's names: beam.io.WriteToTFRecord with prefix data_tfrecord and suffix .gz.
 SHARD_NAME = 'data_tfrecord-00000-of-00001.gz'
-
-
-def _in_process(beam_pipeline_args: Sequence[str]) -> bool:
-    runner = beam.options.pipeline_options.PipelineOptions(list(beam_pipeline_args)).get_all_options()['runner']
-    return runner in (None, 'DirectRunner', 'direct')
 
 
 def _mirrored(input_config: example_gen_pb2.Input, output_config: example_gen_pb2.Output,
@@ -84,7 +80,7 @@ class Executor(csv_executor.Executor):
         proto_utils.json_to_proto(exec_properties[standard_component_specs.INPUT_CONFIG_KEY], input_config)
         output_config = example_gen_pb2.Output()
         proto_utils.json_to_proto(exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY], output_config)
-        if not (_in_process(self._beam_pipeline_args or []) and _mirrored(input_config, output_config, exec_properties)):
+        if not (beam_runner.in_process(self._beam_pipeline_args or []) and _mirrored(input_config, output_config, exec_properties)):
             super().Do(input_dict, output_dict, exec_properties)
             return
         self._log_startup(input_dict, output_dict, exec_properties)

@@ -1,9 +1,13 @@
-"""Counting and reading the records of gzipped TFRecord files (TFX's Examples splits) in batches, as the
-Evaluator's sample and the run's row accounting need."""
+"""Counting, reading and decoding the records of gzipped TFRecord files (TFX's Examples splits) in batches:
+for the Evaluator's sample, the run's row accounting, and Beam run in process."""
 
-from typing import List
+from typing import Iterator, List, Sequence
 
+import apache_beam as beam
+import pyarrow as pa
 import tensorflow as tf
+from tensorflow_metadata.proto.v0 import schema_pb2
+from tfx_bsl.coders import example_coder
 
 # One dataset step per record took 22 s for 1M transformed examples; in batches of this size, 2.7 s.
 _BATCH = 4096
@@ -20,3 +24,27 @@ def batched(dataset: tf.data.Dataset):
     """A dataset's records as bytes, read in batches (an eager step per record costs ~20 us)."""
     for batch in dataset.batch(_BATCH):
         yield from batch.numpy()
+
+
+def _decoded(patterns: Sequence[str], schema: bytes, batch_size: int) -> Iterator[pa.RecordBatch]:
+    decoder = example_coder.ExamplesToRecordBatchDecoder(schema)
+    files = [f for pattern in patterns for f in sorted(tf.io.gfile.glob(pattern))]
+    for batch in tf.data.TFRecordDataset(files, compression_type='GZIP').batch(batch_size).prefetch(1):
+        yield decoder.DecodeBatch(batch.numpy())
+
+
+@beam.ptransform_fn
+def RecordBatches(pipeline: beam.Pipeline, patterns: Sequence[str], schema: schema_pb2.Schema,  # noqa: N802
+                  batch_size: int) -> beam.PCollection:
+    """The tf.Examples in the files `patterns` match, decoded by `schema` into Arrow record batches of
+    `batch_size` rows, as TFXIO's `BeamSource` gives them (the same decoder).
+
+    For Beam in process only: one DoFn reads every file through tf.data. TFXIO's
+    source reads with Beam's Python TFRecord reader (about 12 us a record, Python
+    CRC and gunzip) and batches records one by one, which on one machine is most of
+    the time of a pass; on a distributed runner its splittable source is what
+    spreads the reading.
+    """
+    return (pipeline
+            | 'Patterns' >> beam.Create([list(patterns)])
+            | 'ReadAndDecode' >> beam.FlatMap(_decoded, schema.SerializeToString(), batch_size))

@@ -13,7 +13,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.utils import proto_utils
 
-from components import csv_examples
+from components import beam_runner, csv_examples
 from pipeline import data
 
 EDGE_HEADER = ['n', 'x', 'word', 'mixed', 'empty', 'huge', 'spaced']
@@ -103,8 +103,8 @@ def test_a_remote_runner_or_an_unmirrored_config_gets_tfx_executor(inputs, tmp_p
     properties = _exec_properties(inputs / 'edge', output_config=proto_utils.proto_to_json(partitioned))
     _, splits = _run(csv_examples.Executor, properties, tmp_path / 'partitioned')
     assert sum(sum(s.values()) for s in splits.values()) == 100
-    assert not csv_examples._in_process(['--runner=DataflowRunner'])
-    assert csv_examples._in_process([]) and csv_examples._in_process(['--direct_num_workers=2'])
+    assert not beam_runner.in_process(['--runner=DataflowRunner'])
+    assert beam_runner.in_process([]) and beam_runner.in_process(['--direct_num_workers=2'])
 
 
 @pytest.mark.parametrize('content, message', [

@@ -25,3 +25,47 @@ def test_batched_reading_yields_each_record_once_in_order(tmp_path):
     dataset = tf.data.TFRecordDataset([_write(tmp_path / 'r.gz', records)], compression_type='GZIP')
     assert list(batched(dataset)) == records
     assert list(batched(dataset.shard(1000, 0))) == records[::1000]
+
+
+def test_record_batches_decode_as_tfxio_does(tmp_path):
+    """Beam in process: the same Arrow rows as TFXIO's source, every file of every pattern, in batches."""
+    import apache_beam as beam
+    import pyarrow as pa
+    from apache_beam.testing.util import assert_that
+    from tensorflow_metadata.proto.v0 import schema_pb2
+    from tfx_bsl.tfxio import tf_example_record
+
+    from components.record_files import RecordBatches
+
+    def example(i):
+        features = {'n': tf.train.Feature(int64_list=tf.train.Int64List(value=[i]))}
+        if i % 3:  # a column missing from some rows
+            features['w'] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[b'w%d' % i]))
+        return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
+
+    (tmp_path / 'x').mkdir()
+    _write(tmp_path / 'x' / 'a.gz', [example(i) for i in range(2500)])
+    _write(tmp_path / 'x' / 'b.gz', [example(i) for i in range(2500, 2600)])
+    _write(tmp_path / 'c.gz', [example(i) for i in range(2600, 2610)])
+    schema = schema_pb2.Schema()
+    schema.feature.add(name='n', type=schema_pb2.INT)
+    schema.feature.add(name='w', type=schema_pb2.BYTES)
+    patterns = [str(tmp_path / 'x' / '*'), str(tmp_path / 'c.gz')]
+
+    def rows(batches):
+        return sorted(zip(*(pa.Table.from_batches(batches).column(c).to_pylist() for c in ('n', 'w'))))
+
+    def same_as(expected, largest):
+        def check(batches):
+            assert max(b.num_rows for b in batches) <= largest
+            assert all(b.schema.equals(batches[0].schema) for b in batches)
+            assert rows(batches) == expected
+        return check
+
+    expected = sorted(([i], [b'w%d' % i] if i % 3 else None) for i in range(2610))
+    with beam.Pipeline() as pipeline:
+        ours = pipeline | 'Ours' >> RecordBatches(patterns, schema, 1000)
+        assert_that(ours, same_as(expected, 1000), label='OursCheck')
+        tfxio = pipeline | 'TFXIO' >> tf_example_record.TFExampleRecord(patterns, schema=schema).BeamSource()
+        assert_that(tfxio, same_as(expected, 1000), label='TFXIOCheck')
+
