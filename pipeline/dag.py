@@ -25,6 +25,7 @@ from components.csv_examples import CsvExampleGen
 from components.drift_check import DriftCheck
 from components.evaluator import Evaluator
 from components.trainer import Trainer
+from components.transform import Transform
 from pipeline.config import PipelineConfig
 from taxi_model import contract
 from taxi_model.features import LABEL, SLICE_COLUMNS
@@ -114,7 +115,7 @@ def create_components(config: PipelineConfig) -> List[tfx.dsl.components.base.ba
     anomalies_gate = AnomaliesGate(anomalies=example_validator.outputs['anomalies'],
                                    drift_report=drift_check.outputs['drift_report'])
 
-    transform = tfx.components.Transform(
+    transform = Transform(
         examples=example_gen.outputs['examples'],
         schema=curated_schema.outputs['schema'],
         preprocessing_fn=PREPROCESSING_FN,

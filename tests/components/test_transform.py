@@ -1,0 +1,167 @@
+"""The in-process Transform executor writes the artifacts TFX's Transform executor writes."""
+
+import collections
+import glob
+import os
+import shutil
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_transform as tft
+from tfx.components.transform import executor as tfx_transform_executor
+from tfx.dsl.components.base.base_beam_executor import BaseBeamExecutor
+from tfx.proto import example_gen_pb2
+from tfx.types import artifact_utils, standard_artifacts
+from tfx.utils import proto_utils
+
+import schemas
+from components import csv_examples, transform
+from pipeline import data
+from taxi_model import contract, preprocessing
+
+PROPERTIES = {'preprocessing_fn': 'taxi_model.preprocessing.preprocessing_fn',
+              'disable_statistics': 1, 'force_tf_compat_v1': 1}
+
+
+@pytest.fixture(scope='module')
+def examples(tmp_path_factory):
+    """The taxi sample through ExampleGen: train and eval splits."""
+    root = tmp_path_factory.mktemp('transform')
+    data.prepare_sample(str(root / 'data'))
+    output = example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=[
+        example_gen_pb2.SplitConfig.Split(name='train', hash_buckets=2),
+        example_gen_pb2.SplitConfig.Split(name='eval', hash_buckets=1)]))
+    artifact = standard_artifacts.Examples()
+    artifact.uri = str(root / 'examples')
+    csv_examples.Executor(BaseBeamExecutor.Context(beam_pipeline_args=[])).Do({}, {'examples': [artifact]}, {
+        'input_base': str(root / 'data'),
+        'input_config': proto_utils.proto_to_json(example_gen_pb2.Input(splits=[
+            example_gen_pb2.Input.Split(name='span', pattern='span-1/*')])),
+        'output_config': proto_utils.proto_to_json(output),
+        'output_data_format': example_gen_pb2.FORMAT_TF_EXAMPLE,
+        'output_file_format': example_gen_pb2.FORMAT_TFRECORDS_GZIP})
+    return artifact
+
+
+def _run(executor_class, examples, out, properties=None, beam_args=()):
+    schema = standard_artifacts.Schema()
+    schema.uri = str(out / 'schema')
+    os.makedirs(schema.uri)
+    shutil.copy(schemas.CURATED_SCHEMA, schema.uri)
+    graph, transformed = standard_artifacts.TransformGraph(), standard_artifacts.Examples()
+    graph.uri, transformed.uri = str(out / 'graph'), str(out / 'examples')
+    outputs = {'transform_graph': [graph], 'transformed_examples': [transformed]}
+    if properties and not properties.get('disable_statistics'):
+        for key in ('pre_transform_schema', 'pre_transform_stats', 'post_transform_schema',
+                    'post_transform_stats', 'post_transform_anomalies'):
+            artifact = standard_artifacts.Schema() if key.endswith('schema') else standard_artifacts.ExampleStatistics()
+            artifact.uri = str(out / key)
+            outputs[key] = [artifact]
+    executor_class(BaseBeamExecutor.Context(beam_pipeline_args=list(beam_args))).Do(
+        {'examples': [examples], 'schema': [schema]}, outputs, dict(properties or PROPERTIES))
+    return graph, transformed
+
+
+def _records(pattern):
+    files = glob.glob(pattern)
+    return [r for batch in tf.data.TFRecordDataset(files, compression_type='GZIP').batch(4096)
+            for r in batch.numpy().tolist()]
+
+
+def _multiset(records):
+    return collections.Counter(tf.train.Example.FromString(r).SerializeToString(deterministic=True) for r in records)
+
+
+@pytest.fixture(scope='module')
+def both(examples, tmp_path_factory):
+    root = tmp_path_factory.mktemp('transform-runs')
+    return (_run(transform.Executor, examples, root / 'ours'),
+            _run(tfx_transform_executor.Executor, examples, root / 'theirs'))
+
+
+def test_the_same_transform_graph_as_tfx(examples, both):
+    (ours, _), (theirs, _) = both
+    ours_out, theirs_out = tft.TFTransformOutput(ours.uri), tft.TFTransformOutput(theirs.uri)
+    assert ours_out.transformed_metadata.schema == theirs_out.transformed_metadata.schema
+    assert ours_out.raw_metadata.schema == theirs_out.raw_metadata.schema
+    assert sorted(os.listdir(ours_out.transform_savedmodel_dir)) == sorted(
+        os.listdir(theirs_out.transform_savedmodel_dir))
+    for vocabulary in ('company', 'payment_type'):
+        with open(ours_out.vocabulary_file_by_name(vocabulary), 'rb') as a, \
+                open(theirs_out.vocabulary_file_by_name(vocabulary), 'rb') as b:
+            assert a.read() == b.read()
+    raw = tf.constant(_records(os.path.join(artifact_utils.get_split_uri([examples], 'train'), '*')))
+    features = tf.io.parse_example(raw, ours_out.raw_feature_spec())
+    mine, tfx = ours_out.transform_features_layer()(features), theirs_out.transform_features_layer()(features)
+    assert sorted(mine) == sorted(tfx)
+    # The outlier threshold is a quantile sketch's answer, which depends on how the rows were batched
+    # (TFX's batches grow with Beam's timing): both must flag the calibrated share of the training
+    # split within the sketch's rank error.
+    scores = tfx[contract.OUTLIER_SCORE].numpy()
+    for outputs in (mine, tfx):
+        flagged = float(np.mean(scores > outputs[contract.OUTLIER_THRESHOLD].numpy()[0]))
+        assert abs(flagged - preprocessing.OUTLIER_SHARE) <= 2 * preprocessing._QUANTILE_EPSILON
+    for name in set(mine) - {contract.OUTLIER_THRESHOLD}:
+        a, b = mine[name].numpy(), tfx[name].numpy()
+        if a.dtype.kind == 'f':
+            # float32 means and variances summed over other batches. The outlier score also z-scores
+            # latitudes and longitudes (a spread of ~0.03 around 41.9), whose variances keep fewer
+            # digits, so it agrees to ~1e-3; the scaled features to float32 rounding.
+            tolerance = 2e-3 if name == contract.OUTLIER_SCORE else 1e-5
+            np.testing.assert_allclose(a, b, rtol=tolerance, atol=tolerance, err_msg=name)
+        else:
+            np.testing.assert_array_equal(a, b, err_msg=name)
+
+
+def test_the_same_transformed_examples_as_tfx_from_the_same_graph(examples, both, tmp_path):
+    """Materialisation alone: TFX's graph, our writer, TFX's examples byte for byte (up to feature order)."""
+    (_, ours), (theirs_graph, theirs) = both
+    writer = transform.TransformedWriter(theirs_graph.uri)
+    assert ours.split_names == theirs.split_names
+    for split in artifact_utils.decode_split_names(theirs.split_names):
+        path = str(tmp_path / split / transform.SHARD_NAME)
+        rows = writer.write(os.path.join(artifact_utils.get_split_uri([examples], split), '*'), path)
+        expected = _records(os.path.join(artifact_utils.get_split_uri([theirs], split), '*'))
+        assert rows == len(expected) > 1000
+        assert _multiset(_records(path)) == _multiset(expected)
+        assert os.listdir(artifact_utils.get_split_uri([ours], split)) == [transform.SHARD_NAME]
+        assert len(_records(os.path.join(artifact_utils.get_split_uri([ours], split), '*'))) == rows
+
+
+def test_the_artifact_reads_as_the_trainer_reads_it(both):
+    (graph, transformed), _ = both
+    spec = tft.TFTransformOutput(graph.uri).transformed_feature_spec()
+    files = glob.glob(os.path.join(artifact_utils.get_split_uri([transformed], 'train'), '*'))
+    batch = next(iter(tf.data.TFRecordDataset(files, compression_type='GZIP').batch(512)))
+    parsed = tf.io.parse_example(batch, spec)
+    assert set(parsed) == set(spec) and all(int(tf.shape(v)[0]) == 512 for v in parsed.values())
+    # No temporary or partial files left behind.
+    assert not [f for f in glob.glob(os.path.join(transformed.uri, '**'), recursive=True) if 'partial' in f]
+    assert not os.path.exists(os.path.join(graph.uri, '.temp_path'))
+
+
+def test_a_remote_runner_or_an_unmirrored_config_gets_tfx_executor(examples, tmp_path, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError('the in-process path ran')
+    monkeypatch.setattr(transform.TransformedWriter, 'write', refuse)
+    # Statistics on: TFX's executor, which writes pre- and post-transform statistics.
+    graph, transformed = _run(transform.Executor, examples, tmp_path, {**PROPERTIES, 'disable_statistics': 0})
+    assert glob.glob(str(tmp_path / 'post_transform_stats' / '*'))
+    assert _records(os.path.join(artifact_utils.get_split_uri([transformed], 'eval'), '*'))
+    assert not transform.beam_runner.in_process(['--runner=DataflowRunner'])
+
+
+def test_a_failed_write_leaves_no_file(both, examples, tmp_path, monkeypatch):
+    (graph, _), _ = both
+    writer = transform.TransformedWriter(graph.uri)
+    batches = writer._encoded
+
+    def failing(pattern):
+        yield next(batches(pattern))
+        raise OSError('disk full')
+    monkeypatch.setattr(writer, '_encoded', failing)
+    path = tmp_path / 'Split-eval' / transform.SHARD_NAME
+    with pytest.raises(OSError, match='disk full'):
+        writer.write(os.path.join(artifact_utils.get_split_uri([examples], 'eval'), '*'), str(path))
+    assert os.listdir(path.parent) == []
