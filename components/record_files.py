@@ -1,7 +1,7 @@
 """Counting, reading and decoding the records of gzipped TFRecord files (TFX's Examples splits) in batches:
 for the Evaluator's sample, the run's row accounting, and Beam run in process."""
 
-from typing import Iterator, List, Sequence
+from typing import Iterator, List, Optional, Sequence
 
 import apache_beam as beam
 import pyarrow as pa
@@ -26,7 +26,7 @@ def batched(dataset: tf.data.Dataset):
         yield from batch.numpy()
 
 
-def _decoded(patterns: Sequence[str], schema: bytes, batch_size: int) -> Iterator[pa.RecordBatch]:
+def _decoded(patterns: Sequence[str], schema: Optional[bytes], batch_size: int) -> Iterator[pa.RecordBatch]:
     decoder = example_coder.ExamplesToRecordBatchDecoder(schema)
     files = [f for pattern in patterns for f in sorted(tf.io.gfile.glob(pattern))]
     for batch in tf.data.TFRecordDataset(files, compression_type='GZIP').batch(batch_size).prefetch(1):
@@ -34,10 +34,11 @@ def _decoded(patterns: Sequence[str], schema: bytes, batch_size: int) -> Iterato
 
 
 @beam.ptransform_fn
-def RecordBatches(pipeline: beam.Pipeline, patterns: Sequence[str], schema: schema_pb2.Schema,  # noqa: N802
-                  batch_size: int) -> beam.PCollection:
-    """The tf.Examples in the files `patterns` match, decoded by `schema` into Arrow record batches of
-    `batch_size` rows, as TFXIO's `BeamSource` gives them (the same decoder).
+def RecordBatches(pipeline: beam.Pipeline, patterns: Sequence[str],  # noqa: N802
+                  schema: Optional[schema_pb2.Schema], batch_size: int) -> beam.PCollection:
+    """The tf.Examples in the files `patterns` match, decoded by `schema` (without one, with types
+    inferred from the data) into Arrow record batches of `batch_size` rows, as TFXIO's `BeamSource`
+    gives them (the same decoder).
 
     For Beam in process only: one DoFn reads every file through tf.data. TFXIO's
     source reads with Beam's Python TFRecord reader (about 12 us a record, Python
@@ -47,4 +48,4 @@ def RecordBatches(pipeline: beam.Pipeline, patterns: Sequence[str], schema: sche
     """
     return (pipeline
             | 'Patterns' >> beam.Create([list(patterns)])
-            | 'ReadAndDecode' >> beam.FlatMap(_decoded, schema.SerializeToString(), batch_size))
+            | 'ReadAndDecode' >> beam.FlatMap(_decoded, schema and schema.SerializeToString(), batch_size))

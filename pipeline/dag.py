@@ -23,6 +23,7 @@ from components.anomalies_gate import AnomaliesGate
 from components.baseline_model import LatestPushedModel
 from components.csv_examples import CsvExampleGen
 from components.drift_check import DriftCheck
+from components.example_statistics import StatisticsGen
 from components.evaluator import Evaluator
 from components.trainer import Trainer
 from components.transform import Transform
@@ -102,7 +103,7 @@ def create_components(config: PipelineConfig) -> List[tfx.dsl.components.base.ba
         output_config=tfx.proto.Output(split_config=tfx.proto.SplitConfig(splits=[
             tfx.proto.SplitConfig.Split(name='train', hash_buckets=2),
             tfx.proto.SplitConfig.Split(name='eval', hash_buckets=1)])))
-    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs['examples'])
+    statistics_gen = StatisticsGen(examples=example_gen.outputs['examples'])
     draft_schema = tfx.components.SchemaGen(
         statistics=statistics_gen.outputs['statistics'], infer_feature_shape=True).with_id('DraftSchemaGen')
     curated_schema = tfx.components.ImportSchemaGen(schema_file=config.schema_file)

@@ -11,37 +11,14 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from tfx.components.transform import executor as tfx_transform_executor
 from tfx.dsl.components.base.base_beam_executor import BaseBeamExecutor
-from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_artifacts
-from tfx.utils import proto_utils
 
 import schemas
-from components import csv_examples, transform
-from pipeline import data
+from components import transform
 from taxi_model import contract, preprocessing
 
 PROPERTIES = {'preprocessing_fn': 'taxi_model.preprocessing.preprocessing_fn',
               'disable_statistics': 1, 'force_tf_compat_v1': 1}
-
-
-@pytest.fixture(scope='module')
-def examples(tmp_path_factory):
-    """The taxi sample through ExampleGen: train and eval splits."""
-    root = tmp_path_factory.mktemp('transform')
-    data.prepare_sample(str(root / 'data'))
-    output = example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=[
-        example_gen_pb2.SplitConfig.Split(name='train', hash_buckets=2),
-        example_gen_pb2.SplitConfig.Split(name='eval', hash_buckets=1)]))
-    artifact = standard_artifacts.Examples()
-    artifact.uri = str(root / 'examples')
-    csv_examples.Executor(BaseBeamExecutor.Context(beam_pipeline_args=[])).Do({}, {'examples': [artifact]}, {
-        'input_base': str(root / 'data'),
-        'input_config': proto_utils.proto_to_json(example_gen_pb2.Input(splits=[
-            example_gen_pb2.Input.Split(name='span', pattern='span-1/*')])),
-        'output_config': proto_utils.proto_to_json(output),
-        'output_data_format': example_gen_pb2.FORMAT_TF_EXAMPLE,
-        'output_file_format': example_gen_pb2.FORMAT_TFRECORDS_GZIP})
-    return artifact
 
 
 def _run(executor_class, examples, out, properties=None, beam_args=()):
@@ -74,13 +51,13 @@ def _multiset(records):
 
 
 @pytest.fixture(scope='module')
-def both(examples, tmp_path_factory):
+def both(taxi_examples, tmp_path_factory):
     root = tmp_path_factory.mktemp('transform-runs')
-    return (_run(transform.Executor, examples, root / 'ours'),
-            _run(tfx_transform_executor.Executor, examples, root / 'theirs'))
+    return (_run(transform.Executor, taxi_examples, root / 'ours'),
+            _run(tfx_transform_executor.Executor, taxi_examples, root / 'theirs'))
 
 
-def test_the_same_transform_graph_as_tfx(examples, both):
+def test_the_same_transform_graph_as_tfx(taxi_examples, both):
     (ours, _), (theirs, _) = both
     ours_out, theirs_out = tft.TFTransformOutput(ours.uri), tft.TFTransformOutput(theirs.uri)
     assert ours_out.transformed_metadata.schema == theirs_out.transformed_metadata.schema
@@ -91,7 +68,7 @@ def test_the_same_transform_graph_as_tfx(examples, both):
         with open(ours_out.vocabulary_file_by_name(vocabulary), 'rb') as a, \
                 open(theirs_out.vocabulary_file_by_name(vocabulary), 'rb') as b:
             assert a.read() == b.read()
-    raw = tf.constant(_records(os.path.join(artifact_utils.get_split_uri([examples], 'train'), '*')))
+    raw = tf.constant(_records(os.path.join(artifact_utils.get_split_uri([taxi_examples], 'train'), '*')))
     features = tf.io.parse_example(raw, ours_out.raw_feature_spec())
     mine, tfx = ours_out.transform_features_layer()(features), theirs_out.transform_features_layer()(features)
     assert sorted(mine) == sorted(tfx)
@@ -114,14 +91,14 @@ def test_the_same_transform_graph_as_tfx(examples, both):
             np.testing.assert_array_equal(a, b, err_msg=name)
 
 
-def test_the_same_transformed_examples_as_tfx_from_the_same_graph(examples, both, tmp_path):
+def test_the_same_transformed_examples_as_tfx_from_the_same_graph(taxi_examples, both, tmp_path):
     """Materialisation alone: TFX's graph, our writer, TFX's examples byte for byte (up to feature order)."""
     (_, ours), (theirs_graph, theirs) = both
     writer = transform.TransformedWriter(theirs_graph.uri)
     assert ours.split_names == theirs.split_names
     for split in artifact_utils.decode_split_names(theirs.split_names):
         path = str(tmp_path / split / transform.SHARD_NAME)
-        rows = writer.write(os.path.join(artifact_utils.get_split_uri([examples], split), '*'), path)
+        rows = writer.write(os.path.join(artifact_utils.get_split_uri([taxi_examples], split), '*'), path)
         expected = _records(os.path.join(artifact_utils.get_split_uri([theirs], split), '*'))
         assert rows == len(expected) > 1000
         assert _multiset(_records(path)) == _multiset(expected)
@@ -141,18 +118,18 @@ def test_the_artifact_reads_as_the_trainer_reads_it(both):
     assert not os.path.exists(os.path.join(graph.uri, '.temp_path'))
 
 
-def test_a_remote_runner_or_an_unmirrored_config_gets_tfx_executor(examples, tmp_path, monkeypatch):
+def test_a_remote_runner_or_an_unmirrored_config_gets_tfx_executor(taxi_examples, tmp_path, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError('the in-process path ran')
     monkeypatch.setattr(transform.TransformedWriter, 'write', refuse)
     # Statistics on: TFX's executor, which writes pre- and post-transform statistics.
-    graph, transformed = _run(transform.Executor, examples, tmp_path, {**PROPERTIES, 'disable_statistics': 0})
+    graph, transformed = _run(transform.Executor, taxi_examples, tmp_path, {**PROPERTIES, 'disable_statistics': 0})
     assert glob.glob(str(tmp_path / 'post_transform_stats' / '*'))
     assert _records(os.path.join(artifact_utils.get_split_uri([transformed], 'eval'), '*'))
     assert not transform.beam_runner.in_process(['--runner=DataflowRunner'])
 
 
-def test_a_failed_write_leaves_no_file(both, examples, tmp_path, monkeypatch):
+def test_a_failed_write_leaves_no_file(both, taxi_examples, tmp_path, monkeypatch):
     (graph, _), _ = both
     writer = transform.TransformedWriter(graph.uri)
     batches = writer._encoded
@@ -163,5 +140,5 @@ def test_a_failed_write_leaves_no_file(both, examples, tmp_path, monkeypatch):
     monkeypatch.setattr(writer, '_encoded', failing)
     path = tmp_path / 'Split-eval' / transform.SHARD_NAME
     with pytest.raises(OSError, match='disk full'):
-        writer.write(os.path.join(artifact_utils.get_split_uri([examples], 'eval'), '*'), str(path))
+        writer.write(os.path.join(artifact_utils.get_split_uri([taxi_examples], 'eval'), '*'), str(path))
     assert os.listdir(path.parent) == []

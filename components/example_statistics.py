@@ -1,0 +1,104 @@
+"""StatisticsGen's executor, reading the splits without Beam's IO when Beam runs in process.
+
+TFX's executor feeds TFDV from TFXIO's Beam source: Beam's Python TFRecord
+reader (Python CRC and gunzip) and records batched one by one. On 1.5M rows
+that reading and batching took about 25 of its 58 s. Here TFDV's
+`GenerateStatistics` reads `record_files.RecordBatches` instead (tf.data reads,
+tfx_bsl's decoder decodes, as TFXIO's does; with no schema it infers types as
+TFXIO's does), with the same options, and `WriteStatisticsToBinaryFile` writes
+the same `FeatureStats.pb` per split; the artifact gets the same split names,
+span and properties. A test compares the statistics with TFX's executor's.
+
+Anything it does not mirror goes to TFX's executor unchanged: Beam on a remote
+runner (Dataflow scales TFDV out), sharded output, reading filtered paths,
+custom split patterns, or input that is not gzipped tf.Example records.
+"""
+
+import os
+from typing import Any, Dict, List
+
+import tensorflow_data_validation as tfdv
+from absl import logging
+from tfx import types
+from tfx.components.statistics_gen import component as statistics_component
+from tfx.components.statistics_gen import executor as statistics_executor
+from tfx.components.util import examples_utils, tfxio_utils
+from tfx.dsl.components.base import executor_spec
+from tfx.proto import example_gen_pb2
+from tfx.types import artifact_utils, standard_component_specs
+from tfx.utils import io_utils, json_utils, stats_utils
+
+from components import beam_runner, record_files
+
+# Records per batch TFDV sees: TFXIO's largest (its batches grow to 1,000).
+BATCH = 1000
+
+
+def _options(exec_properties: Dict[str, Any]) -> tfdv.StatsOptions:
+    json_options = exec_properties.get(standard_component_specs.STATS_OPTIONS_JSON_KEY)
+    return tfdv.StatsOptions.from_json(json_options) if json_options else tfdv.StatsOptions()
+
+
+def _mirrored(input_dict: Dict[str, List[types.Artifact]], exec_properties: Dict[str, Any]) -> bool:
+    examples = input_dict[standard_component_specs.EXAMPLES_KEY]
+    return (len(examples) == 1
+            and not exec_properties.get(standard_component_specs.SHARDED_STATS_OUTPUT_KEY)
+            and not _options(exec_properties).experimental_filter_read_paths
+            and not examples[0].has_custom_property(examples_utils.CUSTOM_SPLIT_PATTERN_PROPERTY_NAME)
+            and examples_utils.get_file_format(examples[0]) == 'tfrecords_gzip'
+            and tfxio_utils.resolve_payload_format_and_data_view_uri(examples)
+            == (example_gen_pb2.FORMAT_TF_EXAMPLE, None))
+
+
+class Executor(statistics_executor.Executor):
+    """TFX's StatisticsGen executor, with the in-process case read by tf.data."""
+
+    def Do(self, input_dict: Dict[str, List[types.Artifact]], output_dict: Dict[str, List[types.Artifact]],
+           exec_properties: Dict[str, Any]) -> None:
+        if not (beam_runner.in_process(self._beam_pipeline_args or []) and _mirrored(input_dict, exec_properties)):
+            super().Do(input_dict, output_dict, exec_properties)
+            return
+        self._log_startup(input_dict, output_dict, exec_properties)
+        examples = artifact_utils.get_single_instance(input_dict[standard_component_specs.EXAMPLES_KEY])
+        excluded = json_utils.loads(exec_properties.get(standard_component_specs.EXCLUDE_SPLITS_KEY, 'null')) or []
+        if not isinstance(excluded, list):
+            raise ValueError(f'exclude_splits in execution properties needs to be a list. Got {type(excluded)} instead.')
+        splits = [s for s in artifact_utils.decode_split_names(examples.split_names) if s not in excluded]
+        if not splits:
+            raise ValueError(f'No splits for examples artifact: {examples}')
+        options = _options(exec_properties)
+        if input_dict.get(standard_component_specs.SCHEMA_KEY):
+            if options.schema:
+                raise ValueError('A schema was provided as an input and the stats_options exec_property also '
+                                 'contains a schema value. At most one of these may be set.')
+            options.schema = io_utils.SchemaReader().read(io_utils.get_only_uri_in_dir(
+                artifact_utils.get_single_uri(input_dict[standard_component_specs.SCHEMA_KEY])))
+        rates = json_utils.loads(exec_properties.get(standard_component_specs.SAMPLE_RATE_BY_SPLIT_KEY, 'null')) or {}
+
+        statistics = artifact_utils.get_single_instance(output_dict[standard_component_specs.STATISTICS_KEY])
+        statistics.split_names = artifact_utils.encode_split_names(splits)
+        statistics.span = examples.span
+        statistics.set_string_custom_property(statistics_executor.STATS_DASHBOARD_LINK,
+                                              stats_utils.generate_stats_dashboard_link(statistics))
+        statistics.set_json_value_custom_property(
+            statistics_executor.SAMPLE_RATE_BY_SPLIT_PROPERTY_NAME,
+            json_utils.dumps({s: rates.get(s, options.sample_rate or 1.0) for s in splits}))
+        with self._make_beam_pipeline() as pipeline:
+            for split in splits:
+                split_options = tfdv.StatsOptions.from_json(options.to_json())
+                if rates.get(split) is not None:
+                    split_options.sample_rate = rates[split]
+                output = os.path.join(artifact_utils.get_split_uri([statistics], split),
+                                      statistics_executor.DEFAULT_FILE_NAME)
+                _ = (pipeline
+                     | f'ReadAndDecode[{split}]' >> record_files.RecordBatches(
+                         [io_utils.all_files_pattern(artifact_utils.get_split_uri([examples], split))], None, BATCH)
+                     | f'GenerateStatistics[{split}]' >> tfdv.GenerateStatistics(split_options)
+                     | f'WriteStatsOutput[{split}]' >> tfdv.WriteStatisticsToBinaryFile(output))
+                logging.info('Statistics for split %s written to %s.', split, output)
+
+
+class StatisticsGen(statistics_component.StatisticsGen):
+    """TFX's StatisticsGen (same id, spec, driver and outputs) with the executor above."""
+
+    EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
