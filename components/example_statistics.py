@@ -22,9 +22,8 @@ from absl import logging
 from tfx import types
 from tfx.components.statistics_gen import component as statistics_component
 from tfx.components.statistics_gen import executor as statistics_executor
-from tfx.components.util import examples_utils, tfxio_utils
+from tfx.components.util import examples_utils
 from tfx.dsl.components.base import executor_spec
-from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, json_utils, stats_utils
 
@@ -45,9 +44,7 @@ def _mirrored(input_dict: Dict[str, List[types.Artifact]], exec_properties: Dict
             and not exec_properties.get(standard_component_specs.SHARDED_STATS_OUTPUT_KEY)
             and not _options(exec_properties).experimental_filter_read_paths
             and not examples[0].has_custom_property(examples_utils.CUSTOM_SPLIT_PATTERN_PROPERTY_NAME)
-            and examples_utils.get_file_format(examples[0]) == 'tfrecords_gzip'
-            and tfxio_utils.resolve_payload_format_and_data_view_uri(examples)
-            == (example_gen_pb2.FORMAT_TF_EXAMPLE, None))
+            and record_files.gzipped_examples(examples))
 
 
 class Executor(statistics_executor.Executor):

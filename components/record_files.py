@@ -7,6 +7,9 @@ import apache_beam as beam
 import pyarrow as pa
 import tensorflow as tf
 from tensorflow_metadata.proto.v0 import schema_pb2
+from tfx import types
+from tfx.components.util import examples_utils, tfxio_utils
+from tfx.proto import example_gen_pb2
 from tfx_bsl.coders import example_coder
 
 # One dataset step per record took 22 s for 1M transformed examples; in batches of this size, 2.7 s.
@@ -24,6 +27,13 @@ def batched(dataset: tf.data.Dataset):
     """A dataset's records as bytes, read in batches (an eager step per record costs ~20 us)."""
     for batch in dataset.batch(_BATCH):
         yield from batch.numpy()
+
+
+def gzipped_examples(examples: List[types.Artifact]) -> bool:
+    """True when Examples artifacts hold gzipped tf.Example records and no data view: what RecordBatches reads."""
+    return (all(examples_utils.get_file_format(e) == 'tfrecords_gzip' for e in examples)
+            and tfxio_utils.resolve_payload_format_and_data_view_uri(examples)
+            == (example_gen_pb2.FORMAT_TF_EXAMPLE, None))
 
 
 def _decoded(patterns: Sequence[str], schema: Optional[bytes], batch_size: int) -> Iterator[pa.RecordBatch]:

@@ -42,9 +42,8 @@ from tfx import types
 from tfx.components.transform import component as transform_component
 from tfx.components.transform import executor as transform_executor
 from tfx.components.transform import executor_utils, labels
-from tfx.components.util import examples_utils, tfxio_utils, udf_utils
+from tfx.components.util import udf_utils
 from tfx.dsl.components.base import executor_spec
-from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils
 from tfx_bsl.coders import example_coder
@@ -76,9 +75,7 @@ def _mirrored(input_dict: Dict[str, List[types.Artifact]], output_dict: Dict[str
             # A module shipped as a wheel is installed by TFX's executor first.
             and not udf_utils.decode_user_module_key(
                 exec_properties.get(standard_component_specs.MODULE_PATH_KEY))[1]
-            and examples_utils.get_file_format(examples[0]) == 'tfrecords_gzip'
-            and tfxio_utils.resolve_payload_format_and_data_view_uri(examples)
-            == (example_gen_pb2.FORMAT_TF_EXAMPLE, None))
+            and record_files.gzipped_examples(examples))
 
 
 class Executor(transform_executor.Executor):
