@@ -59,7 +59,8 @@ class Executor(statistics_executor.Executor):
         examples = artifact_utils.get_single_instance(input_dict[standard_component_specs.EXAMPLES_KEY])
         excluded = json_utils.loads(exec_properties.get(standard_component_specs.EXCLUDE_SPLITS_KEY, 'null')) or []
         if not isinstance(excluded, list):
-            raise ValueError(f'exclude_splits in execution properties needs to be a list. Got {type(excluded)} instead.')
+            raise ValueError(f'exclude_splits in execution properties needs to be a list. '
+                             f'Got {type(excluded)} instead.')
         splits = [s for s in artifact_utils.decode_split_names(examples.split_names) if s not in excluded]
         if not splits:
             raise ValueError(f'No splits for examples artifact: {examples}')

@@ -56,6 +56,7 @@ def RecordBatches(pipeline: beam.Pipeline, patterns: Sequence[str],  # noqa: N80
     the time of a pass; on a distributed runner its splittable source is what
     spreads the reading.
     """
+    serialized = None if schema is None else schema.SerializeToString()
     return (pipeline
             | 'Patterns' >> beam.Create([list(patterns)])
-            | 'ReadAndDecode' >> beam.FlatMap(_decoded, schema and schema.SerializeToString(), batch_size))
+            | 'ReadAndDecode' >> beam.FlatMap(_decoded, serialized, batch_size))
