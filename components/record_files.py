@@ -36,10 +36,15 @@ def gzipped_examples(examples: List[types.Artifact]) -> bool:
             == (example_gen_pb2.FORMAT_TF_EXAMPLE, None))
 
 
+def records(patterns: Sequence[str]) -> tf.data.Dataset:
+    """The records of the gzipped TFRecord files `patterns` match, file by file in name order."""
+    files = [f for pattern in patterns for f in sorted(tf.io.gfile.glob(pattern))]
+    return tf.data.TFRecordDataset(files, compression_type='GZIP')
+
+
 def _decoded(patterns: Sequence[str], schema: Optional[bytes], batch_size: int) -> Iterator[pa.RecordBatch]:
     decoder = example_coder.ExamplesToRecordBatchDecoder(schema)
-    files = [f for pattern in patterns for f in sorted(tf.io.gfile.glob(pattern))]
-    for batch in tf.data.TFRecordDataset(files, compression_type='GZIP').batch(batch_size).prefetch(1):
+    for batch in records(patterns).batch(batch_size).prefetch(1):
         yield decoder.DecodeBatch(batch.numpy())
 
 

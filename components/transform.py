@@ -154,9 +154,7 @@ class TransformedWriter:
         self._encoder = example_coder.RecordBatchToExamplesEncoder(schema)
 
     def _encoded(self, pattern: str) -> Iterator[List[bytes]]:
-        files = sorted(tf.io.gfile.glob(pattern))
-        batches = (tf.data.TFRecordDataset(files, compression_type='GZIP').batch(BATCH)
-                   .map(self._transform).prefetch(2))
+        batches = record_files.records([pattern]).batch(BATCH).map(self._transform).prefetch(2)
         for batch in batches:
             yield self._encoder.encode(self._to_arrow.convert({k: v.numpy() for k, v in batch.items()}))
 
