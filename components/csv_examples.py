@@ -1,7 +1,7 @@
 """CsvExampleGen's executor, vectorised with Arrow when Beam runs in process.
 
-TFX's CSV executor spends about 100 us of Python on every row (8k rows/s on
-these cores, where the csv module alone parses 780k/s): it parses each line,
+TFX's CSV executor spends far more Python on every row than parsing the CSV
+costs (docs/performance.md#tfxs-csv-executor): it parses each line,
 infers types cell by cell, builds a tf.Example proto, serialises it to hash the
 split, and serialises it again to write it. This executor writes the same
 artifact from Arrow columns:

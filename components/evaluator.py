@@ -10,8 +10,8 @@ Two things TFX's Evaluator leaves to the pipeline author:
   (TFX's own rubber stamp when there is no baseline).
 
 A large eval split is evaluated on an evenly spaced sample of at most
-`max_eval_examples` (TFMA scores ~1.5k examples/s on these 2 cores, the model
-itself 500k/s): candidate and baseline on the same examples, the split's size
+`max_eval_examples` (TFMA scores a small fraction of the model's own rate:
+docs/performance.md#tfmas-rate): candidate and baseline on the same examples, the split's size
 and the sample's recorded on the evaluation (`eval_examples`,
 `evaluated_examples`), so nobody mistakes the one for the other.
 

@@ -1,8 +1,8 @@
 """StatisticsGen's executor, reading the splits without Beam's IO when Beam runs in process.
 
 TFX's executor feeds TFDV from TFXIO's Beam source: Beam's Python TFRecord
-reader (Python CRC and gunzip) and records batched one by one. On 1.5M rows
-that reading and batching took about 25 of its 58 s. Here TFDV's
+reader (Python CRC and gunzip) and records batched one by one, which on one
+machine is a large share of its time (docs/performance.md#beams-io-in-process). Here TFDV's
 `GenerateStatistics` reads `record_files.RecordBatches` instead (tf.data reads,
 tfx_bsl's decoder decodes, as TFXIO's does; with no schema it infers types as
 TFXIO's does), with the same options, and `WriteStatisticsToBinaryFile` writes

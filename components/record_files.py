@@ -12,7 +12,8 @@ from tfx.components.util import examples_utils, tfxio_utils
 from tfx.proto import example_gen_pb2
 from tfx_bsl.coders import example_coder
 
-# One dataset step per record took 22 s for 1M transformed examples; in batches of this size, 2.7 s.
+# Records per dataset step: a step per record costs far more than the record
+# (docs/performance.md#reading-records-in-batches).
 _BATCH = 4096
 
 
@@ -24,7 +25,7 @@ def record_count(files: List[str]) -> int:
 
 
 def batched(dataset: tf.data.Dataset):
-    """A dataset's records as bytes, read in batches (an eager step per record costs ~20 us)."""
+    """A dataset's records as bytes, read in batches (an eager step per record is slow: see `_BATCH`)."""
     for batch in dataset.batch(_BATCH):
         yield from batch.numpy()
 
@@ -56,10 +57,10 @@ def RecordBatches(pipeline: beam.Pipeline, patterns: Sequence[str],  # noqa: N80
     gives them (the same decoder).
 
     For Beam in process only: one DoFn reads every file through tf.data. TFXIO's
-    source reads with Beam's Python TFRecord reader (about 12 us a record, Python
-    CRC and gunzip) and batches records one by one, which on one machine is most of
-    the time of a pass; on a distributed runner its splittable source is what
-    spreads the reading.
+    source reads with Beam's Python TFRecord reader (Python CRC and gunzip) and
+    batches records one by one, which on one machine is most of the time of a pass
+    (docs/performance.md#beams-io-in-process); on a distributed runner its splittable
+    source is what spreads the reading.
     """
     serialized = None if schema is None else schema.SerializeToString()
     return (pipeline

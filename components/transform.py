@@ -1,9 +1,9 @@
 """Transform's executor, reading, analysing and writing in process when Beam runs in process.
 
 TFX's executor spends most of a large run in Beam's IO rather than in
-tf.Transform: on 1.5M rows, 165 s, of which the transform graph ran about 8 s.
+tf.Transform (docs/performance.md#beams-io-in-process has the figures).
 Its analysis pass reads the training split with Beam's Python TFRecord reader
-(about 12 us a record: Python CRC and gunzip) and batches records one by one
+(Python CRC and gunzip) and batches records one by one
 for TFXIO's decoder; its second pass reads every split the same way, encodes
 the transformed examples and writes them with Beam's Python TFRecord writer.
 
@@ -57,9 +57,9 @@ ANALYSIS_BATCH = 1000
 BATCH = 4096
 # What TFX's executor names the one shard it writes per split (WriteToTFRecord, prefix and suffix).
 SHARD_NAME = 'transformed_examples-00000-of-00001.gz'
-# zlib's fastest level: a third larger than the default level and three times faster to write
-# (1.2 s vs 3.9 s for 500k records here); only the Trainer reads these files. A writer thread at
-# the default level was no faster: it and the encoder take turns holding the GIL.
+# zlib's fastest level: somewhat larger files, written much faster, and only the Trainer reads
+# them (docs/performance.md#transformed-examples-compression). A writer thread at the default
+# level was no faster: it and the encoder take turns holding the GIL.
 _WRITE_OPTIONS = tf.io.TFRecordOptions(compression_type='GZIP', compression_level=1)
 
 

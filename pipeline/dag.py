@@ -19,13 +19,13 @@ from typing import Dict, List, Optional
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 
-from components.anomalies_gate import AnomaliesGate
+from components.anomalies_gate.component import AnomaliesGate
 from components.baseline_model import LatestPushedModel
 from components.csv_examples import CsvExampleGen
-from components.drift_check import DriftCheck
+from components.drift_check.component import DriftCheck
 from components.example_statistics import StatisticsGen
 from components.evaluator import Evaluator
-from components.trainer import Trainer
+from components.trainer.component import Trainer
 from components.transform import Transform
 from pipeline.config import PipelineConfig
 from taxi_model import contract

@@ -21,7 +21,7 @@ from absl import logging
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
-from components.trainer import TRAINING_RECORD
+from foundation.model_files import TRAINING_RECORD
 from taxi_model.export import export_serving_model
 from taxi_model.features import LABEL
 from taxi_model.hyperparameters import Hyperparameters
@@ -31,7 +31,7 @@ from taxi_model.model import ENCODER, build_keras_model, mean_representations, m
 BASELINE_BATCHES = 200
 # Training is validated every ~VALIDATE_EVERY steps (once, at the end, when there are fewer) and stops
 # when validation AUC has not improved for PATIENCE checks, keeping the best weights: more passes over
-# small or duplicated data overfit it (on the 15k sample, 12.8 epochs scored 0.007 AUC below 4).
+# small or duplicated data overfit it (docs/performance.md#epochs-and-early-stopping).
 VALIDATE_EVERY = 1000
 PATIENCE = 2
 

@@ -16,6 +16,9 @@ from tfx.utils import proto_utils
 from components import beam_runner, csv_examples
 from pipeline import data
 
+pytestmark = pytest.mark.component
+
+
 EDGE_HEADER = ['n', 'x', 'word', 'mixed', 'empty', 'huge', 'spaced']
 EDGE_ROWS = [
     ['1', '0.5', 'plain', '3', '', '1', ' 7'],

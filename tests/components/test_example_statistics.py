@@ -11,6 +11,8 @@ from tfx.utils import json_utils
 
 from components import example_statistics
 
+pytestmark = pytest.mark.component
+
 
 def _run(executor_class, examples, out, properties=None):
     statistics = standard_artifacts.ExampleStatistics()

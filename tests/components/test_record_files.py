@@ -2,7 +2,11 @@
 
 import tensorflow as tf
 
+import pytest
+
 from components.record_files import batched, record_count
+
+pytestmark = pytest.mark.component
 
 
 def _write(path, records):

@@ -17,6 +17,9 @@ import schemas
 from components import transform
 from taxi_model import contract, preprocessing
 
+pytestmark = pytest.mark.component
+
+
 PROPERTIES = {'preprocessing_fn': 'taxi_model.preprocessing.preprocessing_fn',
               'disable_statistics': 1, 'force_tf_compat_v1': 1}
 

@@ -1,49 +1,24 @@
-"""Drift of a new span against the data the serving model was trained on.
+"""Drift measurement and its records, importing no TFX: the drift check's executor and the monitor share it.
 
-TFDV compares the new span's training-split statistics with those the
-latest pushed version carries (`assets.extra/training_statistics.pb`, put
-there by our Trainer), using the curated schema's drift comparators:
-L-infinity distance for categorical features, Jensen-Shannon divergence for
-numeric ones (TFDV's L-infinity reports nothing on numeric features), and an
-example-count comparator.
-
-The numeric divergence is not TFDV's own: TFDV rebuckets each side's
-equal-width histogram as if values spread evenly inside a bucket, so two
-samples of one heavy-tailed distribution with different maxima read as drift
-(measured: trip_miles 0.72-0.82 against a 0.1 threshold on spans whose miles
-had not changed). Both sides are counted instead in the baseline's own
+TFDV's drift comparators measure, except the numeric Jensen-Shannon divergence,
+which is not TFDV's own: TFDV rebuckets each side's equal-width histogram as if
+values spread evenly inside a bucket, so two samples of one heavy-tailed
+distribution with different maxima read as drift (trip_miles did, on spans whose
+miles had not changed). Both sides are counted instead in the baseline's own
 quantile buckets: the baseline's share per bucket from its QUANTILES
 histogram, the new span's from its QUANTILES histogram (its distribution
 function at each baseline boundary, linear within one of its own quantile
-buckets, which are narrow where the data is dense). The baseline comes from the push destination, as
-the Evaluator's does, so no Resolver is needed and every runner can run it.
-
-The result is recorded in ML Metadata on the output artifact (an
-ExampleAnomalies with the drift findings, per split): the verdict, the policy,
-the version compared against and every measured distance with its threshold.
-The policy decides what drift does: `warn` lets the run go on (our Trainer
-copies the verdict onto the candidate model, so a release process can demand
-an approval); `block` makes the AnomaliesGate stop the run before Transform.
+buckets, which are narrow where the data is dense).
 """
 
 
 import dataclasses
 import json
-import os
 from typing import Dict, List, Optional
 
 import numpy as np
 from scipy.spatial import distance
-
-import tensorflow as tf
-import tensorflow_data_validation as tfdv
 from tensorflow_metadata.proto.v0 import anomalies_pb2, statistics_pb2
-from tfx import v1 as tfx
-from tfx.components.example_validator.executor import DEFAULT_FILE_NAME as ANOMALIES_FILE  # per split
-from tfx.types import artifact_utils
-
-from components.baseline_model import latest_pushed_version
-from components.trainer import TRAIN_SPLIT, TRAINING_STATISTICS_FILE
 
 # pipeline.config.DRIFT_POLICIES restates them: the CLI's parser must not load TFDV to list them.
 WARN, BLOCK = POLICIES = ('warn', 'block')
@@ -184,6 +159,9 @@ def compare(current: statistics_pb2.DatasetFeatureStatisticsList,
             baseline_version: Optional[str] = None) -> tuple[DriftResult, anomalies_pb2.Anomalies]:
     """TFDV's drift comparators over two statistics (numeric divergences in the baseline's quantile
     buckets): the result, and the drift findings as anomalies."""
+    # TFDV (and tfx_bsl under it) loads here, not with the module: readers of the records (run
+    # summaries, reports, the gate) need none of it.
+    import tensorflow_data_validation as tfdv
     anomalies = tfdv.validate_statistics(current, schema, previous_statistics=baseline)
     _numeric_divergences(current, baseline, schema, anomalies)
     features = measured(anomalies, 'drift_measurements')
@@ -236,45 +214,3 @@ def read_result(artifact) -> Optional[DriftResult]:
     version = artifact.custom_properties.get(BASELINE_VERSION)
     return DriftResult(verdict.string_value, version.string_value if version else None,
                        [FeatureDrift(**d) for d in distances])
-
-
-def _load_baseline(serving_model_dir: str):
-    """(version, training statistics) of the latest pushed version, or (version or None, None)."""
-    version = latest_pushed_version(serving_model_dir)
-    if version is None:
-        return None, None
-    path = os.path.join(serving_model_dir, version, TRAINING_STATISTICS_FILE)
-    if not tf.io.gfile.exists(path):  # a version exported before models carried their statistics
-        return version, None
-    return version, tfdv.load_stats_binary(path)
-
-
-@tfx.dsl.components.component
-def DriftCheck(
-    statistics: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ExampleStatistics],
-    schema: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Schema],
-    serving_model_dir: tfx.dsl.components.Parameter[str],
-    drift_policy: tfx.dsl.components.Parameter[str],
-    drift_report: tfx.dsl.components.OutputArtifact[tfx.types.standard_artifacts.ExampleAnomalies],
-):
-    """Compares the new span's training split with the serving version's training data."""
-    if drift_policy not in POLICIES:
-        raise ValueError(f'drift_policy must be one of {", ".join(POLICIES)}, not {drift_policy!r}')
-    version, baseline = _load_baseline(serving_model_dir)
-    drift_report.split_names = artifact_utils.encode_split_names([TRAIN_SPLIT])
-    drift_report.set_string_custom_property(POLICY, drift_policy)
-    if version is not None:
-        drift_report.set_string_custom_property(BASELINE_VERSION, version)
-    if baseline is None:
-        result, anomalies = DriftResult(NO_BASELINE, version, []), anomalies_pb2.Anomalies()
-    else:
-        current = tfdv.load_stats_binary(os.path.join(statistics.uri, f'Split-{TRAIN_SPLIT}', 'FeatureStats.pb'))
-        schema_file = tfx.dsl.io.fileio.listdir(schema.uri)[0]
-        result, anomalies = compare(current, baseline, tfdv.load_schema_text(os.path.join(schema.uri, schema_file)),
-                                    version)
-    tf.io.gfile.makedirs(os.path.join(drift_report.uri, f'Split-{TRAIN_SPLIT}'))
-    with tf.io.gfile.GFile(os.path.join(drift_report.uri, f'Split-{TRAIN_SPLIT}', ANOMALIES_FILE), 'wb') as f:
-        f.write(anomalies.SerializeToString())
-    drift_report.set_string_custom_property(VERDICT, result.verdict)
-    drift_report.set_string_custom_property(DRIFTED_FEATURES, ','.join(result.drifted))
-    drift_report.set_string_custom_property(DISTANCES, json.dumps([dataclasses.asdict(f) for f in result.features]))

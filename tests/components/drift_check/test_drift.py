@@ -8,8 +8,10 @@ import tensorflow_data_validation as tfdv
 from ml_metadata.proto import metadata_store_pb2
 
 import schemas
-from components import drift_check
+from components.drift_check import drift
 from pipeline import data
+
+pytestmark = pytest.mark.component
 
 
 @pytest.fixture(scope='module')
@@ -29,40 +31,40 @@ def schema():
 
 
 def test_a_resampled_span_does_not_drift(statistics, schema):
-    result, anomalies = drift_check.compare(statistics['clean'], statistics['baseline'], schema, '7')
-    assert result.verdict == drift_check.NO_DRIFT, drift_check.describe(result)
+    result, anomalies = drift.compare(statistics['clean'], statistics['baseline'], schema, '7')
+    assert result.verdict == drift.NO_DRIFT, drift.describe(result)
     # Every comparator of the schema was measured, and the count compared.
     compared = {f.name for f in schema.feature if f.HasField('drift_comparator')}
-    assert {f.feature for f in result.features} == compared | {drift_check.EXAMPLE_COUNT}
+    assert {f.feature for f in result.features} == compared | {drift.EXAMPLE_COUNT}
     assert not anomalies.anomaly_info
 
 
 def test_a_drifted_span_names_the_features_that_moved(statistics, schema):
-    result, anomalies = drift_check.compare(statistics['drifted'], statistics['baseline'], schema, '7')
-    assert result.verdict == drift_check.DRIFT
+    result, anomalies = drift.compare(statistics['drifted'], statistics['baseline'], schema, '7')
+    assert result.verdict == drift.DRIFT
     # Fares x3, trips at night, cards to cash; distances and miles did not move.
     assert set(result.drifted) == {'fare', 'trip_start_hour', 'payment_type'}
     assert set(anomalies.anomaly_info) == {'fare', 'trip_start_hour', 'payment_type'}
-    lines = drift_check.describe(result)
+    lines = drift.describe(result)
     assert len(lines) == 3 and any(line.startswith('fare: Jensen-Shannon divergence') for line in lines)
 
 
 def test_a_span_with_a_quarter_of_the_examples_is_count_drift(statistics, schema):
-    result, _ = drift_check.compare(statistics['small'], statistics['baseline'], schema, '7')
-    count = next(f for f in result.features if f.feature == drift_check.EXAMPLE_COUNT)
+    result, _ = drift.compare(statistics['small'], statistics['baseline'], schema, '7')
+    count = next(f for f in result.features if f.feature == drift.EXAMPLE_COUNT)
     assert count.drifted and count.value == pytest.approx(0.25)
-    assert drift_check.EXAMPLE_COUNT in result.drifted
+    assert drift.EXAMPLE_COUNT in result.drifted
 
 
 def test_the_recorded_result_reads_back_from_ml_metadata_properties(statistics, schema):
-    result, _ = drift_check.compare(statistics['drifted'], statistics['baseline'], schema, '42')
+    result, _ = drift.compare(statistics['drifted'], statistics['baseline'], schema, '42')
     artifact = metadata_store_pb2.Artifact()
-    artifact.custom_properties[drift_check.VERDICT].string_value = result.verdict
-    artifact.custom_properties[drift_check.BASELINE_VERSION].string_value = '42'
-    artifact.custom_properties[drift_check.DISTANCES].string_value = json.dumps(
+    artifact.custom_properties[drift.VERDICT].string_value = result.verdict
+    artifact.custom_properties[drift.BASELINE_VERSION].string_value = '42'
+    artifact.custom_properties[drift.DISTANCES].string_value = json.dumps(
         [f.__dict__ for f in result.features])
-    assert drift_check.read_result(artifact) == result
-    assert drift_check.read_result(metadata_store_pb2.Artifact()) is None
+    assert drift.read_result(artifact) == result
+    assert drift.read_result(metadata_store_pb2.Artifact()) is None
 
 
 def test_a_longer_tail_alone_is_not_drift(tmp_path, taxi_rows, schema):
@@ -76,6 +78,6 @@ def test_a_longer_tail_alone_is_not_drift(tmp_path, taxi_rows, schema):
         row[at] = '5000'
     baseline = tfdv.generate_statistics_from_csv(data.write_span(str(tmp_path / 'a'), 1, header, rows[:3000]))
     current = tfdv.generate_statistics_from_csv(data.write_span(str(tmp_path / 'b'), 1, header, stretched))
-    result, anomalies = drift_check.compare(current, baseline, schema, '7')
+    result, anomalies = drift.compare(current, baseline, schema, '7')
     miles = next(f for f in result.features if f.feature == 'trip_miles')
     assert miles.value < 0.01 and not miles.drifted and 'trip_miles' not in anomalies.anomaly_info

@@ -1,24 +1,9 @@
-"""A gate that fails the run when ExampleValidator found anomalies, or when the
-drift check found drift and its policy blocks.
+"""What the anomalies gate stops a run with, importing no TFX: the errors, and one readable line
+per anomaly they carry."""
 
-ExampleValidator only records anomalies (and a `blessed` property); nothing
-downstream reads them, so a TFX pipeline trains on bad data unless something
-stops it. This component does, by failing its execution: every runner
-(LocalDagRunner, KFP, Vertex) then stops the nodes that depend on it. The
-drift check records its findings and never fails itself, so they stay in ML
-Metadata when the gate stops the run.
-"""
-
-import os
 from typing import Dict, List
 
-import tensorflow as tf
 from tensorflow_metadata.proto.v0 import anomalies_pb2
-from tfx import v1 as tfx
-from tfx.components.example_validator.executor import DEFAULT_FILE_NAME as ANOMALIES_FILE  # per split
-from tfx.types import artifact_utils
-
-from components import drift_check
 
 
 class DataAnomaliesError(RuntimeError):
@@ -63,31 +48,3 @@ def describe(anomalies: anomalies_pb2.Anomalies) -> List[str]:
         reasons = '; '.join(r.description or r.short_description for r in info.reason)
         lines.append(f'<dataset>: {info.short_description or "anomaly"} ({reasons})')
     return lines
-
-
-def read_split_anomalies(anomalies_uri: str, split: str) -> anomalies_pb2.Anomalies:
-    path = os.path.join(anomalies_uri, f'Split-{split}', ANOMALIES_FILE)
-    result = anomalies_pb2.Anomalies()
-    result.ParseFromString(tf.io.gfile.GFile(path, 'rb').read())
-    return result
-
-
-@tfx.dsl.components.component
-def AnomaliesGate(
-    anomalies: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ExampleAnomalies],
-    drift_report: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ExampleAnomalies] = None,
-):
-    """Raises DataAnomaliesError if any split of `anomalies` is not empty, and
-    DataDriftError if `drift_report` found drift under the blocking policy."""
-    problems = {}
-    for split in artifact_utils.decode_split_names(anomalies.split_names):
-        lines = describe(read_split_anomalies(anomalies.uri, split))
-        if lines:
-            problems[split] = lines
-    if problems:
-        raise DataAnomaliesError(problems)
-    if drift_report is not None:
-        result = drift_check.read_result(drift_report.mlmd_artifact)
-        policy = drift_report.get_string_custom_property(drift_check.POLICY)
-        if result is not None and result.verdict == drift_check.DRIFT and policy == drift_check.BLOCK:
-            raise DataDriftError(result.baseline_version, drift_check.describe(result))
