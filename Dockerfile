@@ -17,7 +17,8 @@ WORKDIR /pipeline
 # the image's tested TFX/TensorFlow stack is not re-resolved. Transform and
 # Trainer tasks need taxi_model/, components/ and schemas/; pipeline/, cli/ and
 # serving/ are for the operator's commands run from the same image.
-COPY setup.py README.md atomic_file.py ./
+COPY setup.py README.md ./
+COPY foundation/ foundation/
 COPY taxi_model/ taxi_model/
 COPY components/ components/
 COPY schemas/ schemas/
@@ -27,6 +28,7 @@ COPY monitoring/ monitoring/
 COPY scheduler/ scheduler/
 COPY release/ release/
 COPY provenance/ provenance/
+COPY reports/ reports/
 COPY cli/ cli/
 # The compiled spec, for the trigger CronJob: run parameters are checked against it.
 COPY kfp/ kfp/
@@ -34,7 +36,7 @@ COPY kfp/ kfp/
 # and the metrics client (pinned as in constraints.txt).
 RUN pip install --no-cache-dir APScheduler==3.10.4 prometheus_client==0.26.0
 RUN pip install --no-cache-dir --no-deps -e /pipeline \
-    && python -c "import taxi_model.training, taxi_model.preprocessing, components.trainer, schemas; print(schemas.CURATED_SCHEMA)"
+    && python -c "import taxi_model.training, taxi_model.preprocessing, components.trainer.component, schemas; print(schemas.CURATED_SCHEMA)"
 
 # KubeflowV2DagRunner sets the command per task; this is for running by hand.
 ENTRYPOINT ["python", "-m", "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"]

@@ -5,17 +5,20 @@ Loose requirements here; the exact, tested set is in constraints.txt:
 (tfx 1.16 declares Requires-Python <3.11, but its wheels work on 3.11.)
 """
 
-from setuptools import setup
+from setuptools import find_packages, setup
+
+# The project's top-level packages (subpackages such as components/drift_check come with them).
+PACKAGES = ['foundation', 'taxi_model', 'components', 'pipeline', 'serving', 'monitoring', 'scheduler', 'release',
+            'provenance', 'reports', 'cli', 'schemas']
 
 setup(
     name='taxi-tfx-pipeline',
     version='0.1.0',
     description='Chicago Taxi tip prediction as a TFX pipeline on Kubeflow',
     python_requires='>=3.9,<3.12',
-    packages=['taxi_model', 'components', 'pipeline', 'serving', 'monitoring', 'scheduler', 'release', 'provenance', 'cli',
-              'schemas'],
-    py_modules=['atomic_file'],
-    package_data={'schemas': ['*.pbtxt'], 'release': ['approvers.yaml'], 'provenance': ['*.yaml']},
+    packages=find_packages(include=[name for top in PACKAGES for name in (top, f'{top}.*')]),
+    package_data={'schemas': ['*.pbtxt'], 'release': ['approvers.yaml'], 'provenance': ['*.yaml'],
+                  'reports': ['templates/*.html']},
     install_requires=[
         'tfx>=1.16,<1.17',
         'tensorflow>=2.16,<2.17',
@@ -26,10 +29,31 @@ setup(
         'apache-beam>=2.59,<2.60',
         'kfp>=2.7,<2.8',
         'tensorflow-serving-api>=2.16,<2.17',
+        'tensorflow-metadata>=1.16,<1.17',
+        'tfx-bsl>=1.16,<1.17',
+        'tf-keras>=2.16,<2.17',
+        'kfp-server-api>=2.0,<2.1',
+        'numpy>=1.26,<2',
+        'pyarrow>=10,<11',
+        'protobuf>=4.25,<5',
+        'grpcio>=1.60',
+        'absl-py>=1.4,<2',
         'APScheduler>=3.10,<4',
-        # The release policy (release/approvers.yaml).
+        # The release policy (release/approvers.yaml) and the model card's prose.
         'PyYAML>=6,<7',
+        # Pages (reports/templates).
+        'Jinja2>=3.1,<4',
+        'MarkupSafe>=2.1',
+        # The monitor's and the canary's statistics, its metrics.
+        'scipy>=1.12,<2',
+        'scikit-learn>=1.5,<2',
+        'prometheus_client>=0.20',
+        # The clients (REST) and the Kubeflow API client's transport.
+        'requests>=2.31',
+        'urllib3>=1.26,<2',
+        # The local KFP runner reads the pipeline image's Dockerfile.
+        'dockerfile-parse>=2,<3',
     ],
-    extras_require={'test': ['pytest', 'dockerfile-parse']},
+    extras_require={'test': ['pytest']},
     entry_points={'console_scripts': ['taxi-pipeline=cli.main:console_main']},
 )

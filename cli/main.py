@@ -29,7 +29,7 @@ EXIT_BUSY = 4
 
 def _exit_codes():
     """(exception type, exit code), most specific first; anything else is a failure."""
-    from components.anomalies_gate import GATE_ERRORS
+    from components.anomalies_gate.gate import GATE_ERRORS
     from pipeline.workspace_lock import WorkspaceBusy
     return ((WorkspaceBusy, EXIT_BUSY),              # another run holds the workspace; nothing was started
             (GATE_ERRORS, EXIT_BAD_INPUT),         # data that fails the curated schema, or drifted and blocked
@@ -56,27 +56,23 @@ def configure_logging(verbose: bool) -> None:
 
 def parser() -> argparse.ArgumentParser:
     from cli import served_model
+    from foundation.workspace import Workspace
     from monitoring import commands as monitoring_commands
     from pipeline import commands as pipeline_commands
-    from provenance import commands as provenance_commands
+    from provenance import commands as provenance_commands, reports as provenance_reports
     from release import commands as release_commands
     from scheduler import commands as scheduler_commands
     from serving import commands as serving_commands
     root = argparse.ArgumentParser(prog='taxi-pipeline', description=__doc__.split('\n')[0])
     commands = root.add_subparsers(dest='command', required=True)
-    pipeline_commands.register(commands)
-    serving_commands.register(commands, default_model_base_path=pipeline_commands.default_serving_model_dir())
+    workspace = Workspace()
+    pipeline_commands.register(commands, workspace, run_pages=provenance_reports.write_run_pages)
+    serving_commands.register(commands, default_model_base_path=workspace.absolute().model_base_path)
     served_model.register(commands)
-    monitoring_commands.register(commands, default_model_base_path=pipeline_commands.default_serving_model_dir(),
-                                 default_log_dir=os.path.join(pipeline_commands.DEFAULT_WORKSPACE, 'request_logs'),
-                                 default_feedback_dir=os.path.join(pipeline_commands.DEFAULT_WORKSPACE, 'feedback'),
-                                 default_metadata_path=os.path.join(pipeline_commands.DEFAULT_WORKSPACE,
-                                                                    'metadata.sqlite'))
-    scheduler_commands.register(commands, default_workspace=pipeline_commands.DEFAULT_WORKSPACE)
-    release_commands.register(commands, default_workspace=pipeline_commands.DEFAULT_WORKSPACE,
-                              default_model_base_path=pipeline_commands.default_serving_model_dir())
-    provenance_commands.register(commands, default_workspace=pipeline_commands.DEFAULT_WORKSPACE,
-                                 default_model_base_path=pipeline_commands.default_serving_model_dir())
+    monitoring_commands.register(commands, workspace)
+    scheduler_commands.register(commands, workspace)
+    release_commands.register(commands, workspace)
+    provenance_commands.register(commands, workspace)
     return root
 
 
@@ -94,11 +90,12 @@ def main(argv=None) -> int:
 def console_main() -> None:
     """The `taxi-pipeline` console script: `main()`, then an exit without the interpreter's teardown.
 
-    After a pipeline run the teardown took 2.6 s of a 40 s run (TensorFlow's and Beam's objects
-    finalised one by one) for nothing: every artifact, record, page and log is written and closed
-    by the time `main` returns. The exit handlers still run (they flush logging and remove
-    temporary directories); a normal exit is kept while any non-daemon thread is still working,
-    since it would wait for it."""
+    After a pipeline run the teardown is a noticeable part of the run (TensorFlow's and Beam's
+    objects finalised one by one) for nothing: every artifact, record, page and log is written
+    and closed by the time `main` returns
+    (docs/decisions.md#the-console-script-skips-the-interpreters-teardown). The exit handlers
+    still run (they flush logging and remove temporary directories); a normal exit is kept while
+    any non-daemon thread is still working, since it would wait for it."""
     code = main()
     sys.stdout.flush()
     sys.stderr.flush()

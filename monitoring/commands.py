@@ -11,17 +11,19 @@ import argparse
 import datetime
 import json
 import os
-import re
 import sys
+
+from foundation.durations import parse_duration
+from foundation.workspace import Workspace
 
 # Exit code of a monitoring pass that raised an alert (0 ok, 1 failed, 2 bad input are the CLI's).
 ALERT_EXIT = 3
-_DURATION = re.compile(r'^(\d+)([smhd])$')
-_SECONDS = {'s': 1, 'm': 60, 'h': 3600, 'd': 86400}
 
 
-def register(commands: argparse._SubParsersAction, default_model_base_path: str,
-             default_log_dir: str, default_feedback_dir: str, default_metadata_path: str) -> None:
+def register(commands: argparse._SubParsersAction, workspace: Workspace) -> None:
+    default_model_base_path = workspace.absolute().model_base_path
+    default_log_dir, default_feedback_dir = workspace.request_log_dir, workspace.feedback_dir
+    default_metadata_path = workspace.metadata_path
     monitor = commands.add_parser(
         'monitor', help='skew, drift, prediction drift and outlier rate of served traffic, per model version')
     monitor.add_argument('--request-log-dir', default=default_log_dir,
@@ -46,7 +48,7 @@ def register(commands: argparse._SubParsersAction, default_model_base_path: str,
                          help='alert when live accuracy is below (default: %(default)s)')
     monitor.add_argument('--min-labelled', type=int, default=100,
                          help='judge live metrics from this many labelled examples on (default: %(default)s)')
-    monitor.add_argument('--report-dir', default=os.path.join('workspace', 'reports'),
+    monitor.add_argument('--report-dir', default=workspace.report_dir,
                          help='where the HTML report goes (default: %(default)s)')
     record = monitor.add_mutually_exclusive_group()
     record.add_argument('--metadata-path', default=default_metadata_path,
@@ -77,17 +79,6 @@ def register(commands: argparse._SubParsersAction, default_model_base_path: str,
     span.add_argument('--data-root', default=os.path.join(os.path.dirname(default_log_dir), 'data'),
                       help='the pipeline\'s span-N/ directories (default: %(default)s)')
     span.set_defaults(handler=feedback_span_command)
-
-
-def parse_duration(text: str, flag: str) -> int:
-    """Seconds in a duration like 30s, 10m, 1h or 1d; ValueError naming `flag` otherwise."""
-    match = _DURATION.match(text or '')
-    if not match:
-        raise ValueError(f'{flag} takes a duration like 30m, 1h or 1d, not {text!r}')
-    seconds = int(match.group(1)) * _SECONDS[match.group(2)]
-    if seconds <= 0:
-        raise ValueError(f'{flag} must be longer than 0')
-    return seconds
 
 
 def parse_window(text: str) -> int:
@@ -172,28 +163,9 @@ def feedback_command(args) -> int:
     return 2 if conflicting or unknown else 0
 
 
-def write_feedback_span(feedback_dir: str, request_log_dir: str, data_root: str):
-    """The next span from labelled serving traffic, in the latest span's CSV layout (feedback_span.Export)."""
-    import csv
-    import tensorflow_data_validation as tfdv
-    from monitoring import feedback_span
-    import schemas
-    from pipeline import data
-    from taxi_model import contract
-    from taxi_model.features import LABEL
-    spans = data.span_dirs(data_root)
-    if not spans:
-        raise ValueError(f'no spans under {data_root}: the feedback span follows the training data\'s layout')
-    latest = data.check_data_root(data_root)
-    with open(os.path.join(latest, sorted(f for f in os.listdir(latest) if f.endswith('.csv'))[0]), newline='') as f:
-        header = next(csv.reader(f))
-    return feedback_span.export(request_log_dir, feedback_dir, data_root, spans[-1][0] + 1, header,
-                                tfdv.load_schema_text(schemas.CURATED_SCHEMA), LABEL.tips_column,
-                                contract.IS_OUTLIER)
-
-
 def feedback_span_command(args) -> int:
-    written = write_feedback_span(args.feedback_dir, args.request_log_dir, args.data_root)
+    from monitoring import feedback_span
+    written = feedback_span.write_next_span(args.feedback_dir, args.request_log_dir, args.data_root)
     print(f'Wrote span {written.span}: {written.rows} labelled served example(s) in {written.path}')
     for reason, count in written.left_out.items():
         print(f'  left out: {count} ({reason})')
@@ -250,6 +222,7 @@ def _live_text(report) -> str:
 
 
 def monitor_command(args) -> int:
+    from foundation import metadata_store
     from monitoring import metadata_record, monitor, report
     from taxi_model import contract
     window = parse_window(args.window)
@@ -296,10 +269,10 @@ def monitor_command(args) -> int:
                       timeout=10).raise_for_status()
     histories = {}
     try:
-        store = metadata_record.connect(args.metadata_path, args.metadata_grpc)
+        store = metadata_store.connect(args.metadata_path, args.metadata_grpc)
         execution_id = metadata_record.record(store, found, settings, path)
         links = {r.version: metadata_record.link(store, settings.model_base_path, r.version) for r in found.reports}
-        unlinked = sorted(v for v, how in links.items() if how != metadata_record.BY_DESTINATION)
+        unlinked = sorted(v for v, how in links.items() if how != metadata_store.BY_DESTINATION)
         print(f'Recorded in ML Metadata as execution {execution_id}' + (
             f' (version(s) {unlinked}: no PushedModel at this push destination; linked by version number where '
             'one exists)' if unlinked else ''))

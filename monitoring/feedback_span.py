@@ -134,3 +134,21 @@ def _write(data_root: str, span: int, header: Sequence[str], rows: List[List[str
         os.fsync(f.fileno())
     os.rename(hidden, final)
     return final
+
+
+def write_next_span(feedback_dir: str, request_log_dir: str, data_root: str):
+    """The next span from labelled serving traffic, in the latest span's CSV layout (Export)."""
+    import csv
+    import tensorflow_data_validation as tfdv
+    import schemas
+    from pipeline import data
+    from taxi_model import contract
+    from taxi_model.features import LABEL
+    spans = data.span_dirs(data_root)
+    if not spans:
+        raise ValueError(f'no spans under {data_root}: the feedback span follows the training data\'s layout')
+    latest = data.check_data_root(data_root)
+    with open(os.path.join(latest, sorted(f for f in os.listdir(latest) if f.endswith('.csv'))[0]), newline='') as f:
+        header = next(csv.reader(f))
+    return export(request_log_dir, feedback_dir, data_root, spans[-1][0] + 1, header,
+                  tfdv.load_schema_text(schemas.CURATED_SCHEMA), LABEL.tips_column, contract.IS_OUTLIER)

@@ -15,14 +15,13 @@ half-recorded.
 import json
 from typing import Dict, List, Optional
 
-from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
+
+from foundation.metadata_store import ListOptions, find_pushed_model, quoted
 
 EXECUTION_TYPE = 'ServingMonitor'
 RESULT_TYPE = 'ServingMonitoringResult'
 CONTEXT_TYPE = 'serving_monitoring'
-# The Pusher's artifact type: as LocalDagRunner names it, and as Kubeflow Pipelines v2 does (its schema title).
-PUSHED_MODEL_TYPES = ('PushedModel', 'tfx.PushedModel')
 
 INT, DOUBLE, STRING = metadata_store_pb2.INT, metadata_store_pb2.DOUBLE, metadata_store_pb2.STRING
 _RESULT_PROPERTIES = {
@@ -39,24 +38,6 @@ _EXECUTION_PROPERTIES = {'window_start_micros': INT, 'window_end_micros': INT, '
                          'model_base_path': STRING, 'request_log_dir': STRING}
 
 
-def connect(metadata_path: Optional[str] = None, grpc_address: Optional[str] = None,
-            read_only: bool = False) -> metadata_store.MetadataStore:
-    """The local SQLite store (created if missing, unless `read_only`), or a cluster's metadata gRPC
-    service (host:port)."""
-    config = metadata_store_pb2.ConnectionConfig()
-    if grpc_address:
-        host, _, port = grpc_address.rpartition(':')
-        if not host or not port.isdigit():
-            raise ValueError(f'--metadata-grpc takes HOST:PORT (e.g. metadata-grpc-service.kubeflow:8080), '
-                             f'not {grpc_address!r}')
-        client = metadata_store_pb2.MetadataStoreClientConfig(host=host, port=int(port))
-        return metadata_store.MetadataStore(client)
-    config.sqlite.filename_uri = metadata_path
-    config.sqlite.connection_mode = (metadata_store_pb2.SqliteMetadataSourceConfig.READONLY if read_only else
-                                     metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE)
-    return metadata_store.MetadataStore(config)
-
-
 def _type_id(store, kind: str, name: str, properties: Dict[str, int]) -> int:
     # can_add_fields: a store written by an earlier version of these types takes the new properties.
     if kind == 'artifact':
@@ -68,44 +49,9 @@ def _type_id(store, kind: str, name: str, properties: Dict[str, int]) -> int:
     return store.put_context_type(metadata_store_pb2.ContextType(name=name))
 
 
-BY_DESTINATION, BY_VERSION = 'destination', 'version'
-
-
-def flag(properties, key: str) -> bool:
-    """A 0/1 custom property (`pushed`, `blessed`): an int locally, a double on Kubeflow Pipelines v2,
-    which stores every number in an artifact's metadata as one."""
-    found = properties.get(key)
-    return bool(found is not None and (found.int_value or found.double_value))
-
-
-def alert_text(alert) -> str:
-    """One recorded alert (a dict from monitoring.monitor) as a line."""
-    if not isinstance(alert, dict):
-        return str(alert)
-    detail = ', '.join(f'{k}={v}' for k, v in alert.items() if k not in ('alert', 'model_version'))
-    return f'{alert.get("alert", "alert")} (version {alert.get("model_version", "?")}): {detail}'
-
-
-def _pushed(store, model_base_path: str, version: int):
-    """(the Pusher's artifact for a version or None, how it was found)."""
-    found = store.get_artifacts(list_options=metadata_store.ListOptions(filter_query=(
-        f"({' OR '.join(f'type = {t!r}' for t in PUSHED_MODEL_TYPES)}) AND "
-        f"custom_properties.pushed_version.string_value = '{int(version)}'")))
-    destination = f'{model_base_path.rstrip("/")}/{int(version)}'
-    exact = [a for a in found if a.custom_properties['pushed_destination'].string_value == destination]
-    if exact:
-        return exact[-1], BY_DESTINATION
-    return (found[-1], BY_VERSION) if found else (None, None)
-
-
-def pushed_model(store, model_base_path: str, version: int) -> Optional[metadata_store_pb2.Artifact]:
-    """The Pusher's artifact for a version: by its push destination, else by its version number."""
-    return _pushed(store, model_base_path, version)[0]
-
-
 def link(store, model_base_path: str, version: int) -> Optional[str]:
     """How a version's PushedModel is found: BY_DESTINATION, BY_VERSION, or None."""
-    return _pushed(store, model_base_path, version)[1]
+    return find_pushed_model(store, model_base_path, version)[1]
 
 
 def _findings(report) -> str:
@@ -131,7 +77,7 @@ def record(store, found, settings, report_uri: str) -> int:
     execution.properties['request_log_dir'].string_value = settings.log_dir
     artifacts_and_events = []
     for report in found.reports:
-        pushed, found_by = _pushed(store, settings.model_base_path, report.version)
+        pushed, found_by = find_pushed_model(store, settings.model_base_path, report.version)
         if pushed is not None:
             artifacts_and_events.append((pushed, metadata_store_pb2.Event(type=metadata_store_pb2.Event.INPUT)))
         result = metadata_store_pb2.Artifact(type_id=result_type, uri=report_uri,
@@ -167,10 +113,9 @@ def history(store, model_base_path: str, version: int) -> List[Dict]:
     """Every recorded pass over the traffic of a version of the model at `model_base_path`, oldest
     window first (a window judged twice counts once, as last judged): dicts of the result's
     properties, findings decoded."""
-    quoted = model_base_path.replace("'", "\\'")
-    results = store.get_artifacts(list_options=metadata_store.ListOptions(filter_query=(
+    results = store.get_artifacts(list_options=ListOptions(filter_query=(
         f"type = '{RESULT_TYPE}' AND properties.model_version.int_value = {int(version)} AND "
-        f"properties.model_base_path.string_value = '{quoted}'")))
+        f"properties.model_base_path.string_value = {quoted(model_base_path)}")))
     by_window = {}
     for artifact in sorted(results, key=lambda a: a.id):
         entry = {name: (value.int_value if _RESULT_PROPERTIES[name] == INT else

@@ -10,9 +10,9 @@ For each version that answered in the window:
 Categorical features are compared by TFDV (L-infinity). Numeric ones are not:
 TFDV's numeric Jensen-Shannon divergence rebuckets each side's equal-width
 histogram assuming values spread evenly within a bucket, so two samples of one
-heavy-tailed distribution with different maxima read as drift (measured: two
-halves of one resample of the taxi sample, trip_miles 0.78 against a 0.1
-threshold). Here both sides are counted in the training data's own quantile
+heavy-tailed distribution with different maxima read as drift (trip_miles did,
+on two halves of one resample: docs/decisions.md#numeric-drift-in-the-baselines-quantile-buckets).
+Here both sides are counted in the training data's own quantile
 buckets (from the statistics the version carries), and the divergence (base 2,
 0 to 1) is taken there, against the schema's threshold.
 - prediction drift: Jensen-Shannon divergence of the prediction's
@@ -41,8 +41,9 @@ import tensorflow_data_validation as tfdv
 from tensorflow_data_validation.statistics import stats_impl
 from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
 
-from components.drift_check import FeatureDrift, compare, divergence, measured, quantile_buckets
-from components.trainer import SCHEMA_FILE, TRAINING_STATISTICS_FILE
+from components.drift_check.drift import FeatureDrift, compare, divergence, measured, quantile_buckets
+from foundation.model_files import SCHEMA_FILE, TRAINING_STATISTICS_FILE
+from foundation import alerts
 from monitoring import live_metrics, request_logs
 from serving import feedback as feedback_lib
 
@@ -183,8 +184,9 @@ class Unmonitored:
 
     @property
     def alert(self) -> Dict:
-        return {'alert': 'unmonitored', 'model_version': self.version, 'examples': self.examples,
-                'reason': f'the version carries no {SCHEMA_FILE}; push a version exported by the current pipeline'}
+        return alerts.Alert(alerts.UNMONITORED, self.version, {
+            'examples': self.examples,
+            'reason': f'the version carries no {SCHEMA_FILE}; push a version exported by the current pipeline'}).record()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -350,15 +352,16 @@ def monitor(settings: Settings) -> Pass:
 
 
 def _alerts(report: VersionReport, settings: Settings) -> List[Dict]:
-    alerts = []
-    for kind, findings in (('skew', report.skew), ('drift', report.drift)):
+    """The version's alerts, as recorded (alerts.Alert.record())."""
+    found = []
+    for kind, findings in ((alerts.SKEW, report.skew), (alerts.DRIFT, report.drift)):
         drifted = [f for f in findings if f.drifted]
         if drifted:
-            alerts.append({'alert': kind, 'model_version': report.version, 'features': [f.feature for f in drifted],
-                           'distances': {f.feature: round(f.value, 4) for f in drifted}})
+            found.append(alerts.Alert(kind, report.version, {'features': [f.feature for f in drifted],
+                                                             'distances': {f.feature: round(f.value, 4) for f in drifted}}))
     if report.prediction_drift is not None and report.prediction_drift.drifted:
-        alerts.append({'alert': 'prediction_drift', 'model_version': report.version,
-                       'distance': round(report.prediction_drift.value, 4)})
+        found.append(alerts.Alert(alerts.PREDICTION_DRIFT, report.version,
+                                  {'distance': round(report.prediction_drift.value, 4)}))
     live = report.live
     if live is not None and live.examples >= settings.min_labelled:
         for metric, value, interval, minimum in (('auc', live.auc, live.auc_ci, settings.min_auc),
@@ -366,10 +369,10 @@ def _alerts(report: VersionReport, settings: Settings) -> List[Dict]:
             if metric == 'auc' and min(live.positives, live.examples - live.positives) < live_metrics.MIN_PER_CLASS:
                 continue
             if value is not None and value < minimum:
-                alerts.append({'alert': 'live_metric', 'model_version': report.version, 'metric': metric,
-                               'value': round(value, 4), 'ci95': [round(x, 4) for x in interval],
-                               'minimum': minimum, 'labelled_examples': live.examples})
+                found.append(alerts.Alert(alerts.LIVE_METRIC, report.version, {
+                    'metric': metric, 'value': round(value, 4), 'ci95': [round(x, 4) for x in interval],
+                    'minimum': minimum, 'labelled_examples': live.examples}))
     if report.outlier_rate is not None and report.outlier_rate > settings.max_outlier_rate:
-        alerts.append({'alert': 'outlier_rate', 'model_version': report.version,
-                       'outlier_rate': round(report.outlier_rate, 4), 'allowed': settings.max_outlier_rate})
-    return alerts
+        found.append(alerts.Alert(alerts.OUTLIER_RATE, report.version, {
+            'outlier_rate': round(report.outlier_rate, 4), 'allowed': settings.max_outlier_rate}))
+    return [a.record() for a in found]

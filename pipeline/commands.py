@@ -11,10 +11,10 @@ from __future__ import annotations
 import argparse
 import os
 
+from foundation.workspace import Workspace
 from pipeline import config as config_lib, run_trigger
 from pipeline.config import PipelineConfig, Thresholds
 
-DEFAULT_WORKSPACE = 'workspace'
 COMPILED_DIR = 'kfp'
 
 
@@ -22,13 +22,11 @@ class PipelineFailed(RuntimeError):
     """A component failed; its own error is the cause."""
 
 
-def default_serving_model_dir(workspace: str = DEFAULT_WORKSPACE) -> str:
-    return PipelineConfig.for_workspace(workspace).serving_model_dir
-
-
-def register(commands: argparse._SubParsersAction) -> None:
+def register(commands: argparse._SubParsersAction, workspace: Workspace, run_pages=None) -> None:
+    """`run_pages(config, summary, emit_line)`: what writes a run's pages (`cli.main` passes
+    provenance.reports.write_run_pages; the pipeline does not import the packages that make them)."""
     run = commands.add_parser('run', help='run the pipeline end to end (LocalDagRunner, SQLite MLMD, Beam DirectRunner)')
-    run.add_argument('--workspace', default=DEFAULT_WORKSPACE,
+    run.add_argument('--workspace', default=workspace.root,
                      help='directory for pipeline outputs, metadata and pushed models (default: %(default)s)')
     run.add_argument('--data-root', help='directory of span-N/ CSV directories (default: <workspace>/data, '
                      'filled with the TFX taxi sample if empty)')
@@ -43,10 +41,10 @@ def register(commands: argparse._SubParsersAction) -> None:
                      help='why this run happens, recorded with it in ML Metadata (set by `schedule`)')
     run.add_argument('--trigger-detail', default='{}', help='JSON: what fired the trigger (set by `schedule`)')
     run.add_argument('--verbose', action='store_true', help='show TFX and TensorFlow logs')
-    run.set_defaults(handler=run_command)
+    run.set_defaults(handler=run_command, run_pages=run_pages)
 
     prepare = commands.add_parser('prepare-data', help='copy the TFX taxi sample into a span directory')
-    prepare.add_argument('--data-root', default=os.path.join(DEFAULT_WORKSPACE, 'data'))
+    prepare.add_argument('--data-root', default=workspace.data_root)
     prepare.add_argument('--rows', type=int, help='the first N rows; with --seed, N rows drawn (more than the '
                          "sample's 15,002 too)")
     prepare.add_argument('--span', type=int, default=1)
@@ -58,8 +56,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     draft = commands.add_parser('schema-draft',
                                 help='infer a schema from data and show how it differs from the curated one')
-    draft.add_argument('--data-root', default=os.path.join(DEFAULT_WORKSPACE, 'data'))
-    draft.add_argument('--output', default=os.path.join(DEFAULT_WORKSPACE, 'schema_draft', 'schema.pbtxt'))
+    draft.add_argument('--data-root', default=workspace.data_root)
+    draft.add_argument('--output', default=os.path.join(workspace.root, 'schema_draft', 'schema.pbtxt'))
     draft.set_defaults(handler=schema_draft_command)
 
     compile_ = commands.add_parser(
@@ -138,7 +136,7 @@ def _run_settings(args) -> dict:
 
 
 def run_command(args) -> int:
-    from components.anomalies_gate import GATE_ERRORS
+    from components.anomalies_gate.gate import GATE_ERRORS
     from pipeline import data, local_runner
     from pipeline.workspace_lock import WorkspaceBusy
     trigger = _trigger(args)
@@ -149,7 +147,7 @@ def run_command(args) -> int:
         print(f'Prepared the TFX Chicago Taxi sample as {data.prepare_sample(config.data_root)}')
     print(f'Running pipeline {config.pipeline_name!r}: data {config.data_root}, workspace {args.workspace}')
     try:
-        result = local_runner.run(config, trigger=trigger, wait_seconds=args.wait)
+        result = local_runner.run(config, trigger=trigger, wait_seconds=args.wait, pages=args.run_pages)
     except (data.DataError, WorkspaceBusy, *GATE_ERRORS):
         raise
     except Exception as e:  # a component failed; its own error says why
@@ -218,16 +216,6 @@ def compile_command(args) -> int:
     return 0
 
 
-def parse_params(items) -> dict:
-    params = {}
-    for item in items:
-        key, sep, value = item.partition('=')
-        if not sep or not key:
-            raise ValueError(f'--param takes KEY=VALUE, got {item!r}')
-        params[key] = value
-    return params
-
-
 def submit_command(args) -> int:
     from pipeline import kubeflow_submit
     if not args.host:
@@ -238,7 +226,7 @@ def submit_command(args) -> int:
     if args.cron or args.interval_seconds:
         schedule = kubeflow_submit.Schedule(args.schedule_name, cron=args.cron, interval_seconds=args.interval_seconds)
     # Checked and typed before connecting: a name the spec does not declare uploads nothing.
-    params = kubeflow_submit.typed_parameters(args.package, parse_params(args.param))
+    params = kubeflow_submit.typed_parameters(args.package, kubeflow_submit.parse_params(args.param))
     client = kubeflow_submit.connect(args.host, token=args.token, namespace=args.namespace)
     kubeflow_submit.submit(client, args.package, args.pipeline_name, args.version, args.experiment,
                            run_name=args.run, params=params, schedule=schedule)

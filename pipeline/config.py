@@ -14,11 +14,13 @@ import os
 from typing import List, Mapping, Optional
 
 import schemas
+from foundation.workspace import MODEL_NAME, Workspace
 from taxi_model.hyperparameters import Hyperparameters
 
-PIPELINE_NAME = 'chicago-taxi'
+# The served model is named after the pipeline.
+PIPELINE_NAME = MODEL_NAME
 BEAM_RUNNERS = ('DirectRunner', 'DataflowRunner')
-# What drift from the serving model's training data does (components/drift_check.py).
+# What drift from the serving model's training data does (components/drift_check/).
 DRIFT_POLICIES = ('warn', 'block')
 # Where the Dockerfile installs this project inside the pipeline image.
 IMAGE_PROJECT_DIR = '/pipeline'
@@ -78,9 +80,10 @@ class BeamSettings:
                         [f'--sdk_container_image={image}'] if image else [])
         # One in-memory worker (Beam's default) is fastest here, and locally it
         # takes no args on purpose: given any Beam args without a dependency
-        # flag, every TFX Beam executor copies TFX into a 52 MB sdist under /tmp
-        # for remote workers (dependency_utils.make_beam_dependency_flags), 1.8 s
-        # a component, never deleted. In process there are no remote workers.
+        # flag, every TFX Beam executor copies TFX into an sdist under /tmp
+        # for remote workers (dependency_utils.make_beam_dependency_flags), each
+        # component again, never deleted (docs/decisions.md#beam-in-memory). In
+        # process there are no remote workers.
         threads = [] if self.direct_workers == 1 else [
             '--direct_running_mode=multi_threading', f'--direct_num_workers={self.direct_workers}']
         # In the image, the workers' environment is that image: saying so stops the
@@ -112,15 +115,16 @@ class PipelineConfig:
     schema_file: str = schemas.CURATED_SCHEMA
     # Training covers the data: ceil(train_epochs x training rows / batch size) steps,
     # the rows counted by StatisticsGen. A train_steps above 0 sets the steps instead.
-    # On the 15k sample, eval AUC was 0.9448 at 2 epochs, 0.9459 at 4, 0.9435 at 6.4
-    # (the 1,000 steps this replaced) and 0.9393 at 12.8: more passes overfit it.
+    # On the sample, 4 epochs scored best and more passes overfit it
+    # (docs/performance.md#epochs-and-early-stopping).
     train_epochs: float = 4.0
     train_steps: int = 0
     eval_steps: int = 100
     # The Evaluator scores at most this many eval examples, an evenly spaced sample of a larger split (TFMA
-    # runs at ~1k examples/s and model here, twice that with a baseline); the sample's size is recorded on
-    # the evaluation. 0: all of them. At 50k the overall AUC's standard error is about 0.0015 (Hanley and
-    # McNeil, AUC 0.94, a quarter positive), and the gate compares both models on the same examples.
+    # computes per example and slice in Python, for each model: docs/performance.md#tfmas-rate); the
+    # sample's size is recorded on the evaluation. 0: all of them. At 50k the overall AUC's standard
+    # error is about 0.0015 (Hanley and McNeil, AUC 0.94, a quarter positive), and the gate compares
+    # both models on the same examples.
     max_eval_examples: int = 50_000
     enable_cache: bool = True
     drift_policy: str = 'warn'
@@ -150,13 +154,13 @@ class PipelineConfig:
     @classmethod
     def for_workspace(cls, workspace: str, data_root: Optional[str] = None, **overrides) -> 'PipelineConfig':
         """The local layout: everything a run writes lives under one directory."""
-        workspace = os.path.abspath(workspace)
+        layout = Workspace(workspace).absolute()
         return cls(
-            data_root=os.path.abspath(data_root) if data_root else os.path.join(workspace, 'data'),
-            pipeline_root=os.path.join(workspace, 'pipeline_root'),
-            metadata_path=os.path.join(workspace, 'metadata.sqlite'),
-            serving_model_dir=os.path.join(workspace, 'serving_model', PIPELINE_NAME),
-            report_dir=os.path.join(workspace, 'reports'),
+            data_root=os.path.abspath(data_root) if data_root else layout.data_root,
+            pipeline_root=layout.pipeline_root,
+            metadata_path=layout.metadata_path,
+            serving_model_dir=layout.model_base_path,
+            report_dir=layout.report_dir,
             **overrides)
 
     @classmethod

@@ -14,7 +14,7 @@ import random
 import re
 from typing import Iterable, List, Optional
 
-from atomic_file import write_atomically
+from foundation.atomic_file import write_atomically
 from taxi_model.features import raw_columns
 
 SPAN_DIR = re.compile(r'^span-(\d+)$')

@@ -23,7 +23,7 @@ import yaml
 from kfp.pipeline_spec import pipeline_spec_pb2
 from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
 
-from atomic_file import write_atomically
+from foundation.atomic_file import write_atomically
 from pipeline.config import PipelineConfig
 from pipeline.dag import RUNTIME_PARAMETERS, create_pipeline
 

@@ -173,3 +173,14 @@ def submit(client: kfp.Client, package_path: str, pipeline_name: str, version_na
         emit_line(f'Scheduled {schedule.name} ({recurring.recurring_run_id}): '
                   f'{schedule.cron or f"every {schedule.interval_seconds}s"}')
     return result
+
+
+def parse_params(items) -> dict:
+    """Run parameters given as KEY=VALUE strings (the CLI's --param), untyped."""
+    params = {}
+    for item in items:
+        key, sep, value = item.partition('=')
+        if not sep or not key:
+            raise ValueError(f'--param takes KEY=VALUE, got {item!r}')
+        params[key] = value
+    return params

@@ -10,11 +10,13 @@ import math
 import os
 from typing import Dict, List, Optional
 
-from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
-from components import code_version, drift_check
+from components import code_version
+from components.drift_check import drift as drift_check
+from foundation import metadata_store
+from foundation.metadata_store import flag, number, output_artifacts
 from pipeline import run_trigger
 from pipeline.config import PipelineConfig
 
@@ -163,16 +165,15 @@ def _training(execution: metadata_store_pb2.Execution,
     import json
     recorded = model.custom_properties if model is not None else {}
     if 'train_steps' in recorded:
-        found = {'steps': int(recorded['train_steps'].int_value)}
+        found = {'steps': int(number(recorded, 'train_steps'))}
         for key, name in (('train_batch_size', 'batch_size'), ('steps_taken', 'taken'), ('steps_kept', 'kept')):
             if key in recorded:
-                found[name] = int(recorded[key].int_value)
+                found[name] = int(number(recorded, key))
         return found
     properties = execution.custom_properties
     config = json.loads(properties['custom_config'].string_value or '{}') if 'custom_config' in properties else {}
     batch = (config or {}).get('hyperparameters', {}).get('batch_size')
-    steps = properties['train_steps']
-    found = {'steps': int(steps.int_value or steps.double_value)}
+    found = {'steps': int(number(properties, 'train_steps', 0))}
     return {**found, 'batch_size': int(batch)} if batch else found
 
 
@@ -187,22 +188,6 @@ def _records(directory: str) -> int:
     import tensorflow as tf
     from components.record_files import record_count
     return record_count(tf.io.gfile.glob(os.path.join(directory, '*')))
-
-
-def open_store(metadata_path: str, writable: bool = False) -> metadata_store.MetadataStore:
-    config = metadata_store_pb2.ConnectionConfig()
-    config.sqlite.filename_uri = metadata_path
-    config.sqlite.connection_mode = (metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE if writable else
-                                     metadata_store_pb2.SqliteMetadataSourceConfig.READONLY)
-    return metadata_store.MetadataStore(config)
-
-
-def output_artifacts(store, execution_id: int) -> Dict[str, metadata_store_pb2.Artifact]:
-    """Output artifacts of an execution by output key (the event path's first step)."""
-    events = [e for e in store.get_events_by_execution_ids([execution_id])
-              if e.type in (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)]
-    artifacts = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in events])}
-    return {e.path.steps[0].key: artifacts[e.artifact_id] for e in events if e.path.steps}
 
 
 OVERALL = 'overall'
@@ -284,7 +269,7 @@ def latest_run_executions(store, config: PipelineConfig) -> Dict[str, metadata_s
 
 def components_since(config: PipelineConfig, since_ms: int) -> List[ComponentRun]:
     """Components of the newest run started after `since_ms` (for progress)."""
-    store = open_store(config.metadata_path)
+    store = metadata_store.connect(config.metadata_path, mode=metadata_store.READ)
     run = _latest_run(store, since_ms)
     return [component for component, _ in _component_runs(store, config, run)] if run else []
 
@@ -302,7 +287,8 @@ def summarize_latest_run(config: PipelineConfig, wall_seconds: float,
     failure_text = f'{type(failure).__name__}: {failure}' if failure else None
     if not os.path.exists(config.metadata_path):  # failed before ML Metadata was created
         return RunSummary('(not started)', [], wall_seconds, failure=failure_text)
-    store = open_store(config.metadata_path, writable=trigger is not None or code is not None)
+    store = metadata_store.connect(config.metadata_path, mode=metadata_store.WRITE if trigger is not None or code is not None
+                                   else metadata_store.READ)
     run = _latest_run(store, since_ms)
     if run is None:
         return RunSummary('(none)', [], wall_seconds, failure=failure_text)
@@ -322,8 +308,7 @@ def summarize_latest_run(config: PipelineConfig, wall_seconds: float,
         if 'evaluation' in outputs and 'blessing' in outputs:
             summary.metrics, summary.baseline_metrics = metrics_by_slice(
                 outputs['evaluation'].uri).get(OVERALL, ({}, {}))
-            blessed = outputs['blessing'].custom_properties.get('blessed')
-            summary.blessed = bool(blessed and blessed.int_value)
+            summary.blessed = flag(outputs['blessing'].custom_properties, 'blessed')
         if 'statistics' in outputs and component.node_id == 'StatisticsGen':
             summary.rows.update(_split_sizes(outputs['statistics'].uri))
         if 'transformed_examples' in outputs:
@@ -332,14 +317,14 @@ def summarize_latest_run(config: PipelineConfig, wall_seconds: float,
                                  for split in ('train', 'eval')})
         if 'evaluation' in outputs and 'example_count' in summary.metrics:
             summary.rows['evaluated'] = int(summary.metrics['example_count'])
-            kept = outputs['evaluation'].custom_properties.get('evaluated_examples')
-            if kept is not None and kept.int_value != summary.rows.get('eval'):
-                summary.rows['eval sample'] = kept.int_value
+            kept = number(outputs['evaluation'].custom_properties, 'evaluated_examples')
+            if kept is not None and kept != summary.rows.get('eval'):
+                summary.rows['eval sample'] = kept
         if component.node_id == 'Trainer' and 'train_steps' in execution.custom_properties:
             summary.training = _training(execution, outputs.get('model'))
         if 'pushed_model' in outputs:
             props = outputs['pushed_model'].custom_properties
-            if props.get('pushed') and props['pushed'].int_value:
+            if flag(props, 'pushed'):
                 summary.pushed_to = props['pushed_destination'].string_value
     if rows_read is not None and summary.rows:
         summary.rows = {'read': rows_read, **summary.rows}

@@ -18,12 +18,16 @@ import json
 import os
 import sys
 
-from atomic_file import write_atomically
-from pipeline import html_page
+from foundation.workspace import Workspace
+
+from foundation.atomic_file import write_atomically
+from reports import page as reports_page
+from reports.formatting import json_ready
 
 
-def register(commands: argparse._SubParsersAction, default_workspace: str, default_model_base_path: str) -> None:
-    common = _common_options(default_workspace)
+def register(commands: argparse._SubParsersAction, workspace: Workspace) -> None:
+    default_model_base_path = workspace.absolute().model_base_path
+    common = _common_options(workspace)
     versioned = argparse.ArgumentParser(add_help=False, parents=[common])
     versioned.add_argument('--model-base-path', default=default_model_base_path,
                            help="the Pusher's push destination (default: %(default)s)")
@@ -51,7 +55,7 @@ def register(commands: argparse._SubParsersAction, default_workspace: str, defau
     verbs = runs.add_subparsers(dest='verb')
     # The same options again after `compare`, without defaults: a subcommand's defaults would overwrite what
     # was given before it (`runs --metadata-grpc H:P compare 1 2`).
-    compare = verbs.add_parser('compare', parents=[_common_options(default_workspace, argparse.SUPPRESS)],
+    compare = verbs.add_parser('compare', parents=[_common_options(workspace, argparse.SUPPRESS)],
                                help='what differed between two runs: parameters, code, data statistics, '
                                'metrics per slice')
     compare.add_argument('a', help='a run: its number in `runs` (negative counts from the newest), name, or prefix')
@@ -61,31 +65,26 @@ def register(commands: argparse._SubParsersAction, default_workspace: str, defau
     runs.set_defaults(handler=runs_command)
 
 
-def _common_options(default_workspace: str, suppress=None) -> argparse.ArgumentParser:
+def _common_options(workspace: Workspace, suppress=None) -> argparse.ArgumentParser:
     """Where to read and write; `suppress` (argparse.SUPPRESS) leaves out the defaults."""
     def default(value):
         return value if suppress is None else suppress
     common = argparse.ArgumentParser(add_help=False)
     store = common.add_mutually_exclusive_group()
-    store.add_argument('--metadata-path', default=default(os.path.join(default_workspace, 'metadata.sqlite')),
+    store.add_argument('--metadata-path', default=default(workspace.metadata_path),
                        help='the ML Metadata SQLite store of local runs (default: %(default)s)')
     store.add_argument('--metadata-grpc', metavar='HOST:PORT', default=default(None),
                        help="a cluster's ML Metadata service instead, e.g. metadata-grpc-service.kubeflow:8080")
-    common.add_argument('--reports-dir', default=default(os.path.join(default_workspace, 'reports')),
+    common.add_argument('--reports-dir', default=default(workspace.report_dir),
                         help='where pages are written and looked for to link (default: %(default)s)')
     common.add_argument('--json', action='store_true', default=default(False), help='machine-readable output')
     return common
 
 
 def _store(args):
-    from monitoring import metadata_record
-    if args.metadata_grpc:
-        return metadata_record.connect(grpc_address=args.metadata_grpc)
-    if not os.path.exists(args.metadata_path):
-        raise ValueError(f'no ML Metadata store at {args.metadata_path}: run the pipeline first (`make run`), '
-                         'or pass --metadata-path / --metadata-grpc')
+    from foundation import metadata_store
     # Read-only: answering questions changes nothing.
-    return metadata_record.connect(args.metadata_path, read_only=True)
+    return metadata_store.connect_existing(args.metadata_path, args.metadata_grpc, mode=metadata_store.READ)
 
 
 def _base_path(args) -> str:
@@ -95,7 +94,7 @@ def _base_path(args) -> str:
 
 def print_json(data) -> None:
     # NaN and infinities as null: JSON has no such numbers.
-    print(json.dumps(html_page.json_ready(data), indent=2, sort_keys=True, default=str))
+    print(json.dumps(json_ready(data), indent=2, sort_keys=True, default=str))
 
 
 def _write_page(args, chosen: str, default_name: str, text: str) -> str:
@@ -112,7 +111,7 @@ def lineage_command(args) -> int:
     print_json(data) if args.json else print(lineage_lib.render_text(data))
     if args.html is not None:
         from provenance import lineage_page
-        _write_page(args, args.html, html_page.report_file(html_page.LINEAGE, args.version),
+        _write_page(args, args.html, reports_page.report_file(reports_page.LINEAGE, args.version),
                     lineage_page.page(lineage, reports_dir=args.reports_dir, data=data))
     return 1 if lineage.history_problems else 0
 
@@ -124,7 +123,7 @@ def model_card_command(args) -> int:
     card = model_card.card(lineage, template)
     if args.json:
         print_json(card.to_dict())
-    _write_page(args, args.output or '', html_page.report_file(html_page.MODEL_CARD, args.version),
+    _write_page(args, args.output or '', reports_page.report_file(reports_page.MODEL_CARD, args.version),
                 model_card.page(card, reports_dir=args.reports_dir))
     return 0
 
@@ -138,13 +137,13 @@ def runs_command(args) -> int:
         comparison = run_comparison.compare(a, b)
         print_json(comparison.to_dict()) if args.json else print(comparison.render_text())
         if args.html is not None:
-            _write_page(args, args.html, html_page.report_file(html_page.COMPARISON, a.name, b.name),
+            _write_page(args, args.html, reports_page.report_file(reports_page.COMPARISON, a.name, b.name),
                         run_comparison.page(comparison, reports_dir=args.reports_dir))
         return 0
     from provenance import run_history
     rows = run_history.rows(run_record.all_runs(store))
     print_json(rows) if args.json else print(run_history.render_text(rows))
     if args.html is not None:
-        _write_page(args, args.html, html_page.report_file(html_page.RUNS),
+        _write_page(args, args.html, reports_page.report_file(reports_page.RUNS),
                     run_history.page(rows, reports_dir=args.reports_dir))
     return 0

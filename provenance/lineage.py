@@ -26,10 +26,12 @@ from typing import Dict, List, Optional
 
 from ml_metadata.proto import metadata_store_pb2
 
+from foundation import alerts as alert_records
+from foundation.metadata_store import flag, pushed_model
 from monitoring import metadata_record
 from components import code_version
-from pipeline.html_page import metric_text
 from provenance import run_record
+from reports.formatting import metric_text
 from release import ledger, registry as registry_lib
 
 _Direction = metadata_store_pb2.LineageSubgraphQueryOptions.Direction
@@ -113,7 +115,8 @@ class Lineage:
         artifact = step.output('anomalies') if step else None
         if artifact is None:
             return {}
-        from components.anomalies_gate import describe, read_split_anomalies
+        from components.anomalies_gate.executor import read_split_anomalies
+        from components.anomalies_gate.gate import describe
         found = {}
         for split in ('train', 'eval'):
             try:
@@ -241,7 +244,7 @@ def _schema(store, registry: registry_lib.Registry, version: int, run) -> Option
     result = Schema(artifact.uri, path if content is not None else None,
                     hashlib.sha256(content).hexdigest() if content is not None else None)
     for previous in reversed([v for v in registry.version_numbers() if v < version]):
-        pushed = metadata_record.pushed_model(store, registry.model_base_path, previous)
+        pushed = pushed_model(store, registry.model_base_path, previous)
         if pushed is None:
             continue  # a copy put in by hand: no record of its schema
         earlier = _schema_artifact(producing_run(store, subgraph(store, pushed.id, _Direction.UPSTREAM), pushed.id))
@@ -274,10 +277,10 @@ def _schema_differences(before: bytes, after: bytes) -> List[str]:
 def trace(store, model_base_path: str, version: int) -> Lineage:
     """The lineage of one pushed version; NotPushed if ML Metadata has no record of its push."""
     registry = registry_lib.Registry(store, model_base_path)
-    pushed = metadata_record.pushed_model(store, registry.model_base_path, version)
-    if pushed is None or not metadata_record.flag(pushed.custom_properties, 'pushed'):
+    pushed = pushed_model(store, registry.model_base_path, version)
+    if pushed is None or not flag(pushed.custom_properties, 'pushed'):
         known = [v for v in registry.version_numbers()
-                 if metadata_record.pushed_model(store, registry.model_base_path, v) is not None]
+                 if pushed_model(store, registry.model_base_path, v) is not None]
         raise NotPushed(f'version {version} of {registry.model_base_path} has no push recorded in ML Metadata '
                         f'(a copy put there by hand, or another store); versions with a lineage: '
                         f'{", ".join(map(str, known)) or "none"}')
@@ -380,9 +383,7 @@ def render_text(data: Dict) -> str:
         lines.append(f'Live: {len(live)} monitoring window(s); latest: {latest.get("examples")} requests, '
                      f'{latest.get("labelled_examples")} labelled, auc {metric_text(latest.get("live_auc"))}, '
                      f'accuracy {metric_text(latest.get("live_accuracy"))}; {alerts} alert(s) in all')
-        alerts = [a if isinstance(a, dict) else {'alert': str(a)} for p in live for a in p['findings'].get('alerts', [])]
-        kinds = sorted({a.get('alert', '?') for a in alerts})
-        drifted = sorted({f for a in alerts if a.get('alert') in ('drift', 'skew') for f in a.get('features', [])})
+        kinds, drifted = alert_records.kinds_and_features(a for p in live for a in p['findings'].get('alerts', []))
         if kinds:
             lines.append(f'  alerts since push: {", ".join(kinds)}'
                          + (f' (drift or skew in {", ".join(drifted)})' if drifted else ''))

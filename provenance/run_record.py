@@ -22,10 +22,9 @@ from typing import Dict, Iterable, List, Optional
 from ml_metadata.proto import metadata_store_pb2
 
 from components import code_version
-from monitoring import metadata_record
+from foundation.metadata_store import RUN_CONTEXT_TYPES, exec_property, flag, type_name, value  # noqa: F401 - read here
 from pipeline import run_trigger
 
-RUN_CONTEXT_TYPES = ('pipeline_run', 'system.PipelineRun')
 # The Evaluator's overall metrics on its output artifact (components.evaluator.METRIC_PREFIX; not imported:
 # that module loads TFMA).
 METRIC_PREFIX = 'metric_'
@@ -49,17 +48,6 @@ PARAMETERS = (
     ('min_accuracy', 'Evaluator', 'min_accuracy'),
     ('max_auc_drop', 'Evaluator', 'max_auc_drop'),
 )
-
-
-def type_name(name: str) -> str:
-    """An artifact type's name without Kubeflow's `tfx.` schema prefix: 'tfx.Model' -> 'Model'."""
-    return name[len('tfx.'):] if name.startswith('tfx.') else name
-
-
-def value(proto_value):
-    """An ML Metadata Value as Python (string, int or float)."""
-    kind = proto_value.WhichOneof('value')
-    return getattr(proto_value, kind) if kind else None
 
 
 @dataclasses.dataclass
@@ -88,17 +76,8 @@ class Step:
         return found[0] if found else None
 
     def property(self, name: str):
-        """An exec property: one custom property each under TFX's runners; Kubeflow Pipelines v2 keeps a task's
-        parameters in one `inputs` struct (numbers as doubles: an integral one comes back an int)."""
-        found = self.execution.custom_properties.get(name)
-        if found is not None:
-            return value(found)
-        inputs = self.execution.custom_properties.get('inputs')
-        if inputs is None or not inputs.HasField('struct_value') or name not in inputs.struct_value.fields:
-            return None
-        from google.protobuf import json_format
-        found = json_format.MessageToDict(inputs.struct_value)[name]
-        return int(found) if isinstance(found, float) and found.is_integer() else found
+        """An exec property, as either runner records it (foundation.metadata_store.exec_property)."""
+        return exec_property(self.execution, name)
 
 
 def node_ids(graph: metadata_store_pb2.LineageGraph, pipeline_name: Optional[str] = None) -> Dict[int, str]:
@@ -295,13 +274,13 @@ class RunRecord:
         blessing = step.output('blessing') if step else None
         if blessing is None or 'blessed' not in blessing.custom_properties:
             return None
-        return metadata_record.flag(blessing.custom_properties, 'blessed')
+        return flag(blessing.custom_properties, 'blessed')
 
     @property
     def pushed(self) -> Optional[metadata_store_pb2.Artifact]:
         step = self.step('Pusher')
         artifact = step.output('pushed_model') if step else None
-        if artifact is None or not metadata_record.flag(artifact.custom_properties, 'pushed'):
+        if artifact is None or not flag(artifact.custom_properties, 'pushed'):
             return None
         return artifact
 

@@ -21,20 +21,22 @@ import os
 import sys
 from typing import Optional
 
+from foundation.workspace import Workspace
 from release import canary as canary_lib, ledger, policy as policy_lib, registry as registry_lib, transitions
 from release.registry import CANARY, STABLE
 
 
-def register(commands: argparse._SubParsersAction, default_workspace: str, default_model_base_path: str) -> None:
+def register(commands: argparse._SubParsersAction, workspace: Workspace) -> None:
+    default_model_base_path = workspace.absolute().model_base_path
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument('--model-base-path', default=default_model_base_path,
                         help="the Pusher's push destination: one numeric directory per version (default: %(default)s)")
     store = common.add_mutually_exclusive_group()
-    store.add_argument('--metadata-path', default=os.path.join(default_workspace, 'metadata.sqlite'),
+    store.add_argument('--metadata-path', default=workspace.metadata_path,
                        help='the ML Metadata SQLite store of local runs (default: %(default)s)')
     store.add_argument('--metadata-grpc', metavar='HOST:PORT',
                        help="a cluster's ML Metadata service instead, e.g. metadata-grpc-service.kubeflow:8080")
-    common.add_argument('--serving-config', default=os.path.join(default_workspace, 'serving_config', 'models.config'),
+    common.add_argument('--serving-config', default=workspace.serving_config,
                         help="TF Serving's model config whose version labels the transitions move; created on the "
                         'first release (default: %(default)s; in the cluster serving/config/models.config)')
     common.add_argument('--traffic-config', help='the canary traffic split file (default: traffic.json beside '
@@ -90,8 +92,8 @@ def register(commands: argparse._SubParsersAction, default_workspace: str, defau
                                     'rollback or wait; --auto acts on it')):
         parser = canary_verbs.add_parser(verb, parents=[common], help=text)
         if verb == 'evaluate':
-            parser.add_argument('--request-log-dir', default=os.path.join(default_workspace, 'request_logs'))
-            parser.add_argument('--feedback-dir', default=os.path.join(default_workspace, 'feedback'))
+            parser.add_argument('--request-log-dir', default=workspace.request_log_dir)
+            parser.add_argument('--feedback-dir', default=workspace.feedback_dir)
             defaults = canary_lib.Settings()
             parser.add_argument('--min-labelled', type=int, default=defaults.min_labelled,
                                 help='labelled examples each version needs before anything is decided '
@@ -115,13 +117,9 @@ def _base_path(args) -> str:
 
 
 def _store(args):
-    from monitoring import metadata_record
-    if args.metadata_grpc:
-        return metadata_record.connect(grpc_address=args.metadata_grpc), None
-    if not os.path.exists(args.metadata_path):
-        raise ValueError(f'no ML Metadata store at {args.metadata_path}: run the pipeline first (`make run`), '
-                         'or pass --metadata-path / --metadata-grpc')
-    return metadata_record.connect(args.metadata_path), os.path.abspath(args.metadata_path)
+    from foundation import metadata_store
+    store = metadata_store.connect_existing(args.metadata_path, args.metadata_grpc, mode=metadata_store.WRITE)
+    return store, None if args.metadata_grpc else os.path.abspath(args.metadata_path)
 
 
 def _release_target(args, base: str) -> 'transitions.ServingTarget':
@@ -226,7 +224,7 @@ def _read_only(args) -> int:
     state = registry_lib.replay(decisions)
     rows = None
     if getattr(args, 'html', None):
-        from atomic_file import write_atomically
+        from foundation.atomic_file import write_atomically
         from release import report
         rows = [_row(v, state) for v in registry.versions()]
         write_atomically(args.html, report.page(registry.model_base_path, decisions, rows, problems,

@@ -23,6 +23,7 @@ from typing import Dict, List, Optional
 
 from ml_metadata.proto import metadata_store_pb2
 
+from foundation.metadata_store import artifacts_of_type, flag, pushed_model
 from monitoring import metadata_record
 from release import ledger
 
@@ -175,10 +176,10 @@ class Registry:
         if _isdir(self.model_base_path):
             found |= {int(name.rstrip('/')) for name in _listdir(self.model_base_path) if name.rstrip('/').isdigit()}
         prefix = self.model_base_path + '/'
-        pushed = [a for kind in metadata_record.PUSHED_MODEL_TYPES for a in self.store.get_artifacts_by_type(kind)]
+        pushed = artifacts_of_type(self.store, 'PushedModel')
         for artifact in pushed:
             destination = artifact.custom_properties['pushed_destination'].string_value
-            if metadata_record.flag(artifact.custom_properties, 'pushed') and destination.startswith(prefix):
+            if flag(artifact.custom_properties, 'pushed') and destination.startswith(prefix):
                 tail = destination[len(prefix):].rstrip('/')
                 if tail.isdigit():
                     found.add(int(tail))
@@ -187,8 +188,8 @@ class Registry:
     def version(self, number: int) -> Version:
         directory = f'{self.model_base_path}/{number}'
         result = Version(number, directory, _exists(f'{directory}/saved_model.pb'))
-        pushed = metadata_record.pushed_model(self.store, self.model_base_path, number)
-        if pushed is None or not metadata_record.flag(pushed.custom_properties, 'pushed'):
+        pushed = pushed_model(self.store, self.model_base_path, number)
+        if pushed is None or not flag(pushed.custom_properties, 'pushed'):
             return result
         result.pushed = pushed
         self._lineage(result)
@@ -218,7 +219,7 @@ class Registry:
             features = model.custom_properties.get('drift_features')
             result.drift_features = [f for f in (features.string_value if features else '').split(',') if f]
         if blessing is not None:
-            result.blessed = metadata_record.flag(blessing.custom_properties, 'blessed')
+            result.blessed = flag(blessing.custom_properties, 'blessed')
             producers = [e.execution_id for e in self.store.get_events_by_artifact_ids([blessing.id])
                          if e.type == metadata_store_pb2.Event.OUTPUT]
             if producers:

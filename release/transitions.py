@@ -107,7 +107,7 @@ def _read_or_none(path: str) -> Optional[bytes]:
 
 
 def _restore(path: str, content: Optional[bytes]) -> None:
-    from atomic_file import write_atomically
+    from foundation.atomic_file import write_atomically
     if content is None:
         if os.path.exists(path):
             os.remove(path)

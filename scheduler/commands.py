@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import os
 
+from foundation.workspace import Workspace
 
-def register(commands: argparse._SubParsersAction, default_workspace: str) -> None:
+
+def register(commands: argparse._SubParsersAction, workspace: Workspace) -> None:
     schedule = commands.add_parser(
         'schedule', help='retrain on a cron schedule, on new spans and on monitoring alerts; each run records why')
-    schedule.add_argument('--workspace', default=default_workspace, help='(default: %(default)s)')
+    schedule.add_argument('--workspace', default=workspace.root, help='(default: %(default)s)')
     schedule.add_argument('--data-root', help='span-N/ directories (default: <workspace>/data)')
     schedule.add_argument('--cron', help="a crontab expression in UTC, e.g. '0 3 * * *' (a run every night)")
     schedule.add_argument('--no-span-trigger', action='store_true', help='do not run when a new span arrives')
@@ -43,14 +45,14 @@ def register(commands: argparse._SubParsersAction, default_workspace: str) -> No
 
     demo = commands.add_parser('demo', help='play the continuous-training loop on this machine in a few minutes: '
                                'train, serve, clean then drifted traffic with feedback, monitor, retrain')
-    demo.add_argument('--workspace', default=os.path.join(default_workspace, 'demo'),
+    demo.add_argument('--workspace', default=os.path.join(workspace.root, 'demo'),
                       help='an empty or new directory (default: %(default)s)')
     demo.add_argument('--train-steps', type=int, default=300)
     demo.set_defaults(handler=demo_command)
 
 
 def schedule_command(args) -> int:
-    from monitoring.commands import parse_duration
+    from foundation.durations import parse_duration
     from scheduler import service, triggers
     if args.cron:
         from apscheduler.triggers.cron import CronTrigger
@@ -59,10 +61,10 @@ def schedule_command(args) -> int:
         except ValueError as e:
             raise ValueError(f'--cron {args.cron!r} is not a crontab expression (minute hour day month weekday): '
                              f'{e}') from None
-    workspace = os.path.abspath(args.workspace)
+    layout = Workspace(args.workspace).absolute()
     kubeflow = None
     if args.kubeflow_host:
-        from pipeline.commands import parse_params
+        from pipeline.kubeflow_submit import parse_params
         from pipeline.config import PIPELINE_NAME
         if args.feedback_span:
             raise ValueError('--feedback-span writes a span on this machine; with --kubeflow-host, export feedback to '
@@ -72,16 +74,16 @@ def schedule_command(args) -> int:
         kubeflow = service.KubeflowTarget(args.kubeflow_host, args.package, PIPELINE_NAME, args.experiment,
                                           args.kubeflow_token, args.kubeflow_namespace,
                                           tuple(parse_params(args.param).items()), args.metadata_grpc)
-    data_root = args.data_root or os.path.join(workspace, 'data')
+    data_root = args.data_root or layout.data_root
     settings = service.Settings(
-        workspace=workspace, data_root=data_root if '://' in data_root else os.path.abspath(data_root),
+        workspace=layout.root, data_root=data_root if '://' in data_root else os.path.abspath(data_root),
         policy=triggers.Policy(watch_spans=not args.no_span_trigger, on_alerts=not args.no_alert_trigger,
                                cooldown_seconds=parse_duration(args.cooldown, '--cooldown'),
                                run_context_type='system.PipelineRun' if kubeflow else 'pipeline_run'),
         kubeflow=kubeflow,
         cron=args.cron, poll_seconds=parse_duration(args.poll, '--poll'), feedback_span=args.feedback_span,
-        request_log_dir=args.request_log_dir or os.path.join(workspace, 'request_logs'),
-        feedback_dir=args.feedback_dir or os.path.join(workspace, 'feedback'), run_args=tuple(args.run_arg))
+        request_log_dir=args.request_log_dir or layout.request_log_dir,
+        feedback_dir=args.feedback_dir or layout.feedback_dir, run_args=tuple(args.run_arg))
     scheduler = service.Scheduler(settings, emit_line=lambda line: print(line, flush=True))
     if args.once:
         outcome = scheduler.check()

@@ -23,6 +23,9 @@ import time
 import urllib.request
 from typing import Callable, List, Optional
 
+from foundation import metadata_store
+from foundation.alerts import Alert
+from foundation.workspace import Workspace
 from monitoring import metadata_record, monitor
 from pipeline import data, run_summary
 from pipeline.config import PIPELINE_NAME
@@ -75,7 +78,7 @@ def _serve(settings: service.Settings, rows: List[dict], phase: str, emit_line) 
     """Serves the pushed model for one phase of traffic; (start, end) in micros."""
     start = int(time.time() * 1e6)
     server = ModelServer(ServerSettings.for_model(
-        os.path.join(settings.workspace, 'serving_model', PIPELINE_NAME), rest_port=0, grpc_port=0,
+        Workspace(settings.workspace).model_base_path, rest_port=0, grpc_port=0,
         request_log_dir=settings.request_log_dir, feedback_dir=settings.feedback_dir)).start()
     try:
         stored = _send(server, rows, phase)
@@ -89,20 +92,23 @@ def _serve(settings: service.Settings, rows: List[dict], phase: str, emit_line) 
 def _monitor(settings: service.Settings, start: int, end: int, emit_line) -> List[dict]:
     """A monitoring pass over [start, end) (the window before it is as long), recorded in ML Metadata."""
     pass_settings = monitor.Settings(
-        settings.request_log_dir, os.path.join(settings.workspace, 'serving_model', PIPELINE_NAME), end, end - start,
+        settings.request_log_dir, Workspace(settings.workspace).model_base_path, end, end - start,
         contract.PROBABILITIES, contract.IS_OUTLIER, feedback_dir=settings.feedback_dir,
         labeler=contract.labels_from_feedback, label_features=contract.FEEDBACK_FEATURES)
     found = monitor.monitor(pass_settings)
-    metadata_record.record(metadata_record.connect(settings.metadata_path), found, pass_settings,
-                           os.path.join(settings.workspace, 'reports', f'monitor-{end}.html'))
+    metadata_record.record(metadata_store.connect(settings.metadata_path), found, pass_settings,
+                           os.path.join(Workspace(settings.workspace).report_dir, f'monitor-{end}.html'))
     for report in found.reports:
         live = report.live
         emit_line(f'  monitor: version {report.version}, {report.examples} examples, '
                   + (f'live accuracy {live.accuracy:.3f} on {live.examples}, ' if live else '')
-                  + (', '.join(f"{a['alert']}" + (f" {a.get('features') or a.get('metric', '')}"
-                                                   if a.get('features') or a.get('metric') else '')
-                               for a in report.alerts) or 'no alerts'))
+                  + (', '.join(_alert_word(Alert.from_record(a)) for a in report.alerts) or 'no alerts'))
     return found.alerts
+
+
+def _alert_word(alert: Alert) -> str:
+    named = alert.features or alert.details.get('metric', '')
+    return f'{alert.kind} {named}' if named else alert.kind
 
 
 def play(workspace: str, emit_line: Callable[[str], None] = print, rows: int = 3000, train_steps: int = 300,
@@ -111,10 +117,11 @@ def play(workspace: str, emit_line: Callable[[str], None] = print, rows: int = 3
     if os.path.exists(workspace) and os.listdir(workspace):
         raise ValueError(f'{workspace} is not empty: the demo starts from nothing (remove it or pass another '
                          '--workspace)')
+    layout = Workspace(workspace)
     settings = service.Settings(
-        workspace=workspace, data_root=os.path.join(workspace, 'data'),
+        workspace=workspace, data_root=layout.data_root,
         policy=triggers.Policy(cooldown_seconds=0), feedback_span=True,
-        request_log_dir=os.path.join(workspace, 'request_logs'), feedback_dir=os.path.join(workspace, 'feedback'),
+        request_log_dir=layout.request_log_dir, feedback_dir=layout.feedback_dir,
         run_args=('--train-steps', str(train_steps), '--eval-steps', '50'), wait_seconds=0)
     scheduler = service.Scheduler(settings, emit_line=lambda line: emit_line(f'  {line}'))
     header, sample = data.read_rows(data.taxi_sample_path())
@@ -140,7 +147,7 @@ def play(workspace: str, emit_line: Callable[[str], None] = print, rows: int = 3
     again = scheduler.check()
     emit_line('Checked once more: ' + ('nothing due (the alerts were answered by one retrain)' if again is None
                                        else f'another run ({again.trigger.kind})'))
-    pushed = sorted(os.listdir(os.path.join(workspace, 'serving_model', PIPELINE_NAME)))
+    pushed = sorted(os.listdir(layout.model_base_path))
     retrained = latest_run_summary(workspace)
     if phases[-1].retrain is not None and retrained.metrics.get('auc') and retrained.baseline_metrics.get('auc'):
         emit_line(f"Retrained on the feedback span: AUC {retrained.metrics['auc']:.4f} against the serving model's "

@@ -27,7 +27,9 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from monitoring import metadata_record
+from foundation import metadata_store
+from foundation.workspace import Workspace
+from monitoring import feedback_span
 from pipeline.run_trigger import ALERT, SCHEDULE, Trigger
 from scheduler import triggers
 
@@ -70,7 +72,7 @@ class Settings:
 
     @property
     def metadata_path(self) -> str:
-        return os.path.join(self.workspace, 'metadata.sqlite')
+        return Workspace(self.workspace).metadata_path
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,8 +95,8 @@ class Scheduler:
     def check(self) -> Optional[Outcome]:
         """Runs the pipeline if a trigger is due; the run's outcome, or None."""
         kubeflow = self.settings.kubeflow
-        store = (metadata_record.connect(grpc_address=kubeflow.metadata_grpc) if kubeflow and kubeflow.metadata_grpc
-                 else triggers.open_store(self.settings.metadata_path))
+        store = (metadata_store.connect(grpc_address=kubeflow.metadata_grpc) if kubeflow and kubeflow.metadata_grpc
+                 else metadata_store.connect_if_present(self.settings.metadata_path))
         decision = triggers.due(store, self.settings.data_root, self.settings.policy, int(time.time() * 1000))
         if decision.trigger is None:
             if decision.note != 'nothing due':
@@ -147,10 +149,9 @@ class Scheduler:
         return outcome
 
     def _feedback_span(self) -> Optional[int]:
-        from monitoring import commands as monitoring_commands
         try:
-            written = monitoring_commands.write_feedback_span(self.settings.feedback_dir, self.settings.request_log_dir,
-                                                              self.settings.data_root)
+            written = feedback_span.write_next_span(self.settings.feedback_dir, self.settings.request_log_dir,
+                                                    self.settings.data_root)
         except ValueError as e:  # nothing to learn from yet: retrain on the data there is
             self.emit_line(f'{_now()} no feedback span: {e}')
             return None

@@ -15,33 +15,24 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from typing import List, Optional, Tuple
 
-from ml_metadata import metadata_store
-
+from foundation import alerts, metadata_store
+from foundation.metadata_store import number
 from monitoring import metadata_record
-from pipeline import data, run_summary
+from pipeline import data
 from pipeline.run_trigger import ALERT, NEW_SPAN, Trigger
-
-# What the monitor raises that retraining can answer (an outlier-rate alert is about the
-# requests, not the model; an unmonitored version about its export).
-RETRAIN_ALERTS = ('skew', 'drift', 'prediction_drift', 'live_metric')
 
 
 @dataclasses.dataclass(frozen=True)
 class Policy:
     watch_spans: bool = True
     on_alerts: bool = True
-    alert_kinds: Tuple[str, ...] = RETRAIN_ALERTS
+    alert_kinds: Tuple[str, ...] = alerts.RETRAIN_KINDS
     cooldown_seconds: float = 6 * 3600
     # The context type of a run: LocalDagRunner's, or Kubeflow Pipelines v2's ('system.PipelineRun').
     run_context_type: str = 'pipeline_run'
 
-
-
-def open_store(metadata_path: str) -> Optional[metadata_store.MetadataStore]:
-    return run_summary.open_store(metadata_path) if os.path.exists(metadata_path) else None
 
 
 def last_run_started_ms(store, context_type: str = 'pipeline_run') -> int:
@@ -51,9 +42,8 @@ def last_run_started_ms(store, context_type: str = 'pipeline_run') -> int:
 
 def trained_span(store) -> Optional[int]:
     """The newest span any run ingested (ExampleGen's Examples carry a `span` custom property)."""
-    # 'tfx.Examples' is the type's name in Kubeflow Pipelines v2's metadata.
-    found = [a for name in ('Examples', 'tfx.Examples') for a in (store.get_artifacts_by_type(name) if store else [])]
-    spans = [a.custom_properties['span'].int_value for a in found if 'span' in a.custom_properties]
+    found = metadata_store.artifacts_of_type(store, 'Examples') if store else []
+    spans = [number(a.custom_properties, 'span') for a in found if 'span' in a.custom_properties]
     return max(spans, default=None)
 
 
@@ -69,11 +59,12 @@ def pending_alerts(store, since_ms: int, kinds) -> List[dict]:
         return []
     found = []
     for result in sorted(results, key=lambda a: a.create_time_since_epoch):
-        alerts = [a for a in json.loads(result.properties['findings'].string_value or '{}').get('alerts', [])
-                  if a.get('alert') in kinds]
-        if alerts:
-            found.append({'monitoring_result': result.id, 'model_version': result.properties['model_version'].int_value,
-                          'window_end_micros': result.properties['window_end_micros'].int_value, 'alerts': alerts})
+        recorded = json.loads(result.properties['findings'].string_value or '{}').get('alerts', [])
+        wanted = [a for a in recorded if alerts.Alert.from_record(a).kind in kinds]
+        if wanted:
+            found.append({'monitoring_result': result.id,
+                          'model_version': number(result.properties, 'model_version'),
+                          'window_end_micros': number(result.properties, 'window_end_micros'), 'alerts': wanted})
     return found
 
 
@@ -102,15 +93,15 @@ def due(store, data_root: str, policy: Policy, now_ms: int) -> Decision:
             return Decision(Trigger(NEW_SPAN, {'span': latest, 'last_trained_span': trained}))
     if policy.on_alerts:
         last_ms = last_run_started_ms(store, policy.run_context_type)
-        alerts = pending_alerts(store, last_ms, policy.alert_kinds)
-        if alerts:
+        pending = pending_alerts(store, last_ms, policy.alert_kinds)
+        if pending:
             wait = last_ms / 1000 + policy.cooldown_seconds - now_ms / 1000
             if wait > 0:
-                return Decision(None, f'{len(alerts)} monitoring pass(es) alerted; cooling down for {wait:.0f} s more '
+                return Decision(None, f'{len(pending)} monitoring pass(es) alerted; cooling down for {wait:.0f} s more '
                                       'after the last run')
-            kinds = sorted({a['alert'] for result in alerts for a in result['alerts']})
+            kinds, _ = alerts.kinds_and_features(a for result in pending for a in result['alerts'])
             return Decision(Trigger(ALERT, {
-                'kinds': kinds, 'model_versions': sorted({r['model_version'] for r in alerts}),
-                'monitoring_results': [r['monitoring_result'] for r in alerts],
-                'alerts': [a for r in alerts for a in r['alerts']][:20]}))
+                'kinds': kinds, 'model_versions': sorted({r['model_version'] for r in pending}),
+                'monitoring_results': [r['monitoring_result'] for r in pending],
+                'alerts': [a for r in pending for a in r['alerts']][:20]}))
     return Decision(None, 'nothing due')

@@ -12,12 +12,9 @@ GRPC_PORT = 8500
 REST_PORT = 8501
 # Where TF Serving's monitoring config exposes Prometheus metrics (on the REST port).
 METRICS_PATH = '/monitoring/prometheus/metrics'
-# TF Serving replays these PredictionLog records before a version takes traffic.
-WARMUP_FILE = 'assets.extra/tf_serving_warmup_requests'
-# A model may declare, per signature and input, how a request marks a missing
-# value ("nan", "negative" or "empty"); the request log then leaves such values
-# out, as a CSV or a tf.Example would. Not a TF Serving file: TF Serving ignores it.
-MISSING_VALUES_FILE = 'assets.extra/missing_values.json'
+# The files a model carries that the server reads (warm-up records; declared missing-value markers,
+# which the request log leaves out as a CSV or a tf.Example would).
+from foundation.model_files import MISSING_VALUES_FILE, WARMUP_FILE  # noqa: E402,F401 - re-exported
 # Signatures that explain a prediction rather than make one: calling them needs
 # the `explain` role, not `predict` (serving/access.py). The server knows no
 # model, so the convention lives here; the taxi model's `contract.EXPLAIN` is one.

@@ -186,7 +186,7 @@ def read_tokens(path: str) -> Dict[str, Token]:
 
 
 def _write(path: str, by_hash: Dict[str, Token]) -> None:
-    from atomic_file import write_atomically
+    from foundation.atomic_file import write_atomically
     entries = [{'name': t.name, 'sha256': digest, 'roles': [r for r in ROLES if r in t.roles], 'created': t.created}
                for digest, t in sorted(by_hash.items(), key=lambda item: item[1].name)]
     new = not os.path.exists(path)
@@ -209,7 +209,7 @@ def parse_roles(text: str) -> FrozenSet[str]:
 def _editing(path: str):
     """Exclusive while a command reads, changes and rewrites the tokens file: two `add`s at once
     must not each write the file without the other's token."""
-    from atomic_file import exclusive
+    from foundation.atomic_file import exclusive
     return exclusive(path + '.lock')
 
 

@@ -35,7 +35,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Tuple
 
 import tensorflow as tf
 
-from atomic_file import write_atomically
+from foundation.atomic_file import write_atomically
 
 PATTERN = 'feedback-*.jsonl'
 REQUEST_ID, EXAMPLE = 'request_id', 'example'

@@ -25,7 +25,7 @@ from typing import Dict, FrozenSet, Iterable, Mapping, Optional
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from atomic_file import write_atomically
+from foundation.atomic_file import write_atomically
 from serving import CANARY_LABEL, STABLE_LABEL, protos
 
 

@@ -37,7 +37,7 @@ import threading
 import time
 from typing import Callable, Dict, Optional, Tuple, TypeVar
 
-from atomic_file import write_atomically
+from foundation.atomic_file import write_atomically
 from serving import CANARY_LABEL, STABLE_LABEL
 
 log = logging.getLogger(__name__)

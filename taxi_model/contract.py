@@ -21,6 +21,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 import tensorflow as tf
 
+from foundation import model_files
 from taxi_model.features import FEATURES, LABEL, RawType, raw_columns
 
 # -- signatures ----------------------------------------------------------------
@@ -82,7 +83,7 @@ LOG_ODDS = 'log_odds'
 BASELINE_LOG_ODDS = 'baseline_log_odds'
 ATTRIBUTION_PREFIX = 'attribution_'
 # Written into every exported model: how attributions are computed and the baseline.
-EXPLANATION_FILE = 'assets.extra/explanation.json'
+EXPLANATION_FILE = model_files.EXPLANATION_FILE
 
 
 def attribution_key(feature_name: str) -> str:
@@ -98,7 +99,7 @@ MISSING: Dict[RawType, Union[float, int, str]] = {RawType.FLOAT: float('nan'), R
 # this module (the model server's request log): per input, "nan", "negative" or "empty".
 _MISSING_RULE = {RawType.FLOAT: 'nan', RawType.INT: 'negative', RawType.BYTES: 'empty'}
 # Written into every exported model's assets.extra/ next to TF Serving's warm-up file.
-MISSING_VALUES_FILE = 'assets.extra/missing_values.json'
+MISSING_VALUES_FILE = model_files.MISSING_VALUES_FILE
 
 
 def missing_values_json() -> str:

@@ -47,6 +47,7 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 from tensorflow_serving.apis import (classification_pb2, model_pb2, predict_pb2, prediction_log_pb2,
                                      regression_pb2)
 
+from foundation import model_files
 from taxi_model import contract
 from taxi_model.features import FEATURES, Encoding, Feature, RawType
 from taxi_model.model import ENCODER, HEAD, LOGIT, model_inputs, representation_keys
@@ -56,12 +57,13 @@ from taxi_model.preprocessing import OUTLIER_SHARE, densify
 # input, integrated with the trapezoidal rule. The completeness gap (sum of
 # attributions vs log-odds - baseline log-odds) shrinks with the steps; 64
 # keep it within COMPLETENESS_TOLERANCE on the taxi model (tests hold it to
-# that), and a single-example explain under 2x a predict (benchmarks/).
+# that), and keep a single-example explain close to a predict's cost
+# (docs/performance.md#explanations).
 IG_STEPS = 64
 COMPLETENESS_TOLERANCE = 0.05
 
 # TF Serving replays the PredictionLog records in this file at load time.
-WARMUP_FILE = 'assets.extra/tf_serving_warmup_requests'
+WARMUP_FILE = model_files.WARMUP_FILE
 
 # One typical trip from the taxi sample and one with every optional value
 # missing, so both the dense and the "missing" paths of each signature run.
@@ -230,7 +232,8 @@ class ExportModule(tf.Module):
     def signatures(self) -> Dict[str, tf.types.experimental.ConcreteFunction]:
         examples = tf.TensorSpec([None], tf.string, name=contract.EXAMPLES_INPUT)
         # Traced as written, without autograph's rewrite: their Python loops and branches run over
-        # features, not tensors (a tensor in a Python `if` fails the trace), and the rewrite cost ~1 s.
+        # features, not tensors (a tensor in a Python `if` fails the trace), and the rewrite only costs
+        # time (docs/decisions.md#a-lean-savedmodel).
 
         @tf.function(input_signature=[examples], autograph=False)
         def serve_tf_examples(serialized):
@@ -373,8 +376,8 @@ def export_serving_model(model, tf_transform_output: tft.TFTransformOutput, expo
     """
     module = ExportModule(model, tf_transform_output, baseline, schema_path)
     # Without Keras's own traces of every layer: every reader of this model (TF Serving, TFMA, our
-    # server) calls the signatures, and the traces doubled the time to save (5.2 s -> 3.3 s) and to
-    # load (1.4 s -> 0.7 s), which every version load, Evaluator run and report pays.
+    # server) calls the signatures, and the traces made saving and loading much slower, which every
+    # version load, Evaluator run and report pays (docs/performance.md#savings-in-a-fresh-run).
     with keras_option_scope(save_traces=False):
         tf.saved_model.save(module, export_dir, signatures=module.signatures())
     _set_method_names(export_dir, {name: method for name, method in contract.CLIENT_SIGNATURES.items()

@@ -14,8 +14,9 @@ import pytest
 import tensorflow as tf
 from ml_metadata.proto import metadata_store_pb2
 
+from foundation import metadata_store
 from cli import main as cli
-from components.trainer import SCHEMA_FILE
+from foundation.model_files import SCHEMA_FILE
 from monitoring import commands as monitoring_commands
 from monitoring import metadata_record, monitor, request_logs
 from serving import feedback
@@ -23,6 +24,7 @@ from serving.telemetry import log_examples
 from support.log_times import END, HOUR
 from taxi_model import contract
 
+pytestmark = pytest.mark.e2e
 
 
 def _settings(log_dir, model_base, feedback_dir=None) -> monitor.Settings:
@@ -281,17 +283,17 @@ def test_passes_are_recorded_in_ml_metadata_linked_to_the_pushed_model_with_hist
     # The version was copied to another base path: its PushedModel is found by its version number.
     assert 'no PushedModel at this push destination' in out
 
-    store = metadata_record.connect(str(store_path))
+    store = metadata_store.connect(str(store_path))
     history = metadata_record.history(store, model_base[0], model_base[1])
     assert metadata_record.history(store, '/another/model', model_base[1]) == []
-    assert {h['pushed_model_link'] for h in history} == {metadata_record.BY_VERSION}
+    assert {h['pushed_model_link'] for h in history} == {metadata_store.BY_VERSION}
     assert [h['window_end_micros'] for h in history] == [END - HOUR, END]
     assert [h['examples'] for h in history] == [750, 750]
     assert history[0]['alerts'] == 0 and history[1]['alerts'] > 0
     assert 'fare' in history[1]['findings']['skew'] and history[1]['findings']['alerts']
 
     # Lineage: from the version's PushedModel, forward to the passes that judged it.
-    pushed = metadata_record.pushed_model(store, model_base[0], model_base[1])
+    pushed = metadata_store.pushed_model(store, model_base[0], model_base[1])
     assert pushed is not None and pushed.custom_properties['pushed_version'].string_value == str(model_base[1])
     options = metadata_store_pb2.LineageSubgraphQueryOptions(max_num_hops=2)
     options.starting_artifacts.filter_query = f'id = {pushed.id}'

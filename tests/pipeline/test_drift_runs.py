@@ -8,11 +8,14 @@ import shutil
 
 import pytest
 
-from components import drift_check
-from components.anomalies_gate import DataDriftError
+from foundation import metadata_store
+from components.drift_check import drift as drift_check
+from components.anomalies_gate.gate import DataDriftError
 from pipeline import data, local_runner, run_summary
 from pipeline.config import PipelineConfig
 from support.samples import SAMPLE_ROWS
+
+pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope='module')
@@ -28,9 +31,9 @@ def workspace(first_run, tmp_path_factory):
 
 
 def _model_of(config, summary):
-    store = run_summary.open_store(config.metadata_path)
+    store = metadata_store.connect_existing(config.metadata_path)
     executions = run_summary.latest_run_executions(store, config)
-    return run_summary.output_artifacts(store, executions['Trainer'].id)['model']
+    return metadata_store.output_artifacts(store, executions['Trainer'].id)['model']
 
 
 def test_a_clean_next_span_passes(workspace):

@@ -16,12 +16,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from foundation import metadata_store
 from components.baseline_model import latest_pushed_version
 from pipeline import data, local_runner, run_summary
 from pipeline.config import Thresholds
 from support.html_tables import read_tables
 from taxi_model import contract
 from taxi_model.features import FEATURES
+
+pytestmark = pytest.mark.e2e
+
 
 NODES = ['CsvExampleGen', 'ImportSchemaGen', 'StatisticsGen', 'DraftSchemaGen', 'DriftCheck', 'ExampleValidator',
          'AnomaliesGate', 'Transform', 'Trainer', 'LatestBlessedModel', 'Evaluator', 'Pusher']
@@ -38,7 +42,7 @@ def _tree_digest(path):
 
 
 def _executions_by_node(config):
-    store = run_summary.open_store(config.metadata_path)
+    store = metadata_store.connect_existing(config.metadata_path)
     return store, run_summary.latest_run_executions(store, config)
 
 

@@ -13,11 +13,15 @@ import time
 import pytest
 from ml_metadata.proto import metadata_store_pb2
 
+from foundation import metadata_store
 from cli import main as cli
 from pipeline import data, local_runner, run_summary, run_trigger
 from pipeline.config import PipelineConfig
 from pipeline.workspace_lock import LOCK_FILE, WorkspaceBusy, WorkspaceLock
 from support.samples import SAMPLE_ROWS, TRAIN_STEPS
+
+pytestmark = pytest.mark.e2e
+
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -69,7 +73,7 @@ def test_a_waiting_run_starts_once_the_first_releases_the_workspace(tmp_path):
 
 
 def _executions_by_state(metadata_path):
-    store = run_summary.open_store(metadata_path)
+    store = metadata_store.connect_existing(metadata_path)
     return {e.id: e for e in store.get_executions()}
 
 
@@ -86,7 +90,7 @@ def test_a_run_killed_during_training_is_marked_abandoned_and_the_next_completes
             time.sleep(0.5)
             if os.path.exists(config.metadata_path):
                 try:
-                    running = run_summary.latest_run_executions(run_summary.open_store(config.metadata_path),
+                    running = run_summary.latest_run_executions(metadata_store.connect_existing(config.metadata_path),
                                                                 config)
                 except Exception:  # the run holds SQLite's lock; look again
                     continue
@@ -112,14 +116,14 @@ def test_a_run_killed_during_training_is_marked_abandoned_and_the_next_completes
     # Everything before the Trainer had completed in the killed run, and is reused.
     assert result.state_of('Transform') == 'cached' and result.state_of('Trainer') == 'done'
     assert result.trigger == run_trigger.Trigger()
-    store = run_summary.open_store(config.metadata_path)
+    store = metadata_store.connect_existing(config.metadata_path)
     (newest,) = [c for c in store.get_contexts_by_type('pipeline_run') if c.name == result.run_id]
     assert run_trigger.read(newest) == run_trigger.Trigger()
 
 
 def test_the_trigger_of_a_run_is_recorded_with_it(first_run):
     config, result, _ = first_run
-    store = run_summary.open_store(config.metadata_path)
+    store = metadata_store.connect_existing(config.metadata_path)
     (context,) = [c for c in store.get_contexts_by_type('pipeline_run') if c.name == result.run_id]
     assert run_trigger.read(context) == run_trigger.Trigger(run_trigger.MANUAL)
 

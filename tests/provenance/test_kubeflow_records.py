@@ -2,21 +2,20 @@
 named by `task_name`, parameters in one `inputs` struct, `tfx.` type names, every number a double."""
 
 import pytest
-from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as pb
 
-from monitoring import metadata_record
+from foundation import metadata_store
 from provenance import run_record
+
+pytestmark = pytest.mark.unit
+
 
 BASE = 'gs://bucket/serving_model/chicago-taxi'
 
 
 @pytest.fixture
 def store(tmp_path):
-    config = pb.ConnectionConfig()
-    config.sqlite.filename_uri = str(tmp_path / 'kfp.sqlite')
-    config.sqlite.connection_mode = pb.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
-    store = metadata_store.MetadataStore(config)
+    store = metadata_store.connect(str(tmp_path / 'kfp.sqlite'))
     run_type = store.put_context_type(pb.ContextType(name='system.PipelineRun'))
     container = store.put_execution_type(pb.ExecutionType(name='system.ContainerExecution'))
     dag = store.put_execution_type(pb.ExecutionType(name='system.DAGExecution'))
@@ -57,4 +56,4 @@ def test_a_kubeflow_run_reads_like_a_local_one(store):
     assert run.outcome == 'succeeded'
     assert run.parameters() == {'train_steps': 5000, 'min_auc': 0.7, 'max_auc_drop': 0.01}
     assert run.blessed is True and run.pushed_version == 1700000000
-    assert metadata_record.pushed_model(store, BASE, 1700000000) is not None
+    assert metadata_store.pushed_model(store, BASE, 1700000000) is not None

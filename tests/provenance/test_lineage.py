@@ -12,9 +12,12 @@ import schemas
 from cli import main as cli
 from components import code_version
 from pipeline import data
-from pipeline.run_summary import open_store
+from foundation.metadata_store import connect_existing as open_store
 from provenance import lineage as lineage_lib, run_record
 from support.samples import SECOND_COMMIT
+
+pytestmark = pytest.mark.e2e
+
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

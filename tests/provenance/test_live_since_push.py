@@ -3,11 +3,17 @@
 
 import shutil
 
+import pytest
+
+from foundation import metadata_store
 from cli import main as cli
-from components.drift_check import FeatureDrift
+from components.drift_check.drift import FeatureDrift
 from monitoring import metadata_record, monitor
 from provenance import lineage as lineage_lib, lineage_page, model_card
 from support.html_tables import read_tables
+
+pytestmark = pytest.mark.e2e
+
 
 WINDOW_END = 1_796_100_000_000_000  # microseconds
 
@@ -22,7 +28,7 @@ def _record_pass(metadata_path, base_path, version):
                                 window_micros=3_600_000_000, prediction_key='probabilities', outlier_key='outlier')
     report.alerts = monitor._alerts(report, settings)
     found = monitor.Pass(reports=[report], unmonitored=[])
-    store = metadata_record.connect(metadata_path)
+    store = metadata_store.connect(metadata_path)
     metadata_record.record(store, found, settings, report_uri='/reports/monitor.html')
     return report.alerts
 
@@ -38,7 +44,7 @@ def test_a_monitoring_alert_since_the_push_is_on_the_lineage_and_the_card(versio
     text = capsys.readouterr().out
     assert 'Live: 1 monitoring window(s)' in text and 'drift or skew in trip_start_hour' in text
 
-    store = metadata_record.connect(metadata_path, read_only=True)
+    store = metadata_store.connect(metadata_path, mode=metadata_store.READ)
     lineage = lineage_lib.trace(store, versions.base_path, versions.drifted)
     page = lineage_page.page(lineage)
     passes = read_tables(page)['Monitoring passes']

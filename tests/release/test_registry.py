@@ -8,12 +8,14 @@ import re
 import pytest
 from ml_metadata.proto import metadata_store_pb2
 
+from foundation import metadata_store
 from cli import main as cli
-from monitoring import metadata_record
 from release import ledger
 from serving import labels
 from support.html_tables import read_tables
 from support.release_users import ALICE, BOB, CAROL, MALLORY
+
+pytestmark = pytest.mark.e2e
 
 
 def _json(capsys):
@@ -132,8 +134,8 @@ def test_history_is_complete_ordered_and_answers_what_served_when(workspace, cap
     assert len(re.findall(r'<circle [^>]*><title>#\d+ ', text)) == len(decisions)
 
     # Each decision is linked, in ML Metadata, to the PushedModel of every version it moved.
-    store = metadata_record.connect(workspace.metadata_path)
-    pushed = metadata_record.pushed_model(store, v.base_path, v.drifted)
+    store = metadata_store.connect(workspace.metadata_path)
+    pushed = metadata_store.pushed_model(store, v.base_path, v.drifted)
     options = metadata_store_pb2.LineageSubgraphQueryOptions(max_num_hops=1)
     options.starting_artifacts.filter_query = f'id = {pushed.id}'
     graph = store.get_lineage_subgraph(options)
@@ -149,7 +151,7 @@ def _iso(micros):
 def test_a_rewritten_decision_is_found_and_stops_further_transitions(workspace, capsys):
     v = workspace.versions
     workspace.release_both()
-    store = metadata_record.connect(workspace.metadata_path)
+    store = metadata_store.connect(workspace.metadata_path)
     (execution,) = [e for e in store.get_executions_by_type(ledger.EXECUTION_TYPE)
                     if e.properties['action'].string_value == 'approve']
     execution.properties['actor'].string_value = CAROL  # someone "corrects" who approved
@@ -207,7 +209,7 @@ def test_a_decision_that_cannot_be_recorded_leaves_serving_as_it_was(workspace, 
 
 def test_two_writers_cannot_record_the_same_place_in_the_history(workspace):
     workspace.release_both()
-    store = metadata_record.connect(workspace.metadata_path)
+    store = metadata_store.connect(workspace.metadata_path)
     decisions = ledger.read(store, workspace.versions.base_path)
     fields = dict(action='approve', model_version=workspace.versions.drifted, reason='race', labels={},
                   model_base_path=workspace.versions.base_path, changes={}, canary_percent=0.0, evidence={},
@@ -256,7 +258,7 @@ def test_an_evaluation_acts_only_on_the_canary_it_judged(workspace):
     from release import policy, transitions
     v = workspace.versions
     workspace.release_both()
-    store = metadata_record.connect(workspace.metadata_path)
+    store = metadata_store.connect(workspace.metadata_path)
     target = transitions.ServingTarget(workspace.serving_config, workspace.traffic_config, 'chicago-taxi')
     release = transitions.Release(store, v.base_path, target, policy.load(), BOB, workspace.metadata_path)
     with pytest.raises(policy.NotAllowed, match='no longer the canary'):

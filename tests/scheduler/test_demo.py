@@ -5,10 +5,15 @@ serving model there; the run records the alerts it answers."""
 
 import json
 
-from pipeline import run_summary, run_trigger
+import pytest
+
+from foundation import metadata_store
+from pipeline import run_trigger
 from pipeline.config import PipelineConfig
 from scheduler import demo
 from support.samples import SAMPLE_ROWS, TRAIN_STEPS
+
+pytestmark = pytest.mark.e2e
 
 
 def test_drifted_traffic_with_feedback_triggers_exactly_one_retrain_that_ships_only_if_it_wins(tmp_path):
@@ -33,7 +38,7 @@ def test_drifted_traffic_with_feedback_triggers_exactly_one_retrain_that_ships_o
     assert len(played.pushed_versions) == (2 if beat else 1)
 
     # The run answers the alerts, and says so in ML Metadata.
-    store = run_summary.open_store(PipelineConfig.for_workspace(str(workspace)).metadata_path)
+    store = metadata_store.connect_existing(PipelineConfig.for_workspace(str(workspace)).metadata_path)
     (run,) = [c for c in store.get_contexts_by_type('pipeline_run') if c.name == summary.run_id]
     recorded = run_trigger.read(run)
     assert recorded.kind == run_trigger.ALERT and recorded.detail['monitoring_results']

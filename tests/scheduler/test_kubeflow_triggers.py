@@ -8,6 +8,8 @@ from pipeline import data, kubeflow_compile
 from pipeline.config import PipelineConfig
 from support.kfp_api_server import FakeKfpApi
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.fixture(scope='module')
 def package(tmp_path_factory):

@@ -12,6 +12,8 @@ from pipeline.config import IMAGE_PROJECT_DIR
 from scheduler import commands as scheduler_commands
 from support.repo_files import REPO, kustomized, makefile_default
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.fixture(scope='module')
 def rendered():

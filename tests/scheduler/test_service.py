@@ -7,7 +7,12 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from cli import main as cli
+
+pytestmark = pytest.mark.component
+
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

@@ -6,18 +6,22 @@ import time
 import pytest
 from ml_metadata.proto import metadata_store_pb2
 
+from foundation import metadata_store
 from monitoring import metadata_record, monitor
 from pipeline import data
 from pipeline.run_trigger import ALERT, NEW_SPAN
 from scheduler import triggers
 from support.log_times import END, HOUR
 
+pytestmark = pytest.mark.unit
+
+
 NO_SPANS = triggers.Policy(watch_spans=False)
 
 
 @pytest.fixture
 def store(tmp_path):
-    return metadata_record.connect(str(tmp_path / 'metadata.sqlite'))
+    return metadata_store.connect(str(tmp_path / 'metadata.sqlite'))
 
 
 def _trained(store, span):

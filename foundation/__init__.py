@@ -1,0 +1,12 @@
+"""What every other package stands on, and nothing else: it imports no project package.
+
+- `metadata_store`: the one place that opens ML Metadata and reads its properties the way both
+  TFX's local runner and Kubeflow Pipelines store them.
+- `workspace`: a local workspace's layout as one typed object.
+- `model_files`: the names of the files a pushed model carries beside its SavedModel.
+- `alerts`: typed alert records, their kinds defined once.
+- `atomic_file`: the one atomic write.
+
+Importing this package imports none of its modules, so the model server can take a file name
+from `model_files` without loading ML Metadata.
+"""
