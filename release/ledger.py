@@ -22,6 +22,13 @@ someone with write access to the database. Against those, ML Metadata's
 own database needs the access control and backups an auditor asks for;
 the serving config, also in git, is the second witness (`models list`
 flags a config whose labels differ from the recorded ones).
+
+Records carry their format version, and each format names the properties
+its digest covers (FORMATS). A record is verified against its own format's
+list, so a new field is added by a new format, and every record written
+before it still verifies. Records from before format versions have none and
+are format 1. Adding a property to a format that records already use would
+break the chain of every one of them: never change a format, add one.
 """
 
 from __future__ import annotations
@@ -35,6 +42,8 @@ import time
 from typing import Dict, Iterator, List, Mapping, Optional, Tuple
 
 from ml_metadata.proto import metadata_store_pb2
+
+from foundation import metadata_store
 
 EXECUTION_TYPE = 'ModelRelease'
 CONTEXT_TYPE = 'model_registry'
@@ -54,8 +63,19 @@ _PROPERTIES = {
     'evidence': STRING,
     'policy_sha256': STRING, 'serving_config': STRING,
     'previous_digest': STRING, 'digest': STRING,
+    # Which of FORMATS the record was written in; absent from records of format 1.
+    'format_version': INT,
 }
-_HASHED = tuple(name for name in _PROPERTIES if name != 'digest')
+# Format version -> the properties a record of that format carries and its digest covers, in no
+# particular order (the digest is over canonical JSON). Never edit an entry: add a format.
+FORMATS: Dict[int, Tuple[str, ...]] = {
+    1: ('sequence', 'action', 'model_version', 'actor', 'reason', 'at_micros', 'model_base_path', 'ran_as',
+        'changes', 'labels', 'canary_percent', 'evidence', 'policy_sha256', 'serving_config', 'previous_digest'),
+}
+FORMATS[2] = FORMATS[1] + ('format_version',)
+CURRENT_FORMAT = 2
+# The properties Decision names; a later format's other properties travel in Decision.extra.
+_NAMED = FORMATS[2]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,6 +98,9 @@ class Decision:
     serving_config: str
     previous_digest: str
     digest: str
+    format_version: int = CURRENT_FORMAT
+    # Properties of a newer format than Decision names (a field added by a format, not yet an attribute).
+    extra: Mapping[str, object] = dataclasses.field(default_factory=dict)
     execution_id: int = 0
     # ML Metadata's own clock: the record was updated after it was written if these differ.
     updated_after_write: bool = False
@@ -89,11 +112,17 @@ class Decision:
                 'changes': json.dumps({str(v): list(c) for v, c in sorted(self.changes.items())}),
                 'labels': json.dumps(self.labels, sort_keys=True), 'canary_percent': float(self.canary_percent),
                 'evidence': json.dumps(self.evidence, sort_keys=True), 'policy_sha256': self.policy_sha256,
-                'serving_config': self.serving_config, 'previous_digest': self.previous_digest}
+                'serving_config': self.serving_config, 'previous_digest': self.previous_digest,
+                'format_version': self.format_version, **self.extra}
 
 
 def digest_of(fields: Mapping) -> str:
-    canonical = json.dumps({name: fields[name] for name in _HASHED}, sort_keys=True, separators=(',', ':'))
+    """SHA-256 over the properties the record's format covers (format 1 when it names none)."""
+    version = int(fields.get('format_version') or 1)
+    if version not in FORMATS:
+        raise BrokenLedger(f'a release record in format {version}, which this code does not know: '
+                           'upgrade it before changing releases')
+    canonical = json.dumps({name: fields[name] for name in FORMATS[version]}, sort_keys=True, separators=(',', ':'))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -106,7 +135,11 @@ def _types(store) -> Tuple[int, int]:
 
 def _decode(execution) -> Decision:
     p = execution.properties
-    return Decision(
+    version = metadata_store.number(p, 'format_version', 1)
+    kinds = {INT: 'int_value', DOUBLE: 'double_value', STRING: 'string_value'}
+    extra = {name: getattr(p[name], kinds[_PROPERTIES.get(name, STRING)])
+             for name in FORMATS.get(version, ()) if name not in _NAMED and name in p}
+    return Decision(format_version=version, extra=extra,
         sequence=p['sequence'].int_value, action=p['action'].string_value, model_version=p['model_version'].int_value,
         actor=p['actor'].string_value, reason=p['reason'].string_value, at_micros=p['at_micros'].int_value,
         model_base_path=p['model_base_path'].string_value, ran_as=p['ran_as'].string_value,
@@ -140,8 +173,11 @@ def problems(decisions: List[Decision]) -> List[str]:
             found.append(f'{where}: expected sequence {expected}: a decision is missing or two claim one number')
         if decision.previous_digest != previous:
             found.append(f'{where}: does not follow the decision before it (a decision was removed or inserted)')
-        if digest_of(decision.fields()) != decision.digest:
-            found.append(f'{where}: its content does not match its digest (it was rewritten)')
+        try:
+            if digest_of(decision.fields()) != decision.digest:
+                found.append(f'{where}: its content does not match its digest (it was rewritten)')
+        except BrokenLedger as e:
+            found.append(f'{where}: {e}')
         if decision.updated_after_write:
             found.append(f'{where}: ML Metadata shows it was updated after it was written')
         if expected > 1 and decision.at_micros < decisions[expected - 2].at_micros:
@@ -162,7 +198,7 @@ def append_lock(metadata_path: Optional[str]) -> Iterator[None]:
     if not metadata_path:
         yield
         return
-    from atomic_file import exclusive
+    from foundation.atomic_file import exclusive
     with exclusive(metadata_path + '.release.lock'):
         yield
 
@@ -211,6 +247,8 @@ def write(store, decision: Decision, pushed_models: List[metadata_store_pb2.Arti
                                              name=f'{decision.model_base_path}#{decision.sequence}',
                                              last_known_state=metadata_store_pb2.Execution.COMPLETE)
     for name, value in {**decision.fields(), 'digest': decision.digest}.items():
+        if name == 'format_version' and decision.format_version == 1:
+            continue  # format 1 records carry no version
         kind = _PROPERTIES[name]
         if kind == INT:
             execution.properties[name].int_value = value
