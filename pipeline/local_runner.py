@@ -15,14 +15,18 @@ from typing import Callable, Optional
 
 from tfx import v1 as tfx
 
-from atomic_file import write_atomically
+from foundation.atomic_file import write_atomically
 from components import code_version
-from pipeline import data, html_page, run_report, run_summary
+from foundation import metadata_store
+from pipeline import data, run_summary
 from pipeline.config import PipelineConfig
 from pipeline.dag import create_pipeline
 from pipeline.run_progress import MetadataProgress
 from pipeline.run_trigger import Trigger
 from pipeline.workspace_lock import WorkspaceLock, mark_abandoned
+
+# What writes a run's pages: (config, summary, emit_line).
+PageWriter = Callable[[PipelineConfig, run_summary.RunSummary, Callable[[str], None]], None]
 
 
 def content_addressed_schema(config: PipelineConfig) -> PipelineConfig:
@@ -42,53 +46,33 @@ def content_addressed_schema(config: PipelineConfig) -> PipelineConfig:
     return dataclasses.replace(config, schema_file=path)
 
 
-def _write_reports(config: PipelineConfig, result: run_summary.RunSummary, emit_line: Callable[[str], None]) -> None:
-    """The run report; and from ML Metadata the runs page and, for a pushed version, its lineage and model card.
-
-    The pages come second to the run and its report: if they cannot be made, the run says so and
-    keeps its own outcome (and its component's error, if one failed)."""
-    from monitoring import metadata_record
-    from provenance.reports import Pages
-    version = int(os.path.basename(result.pushed_to.rstrip('/'))) if result.pushed_to else None
-    pages = None
-    try:
-        pages = Pages(metadata_record.connect(config.metadata_path, read_only=True), config.serving_model_dir,
-                      config.report_dir, version)
-        pages.write()  # first, so that the run report links to them
-    except Exception as e:  # noqa: BLE001 - reported, and the run's own result stands
-        emit_line(f'Provenance pages not written: {type(e).__name__}: {e}')
-        pages = None
-    path = os.path.join(config.report_dir, html_page.report_file(html_page.RUN, result.run_id))
-    emit_line(f'Report: {run_report.write(result, path)}')
-    if pages is not None:
-        for written in pages.write():  # again, now that the run report they link to exists
-            emit_line(f'        {written}')
-
-
 def run(config: PipelineConfig, emit_line: Callable[[str], None] = print, trigger: Trigger = Trigger(),
-        wait_seconds: float = 0.0) -> run_summary.RunSummary:
+        wait_seconds: float = 0.0, pages: Optional[PageWriter] = None) -> run_summary.RunSummary:
     """Runs the pipeline once, alone on its workspace; returns the run's summary, or raises if a
     component failed, or WorkspaceBusy if another run held the workspace for `wait_seconds`.
+
+    `pages(config, summary, emit_line)`, if given, writes the run's pages once it is summarised,
+    failed or not (the command asks for them: `provenance.reports.write_run_pages`).
 
     On failure the raised exception is the component's own (for example the
     anomalies gate's DataAnomaliesError); nothing downstream of it ran.
     """
     _, rows = data.check_and_count(config.data_root)
     with WorkspaceLock(os.path.dirname(config.metadata_path), wait_seconds, emit_line=emit_line):
-        return _run_alone(config, emit_line, trigger, rows)
+        return _run_alone(config, emit_line, trigger, rows, pages)
 
 
 def _run_alone(config: PipelineConfig, emit_line: Callable[[str], None], trigger: Trigger,
-               rows_read: Optional[int] = None) -> run_summary.RunSummary:
+               rows_read: Optional[int] = None, pages: Optional[PageWriter] = None) -> run_summary.RunSummary:
     if os.path.exists(config.metadata_path):
         found_by = f'the run started {time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())} (pid {os.getpid()})'
-        store = run_summary.open_store(config.metadata_path, writable=True)
+        store = metadata_store.connect(config.metadata_path, mode=metadata_store.WRITE)
         for stale in mark_abandoned(store, config.pipeline_root, found_by):
             emit_line(f'A killed run left {stale.component} (execution {stale.execution_id}) running: marked '
                       'CANCELED in ML Metadata' + (f'; its partial output stays in {", ".join(stale.left_behind)}'
                                                   if stale.left_behind else ''))
     config = content_addressed_schema(config)
-    metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
+    metadata = metadata_store.sqlite_config(config.metadata_path)
     code = code_version.current()  # before the run: the code that ran it, not what the tree holds after
     progress = MetadataProgress(config, emit_line)
     progress.start()
@@ -104,8 +88,8 @@ def _run_alone(config: PipelineConfig, emit_line: Callable[[str], None], trigger
                                               since_ms=int(started * 1000), trigger=trigger,
                                               code=code, rows_read=rows_read)
     emit_line(result.render())
-    if config.report_dir and result.components:
-        _write_reports(config, result, emit_line)
+    if pages is not None and config.report_dir and result.components:
+        pages(config, result, emit_line)
     if failure is not None:
         raise failure
     return result

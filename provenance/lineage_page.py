@@ -1,7 +1,7 @@
 """A pushed version's lineage as a page: why it is serving, and what made it.
 
 `taxi-pipeline lineage VERSION --html FILE` writes it. Everything comes from
-one `lineage.trace` (ML Metadata): the headline (stage, blessing, drift
+one `lineage.trace` (ML Metadata), laid out by `reports` (templates/lineage.html): the headline (stage, blessing, drift
 verdict, a release history that does not verify), the decisions that moved
 it, a drawing of the lineage graph, then the run, code, parameters, data,
 schema, Transform, training, evaluation, push and the live metrics the
@@ -18,48 +18,31 @@ per kind with a count: dozens of passes would otherwise bury the graph.
 
 from __future__ import annotations
 
-import html
 import math
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from ml_metadata.proto import metadata_store_pb2
 
+from foundation.alerts import alert_text
+from foundation.metadata_store import flag
 from monitoring import metadata_record
-from pipeline import html_page, svg_charts
-from pipeline.html_page import count_text, finite, metric_text
 from pipeline.run_summary import slice_order
 from provenance import run_record
 from release import ledger
+from reports import page as reports_page
+from reports.formatting import count_text, finite, metric_text, value_text
 
 _CACHED = metadata_store_pb2.Execution.CACHED
-# Kinds of the drawing's nodes (pipeline.svg_charts.DAG_KINDS) and what the legend calls them.
+# Kinds of the drawing's nodes (reports.charts.DAG_KINDS) and what the legend calls them.
 LEGEND = {'execution': 'component run', 'failed': 'failed component', 'artifact': 'artifact',
           'earlier': 'made by an earlier run', 'release': 'release decisions', 'monitor': 'monitoring passes'}
 # Wider than this (a page on a laptop screen), the graph is drawn top to bottom rather than scrolled.
 _GRAPH_WIDTH = 1150
-# The page's own additions to the shared look: key/value tables and decision texts read left-aligned.
 
 # -- values ------------------------------------------------------------------------------------------
 
-def _text(value) -> str:
-    """A value as a cell shows it: NaN and missing as '-', floats to 4 significant digits."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return '-'
-    if isinstance(value, bool):
-        return 'yes' if value else 'no'
-    if isinstance(value, (list, tuple)):
-        return ', '.join(_text(v) for v in value) or '-'
-    return html_page.cell(value)
-
-
-def _pairs(rows: Iterable[Sequence]) -> str:
-    """A table of named values, one per row: (name, value) or (name, value, css class of the value)."""
-    body = ''
-    for row in rows:
-        name, value, css = (list(row) + [''])[:3]
-        cls = f' class="{css}"' if css else ''
-        body += f'<tr><th>{html.escape(str(name))}</th><td{cls}>{html.escape(_text(value))}</td></tr>'
-    return f'<table class="pairs">{body}</table>'
+# A value as a cell shows it: NaN and missing as '-', floats to 4 significant digits.
+_text = value_text
 
 
 def _verdict_class(verdict: Optional[str]) -> str:
@@ -150,7 +133,7 @@ def _artifact_node(lineage, artifact: metadata_store_pb2.Artifact, key: Optional
     if artifact.id == lineage.pushed.id:
         second = f'version {lineage.version.version}'
     elif kind == 'ModelBlessing' and 'blessed' in artifact.custom_properties:
-        second = 'blessed' if metadata_record.flag(artifact.custom_properties, 'blessed') else 'NOT blessed'
+        second = 'blessed' if flag(artifact.custom_properties, 'blessed') else 'NOT blessed'
     return f'{kind}\n{second}' if second else kind, 'artifact', f'artifact {artifact.id}: {artifact.uri}'
 
 
@@ -205,7 +188,7 @@ def _monitor_node(lineage, executions) -> tuple:
 
 
 def graph(lineage) -> Tuple[Dict[str, tuple], List[Tuple[str, str]]]:
-    """The drawing's nodes (id -> (label, kind, tooltip)) and edges, for svg_charts.dag."""
+    """The drawing's nodes (id -> (label, kind, tooltip)) and edges, for reports.charts.dag."""
     nodes: Dict[str, tuple] = {}
     edges: List[Tuple[str, str]] = []
     _upstream(lineage, nodes, edges)
@@ -213,28 +196,14 @@ def graph(lineage) -> Tuple[Dict[str, tuple], List[Tuple[str, str]]]:
     return nodes, edges
 
 
-def _drawing(lineage) -> str:
-    nodes, edges = graph(lineage)
-    kinds = {node[1] for node in nodes.values()}
-    legend = {k: text for k, text in LEGEND.items() if k in kinds}
-    drawing = svg_charts.dag(nodes, edges, legend=legend, id_prefix='lineage', max_width=_GRAPH_WIDTH)
-    return f'<div class="graph">{drawing}</div>'
-
-
 # -- sections ----------------------------------------------------------------------------------------
 
-def _headline(data: Dict) -> str:
+def _headline(data: Dict) -> List[tuple]:
     training, evaluation, run = data['training'] or {}, data['evaluation'] or {}, data['run'] or {}
     verdict = training.get('drift_verdict')
     drifted = training.get('drift_features') or []
     blessed = evaluation.get('blessed')
-    parts = [f'<h1>Version {data["version"]}: {html.escape(data["stage"])}</h1>']
-    if data['history_problems']:
-        parts.append('<p class="bad">The release history does not verify: what it says about this version '
-                     'may not be what happened.</p><ul>'
-                     + ''.join(f'<li class="bad">{html.escape(p)}</li>' for p in data['history_problems'])
-                     + '</ul>')
-    parts.append(_pairs([
+    return [
         ('model', data['directory']),
         ('stage', data['stage'], 'good' if data['stage'] == 'stable' else ''),
         ('blessed', 'yes' if blessed else 'no' if blessed is not None else '-', _blessed_class(blessed)),
@@ -244,8 +213,7 @@ def _headline(data: Dict) -> str:
         ('made by run', run.get('name')),
         ('on disk', 'yes' if data['on_disk'] else 'NO: the version directory is gone', '' if data['on_disk']
          else 'bad'),
-    ]))
-    return ''.join(parts)
+    ]
 
 
 def _decisions(data: Dict) -> List[Dict]:
@@ -254,7 +222,7 @@ def _decisions(data: Dict) -> List[Dict]:
     return [found[k] for k in sorted(found)]
 
 
-def _serving_sentence(data: Dict) -> str:
+def _serving_sentence(data: Dict) -> Dict:
     """Why the version is (not) serving, in a sentence, from its last stage change and approval."""
     stage, history, approvals = data['stage'], data['stage_history'], data['approvals']
     approval = approvals[-1] if approvals else None
@@ -262,8 +230,7 @@ def _serving_sentence(data: Dict) -> str:
                 f'{approval["action"]}d by {approval["actor"]} (#{approval["sequence"]}, {approval["at"]} UTC): '
                 f'“{approval["reason"]}”')
     if not history:
-        return (f'<p><span class="bad">Never released:</span> pushed {html.escape(data["pushed"]["at"])} UTC and '
-                f'{html.escape(approved)}; no decision has put it in canary or stable.</p>')
+        return {'released': False, 'pushed': data['pushed']['at'], 'approved': approved}
     last = history[-1]
     moved = (f'#{last["sequence"]} {last["action"]} by {last["actor"]} on {last["at"]} UTC: '
              f'“{last["reason"]}”')
@@ -277,7 +244,7 @@ def _serving_sentence(data: Dict) -> str:
         head, text, css = 'No longer serving', f'(archived) since {moved}.', 'bad'
     else:
         head, text, css = f'Stage {stage}', f'since {moved}. Approval: {approved}.', ''
-    return f'<p><span class="{css}">{html.escape(head)}</span> {html.escape(text)}</p>'
+    return {'released': True, 'head': head, 'text': text, 'css': css}
 
 
 def _evidence(evidence: Dict) -> str:
@@ -294,91 +261,70 @@ def _evidence(evidence: Dict) -> str:
     return '; '.join(shown)
 
 
-def _serving(data: Dict) -> str:
-    rows = [[d['sequence'], d['at'], d['action'], d['actor'], d['reason'],
-             f'{d["stage_before"]} → {d["stage_after"]}' if d['stage_after'] else '-', _evidence(d['evidence'])]
-            for d in _decisions(data)]
-    table = ('<div class="text">' + html_page.table(['#', 'when (UTC)', 'action', 'by', 'why', 'stage change',
-                                                     'evidence'], rows) + '</div>'
-             if rows else '<p>No release decision names this version.</p>')
+def _serving(data: Dict) -> Dict:
     # The question a reader comes with; for a version not serving, its negative.
-    serving = data['stage'] in ('stable', 'canary')
-    return (f'<h2>Why it is {"" if serving else "not "}serving</h2>' + _serving_sentence(data) + table)
+    return {**_serving_sentence(data), 'serving': data['stage'] in ('stable', 'canary'),
+            'decisions': [[d['sequence'], d['at'], d['action'], d['actor'], d['reason'],
+                           f'{d["stage_before"]} → {d["stage_after"]}' if d['stage_after'] else '-',
+                           _evidence(d['evidence'])] for d in _decisions(data)]}
 
 
-def _made(lineage) -> str:
-    return ('<h2>What made it</h2><p class="note">The executions of the run that pushed it and the artifacts '
-            'they read and wrote; what an earlier run made is dashed; release decisions and monitoring passes '
-            'since the push are counted in one node each. Hover for details.</p>' + _drawing(lineage))
+def _graph(lineage) -> Dict:
+    nodes, edges = graph(lineage)
+    kinds = {node[1] for node in nodes.values()}
+    return {'nodes': nodes, 'edges': edges, 'legend': {k: text for k, text in LEGEND.items() if k in kinds},
+            'max_width': _GRAPH_WIDTH}
 
 
-def _unknown(data: Dict, component: str) -> str:
-    """Why a section is empty: no run to read it from, or the component did not run in it."""
-    return ('<p>Not known: no run recorded the push.</p>' if data['run'] is None
-            else f'<p>{html.escape(component)} did not run.</p>')
-
-
-def _run(data: Dict) -> str:
+def _run(data: Dict) -> Optional[List[tuple]]:
     run = data['run']
     if run is None:
-        return '<h2>Run</h2><p class="bad">No run recorded the push.</p>'
+        return None
     trigger = run['trigger'] or {}
     detail = ', '.join(f'{k}: {_text(v)}' for k, v in sorted((trigger.get('detail') or {}).items()))
-    return '<h2>Run</h2>' + _pairs([
-        ('name', run['name']), ('trigger', trigger.get('kind', 'not recorded')), ('trigger detail', detail or '-'),
-        ('outcome', run['outcome'], 'good' if run['outcome'] == 'succeeded' else 'bad'),
-        ('started (UTC)', run['started']), ('duration', f'{run["seconds"]:.1f}s')])
+    return [('name', run['name']), ('trigger', trigger.get('kind', 'not recorded')), ('trigger detail', detail or '-'),
+            ('outcome', run['outcome'], 'good' if run['outcome'] == 'succeeded' else 'bad'),
+            ('started (UTC)', run['started']), ('duration', f'{run["seconds"]:.1f}s')]
 
 
-def _code(data: Dict) -> str:
+def _code(data: Dict) -> Optional[List[tuple]]:
     code = data['code']
     if not code:
-        return '<h2>Code</h2><p>No code version recorded.</p>'
+        return None
     dirty = code.get('dirty')
-    return ('<h2>Code</h2><p class="note">As stamped on the model by the Trainer (else as the run recorded '
-            'it).</p>' + _pairs([
-                ('commit', code.get('commit')),
-                ('uncommitted changes', '-' if dirty is None else 'yes' if dirty else 'no', 'bad' if dirty else ''),
-                ('image', code.get('image')), ('package', code.get('package_version')),
-                ('tfx', code.get('tfx_version')), ('component code digest (SHA-256)', code.get('source_digest'))]))
+    return [('commit', code.get('commit')),
+            ('uncommitted changes', '-' if dirty is None else 'yes' if dirty else 'no', 'bad' if dirty else ''),
+            ('image', code.get('image')), ('package', code.get('package_version')),
+            ('tfx', code.get('tfx_version')), ('component code digest (SHA-256)', code.get('source_digest'))]
 
 
-def _parameters(data: Dict) -> str:
+def _parameters(data: Dict) -> List[tuple]:
     params = (data['run'] or {}).get('parameters') or {}
-    shown = [(k, v) for k, v in params.items() if not k.startswith('hp.')]
-    return '<h2>Parameters</h2>' + (_pairs(shown) if shown else '<p>None recorded.</p>')
+    return [(k, v) for k, v in params.items() if not k.startswith('hp.')]
 
 
-def _data(data: Dict) -> str:
+def _data(data: Dict) -> Optional[Dict]:
     found = data['data']
     if found is None:
-        return '<h2>Data</h2>' + _unknown(data, 'ExampleGen')
+        return None
     rows = found['rows'] or {}
-    parts = ['<h2>Data</h2>', _pairs([
-        ('span', found['span']), ('data root', found['data_root']), ('files', found['files'] or '-'),
-        ('input fingerprint', found['input_fingerprint']), ('train rows', rows.get('train')),
-        ('eval rows', rows.get('eval')), ('examples', found['examples_uri']),
-        ('statistics', found['statistics_uri'])])]
     statistics = found['statistics']
-    if statistics:
-        columns = list(statistics[0])
-        parts.append(f'<h3>Training split statistics ({_text(rows.get("train"))} examples)</h3>')
-        parts.append(html_page.table(columns, [[_text(row[c]) if row[c] != '' else '-' for c in columns]
-                                               for row in statistics]))
-    anomalies = [(split, line) for split, lines in sorted((found['anomalies'] or {}).items()) for line in lines]
-    parts.append('<h3>Anomalies</h3>')
-    if not found['anomalies']:
-        parts.append('<p>Not checked: ExampleValidator did not run.</p>')
-    else:
-        parts.append(html_page.table(['split', 'anomaly'], anomalies) if anomalies
-                     else '<p class="good">none</p>')
-    return ''.join(parts)
+    columns = list(statistics[0]) if statistics else []
+    return {
+        'facts': [('span', found['span']), ('data root', found['data_root']), ('files', found['files'] or '-'),
+                  ('input fingerprint', found['input_fingerprint']), ('train rows', rows.get('train')),
+                  ('eval rows', rows.get('eval')), ('examples', found['examples_uri']),
+                  ('statistics', found['statistics_uri'])],
+        'train_rows': rows.get('train'), 'statistics_columns': columns,
+        'statistics': [[_text(row[c]) if row[c] != '' else '-' for c in columns] for row in statistics or []],
+        'anomalies_checked': bool(found['anomalies']),
+        'anomalies': [(split, line) for split, lines in sorted((found['anomalies'] or {}).items()) for line in lines]}
 
 
-def _schema(data: Dict) -> str:
+def _schema(data: Dict) -> Optional[Dict]:
     schema = data['schema']
     if schema is None:
-        return '<h2>Schema</h2><p>No schema recorded.</p>'
+        return None
     previous = schema['previous_version']
     if schema['changed'] is None:
         said, css = 'No earlier pushed version to compare with.', ''
@@ -386,116 +332,95 @@ def _schema(data: Dict) -> str:
         said, css = f'Changed since version {previous}.', 'bad'
     else:
         said, css = f'Unchanged since version {previous}.', 'good'
-    parts = ['<h2>Schema</h2>', f'<p class="{css}">{html.escape(said)}</p>',
-             _pairs([('file', schema['file'] or schema['uri']), ('SHA-256', schema['sha256'])])]
-    if schema['differences']:
-        parts.append(f'<h3>Schema differences from version {previous}</h3>'
-                     + html_page.table(['difference'], [[d] for d in schema['differences']]))
-    return ''.join(parts)
+    return {'said': said, 'css': css, 'previous': previous,
+            'facts': [('file', schema['file'] or schema['uri']), ('SHA-256', schema['sha256'])],
+            'differences': [[d] for d in schema['differences'] or []]}
 
 
-def _transform(data: Dict) -> str:
+def _transform(data: Dict) -> Optional[List[tuple]]:
     found = data['transform']
     if found is None:
-        return '<h2>Transform</h2>' + _unknown(data, 'Transform')
-    return '<h2>Transform</h2>' + _pairs([('preprocessing_fn', found['preprocessing_fn']),
-                                          ('state', found['state']), ('transform graph', found['transform_graph'])])
+        return None
+    return [('preprocessing_fn', found['preprocessing_fn']), ('state', found['state']),
+            ('transform graph', found['transform_graph'])]
 
 
-def _training(data: Dict) -> str:
+def _training(data: Dict) -> Optional[Dict]:
     found = data['training']
     if found is None:
-        return '<h2>Training</h2>' + _unknown(data, 'The Trainer')
+        return None
     verdict = found['drift_verdict']
-    parts = ['<h2>Training</h2>', _pairs([
-        ('run_fn', found['run_fn']), ('state', found['state']), ('train steps', found['train_steps']),
-        ('eval steps', found['eval_steps']), ('drift verdict', verdict or 'not recorded', _verdict_class(verdict)),
-        ('drifted features', found['drift_features'] or '-'), ('model', found['model_uri'])])]
-    hyperparameters = found['hyperparameters']
-    if hyperparameters:
-        parts.append('<h3>Hyperparameters</h3>' + _pairs(sorted(hyperparameters.items())))
-    return ''.join(parts)
+    return {'facts': [('run_fn', found['run_fn']), ('state', found['state']), ('train steps', found['train_steps']),
+                      ('eval steps', found['eval_steps']),
+                      ('drift verdict', verdict or 'not recorded', _verdict_class(verdict)),
+                      ('drifted features', found['drift_features'] or '-'), ('model', found['model_uri'])],
+            'hyperparameters': sorted((found['hyperparameters'] or {}).items())}
 
 
-def _evaluation(data: Dict) -> str:
+def _evaluation(data: Dict) -> Optional[Dict]:
     found = data['evaluation']
     if not found:
-        return '<h2>Evaluation</h2>' + _unknown(data, 'The Evaluator')
+        return None
     thresholds = found['thresholds']
-    parts = ['<h2>Evaluation</h2>', _pairs(
-        [(f'threshold {k}', v) for k, v in thresholds.items()]
+    slices = found['slices'] or {}
+    names = sorted(slices, key=slice_order)
+    auc = {name: finite(slices[name]['candidate'].get('auc')) for name in names}
+    return {
+        'facts': [(f'threshold {k}', v) for k, v in thresholds.items()]
         + [('baseline version', found['baseline_version'] or 'none: no earlier pushed version'),
-           ('blessed', 'yes' if found['blessed'] else 'no', _blessed_class(found['blessed']))])]
-    slices = found['slices']
-    if slices:
-        names = sorted(slices, key=slice_order)
-        rows = [[name, count_text(slices[name]['candidate'].get('example_count')),
-                 metric_text(slices[name]['candidate'].get('auc')),
-                 metric_text((slices[name]['baseline'] or {}).get('auc')),
-                 metric_text(slices[name]['candidate'].get('binary_accuracy')),
-                 metric_text((slices[name]['baseline'] or {}).get('binary_accuracy'))] for name in names]
-        parts.append('<h3>Metrics per slice</h3>' + html_page.table(
-            ['slice', 'examples', 'AUC', 'baseline AUC', 'accuracy', 'baseline accuracy'], rows))
-        auc = {name: finite(slices[name]['candidate'].get('auc')) for name in names}
-        auc = {k: v for k, v in auc.items() if v is not None}
-        if auc:
-            parts.append('<h3>AUC per slice</h3>' + svg_charts.bar_chart(auc))
-    return ''.join(parts)
+           ('blessed', 'yes' if found['blessed'] else 'no', _blessed_class(found['blessed']))],
+        'slices': [[name, count_text(slices[name]['candidate'].get('example_count')),
+                    metric_text(slices[name]['candidate'].get('auc')),
+                    metric_text((slices[name]['baseline'] or {}).get('auc')),
+                    metric_text(slices[name]['candidate'].get('binary_accuracy')),
+                    metric_text((slices[name]['baseline'] or {}).get('binary_accuracy'))] for name in names],
+        'auc': {k: v for k, v in auc.items() if v is not None}}
 
 
-def _push(data: Dict) -> str:
+def _push(data: Dict) -> List[tuple]:
     blessed = (data['evaluation'] or {}).get('blessed')
-    return '<h2>Blessing and push</h2>' + _pairs([
-        ('blessed', 'yes' if blessed else 'no' if blessed is not None else '-', _blessed_class(blessed)),
-        ('pushed (UTC)', data['pushed']['at']), ('pushed to', data['pushed']['destination']),
-        ('PushedModel artifact', data['pushed']['artifact_id'])])
+    return [('blessed', 'yes' if blessed else 'no' if blessed is not None else '-', _blessed_class(blessed)),
+            ('pushed (UTC)', data['pushed']['at']), ('pushed to', data['pushed']['destination']),
+            ('PushedModel artifact', data['pushed']['artifact_id'])]
 
 
 def _series(passes: List[Dict], key: str) -> List[Tuple[float, float]]:
     return [(p['window_end_micros'], p[key]) for p in passes if finite(p.get(key)) is not None]
 
 
-def _live(data: Dict) -> str:
+def _live(data: Dict) -> Optional[Dict]:
     passes = data['live']
     if not passes:
-        return ('<h2>Live metrics since push</h2><p>No monitoring pass recorded for this version yet '
-                '(`taxi-pipeline monitor` records one per window of served traffic).</p>')
+        return None
     ends = [p['window_end_micros'] for p in passes]
     x_range = (min(ends), max(ends)) if len(ends) > 1 else (ends[0] - 1, ends[0] + 1)
-    x_labels = {x_range[0]: ledger.format_time(x_range[0]), x_range[1]: ledger.format_time(x_range[1])}
     metrics = {'live AUC': _series(passes, 'live_auc'), 'live accuracy': _series(passes, 'live_accuracy')}
     values = [v for points in metrics.values() for _, v in points]
     outliers = _series(passes, 'outlier_rate')
-    charts = []
-    if values:
-        low = max(0.0, math.floor(min(values) * 10) / 10)
-        charts.append('<div class="pair"><h3>Live AUC and accuracy per window</h3>' + svg_charts.line_chart(
-            metrics, x_range, (low, 1.0), x_labels=x_labels) + '</div>')
-    if outliers:
+    return {
+        'x_range': x_range,
+        'x_labels': {x_range[0]: ledger.format_time(x_range[0]), x_range[1]: ledger.format_time(x_range[1])},
+        'metrics': metrics if values else None,
+        'low': max(0.0, math.floor(min(values) * 10) / 10) if values else None,
+        'outliers': outliers,
         # A round top (a multiple of 0.02) keeps the axis labels short enough for the chart's margin.
-        high = math.ceil(max(v for _, v in outliers) * 1.2 * 50) / 50 or 0.02
-        charts.append('<div class="pair"><h3>Outlier rate per window</h3>' + svg_charts.line_chart(
-            {'outlier rate': outliers}, x_range, (0.0, high), x_labels=x_labels) + '</div>')
-    rows = [[ledger.format_time(p.get('window_start_micros')), ledger.format_time(p.get('window_end_micros')),
-             _text(p.get('examples')), metric_text(p.get('outlier_rate')), _text(p.get('labelled_examples')),
-             metric_text(p.get('live_auc')), metric_text(p.get('live_accuracy')), _alerts(p)] for p in passes]
-    return ('<h2>Live metrics since push</h2>' + ''.join(charts)
-            + '<h3>Monitoring passes</h3>' + html_page.table(
-                ['window start (UTC)', 'window end (UTC)', 'examples', 'outlier rate', 'labelled', 'live AUC',
-                 'live accuracy', 'alerts'], rows))
+        'high': math.ceil(max(v for _, v in outliers) * 1.2 * 50) / 50 or 0.02 if outliers else None,
+        'rows': [[ledger.format_time(p.get('window_start_micros')), ledger.format_time(p.get('window_end_micros')),
+                  _text(p.get('examples')), metric_text(p.get('outlier_rate')), _text(p.get('labelled_examples')),
+                  metric_text(p.get('live_auc')), metric_text(p.get('live_accuracy')), _alerts(p)] for p in passes]}
 
 
 def _alerts(entry: Dict) -> str:
     found = (entry.get('findings') or {}).get('alerts') or []
-    return '; '.join(map(metadata_record.alert_text, found)) if found else str(entry.get('alerts') or 0)
+    return '; '.join(map(alert_text, found)) if found else str(entry.get('alerts') or 0)
 
 
 # -- the page ----------------------------------------------------------------------------------------
 
-def _nav(data: Dict, reports_dir: Optional[str]) -> str:
+def _nav(data: Dict, reports_dir: Optional[str]):
     runs = [data['run']['name']] if data['run'] else []
-    return html_page.related(reports_dir, html_page.report_file(html_page.LINEAGE, data['version']), runs=runs,
-                             versions=[data['version']])
+    return reports_page.related(reports_dir, reports_page.report_file(reports_page.LINEAGE, data['version']),
+                                runs=runs, versions=[data['version']])
 
 
 def page(lineage, reports_dir: Optional[str] = None, data: Optional[Dict] = None) -> str:
@@ -503,7 +428,10 @@ def page(lineage, reports_dir: Optional[str] = None, data: Optional[Dict] = None
     exist in `reports_dir`. `data`: its `to_dict()` if the caller has it already (reading the
     statistics and TFMA's metrics again takes seconds)."""
     data = data if data is not None else lineage.to_dict()
-    parts = [_headline(data), _serving(data), _made(lineage), _run(data), _code(data), _parameters(data),
-             _data(data), _schema(data), _transform(data), _training(data), _evaluation(data), _push(data),
-             _live(data)]
-    return html_page.page(f'Lineage of version {data["version"]}', parts, _nav(data, reports_dir))
+    return reports_page.render(
+        'lineage.html', title=f'Lineage of version {data["version"]}', nav=_nav(data, reports_dir),
+        version=data['version'], stage=data['stage'], history_problems=data['history_problems'],
+        headline=_headline(data), serving=_serving(data), graph=_graph(lineage), has_run=data['run'] is not None,
+        run=_run(data), code=_code(data), parameters=_parameters(data), data=_data(data), schema=_schema(data),
+        transform=_transform(data), training=_training(data), evaluation=_evaluation(data), push=_push(data),
+        live=_live(data))

@@ -22,19 +22,18 @@ seen in serving.
 from __future__ import annotations
 
 import dataclasses
-import html
 import json
 import os
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import yaml
 
-from monitoring import metadata_record
-from pipeline import html_page, svg_charts
-from pipeline.html_page import count_text, finite, metric_text
+from foundation.alerts import alert_text
 from pipeline.run_summary import OVERALL, slice_order
 from release.ledger import format_time
 from release.report import evidence_text
+from reports import page as reports_page
+from reports.formatting import count_text, finite, metric_text
 from taxi_model import features as features_lib
 
 TEMPLATE_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'model_card.yaml')
@@ -468,7 +467,7 @@ def _live_limits(c: Card) -> List[Limitation]:
         found.append(Limitation('No live labels yet', f'{len(c.live)} monitoring pass(es) saw '
                                 f'{sum(p.get("examples") or 0 for p in c.live)} served requests, none labelled by '
                                 'feedback yet: live AUC and accuracy are unknown.'))
-    alerts = sorted({metadata_record.alert_text(a) for p in c.live for a in (p.get('findings') or {}).get('alerts') or []})
+    alerts = sorted({alert_text(a) for p in c.live for a in (p.get('findings') or {}).get('alerts') or []})
     if alerts:
         windows = sum(1 for p in c.live if p.get('alerts'))
         found.append(Limitation('Monitoring alerted', f'{windows} of {len(c.live)} monitoring window(s) alerted: '
@@ -484,36 +483,19 @@ def _auc(metrics: Mapping[str, Optional[float]]) -> str:
     return 'undefined' if metrics and auc_undefined(metrics) else metric_text(metrics.get('auc'))
 
 
-def _text_table(headers: Sequence[str], rows) -> str:
-    """A table of words more than numbers: read left-aligned (the shared style right-aligns for numbers)."""
-    return f'<div class="text">{html_page.table(headers, rows)}</div>'
-
-
-def _list(items: Iterable[str]) -> str:
-    return '<ul>' + ''.join(f'<li>{html.escape(i)}</li>' for i in items) + '</ul>'
-
-
-def _p(text: str, css: str = '') -> str:
-    attribute = f' class="{css}"' if css else ''
-    return f'<p{attribute}>{html.escape(text)}</p>'
-
-
-# Beside the shared style: tables of words left-aligned, prose kept narrow enough to read.
-
 def page(card_: Card, reports_dir: Optional[str] = None) -> str:
     """The card as a self-contained HTML page; links to the version's lineage, run report and the registry
     where those pages exist in `reports_dir`."""
-    here = html_page.report_file(html_page.MODEL_CARD, card_.version)
-    nav = html_page.related(reports_dir, here, runs=[card_.run['name']] if card_.run else [],
-                            versions=[card_.version])
-    parts = [f'<h1>Model card: {html.escape(card_.name)} version {card_.version}</h1>', _glance(card_)]
-    for section in (_details, _intended_use, _inputs, _training_data, _quantitative, _approvals, _live,
-                    _considerations):
-        parts.append(section(card_))
-    parts.append(_p(f'Made from ML Metadata (the version\'s lineage) and {_shown_path(card_.template.source)} '
-                    '(the prose). Numbers are as recorded; nothing here was typed in.'))
-    return html_page.page(f'Model card {card_.name} {card_.version}', parts,
-                          nav=nav)
+    here = reports_page.report_file(reports_page.MODEL_CARD, card_.version)
+    nav = reports_page.related(reports_dir, here, runs=[card_.run['name']] if card_.run else [],
+                               versions=[card_.version])
+    return reports_page.render(
+        'model_card.html', title=f'Model card {card_.name} {card_.version}', nav=nav, card=card_,
+        glance=_glance(card_), details=_details(card_), intended_use=_intended_use(card_), inputs=_inputs(card_),
+        training_data=_training_data(card_), quantitative=_quantitative(card_), approvals=_approvals(card_),
+        live=_live(card_), considerations=_considerations(card_),
+        made_from=f'Made from ML Metadata (the version\'s lineage) and {_shown_path(card_.template.source)} '
+                  '(the prose). Numbers are as recorded; nothing here was typed in.')
 
 
 def _shown_path(path: str) -> str:
@@ -525,13 +507,13 @@ def _shown_path(path: str) -> str:
     return os.path.relpath(absolute, repository) if absolute.startswith(repository + os.sep) else path
 
 
-def _glance(c: Card) -> str:
+def _glance(c: Card) -> List[Tuple[str, object]]:
     auc = c.overall.candidate.get('auc') if c.overall else None
     baseline_auc = c.overall.baseline.get('auc') if c.overall else None
     versus = (f' (baseline version {c.baseline_version}: {metric_text(baseline_auc)})'
               if c.baseline_version is not None else '')
     approved = [a for a in c.approvals if a['action'] == 'approve']
-    return html_page.facts([
+    return [
         ('predicts', f'whether a tip is more than {features_lib.LABEL.tip_fraction:.0%} of the fare'),
         ('stage', c.stage),
         ('blessed by the Evaluator', {True: 'yes', False: 'NO', None: 'unknown'}[c.blessed]),
@@ -539,10 +521,10 @@ def _glance(c: Card) -> str:
         ('approved by', ', '.join(a['actor'] for a in approved) or 'nobody yet'),
         ('limitations found', f'{len(c.limitations)}: ' + '; '.join(l.finding for l in c.limitations)
          if c.limitations else 'none'),
-    ])
+    ]
 
 
-def _details(c: Card) -> str:
+def _details(c: Card) -> List[Tuple[str, object]]:
     training = c.training
     pairs = [('name', c.name), ('version', c.version), ('stage', c.stage), ('pushed (UTC)', c.pushed_at),
              ('push destination', c.destination)] + _code_facts(c.code) + _run_facts(c.run) + [
@@ -551,7 +533,7 @@ def _details(c: Card) -> str:
         ('transform', (c.transform or {}).get('preprocessing_fn') or '-'),
         ('schema sha256', ((c.schema or {}).get('sha256') or '-')[:16] + _schema_change(c.schema))]
     pairs += [(f'hyperparameter {k}', v) for k, v in sorted((training.get('hyperparameters') or {}).items())]
-    return '<h2>Model details</h2>' + html_page.facts(pairs)
+    return pairs
 
 
 def _code_facts(code: Optional[Dict]) -> List[Tuple[str, object]]:
@@ -583,65 +565,52 @@ def _schema_change(schema: Optional[Dict]) -> str:
             f'{schema["previous_version"]})')
 
 
-def _intended_use(c: Card) -> str:
+def _intended_use(c: Card) -> Dict:
     t = c.template
-    owners = ', '.join(f'{o.name} <{o.contact}>' for o in t.owners)
-    return ('<h2>Intended use</h2>' + _p(t.intended_use) + html_page.facts([('owners', owners)])
-            + '<h3>Intended users</h3>' + _list(t.intended_users)
-            + '<h3>Out of scope</h3>' + _list(t.out_of_scope_uses))
+    return {'text': t.intended_use, 'owners': ', '.join(f'{o.name} <{o.contact}>' for o in t.owners),
+            'users': t.intended_users, 'out_of_scope': t.out_of_scope_uses}
 
 
-def _inputs(c: Card) -> str:
-    rows = [[i['name'], i['type'], i['encoding'], 'yes' if i['slice'] else ''] for i in c.inputs]
-    return ('<h2>Inputs and label</h2>' + _p('Label: ' + c.label)
-            + _text_table(['input', 'raw type', 'encoding', 'evaluated per value'], rows)
-            + _p(f'In the data but not used: {", ".join(c.ignored_columns)}.'))
+def _inputs(c: Card) -> Dict:
+    return {'label': 'Label: ' + c.label,
+            'rows': [[i['name'], i['type'], i['encoding'], 'yes' if i['slice'] else ''] for i in c.inputs],
+            'ignored': f'In the data but not used: {", ".join(c.ignored_columns)}.'}
 
 
-def _training_data(c: Card) -> str:
+def _training_data(c: Card) -> Optional[Dict]:
     data = c.data
     if not data:
-        return '<h2>Training data</h2>' + _p('No run is recorded for this version: its data is unknown.', 'bad')
+        return None
     rows = data.get('rows') or {}
-    facts = html_page.facts([
-        ('span', data.get('span')), ('files', ', '.join(data.get('files') or []) or '(no longer on disk)'),
-        ('examples per split', ', '.join(f'{k} {v}' for k, v in sorted(rows.items(), key=lambda kv: kv[0] != 'train'))
-         or '-'),
-        ('input fingerprint', data.get('input_fingerprint') or '-')])
-    stats = _text_table(['column', 'role', 'type', 'missing', 'summary'],
-                            [[s['feature'], s['role'], s['type'],
-                              _percent(s['missing']), s['summary']]
-                             for s in c.statistics])
     anomalies = data.get('anomalies') or {}
-    found = [[split, line] for split, lines in sorted(anomalies.items()) for line in lines]
-    return ('<h2>Training data</h2>' + facts + '<h3>Statistics of the training split</h3>' + stats
-            + '<h3>Anomalies against the curated schema</h3>'
-            + (_text_table(['split', 'anomaly'], found) if found else
-               _p('none' if anomalies else 'not recorded (ExampleValidator did not run)', 'good' if anomalies else '')))
+    return {
+        'facts': [('span', data.get('span')), ('files', ', '.join(data.get('files') or []) or '(no longer on disk)'),
+                  ('examples per split', ', '.join(f'{k} {v}' for k, v in sorted(rows.items(),
+                                                                                 key=lambda kv: kv[0] != 'train'))
+                   or '-'),
+                  ('input fingerprint', data.get('input_fingerprint') or '-')],
+        'statistics': [[s['feature'], s['role'], s['type'], _percent(s['missing']), s['summary']]
+                       for s in c.statistics],
+        'anomalies': [[split, line] for split, lines in sorted(anomalies.items()) for line in lines],
+        'anomalies_recorded': bool(anomalies)}
 
 
-def _quantitative(c: Card) -> str:
+def _quantitative(c: Card) -> Optional[Dict]:
     if c.overall is None:
-        return '<h2>Quantitative analysis</h2>' + _p('No evaluation recorded.', 'bad')
-    return ('<h2>Quantitative analysis</h2>' + _p(
-        f'Evaluated by TFMA on the eval split ({c.overall.examples} examples)'
-        + (f', beside the baseline: version {c.baseline_version}, the latest blessed push when it ran, on the same '
-           'examples.' if c.baseline_version is not None else '; no baseline (the first push).'))
-            + _gates_part(c) + _overall_part(c) + _slices_part(c))
+        return None
+    return {'gates': _gates_part(c), 'overall': _overall_part(c), 'slices': _slices_part(c)}
 
 
-def _gates_part(c: Card) -> str:
-    rows = [[g.parameter, g.rule, metric_text(g.required), metric_text(g.measured),
-             {True: 'passed', False: 'FAILED', None: '-'}[g.passed]] for g in c.gates]
+def _gates_part(c: Card) -> Dict:
     verdict = {True: ('The Evaluator blessed it: it passed every gate.', 'good'),
                False: ('The Evaluator did NOT bless it.', 'bad'),
                None: ('No blessing recorded.', 'bad')}[c.blessed]
-    return ('<h3>Thresholds it had to pass</h3>'
-            + _text_table(['gate', 'rule (overall slice)', 'required', 'measured', 'result'], rows)
-            + _p(verdict[0], verdict[1]))
+    return {'rows': [[g.parameter, g.rule, metric_text(g.required), metric_text(g.measured),
+                      {True: 'passed', False: 'FAILED', None: '-'}[g.passed]] for g in c.gates],
+            'verdict': verdict[0], 'css': verdict[1]}
 
 
-def _overall_part(c: Card) -> str:
+def _overall_part(c: Card) -> Dict:
     has_baseline = c.baseline_version is not None
     headers = ['metric', 'this version'] + ([f'baseline (version {c.baseline_version})', 'change']
                                             if has_baseline else [])
@@ -652,16 +621,13 @@ def _overall_part(c: Card) -> str:
         if has_baseline:
             row += [metric_text(base), '-' if value is None or base is None else f'{value - base:+.4f}']
         rows.append(row)
-    return '<h3>Overall</h3>' + html_page.table(headers, rows)
+    return {'headers': headers, 'rows': rows}
 
 
-def _slices_part(c: Card) -> str:
+def _slices_part(c: Card) -> Dict:
     has_baseline = c.baseline_version is not None
     series = ['this version'] + ([f'baseline {c.baseline_version}'] if has_baseline else [])
     muted = c.too_few + c.one_class
-    charts = ''.join(f'<div class="pair"><p>{label} per slice</p>'
-                     + _slice_chart(c, key, series, muted, label) + '</div>'
-                     for key, label in (('auc', 'AUC'), ('binary_accuracy', 'accuracy')))
     headers = ['slice', 'examples', 'AUC'] + (['baseline AUC'] if has_baseline else []) + [
         'accuracy'] + (['baseline accuracy'] if has_baseline else []) + ['precision', 'recall', 'judged']
     rows = []
@@ -672,20 +638,19 @@ def _slices_part(c: Card) -> str:
         row += [metric_text(s.baseline.get('binary_accuracy'))] if has_baseline else []
         row += [metric_text(s.candidate.get('precision')), metric_text(s.candidate.get('recall')), s.note or 'yes']
         rows.append(row)
-    return ('<h3>Per slice</h3>'
-            + _p(f'Faded bars: slices not judged (fewer than {c.min_slice_examples} eval examples, or one class '
-                 f'only). Dashed lines: the gate and the overall value.') + charts
-            + '<h3>Metrics per slice</h3>' + html_page.table(headers, rows))
+    return {'charts': [dict(label=label, **_slice_chart(c, key, series, label))
+                       for key, label in (('auc', 'AUC'), ('binary_accuracy', 'accuracy'))],
+            'series': series, 'muted': muted, 'headers': headers, 'rows': rows}
 
 
-def _slice_chart(c: Card, key: str, series: Sequence[str], muted: Sequence[str], label: str) -> str:
+def _slice_chart(c: Card, key: str, series: Sequence[str], label: str) -> Dict:
+    """The groups (overall, then each slice) and the dashed lines (the gate, the overall value) of a chart."""
     groups = {OVERALL: _pair(c.overall, key, series)}
     groups.update({s.name: _pair(s, key, series) for s in c.slices})
     gate = c.thresholds.get({'auc': 'min_auc', 'binary_accuracy': 'min_accuracy'}[key])
     marks = {**({f'min {label}': gate} if gate is not None else {}),
              **({'overall': c.overall.candidate[key]} if c.overall.candidate.get(key) is not None else {})}
-    return svg_charts.grouped_bar_chart(groups, series, x_max=1.0, marks=marks, muted=muted,
-                                        muted_note='not judged')
+    return {'groups': groups, 'marks': marks}
 
 
 def _pair(s: SliceMetrics, key: str, series: Sequence[str]) -> Dict[str, Optional[float]]:
@@ -697,24 +662,18 @@ def _pair(s: SliceMetrics, key: str, series: Sequence[str]) -> Dict[str, Optiona
     return values
 
 
-def _approvals(c: Card) -> str:
-    decision_rows = [[d['at'], d['action'], d['actor'], d['reason'], evidence_text(d.get('evidence') or {})]
-                     for d in c.approvals]
-    approvals = (_text_table(['when (UTC)', 'decision', 'by', 'why', 'evidence'], decision_rows)
-                 if decision_rows else _p(f'Nobody has approved or rejected version {c.version} yet.'))
-    stage_rows = [[d['at'], d['action'], d['actor'], f'{d["stage_before"]} → {d["stage_after"]}', d['reason']]
-                  for d in c.stage_history]
-    history = (_text_table(['when (UTC)', 'action', 'by', 'stage', 'why'], stage_rows) if stage_rows
-               else _p(f'Its stage has not changed since the push: {c.stage}.'))
-    problems = (_p('The release history does not verify: ' + '; '.join(c.history_problems), 'bad')
-                if c.history_problems else '')
-    return ('<h2>Approvals and stage history</h2>' + problems + '<h3>Approvals</h3>' + approvals
-            + '<h3>Stage history</h3>' + history)
+def _approvals(c: Card) -> Dict:
+    return {'decisions': [[d['at'], d['action'], d['actor'], d['reason'], evidence_text(d.get('evidence') or {})]
+                          for d in c.approvals],
+            'stages': [[d['at'], d['action'], d['actor'], f'{d["stage_before"]} → {d["stage_after"]}', d['reason']]
+                       for d in c.stage_history],
+            'problems': ('The release history does not verify: ' + '; '.join(c.history_problems)
+                         if c.history_problems else '')}
 
 
-def _live(c: Card) -> str:
+def _live(c: Card) -> Optional[Dict]:
     if not c.live:
-        return '<h2>Live performance since push</h2>' + _p('No monitoring pass over its served traffic yet.')
+        return None
     labelled = [p for p in c.live if p.get('labelled_examples')]
     summary = (f'{len(c.live)} monitoring window(s) since the push: {sum(p.get("examples") or 0 for p in c.live)} '
                f'requests, {sum(p.get("labelled_examples") or 0 for p in c.live)} of them labelled by feedback'
@@ -723,11 +682,9 @@ def _live(c: Card) -> str:
     rows = [[_window(p), p.get('examples', 0), _percent(p.get('outlier_rate')), p.get('labelled_examples', 0),
              metric_text(p.get('live_auc')), metric_text(p.get('live_accuracy')),
              metric_text(p.get('calibration_error')),
-             '; '.join(map(metadata_record.alert_text, (p.get('findings') or {}).get('alerts') or [])) or '-']
+             '; '.join(map(alert_text, (p.get('findings') or {}).get('alerts') or [])) or '-']
             for p in c.live]
-    return ('<h2>Live performance since push</h2>' + _p(summary) + _live_chart(c)
-            + html_page.table(['window (UTC)', 'requests', 'outliers', 'labelled', 'live AUC', 'live accuracy',
-                               'calibration error', 'alerts'], rows))
+    return {'summary': summary, 'chart': _live_chart(c), 'rows': rows}
 
 
 def _window(p: Mapping) -> str:
@@ -742,43 +699,26 @@ def _percent(share) -> str:
     return '-' if number is None else f'{number:.1%}'
 
 
-def _live_chart(c: Card) -> str:
+def _live_chart(c: Card) -> Optional[Dict]:
     """Live AUC and accuracy per monitoring window, once two windows have labels to draw a line through."""
     labelled = [p for p in c.live if p.get('labelled_examples')]
     if len(labelled) < 2:
-        return ''
+        return None
     series = {name: [(i, p[key]) for i, p in enumerate(labelled) if p.get(key) is not None]
               for key, name in (('live_auc', 'live AUC'), ('live_accuracy', 'live accuracy'))}
     ends = {0: format_time(labelled[0].get('window_end_micros')),
             len(labelled) - 1: format_time(labelled[-1].get('window_end_micros'))}
-    gate = c.thresholds.get('min_auc')
-    return (svg_charts.line_chart(series, (0, max(1, len(labelled) - 1)), (0.0, 1.0), width=560, x_labels=ends,
-                                  y_line=gate)
-            + (_p(f'Per labelled window, by its end (UTC). Dashed: the AUC the Evaluator required ({gate:g}).')
-               if gate is not None else ''))
+    return {'series': series, 'x_range': (0, max(1, len(labelled) - 1)), 'x_labels': ends,
+            'gate': c.thresholds.get('min_auc')}
 
 
-def _considerations(c: Card) -> str:
-    rows = [[l.finding, l.detail] for l in c.limitations]
-    parts = ['<h2>Considerations and limitations</h2>', '<h3>Limitations found in ML Metadata</h3>',
-             _text_table(['finding', 'detail'], rows) if rows else _p('none found', 'good')]
+def _considerations(c: Card) -> Dict:
     by_name = {s.name: s for s in c.slices}
     overall_auc = c.overall.candidate.get('auc') if c.overall else None
-    parts.append(f'<h3>Slices too small to judge (fewer than {c.min_slice_examples} eval examples)</h3>')
-    parts.append(html_page.table(['slice', 'eval examples', 'AUC'],
-                                 [[n, count_text(by_name[n].examples),
-                                   _auc(by_name[n].candidate)] for n in c.too_few])
-                 if c.too_few else _p('none'))
-    if c.one_class:
-        parts.append('<h3>Slices with one class only (AUC undefined)</h3>')
-        parts.append(html_page.table(['slice', 'eval examples', 'accuracy'], [
-            [n, by_name[n].examples, metric_text(by_name[n].candidate.get('binary_accuracy'))] for n in c.one_class]))
-    if c.weak:
-        parts.append(f'<h3>Slices more than {c.auc_gap:g} below the overall AUC</h3>')
-        parts.append(html_page.table(['slice', 'eval examples', 'AUC', 'overall AUC', 'gap'], [
-            [n, by_name[n].examples, metric_text(by_name[n].candidate['auc']), metric_text(overall_auc),
-             f'{overall_auc - by_name[n].candidate["auc"]:.4f}'] for n in c.weak]))
-    t = c.template
-    parts += ['<h3>Ethical considerations</h3>', _list(t.ethical_considerations), '<h3>Known caveats</h3>',
-              _list(t.caveats)]
-    return ''.join(parts)
+    return {
+        'limitations': [[l.finding, l.detail] for l in c.limitations],
+        'too_few': [[n, count_text(by_name[n].examples), _auc(by_name[n].candidate)] for n in c.too_few],
+        'one_class': [[n, by_name[n].examples, metric_text(by_name[n].candidate.get('binary_accuracy'))]
+                      for n in c.one_class],
+        'weak': [[n, by_name[n].examples, metric_text(by_name[n].candidate['auc']), metric_text(overall_auc),
+                  f'{overall_auc - by_name[n].candidate["auc"]:.4f}'] for n in c.weak]}

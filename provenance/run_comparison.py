@@ -6,19 +6,19 @@ where they moved beyond a tolerance), the candidate model's metrics per
 slice with B - A, and what came of each (blessed, pushed). Differences come
 first; a comparison where nothing differed says so.
 
-Reads each run's TFDV statistics and TFMA metrics: about 10 seconds on a
-2-core machine, nearly all of it importing TFDV and TFMA.
+Reads each run's TFDV statistics and TFMA metrics, so it pays for importing
+TFDV and TFMA (docs/performance.md#comparing-runs).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import html
 from typing import Dict, List, Optional, Sequence
 
-from pipeline import html_page, svg_charts
 from provenance import run_history, run_record
 from release import ledger
+from reports import page as reports_page
+from reports.formatting import count_text, finite, json_ready
 
 # The candidate metrics compared per slice; example_count says how much a slice's numbers weigh.
 METRICS = ('auc', 'binary_accuracy', 'precision', 'recall', 'example_count')
@@ -128,7 +128,7 @@ class Comparison:
 
     def to_dict(self) -> Dict:
         """JSON-ready (NaN as None): what `runs compare --json` prints."""
-        return html_page.json_ready({
+        return json_ready({
             'a': dataclasses.asdict(self.a), 'b': dataclasses.asdict(self.b),
             'differed': self.differed(),
             'parameters': [dataclasses.asdict(d) for d in self.parameters],
@@ -226,7 +226,7 @@ def slice_metrics(record_a: run_record.RunRecord, record_b: run_record.RunRecord
 
     def candidate(found, label):
         values = found.get(label, ({}, {}))[0]
-        return {m: html_page.finite(values[m]) for m in METRICS if m in values}
+        return {m: finite(values[m]) for m in METRICS if m in values}
     return [SliceMetrics(label, candidate(a, label), candidate(b, label))
             for label in sorted(set(a) | set(b), key=slice_order)]
 
@@ -273,7 +273,7 @@ def change(s: SliceMetrics, metric: str, arrow: str = '->') -> str:
     if a is None and b is None:
         return '-'
     if metric == 'example_count':
-        return f'{html_page.count_text(a)} {arrow} {html_page.count_text(b)}'
+        return f'{count_text(a)} {arrow} {count_text(b)}'
     return f'{_show(a)} {arrow} {_show(b)}' + (f' ({delta:+.4f})' if delta is not None else '')
 
 
@@ -335,66 +335,44 @@ def _render_text(c: Comparison) -> str:
 
 
 # The page.
-def _facts_table(c: Comparison) -> str:
+def _facts_rows(c: Comparison) -> List[List[str]]:
     rows = [('run', c.a.name, c.b.name), ('started (UTC)', c.a.started, c.b.started),
             ('trigger', c.a.trigger, c.b.trigger), ('outcome', c.a.outcome, c.b.outcome),
             ('duration', run_history.duration(c.a.seconds), run_history.duration(c.b.seconds)),
             ('span', c.a.span, c.b.span), ('commit', c.a.commit, c.b.commit),
             ('blessed', c.a.blessed, c.b.blessed), ('pushed version', c.a.pushed_version, c.b.pushed_version)]
-    return html_page.table(['', 'A', 'B'], [[name, _show(a), _show(b)] for name, a, b in rows])
+    return [[name, _show(a), _show(b)] for name, a, b in rows]
 
 
-def _differences_section(title: str, differences: Sequence[Difference], same: str, show=_show) -> str:
-    if not differences:
-        return f'<h2>{html.escape(title)}</h2><p>{html.escape(same)}</p>'
-    return f'<h2>{html.escape(title)}</h2>' + html_page.table(
-        ['', 'A', 'B'], [[d.name, show(d.a), show(d.b)] for d in differences])
+def _differences_section(title: str, differences: Sequence[Difference], same: str, show=_show) -> Dict:
+    return {'title': title, 'same': same, 'rows': [[d.name, show(d.a), show(d.b)] for d in differences]}
 
 
-def _statistics_section(c: Comparison) -> str:
-    title = '<h2>Training data statistics that moved</h2>'
-    if c.statistics_missing:
-        return title + f'<p>Not compared: {html.escape(c.statistics_missing)}.</p>'
-    note = f'<p>The train split of each run; {html.escape(TOLERANCE_NOTE)}.</p>'
-    if not c.features:
-        return title + note + '<p>None moved.</p>'
-    return title + note + html_page.table(['feature', 'statistic', 'A', 'B'],
-                                          [[f.feature, f.measure, _show(f.a), _show(f.b)] for f in c.features])
-
-
-def _metrics_sections(c: Comparison) -> List[str]:
+def _metrics(c: Comparison) -> Optional[Dict]:
     if not c.slices:
-        return ['<h2>Metrics</h2><p>Neither run evaluated a model.</p>']
-    parts = ['<h2>AUC per slice</h2><p>The candidate model of each run on its own eval split. At 0.5 a model '
-             'ranks no better than chance; a slice with one label has no meaningful AUC.</p>',
-             svg_charts.paired_bar_chart({s.slice: (s.a.get('auc'), s.b.get('auc')) for s in c.slices},
-                                         names=(f'A {c.a.name}', f'B {c.b.name}'), x_max=1.0,
-                                         marks={'chance': 0.5}, width=640)]
+        return None
     overall = c.overall
-    if overall is not None:
-        parts.append('<h2>Overall change, B - A</h2>' + svg_charts.signed_bar_chart(
-            {m: overall.delta(m) for m in METRICS if m != 'example_count'}))
     metrics = ('example_count',) + METRICS[:-1]
-    # Non-breaking spaces: a cell reads as one line, `0.9507 → 0.9372 (-0.0135)`.
-    rows = [[s.slice] + [change(s, m, arrow='→').replace(' ', '\u00a0') for m in metrics] for s in c.slices]
-    parts.append('<h2>Metrics per slice</h2><p>A → B (B - A); - where a run has no such slice.</p>'
-                 + html_page.table(['slice', 'examples', 'AUC', 'accuracy', 'precision', 'recall'], rows))
-    return parts
+    return {'auc': {s.slice: (s.a.get('auc'), s.b.get('auc')) for s in c.slices},
+            'names': (f'A {c.a.name}', f'B {c.b.name}'),
+            'overall': ({m: overall.delta(m) for m in METRICS if m != 'example_count'}
+                        if overall is not None else None),
+            # Non-breaking spaces: a cell reads as one line, `0.9507 → 0.9372 (-0.0135)`.
+            'rows': [[s.slice] + [change(s, m, arrow='→').replace(' ', '\u00a0') for m in metrics]
+                     for s in c.slices]}
 
 
 def page(comparison: Comparison, reports_dir: Optional[str]) -> str:
     """The comparison as a page: what differed first, then AUC per slice and the metric changes as
     charts, and the tables; links to both runs' reports and the runs page where those exist."""
     c = comparison
-    here = html_page.report_file(html_page.COMPARISON, c.a.name, c.b.name)
-    nav = html_page.related(reports_dir, here, runs=[c.a.name, c.b.name])
-    differed = c.differed()
-    summary = (f'<p><strong>Differed: {html.escape(", ".join(differed))}.</strong></p>' if differed else
-               '<p class="good">Nothing differed: same parameters, code, data, training statistics and metrics.</p>')
-    parts = ['<h1>Run A vs run B</h1>', summary, _facts_table(c),
-             _differences_section('Parameters that differ', c.parameters, 'The same parameters.', show=_setting),
-             _differences_section('Code that differs', c.code, 'The same code.'),
-             _differences_section('Data that differs', c.data, 'The same span and rows per split.'),
-             _statistics_section(c)]
-    parts += _metrics_sections(c)
-    return html_page.page(f'Run {c.a.name} vs {c.b.name}', parts, nav)
+    here = reports_page.report_file(reports_page.COMPARISON, c.a.name, c.b.name)
+    return reports_page.render(
+        'comparison.html', title=f'Run {c.a.name} vs {c.b.name}',
+        nav=reports_page.related(reports_dir, here, runs=[c.a.name, c.b.name]),
+        differed=c.differed(), facts=_facts_rows(c),
+        sections=[_differences_section('Parameters that differ', c.parameters, 'The same parameters.', show=_setting),
+                  _differences_section('Code that differs', c.code, 'The same code.'),
+                  _differences_section('Data that differs', c.data, 'The same span and rows per split.')],
+        statistics_missing=c.statistics_missing, tolerance_note=TOLERANCE_NOTE,
+        features=[[f.feature, f.measure, _show(f.a), _show(f.b)] for f in c.features], metrics=_metrics(c))

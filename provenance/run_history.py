@@ -4,7 +4,7 @@ One row per run, numbered from 1 as `run_record.find` (and so `runs compare
 A B`) accepts them: when and why it ran, the data span, the parameters set
 differently from the first run, how long it took, how it ended, the overall
 evaluation metrics, whether it was blessed and pushed, and the code commit.
-As text (an aligned table), JSON-ready dicts, or a page with charts.
+As text (an aligned table), JSON-ready dicts, or a page with charts (`reports`: templates/runs.html).
 
 Everything is read off the runs' lineage graphs, the overall metrics too:
 the Evaluator records them on its output artifact, so listing runs needs no
@@ -15,14 +15,14 @@ back to reading the evaluation with TFMA.
 from __future__ import annotations
 
 import dataclasses
-import html
 import os
 import sys
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from pipeline import html_page, svg_charts
 from provenance import run_record
 from release import ledger
+from reports import page as reports_page
+from reports.formatting import finite, json_ready, metric_text
 
 # The columns of the text table (`_text_cells` fills them).
 _TEXT_COLUMNS = ('#', 'WHEN (UTC)', 'RUN', 'TRIGGER', 'SPAN', 'DURATION', 'OUTCOME', 'AUC', 'ACCURACY', 'BLESSED',
@@ -40,7 +40,7 @@ def _overall(record: run_record.RunRecord) -> Tuple[Optional[float], Optional[fl
         candidate = {}
         print(f'run {record.name}: evaluation not readable ({type(e).__name__}); listed without metrics',
               file=sys.stderr)
-    return html_page.finite(candidate.get('auc')), html_page.finite(candidate.get('binary_accuracy'))
+    return finite(candidate.get('auc')), finite(candidate.get('binary_accuracy'))
 
 
 def commit_label(code) -> Optional[str]:
@@ -70,7 +70,7 @@ def rows(records: Sequence[run_record.RunRecord]) -> List[Dict]:
             'outcome': record.outcome, 'auc': auc, 'accuracy': accuracy, 'blessed': record.blessed,
             'pushed_version': record.pushed_version, 'commit': commit_label(code),
             'code': dataclasses.asdict(code) if code else None})
-    return html_page.json_ready(found)
+    return json_ready(found)
 
 
 def duration(seconds: Optional[float]) -> str:
@@ -88,7 +88,7 @@ def show(value) -> str:
         return 'yes' if value else 'no'
     if isinstance(value, float) and abs(value) >= 10:
         return f'{value:g}'
-    return html_page.metric_text(value) if value is None or isinstance(value, float) else str(value)
+    return metric_text(value) if value is None or isinstance(value, float) else str(value)
 
 
 def changed_text(changed: Dict[str, object]) -> str:
@@ -115,89 +115,64 @@ def render_text(rows: Sequence[Dict]) -> str:
 
 
 # The page.
-class _Markup(str):
-    """A table cell that is HTML already (a link), not text to escape."""
-
-
-def _table(headers: Sequence[str], body: Sequence[Sequence], styles: Sequence[str]) -> str:
-    """html_page.table's look, with cells that may hold links and a style per column."""
-    head = ''.join(f'<th>{html.escape(h)}</th>' for h in headers)
-    rows = ''.join('<tr>' + ''.join(
-        f'<td style="{style}">{c if isinstance(c, _Markup) else html.escape(html_page.cell(c))}</td>'
-        for c, style in zip(cells, styles)) + '</tr>' for cells in body)
-    # A notch smaller than the shared 14px: a run's row, parameters aside, fits a 1200px window.
-    return f'<table style="font-size: 13px"><tr>{head}</tr>{rows}</table>'
-
-
 def _exists(reports_dir: Optional[str], name: str) -> bool:
     return reports_dir is not None and os.path.exists(os.path.join(reports_dir, name))
 
 
-def _when_cell(row: Dict, reports_dir: Optional[str]) -> _Markup:
+def _when_cell(row: Dict, reports_dir: Optional[str]) -> Dict:
     """When the run started, linked to its run report if that page exists; the run's name on hover
     (the table has no room for it: `runs` and `runs --json` print it)."""
-    name = html_page.report_file(html_page.RUN, row['run'])
-    title, when = html.escape(f'run {row["run"]}'), html.escape(row['started'])
-    if _exists(reports_dir, name):
-        return _Markup(f'<a href="{html.escape(name)}" title="{title}">{when}</a>')
-    return _Markup(f'<span title="{title}">{when}</span>')
+    name = reports_page.report_file(reports_page.RUN, row['run'])
+    return {'kind': 'when', 'text': row['started'], 'title': f'run {row["run"]}',
+            'href': name if _exists(reports_dir, name) else None}
 
 
-def _comparison_cell(row: Dict, previous: Optional[Dict], reports_dir: Optional[str]) -> _Markup:
+def _comparison_cell(row: Dict, previous: Optional[Dict], reports_dir: Optional[str]):
     """A link to the comparison with the run before, if that page exists."""
-    name = (html_page.report_file(html_page.COMPARISON, previous['run'], row['run'])
+    name = (reports_page.report_file(reports_page.COMPARISON, previous['run'], row['run'])
             if previous is not None else None)
     if name is None or not _exists(reports_dir, name):
-        return _Markup('-')
-    return _Markup(f'<a href="{html.escape(name)}">vs #{previous["number"]}</a>')
+        return '-'
+    return {'kind': 'compared', 'href': name, 'text': f'vs #{previous["number"]}'}
 
 
-def _metrics_chart(rows: Sequence[Dict]) -> str:
+def _metrics_chart(rows: Sequence[Dict]) -> Optional[Dict]:
     series = {name: [(r['number'], r[key]) for r in rows if r[key] is not None]
               for name, key in (('AUC', 'auc'), ('accuracy', 'accuracy'))}
     values = [y for points in series.values() for _, y in points]
     if not values:
-        return '<p>No run evaluated a model yet.</p>'
+        return None
     # Scaled to the values: runs differ in the second decimal, which a 0-1 axis would flatten.
     low, high = max(0.0, min(values) - 0.02), min(1.0, max(values) + 0.02)
     step = max(1, len(rows) // 15)  # at most ~15 tick labels
-    ticks = {float(r['number']): f'#{r["number"]}' for r in rows[::step]}
-    return svg_charts.line_chart({k: v for k, v in series.items() if v}, (0.5, len(rows) + 0.5), (low, high),
-                                 width=max(420, min(900, 60 * len(rows))), x_labels=ticks)
+    return {'series': {k: v for k, v in series.items() if v}, 'x_range': (0.5, len(rows) + 0.5),
+            'y_range': (low, high), 'width': max(420, min(900, 60 * len(rows))),
+            'x_labels': {float(r['number']): f'#{r["number"]}' for r in rows[::step]}}
 
 
-def _summary(rows: Sequence[Dict]) -> str:
+def _outcomes(rows: Sequence[Dict]) -> str:
     outcomes: Dict[str, int] = {}
     for row in rows:
         outcomes[row['outcome']] = outcomes.get(row['outcome'], 0) + 1
-    counts = ', '.join(f'{n} {outcome}' for outcome, n in sorted(outcomes.items()))
-    return (f'<p>{len(rows)} run(s) recorded in ML Metadata, from {html.escape(rows[0]["started"])} to '
-            f'{html.escape(rows[-1]["started"])} UTC: {html.escape(counts)}. Numbers are what '
-            '<code>taxi-pipeline runs compare A B</code> takes.</p>')
+    return ', '.join(f'{n} {outcome}' for outcome, n in sorted(outcomes.items()))
 
 
 def page(rows: Sequence[Dict], reports_dir: Optional[str]) -> str:
     """The runs page: evaluation and duration per run as charts, then the table, each row linking to its
     run report and to its comparison with the run before when those pages exist in `reports_dir`."""
-    here = html_page.report_file(html_page.RUNS)
-    nav = html_page.related(reports_dir, here)
-    parts = ['<h1>Pipeline runs</h1>']
+    nav = reports_page.related(reports_dir, reports_page.report_file(reports_page.RUNS))
     if not rows:
-        return html_page.page('Pipeline runs', parts + ['<p>No runs recorded in ML Metadata yet.</p>'], nav)
-    parts.append(_summary(rows))
-    parts.append('<h2>Evaluation per run</h2><p>The candidate model\'s overall AUC and accuracy on its run\'s '
-                 'eval split (runs that did not evaluate have no point).</p>' + _metrics_chart(rows))
-    parts.append('<h2>Duration per run</h2>' + svg_charts.bar_chart(
-        {f'#{r["number"]} {r["outcome"]}': r['seconds'] or 0.0 for r in rows}, unit='s'))
-    body = [[r['number'], _when_cell(r, reports_dir), show(r['trigger']), show(r['span']), duration(r['seconds']),
-             r['outcome'], show(r['auc']), show(r['accuracy']), show(r['blessed']), show(r['pushed_version']),
-             show(r['commit']), _comparison_cell(r, rows[i - 1] if i else None, reports_dir),
-             changed_text(r['changed_parameters'])] for i, r in enumerate(rows)]
+        return reports_page.render('runs.html', title='Pipeline runs', nav=nav, rows=[])
     headers = ['#', 'when (UTC)', 'trigger', 'span', 'duration', 'outcome', 'AUC', 'accuracy', 'blessed', 'pushed',
                'commit', 'compared', 'changed parameters']
-    # One line a run: only the changed parameters, free text, wrap.
-    styles = ['text-align: left' if h == 'changed parameters' else 'white-space: nowrap' for h in headers]
-    parts.append('<h2>Runs</h2>' + _table(headers, body, styles))
-    parts.append(f'<p>{html.escape(CHANGED_NOTE)}; {DIRTY_NOTE}. A run\'s time links to its run report, and '
-                 '"vs #n" to its comparison with the run before, where those pages exist.</p>')
-    return html_page.page('Pipeline runs', parts, nav)
+    return reports_page.render(
+        'runs.html', title='Pipeline runs', nav=nav, first_started=rows[0]['started'],
+        last_started=rows[-1]['started'], outcomes=_outcomes(rows), metrics=_metrics_chart(rows),
+        durations={f'#{r["number"]} {r["outcome"]}': r['seconds'] or 0.0 for r in rows}, headers=headers,
+        # One line a run: only the changed parameters, free text, wrap.
+        styles=['text-align: left' if h == 'changed parameters' else 'white-space: nowrap' for h in headers],
+        rows=[[r['number'], _when_cell(r, reports_dir), show(r['trigger']), show(r['span']), duration(r['seconds']),
+               r['outcome'], show(r['auc']), show(r['accuracy']), show(r['blessed']), show(r['pushed_version']),
+               show(r['commit']), _comparison_cell(r, rows[i - 1] if i else None, reports_dir),
+               changed_text(r['changed_parameters'])] for i, r in enumerate(rows)],
+        changed_note=CHANGED_NOTE, dirty_note=DIRTY_NOTE)

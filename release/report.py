@@ -3,19 +3,19 @@
 A timeline of every version a serving label ever named (spans coloured by
 label: stable, canary, rollback; one mark per decision), the versions as `models list` shows them,
 and every decision with its evidence; a history that does not verify, or a
-serving config whose labels differ from it, is stated at the top. Same look
-as the run and monitoring reports; no script, no network.
+serving config whose labels differ from it, is stated at the top. Gathered
+here, laid out by `reports` (templates/registry.html).
 """
 
 from __future__ import annotations
 
-import html
 import json
 import os
 from typing import Dict, List, Optional, Sequence
 
-from pipeline import html_page, svg_charts
 from release import ledger, registry as registry_lib
+from reports import page as reports_page
+from reports.formatting import metric_text
 
 # By serving label: `rollback` is the previous stable, loaded and ready.
 COLOURS = {registry_lib.STABLE: '#3a9a5b', registry_lib.CANARY: '#e08a2c', registry_lib.ROLLBACK_LABEL: '#b8c4cc'}
@@ -39,45 +39,35 @@ def page(model_base_path: str, decisions: List[ledger.Decision], rows: Sequence[
     """The page; `path`, where it is written, for links to the reports beside it (each version's lineage
     and model card, where they exist)."""
     now_micros = now_micros or ledger.now_micros()
-    parts = [f'<h1>Model registry</h1><p>{html.escape(model_base_path)}: {len(rows)} version(s), '
-             f'{len(decisions)} decision(s), as of {_when(now_micros)} UTC.</p>']
-    if problems:
-        parts.append('<p class="bad">The history does not verify, or serving differs from it:</p><ul>'
-                     + ''.join(f'<li class="bad">{html.escape(p)}</li>' for p in problems) + '</ul>')
-    else:
-        parts.append('<p class="good">History verified: every decision is chained to the one before, and the '
-                     'serving config says what the last one recorded.</p>')
+    served = None
     if decisions:
         start = decisions[0].at_micros
         timeline = spans(decisions, now_micros)
-        marks = [(d.at_micros, f'#{d.sequence} {d.action} {d.model_version} by {d.actor}: {d.reason}')
-                 for d in decisions]
-        parts.append('<h2>What served, when</h2>' + svg_charts.timeline(
-            {f'v{version}': timeline[version] for version in sorted(timeline)}, (start, now_micros), COLOURS,
-            x_labels={start: _when(start), now_micros: _when(now_micros)}, marks=marks))
-    parts.append('<h2>Versions</h2>' + html_page.table(
-        ['version', 'stage', 'blessed', 'drift', 'eval AUC', 'live AUC', 'labelled', 'pushed (UTC)', 'approval'],
-        [[r['version'], r['stage'], r['blessed'], r['drift'] or '-', html_page.metric_text(r['eval_auc']),
-          html_page.metric_text(r['live_auc']), r['live_labelled'], r['pushed'], r['approval'] or '-'] for r in rows]))
-    parts.append('<h2>Decisions</h2>' + html_page.table(
-        ['#', 'when (UTC)', 'action', 'version', 'by', 'ran as', 'stage changes', 'labels after', 'canary %', 'why',
-         'evidence'],
-        [[d.sequence, _when(d.at_micros), d.action, d.model_version, d.actor, d.ran_as,
-          ', '.join(f'{v}: {a} → {b}' for v, (a, b) in sorted(d.changes.items())) or '-',
-          ', '.join(f'{k}={v}' for k, v in sorted(d.labels.items())) or '-', d.canary_percent, d.reason,
-          evidence_text(d.evidence)] for d in reversed(decisions)]))
+        served = {'rows': {f'v{version}': timeline[version] for version in sorted(timeline)},
+                  'x_range': (start, now_micros), 'colours': COLOURS,
+                  'x_labels': {start: _when(start), now_micros: _when(now_micros)},
+                  'marks': [(d.at_micros, f'#{d.sequence} {d.action} {d.model_version} by {d.actor}: {d.reason}')
+                            for d in decisions]}
     directory = os.path.dirname(path) if path else None
-    here = os.path.basename(path) if path else html_page.report_file(html_page.REGISTRY)
+    here = os.path.basename(path) if path else reports_page.report_file(reports_page.REGISTRY)
     state = registry_lib.replay(decisions)
     serving = [v for v in (state.stable, state.canary) if v is not None]
-    nav = html_page.related(directory, here, versions=serving)
-    # Every version's lineage and card that exists, not only those serving now.
-    others = html_page.links(directory, [(f'{kind} of {r["version"]}', html_page.report_file(name, r['version']))
-                                         for r in rows if r['version'] not in serving
-                                         for kind, name in (('lineage', html_page.LINEAGE),
-                                                            ('model card', html_page.MODEL_CARD))])
-    return html_page.page('Model registry', parts + ([f'<h2>Other versions</h2>{others}'] if others else []),
-                          nav=nav)
+    return reports_page.render(
+        'registry.html', title='Model registry', nav=reports_page.related(directory, here, versions=serving),
+        model_base_path=model_base_path, decision_count=len(decisions), now=_when(now_micros), problems=problems,
+        served=served,
+        version_rows=[[r['version'], r['stage'], r['blessed'], r['drift'] or '-', metric_text(r['eval_auc']),
+                       metric_text(r['live_auc']), r['live_labelled'], r['pushed'], r['approval'] or '-']
+                      for r in rows],
+        decision_rows=[[d.sequence, _when(d.at_micros), d.action, d.model_version, d.actor, d.ran_as,
+                        ', '.join(f'{v}: {a} → {b}' for v, (a, b) in sorted(d.changes.items())) or '-',
+                        ', '.join(f'{k}={v}' for k, v in sorted(d.labels.items())) or '-', d.canary_percent,
+                        d.reason, evidence_text(d.evidence)] for d in reversed(decisions)],
+        # Every version's lineage and card that exists, not only those serving now.
+        others=reports_page.links(directory, [
+            (f'{kind} of {r["version"]}', reports_page.report_file(name, r['version']))
+            for r in rows if r['version'] not in serving
+            for kind, name in (('lineage', reports_page.LINEAGE), ('model card', reports_page.MODEL_CARD))]))
 
 
 def evidence_text(evidence: Dict) -> str:

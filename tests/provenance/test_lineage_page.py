@@ -3,10 +3,15 @@ made it and the tables a reviewer reads, checked against the Lineage it was rend
 
 import re
 
-from pipeline import html_page
-from pipeline.run_summary import open_store
+import pytest
+
+from reports import page as html_page
+from foundation.metadata_store import connect_existing as open_store
 from provenance import lineage as lineage_lib, lineage_page
 from support.html_tables import read_headings, read_tables
+
+pytestmark = pytest.mark.e2e
+
 
 COMPONENTS = ('CsvExampleGen', 'Transform', 'Trainer', 'Evaluator', 'Pusher')
 

@@ -7,12 +7,16 @@ import os
 import pytest
 import yaml
 
-from pipeline import html_page
-from pipeline.run_summary import OVERALL, open_store
+from reports import page as html_page
+from foundation.metadata_store import connect_existing as open_store
+from pipeline.run_summary import OVERALL
 from provenance import lineage as lineage_lib, model_card
 from support.html_tables import read_headings, read_tables
 from support.samples import SECOND_COMMIT
 from taxi_model import features
+
+pytestmark = pytest.mark.e2e
+
 
 # Only a template can have put this on a page.
 MARKER = 'Intended-use text from the test template (marker 5c1e9a).'

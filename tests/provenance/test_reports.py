@@ -3,7 +3,11 @@
 import os
 import re
 
-from pipeline import html_page
+import pytest
+
+from reports import page as html_page
+
+pytestmark = pytest.mark.e2e
 
 
 def _links(path):

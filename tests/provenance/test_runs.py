@@ -16,24 +16,24 @@ import pytest
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
 from cli import main as cli
-from pipeline import html_page, svg_charts
-from pipeline.run_summary import OVERALL, open_store
+from reports import page as html_page
+from foundation.metadata_store import connect_existing as open_store
+from pipeline.run_summary import OVERALL
 from provenance import run_comparison, run_history, run_record
 from support.html_tables import read_headings, read_tables
 from support.samples import SECOND_COMMIT
 
+pytestmark = pytest.mark.e2e
+
+
 THRESHOLDS = ('min_auc', 'min_accuracy', 'max_auc_drop')
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-# The listing in a fresh process, with the store opened as plainly as ML Metadata allows.
+# The listing in a fresh process, with the store opened the one way the project opens it.
 LIST_RUNS = '''
 import json, sys
-from ml_metadata import metadata_store
-from ml_metadata.proto import metadata_store_pb2
+from foundation import metadata_store
 from provenance import run_history, run_record
-config = metadata_store_pb2.ConnectionConfig()
-config.sqlite.filename_uri = sys.argv[1]
-config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
-rows = run_history.rows(run_record.all_runs(metadata_store.MetadataStore(config)))
+rows = run_history.rows(run_record.all_runs(metadata_store.connect(sys.argv[1], mode=metadata_store.READ)))
 loaded = [m for m in ('tensorflow', 'tensorflow_model_analysis') if m in sys.modules]
 print(json.dumps({'rows': rows, 'loaded': loaded}))
 '''
@@ -281,28 +281,3 @@ def test_statistics_move_relative_to_their_spread_and_small_changes_are_not_list
     moved = {(f.feature, f.measure) for f in run_comparison.feature_changes(before, after)}
     # 0.05 degrees is 0.1% of a latitude but more than a standard deviation of it; fare's 0.1 is 1% of its spread.
     assert moved == {('latitude', 'mean'), ('hour', 'std'), ('company', 'top value')}
-
-
-def _widths(svg: str):
-    return [float(w) for w in re.findall(r'<rect x="[^"]+" y="[^"]+" width="([0-9.]+)"', svg)]
-
-
-def test_paired_bars_show_both_values_of_a_key_and_skip_what_is_missing():
-    svg = svg_charts.paired_bar_chart({'overall': (0.9, 0.6), 'one label': (None, 0.45)}, names=('run 1', 'run 2'),
-                                      x_max=1.0)
-    first, second, alone = _widths(svg)
-    assert second / first == pytest.approx(0.6 / 0.9, rel=0.01) and alone / first == pytest.approx(0.5, rel=0.01)
-    assert '■ run 1' in svg and '■ run 2' in svg and 'one label, run 2: 0.45' in svg
-    assert 'one label, run 1' not in svg
-
-
-def test_signed_bars_put_decreases_left_of_zero_in_red():
-    svg = svg_charts.signed_bar_chart({'auc': -0.02, 'recall': 0.04, 'precision': float('nan')})
-    zero = float(re.search(r'<line x1="([0-9.]+)"', svg).group(1))
-    bars = re.findall(r'<rect x="([0-9.]+)" y="[^"]+" width="([0-9.]+)" height="[^"]+" fill="([^"]+)"', svg)
-    (auc_x, auc_width, auc_fill), (recall_x, recall_width, recall_fill) = bars
-    # Drawn to a tenth of a pixel.
-    assert float(auc_x) + float(auc_width) == pytest.approx(zero, abs=0.2)
-    assert float(recall_x) == pytest.approx(zero, abs=0.1)
-    assert float(recall_width) == pytest.approx(2 * float(auc_width), abs=0.2) and auc_fill != recall_fill
-    assert '+0.04' in svg and '-0.02' in svg
