@@ -46,7 +46,8 @@ def reading_schema(schema: schema_pb2.Schema, outputs: Dict[str, int]) -> schema
 
 
 def _records(path: str) -> Iterator[List[bytes]]:
-    """The file's records in batches (tf.data batches them in C++; one at a time costs ~0.1 ms each)."""
+    """The file's records in batches (tf.data batches them in C++; one at a time is slow:
+    docs/performance.md#reading-request-logs)."""
     try:
         for batch in tf.data.TFRecordDataset(path).batch(_BATCH).as_numpy_iterator():
             yield list(batch)

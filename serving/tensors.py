@@ -1,7 +1,7 @@
 """TensorProto to numpy and back, fast for the tensors clients actually send.
 
-`tf.make_ndarray` costs about 10 us per tensor, a tenth of a millisecond for
-the raw signature's 14 inputs on every gRPC request. Dense numeric tensors
+`tf.make_ndarray` is slow per tensor, and the raw signature sends one tensor
+per input on every gRPC request (docs/performance.md#converting-tensors). Dense numeric tensors
 (`tensor_content`) and fully listed typed values are read directly here;
 anything else (half-precision, repeated-last-value shorthand, ...) goes to
 `tf.make_ndarray`, which stays the reference.
@@ -46,8 +46,8 @@ _NUMERIC = {np.dtype(numpy_dtype): enum for enum, (numpy_dtype, _) in _FIELDS.it
 def to_tensor_proto(array: np.ndarray):
     """A numpy array as a TensorProto: the inverse of `to_ndarray`, for the gateway.
 
-    `tf.make_tensor_proto` costs about 9 us per tensor; numeric arrays become
-    `tensor_content` and byte strings `string_val` here in 1.5 to 2 us.
+    `tf.make_tensor_proto` is slow per tensor; numeric arrays become `tensor_content`
+    and byte strings `string_val` here, directly (docs/performance.md#converting-tensors).
     Anything else goes to `tf.make_tensor_proto`.
     """
     if array.dtype == object or array.dtype.kind == 'S':

@@ -25,8 +25,9 @@ from taxi_model.hyperparameters import Hyperparameters
 
 
 # AutoGraph skips the `keras` package but not `tf_keras`, its Keras 2 twin, so
-# every Keras layer call gets AST-converted while tracing: measured here, 60 of
-# the Trainer's 90 seconds. Keras code needs no conversion; skip it as TF does.
+# every Keras layer call gets AST-converted while tracing, most of the Trainer's
+# time (docs/decisions.md#tf_keras-and-autograph). Keras code needs no conversion;
+# skip it as TF does.
 if not any(getattr(rule, 'module_prefix', None) == 'tf_keras' for rule in autograph_config.CONVERSION_RULES):
     autograph_config.CONVERSION_RULES += (autograph_config.DoNotConvert('tf_keras'),)
 
@@ -101,7 +102,8 @@ def mean_representations(encoder: keras.Model, batches: Iterable[Dict[str, tf.Te
     """The mean of each encoder output over `batches` of model inputs, shape [1, width]:
     over training data, the explanation baseline (the "average training example":
     category frequencies for a one-hot, the mean embedding, the mean z-score)."""
-    # One traced function for every batch: called eagerly, each batch cost ~10 ms of Keras dispatch.
+    # One traced function for every batch: called eagerly, Keras's dispatch dominated each batch
+    # (docs/performance.md#savings-in-a-fresh-run).
     @tf.function(reduce_retracing=True)
     def summed(inputs):
         return {key: tf.reduce_sum(value, axis=0) for key, value in encoder(inputs).items()}
