@@ -17,7 +17,7 @@ SERVING_MODEL_DIR ?= $(PIPELINE_BUCKET)/serving_model/chicago-taxi
 
 CI_WORKSPACE ?= build/ci-run
 
-.PHONY: run test benchmark serve demo schema-draft compile e2e-small ci-local clean venv
+.PHONY: run test test-unit test-component test-e2e benchmark serve demo schema-draft compile e2e-small ci-local clean venv
 
 venv: $(STAMP)
 
@@ -33,6 +33,16 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
+
+# The tiers of `make test` one at a time (pytest.ini, "markers"; docs/testing.md): unit is the fast lane.
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest -q -m unit tests
+
+test-component: $(STAMP)
+	$(BIN)/python -m pytest -q -m component tests
+
+test-e2e: $(STAMP)
+	$(BIN)/python -m pytest -q -m e2e tests
 
 benchmark: $(STAMP)
 	$(BIN)/python benchmarks/pipeline_benchmark.py

@@ -19,6 +19,27 @@ from pipeline import data  # noqa: E402
 from support.samples import SAMPLE_ROWS, SECOND_COMMIT, TRAIN_STEPS  # noqa: E402
 
 
+TIERS = ('unit', 'component', 'e2e')
+# Session fixtures that run the whole pipeline: a test using one is end-to-end, whatever it checks.
+PIPELINE_RUNS = {'e2e_workspace', 'first_run', 'versions'}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test is in exactly one tier, and a test that runs the pipeline is in e2e: so `-m unit` stays the
+    fast lane, and a new test module cannot leave the lanes without saying where it belongs."""
+    wrong = []
+    for item in items:
+        tiers = sorted({m.name for m in item.iter_markers() if m.name in TIERS})
+        runs = sorted(PIPELINE_RUNS & set(item.fixturenames))
+        if len(tiers) != 1:
+            wrong.append(f'{item.nodeid}: {"no tier" if not tiers else "tiers " + ", ".join(tiers)}; mark the module '
+                         f'with one of {", ".join(TIERS)} (pytestmark = pytest.mark.unit)')
+        elif runs and tiers != ['e2e']:
+            wrong.append(f'{item.nodeid}: marked {tiers[0]} but runs the pipeline (fixture {runs[0]}): it is e2e')
+    if wrong:
+        raise pytest.UsageError('tests outside the tiers (pytest.ini, "markers"):\n  ' + '\n  '.join(wrong))
+
+
 @pytest.fixture(scope='session', autouse=True)
 def scratch_under_basetemp(tmp_path_factory):
     """Libraries leave temp files behind (TFDV's statistics when given no output
@@ -50,9 +71,10 @@ def first_run(e2e_workspace):
     """The pipeline run end to end once, on a fresh workspace: (config, summary, printed lines)."""
     from pipeline import local_runner
     from pipeline.config import PipelineConfig
+    from provenance.reports import write_run_pages
     config = PipelineConfig.for_workspace(str(e2e_workspace), train_steps=TRAIN_STEPS, eval_steps=50)
     lines = []
-    result = local_runner.run(config, emit_line=lines.append)
+    result = local_runner.run(config, emit_line=lines.append, pages=write_run_pages)
     return config, result, lines
 
 
@@ -73,6 +95,7 @@ def versions(first_run, tmp_path_factory):
     loose enough to bless a 100-step model), and a version directory no pipeline pushed."""
     from pipeline import local_runner
     from pipeline.config import PipelineConfig, Thresholds
+    from provenance.reports import write_run_pages
     _, result, _ = first_run
     root = tmp_path_factory.mktemp('release')
     config = PipelineConfig.for_workspace(str(root), train_steps=100, eval_steps=20, thresholds=Thresholds(
@@ -90,7 +113,7 @@ def versions(first_run, tmp_path_factory):
     previous = os.environ.get(code_version.COMMIT_VARIABLE)
     os.environ[code_version.COMMIT_VARIABLE] = SECOND_COMMIT
     try:
-        summary = local_runner.run(config, emit_line=lambda line: None)
+        summary = local_runner.run(config, emit_line=lambda line: None, pages=write_run_pages)
     finally:
         if previous is None:
             del os.environ[code_version.COMMIT_VARIABLE]

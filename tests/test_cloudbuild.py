@@ -11,6 +11,9 @@ import yaml
 from cli import main as cli
 from support.kfp_api_server import FakeKfpApi
 
+pytestmark = pytest.mark.unit
+
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

@@ -8,8 +8,11 @@ import sys
 import pytest
 
 from cli import main as cli
-from components.anomalies_gate import DataAnomaliesError
+from components.anomalies_gate.gate import DataAnomaliesError
 from pipeline import commands as pipeline_commands
+
+pytestmark = pytest.mark.component
+
 
 def test_help_lists_every_command_without_loading_tensorflow():
     out = subprocess.run([sys.executable, '-c', 'import sys\nfrom cli import main\ntry:\n    main.main(["--help"])\n'

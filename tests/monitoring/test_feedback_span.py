@@ -17,6 +17,8 @@ from pipeline import data
 from serving import feedback
 from support.log_times import END
 
+pytestmark = pytest.mark.e2e
+
 
 @pytest.fixture
 def labelled(served, traffic, tmp_path):

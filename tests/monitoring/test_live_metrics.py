@@ -5,6 +5,8 @@ import pytest
 
 from monitoring import live_metrics
 
+pytestmark = pytest.mark.unit
+
 
 def _sample(n, seed=0):
     rng = np.random.default_rng(seed)

@@ -11,6 +11,7 @@ from cli import main as cli
 from monitoring import commands as monitoring_commands
 from support.repo_files import REPO, kustomized, makefile_default
 
+pytestmark = pytest.mark.unit
 
 
 def _docs(*parts):

@@ -11,6 +11,9 @@ from cli import main as cli
 from support.html_tables import read_tables
 from support.samples import write_csv
 
+pytestmark = pytest.mark.e2e
+
+
 ROWS = 1000
 
 

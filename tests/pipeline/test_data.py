@@ -6,6 +6,8 @@ from pipeline import data
 
 from support.samples import write_csv
 
+pytestmark = pytest.mark.unit
+
 
 def test_prepare_sample_writes_the_requested_rows_atomically(tmp_path, taxi_rows):
     path = data.prepare_sample(str(tmp_path), rows=100, span=3)

@@ -12,11 +12,14 @@ import tensorflow as tf
 
 import schemas
 from components.baseline_model import latest_pushed_version
-from components.trainer import TRAINING_RECORD
+from foundation.model_files import TRAINING_RECORD
 from pipeline import data, kubeflow_compile
 from pipeline.config import PipelineConfig
 from pipeline.kfp_local_runner import LocalKfpRun, TaskFailed, image_environment
 from taxi_model import contract
+
+pytestmark = pytest.mark.e2e
+
 
 ROWS = 2000
 TRAIN_STEPS = 200

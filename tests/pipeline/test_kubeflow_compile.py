@@ -24,6 +24,9 @@ from pipeline import dag, kubeflow_compile
 from pipeline.config import (BeamSettings, DEFAULT_RESOURCES, IMAGE_PROJECT_DIR, IMAGE_SCHEMA_FILE,
                              PipelineConfig, Resources, Thresholds)
 
+pytestmark = pytest.mark.unit
+
+
 IMAGE = 'gcr.io/example-project/chicago-taxi-pipeline:0123abc'
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

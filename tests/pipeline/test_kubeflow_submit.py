@@ -10,6 +10,8 @@ from pipeline import kubeflow_compile, kubeflow_submit
 from pipeline.config import PipelineConfig
 from support.kfp_api_server import FakeKfpApi
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.fixture(scope='module')
 def package(tmp_path_factory):

@@ -8,6 +8,8 @@ from pipeline import model_insights
 from taxi_model.features import FEATURES
 from taxi_model.preprocessing import OUTLIER_SHARE
 
+pytestmark = pytest.mark.e2e
+
 
 @pytest.fixture(scope='module')
 def insights(first_run):

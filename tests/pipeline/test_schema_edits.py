@@ -9,9 +9,11 @@ import shutil
 import pytest
 
 import schemas
-from components.anomalies_gate import DataAnomaliesError
+from components.anomalies_gate.gate import DataAnomaliesError
 from pipeline import data, local_runner, run_summary
 from pipeline.config import PipelineConfig
+
+pytestmark = pytest.mark.e2e
 
 
 def test_an_edited_schema_takes_effect_on_a_cached_run(tmp_path):

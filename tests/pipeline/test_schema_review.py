@@ -2,11 +2,15 @@ import tensorflow_data_validation as tfdv
 from tensorflow_metadata.proto.v0 import schema_pb2
 
 import schemas
+import pytest
+
 from cli import main as cli
 from pipeline import schema_review
 from pipeline.schema_review import Difference
 
 from support.samples import write_csv
+
+pytestmark = pytest.mark.unit
 
 
 def test_differences_name_missing_new_and_retyped_features():

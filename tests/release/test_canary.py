@@ -18,6 +18,9 @@ from support.served_traffic import LogWriter
 from support.serving_load import LoadGenerator
 from taxi_model import contract
 
+pytestmark = pytest.mark.e2e
+
+
 MODEL_NAME = 'chicago-taxi'
 
 

@@ -10,6 +10,9 @@ from taxi_model.features import RawType
 
 from support.samples import write_csv
 
+pytestmark = pytest.mark.component
+
+
 SCHEMA_TYPES = {RawType.FLOAT: schema_pb2.FLOAT, RawType.INT: schema_pb2.INT, RawType.BYTES: schema_pb2.BYTES}
 
 

@@ -34,6 +34,9 @@ from serving.client import GrpcClient, RestClient, ServingClientError
 from serving.gateway import GatewayServer, GatewaySettings
 from serving.server import ModelServer, ServerSettings
 
+pytestmark = pytest.mark.unit
+
+
 MODEL = 'doubler'
 PATH = f'/v1/models/{MODEL}'
 ROLE_TOKENS = {'predictor': ['predict'], 'explainer': ['explain'], 'feedbacker': ['feedback'], 'operator': ['admin']}

@@ -14,6 +14,8 @@ from serving import MISSING_VALUES_FILE
 from serving.client import GrpcClient, RestClient
 from serving.server import ModelServer, ServerSettings
 
+pytestmark = pytest.mark.unit
+
 
 class Scaler(tf.Module):
     """y = 2x + 1 per row; `unit` is echoed back. Nothing like the taxi model."""

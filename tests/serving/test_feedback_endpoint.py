@@ -13,6 +13,8 @@ import tensorflow as tf
 from serving import FEEDBACK_PATH, feedback
 from serving.server import ModelServer, ServerSettings
 
+pytestmark = pytest.mark.unit
+
 
 class Doubler(tf.Module):
     @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name='x')])

@@ -17,12 +17,15 @@ import yaml
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-import atomic_file
+from foundation import atomic_file
 import serving
 from cli import main as cli
 from pipeline.config import PIPELINE_NAME, PipelineConfig
 from serving import labels, protos, traffic
 from support.repo_files import REPO, kustomized, makefile_default
+
+pytestmark = pytest.mark.unit
+
 
 # The served model's name is the pipeline's: the last directory of the Pusher's destination.
 MODEL_NAME = PIPELINE_NAME

@@ -39,6 +39,9 @@ from support.serving_load import LoadGenerator, predict as _predict
 from support.samples import SAMPLE_ROWS, as_dicts, write_csv
 from taxi_model import contract
 
+pytestmark = pytest.mark.e2e
+
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # The server names a model after its base directory, as the Pusher lays it out.
 MODEL_NAME = PIPELINE_NAME

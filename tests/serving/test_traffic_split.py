@@ -33,6 +33,9 @@ from serving.traffic import CALLER_HEADER, LABEL_HEADER, VERSION_HEADER, read_sp
 from support.polling import wait_for
 from support.repo_files import REPO
 
+pytestmark = pytest.mark.component
+
+
 MODEL = 'scaler'
 SLOPES = {1: 1.0, 2: 2.0}  # version -> y / x, so an answer tells which version gave it
 PATH = f'/v1/models/{MODEL}'

@@ -14,6 +14,9 @@ from serving.batching import Batcher, BatchingOptions
 from serving.errors import ServingError
 from serving.manager import VersionPolicy
 
+pytestmark = pytest.mark.unit
+
+
 SPECS = {'fare': tf.TensorSpec([None], tf.float32), 'trips': tf.TensorSpec([None], tf.int64),
          'company': tf.TensorSpec([None], tf.string)}
 

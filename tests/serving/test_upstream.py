@@ -34,6 +34,9 @@ from serving.tensors import to_tensor_proto
 from serving.upstream import parse_address
 from support.polling import free_port, wait_for
 
+pytestmark = pytest.mark.component
+
+
 MODEL = 'scaler'
 SLOPES = {7: 2.0, 8: 3.0}  # version -> slope, so an answer tells which version gave it
 LABELS = {'stable': 7, 'canary': 8}

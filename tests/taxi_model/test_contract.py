@@ -9,6 +9,9 @@ import tensorflow as tf
 from taxi_model import contract
 from taxi_model.features import FEATURES, LABEL
 
+pytestmark = pytest.mark.e2e
+
+
 ROW = {'trip_miles': '1.5', 'fare': '7.25', 'trip_seconds': '480', 'pickup_latitude': '41.9',
        'pickup_longitude': '-87.6', 'dropoff_latitude': '41.88', 'dropoff_longitude': '-87.63',
        'trip_start_hour': '14', 'trip_start_day': '3', 'trip_start_month': '6', 'pickup_community_area': '8',

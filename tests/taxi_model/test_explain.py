@@ -12,6 +12,8 @@ from taxi_model import contract
 from taxi_model.export import COMPLETENESS_TOLERANCE
 from taxi_model.features import FEATURES
 
+pytestmark = pytest.mark.e2e
+
 
 def _call(model, signature, rows):
     inputs = contract.raw_inputs(rows)

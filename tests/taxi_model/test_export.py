@@ -8,10 +8,14 @@ import os
 import tensorflow_data_validation as tfdv
 
 import schemas
-from components.trainer import SCHEMA_FILE, TRAINING_STATISTICS_FILE
+import pytest
+
+from foundation.model_files import SCHEMA_FILE, TRAINING_STATISTICS_FILE
 from serving.servable import read_missing_values, read_signature_defs, read_warmup_requests
 from taxi_model import contract
 from taxi_model.features import FEATURES
+
+pytestmark = pytest.mark.e2e
 
 
 def test_pushed_model_carries_warmup_requests_for_every_client_signature(first_run):

@@ -3,6 +3,8 @@ import pytest
 from taxi_model import features
 from taxi_model.features import Encoding, Feature, RawType
 
+pytestmark = pytest.mark.unit
+
 
 def test_every_feature_has_a_unique_name_and_transformed_name():
     names = [f.name for f in features.FEATURES]

@@ -1,7 +1,11 @@
 import numpy as np
 
+import pytest
+
 from taxi_model import features, model
 from taxi_model.hyperparameters import Hyperparameters
+
+pytestmark = pytest.mark.component
 
 
 def _batch(n=32, seed=0):

@@ -10,6 +10,9 @@ import tensorflow_data_validation as tfdv
 import schemas
 from taxi_model import contract, features, preprocessing
 
+pytestmark = pytest.mark.component
+
+
 BASE_ROW = {
     'fare': 10.0, 'trip_miles': 1.0, 'trip_seconds': 100, 'tips': 0.0,
     'pickup_latitude': 41.9, 'pickup_longitude': -87.6, 'dropoff_latitude': 41.9, 'dropoff_longitude': -87.6,
