@@ -27,7 +27,7 @@ from typing import Dict, List, Optional
 from ml_metadata.proto import metadata_store_pb2
 
 from foundation import alerts as alert_records
-from foundation.metadata_store import flag, pushed_model
+from foundation.metadata_store import RUN_CONTEXT_TYPES, flag, pushed_model, value
 from monitoring import metadata_record
 from components import code_version
 from provenance import run_record
@@ -188,7 +188,7 @@ class Lineage:
 def _recorded(artifact, name: str):
     """A custom property of an ML Metadata artifact, or None."""
     found = artifact.custom_properties.get(name) if artifact is not None else None
-    return run_record.value(found) if found is not None else None
+    return value(found) if found is not None else None
 
 
 def _uri(artifact) -> Optional[str]:
@@ -216,7 +216,7 @@ def producing_run(store, graph: metadata_store_pb2.LineageGraph, pushed_id: int)
                       if e.artifact_id == pushed_id and e.type == metadata_store_pb2.Event.OUTPUT},
                      key=lambda i: (executions[i].last_known_state == metadata_store_pb2.Execution.CACHED, i)
                      if i in executions else (True, i))
-    runs = {c.id: c for c in graph.contexts if c.type in run_record.RUN_CONTEXT_TYPES}
+    runs = {c.id: c for c in graph.contexts if c.type in RUN_CONTEXT_TYPES}
     for pusher in pushers:
         for association in graph.associations:
             if association.execution_id == pusher and association.context_id in runs:

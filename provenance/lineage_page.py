@@ -24,7 +24,7 @@ from typing import Dict, List, Optional, Tuple
 from ml_metadata.proto import metadata_store_pb2
 
 from foundation.alerts import alert_text
-from foundation.metadata_store import flag
+from foundation.metadata_store import RUN_CONTEXT_TYPES, flag, type_name
 from monitoring import metadata_record
 from pipeline.run_summary import slice_order
 from provenance import run_record
@@ -67,7 +67,7 @@ def _artifact_key_shown(key: str, type_name: str) -> bool:
 
 def _run_names(graph: metadata_store_pb2.LineageGraph) -> Dict[int, str]:
     """Execution id -> the name of the run it belongs to."""
-    runs = {c.id: c.name for c in graph.contexts if c.type in run_record.RUN_CONTEXT_TYPES}
+    runs = {c.id: c.name for c in graph.contexts if c.type in RUN_CONTEXT_TYPES}
     return {a.execution_id: runs[a.context_id] for a in graph.associations if a.context_id in runs}
 
 
@@ -128,7 +128,7 @@ def _execution_node(step: run_record.Step) -> tuple:
 
 
 def _artifact_node(lineage, artifact: metadata_store_pb2.Artifact, key: Optional[str]) -> tuple:
-    kind = run_record.type_name(artifact.type)
+    kind = type_name(artifact.type)
     second = key if key and _artifact_key_shown(key, kind) else ''
     if artifact.id == lineage.pushed.id:
         second = f'version {lineage.version.version}'
@@ -138,7 +138,7 @@ def _artifact_node(lineage, artifact: metadata_store_pb2.Artifact, key: Optional
 
 
 def _earlier_node(artifact: metadata_store_pb2.Artifact, key: Optional[str], run: Optional[str]) -> tuple:
-    kind = run_record.type_name(artifact.type)
+    kind = type_name(artifact.type)
     made = f'made by run {run}' if run else 'not made by this run'
     second = f'run {_short_run(run)}' if run else 'from outside the run'
     label = kind if not key or not _artifact_key_shown(key, kind) else f'{kind} ({key})'

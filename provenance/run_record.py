@@ -22,7 +22,7 @@ from typing import Dict, Iterable, List, Optional
 from ml_metadata.proto import metadata_store_pb2
 
 from components import code_version
-from foundation.metadata_store import RUN_CONTEXT_TYPES, exec_property, flag, type_name, value  # noqa: F401 - read here
+from foundation.metadata_store import RUN_CONTEXT_TYPES, exec_property, flag, value
 from pipeline import run_trigger
 
 # The Evaluator's overall metrics on its output artifact (components.evaluator.METRIC_PREFIX; not imported:
