@@ -1,5 +1,6 @@
-"""Compile time, and the compiled spec run through the local KFP harness next to
-LocalDagRunner on the same sample (same rows, steps and thresholds).
+"""Compile time, and the compiled spec run on the two emulated Kubeflow backends
+(open-source KFP 2 recording into ML Metadata over gRPC, and Vertex AI) next
+to LocalDagRunner on the same sample (same rows, steps and thresholds).
 
     .venv/bin/python benchmarks/kfp_benchmark.py [--rows 2000] [--train-steps 200] [--repeats 3]
 """
@@ -34,9 +35,22 @@ def main():
 
     import schemas
     from pipeline import data
-    from pipeline.kfp_local_runner import LocalKfpRun, image_environment
+    sys.path.insert(0, os.path.join(REPO, 'tests'))  # the emulated backends are test infrastructure
+    from foundation import metadata_store
+    from support.kubeflow.metadata_service import MetadataService
+    from support.kubeflow.open_source import OpenSourceKfpBackend
+    from support.kubeflow.run import KfpRun, image_environment
+    from support.kubeflow.vertex import VertexBackend
 
-    compile_times, local_times, harness_times = [], [], []
+    def open_source_run(spec, root, tmp):
+        with MetadataService(os.path.join(tmp, 'metadata.sqlite')) as service:
+            backend = OpenSourceKfpBackend(metadata_store.connect(grpc_address=service.address))
+            KfpRun(spec, root, backend, env=image_environment(os.path.join(REPO, 'Dockerfile'))).run()
+
+    def vertex_run(spec, root):
+        KfpRun(spec, root, VertexBackend(), env=image_environment(os.path.join(REPO, 'Dockerfile'))).run()
+
+    compile_times, local_times, open_source_times, vertex_times = [], [], [], []
     for i in range(args.repeats):
         with tempfile.TemporaryDirectory() as tmp:
             data.prepare_sample(os.path.join(tmp, 'data'), rows=args.rows)
@@ -51,15 +65,16 @@ def main():
             local_cmd = [CLI, 'run', '--workspace', os.path.join(tmp, 'local'), '--data-root',
                          os.path.join(tmp, 'data'), '--train-steps', str(args.train_steps)]
             local_times.append(timed(lambda: subprocess.run(local_cmd, check=True, capture_output=True)))
-            run = LocalKfpRun(spec, os.path.join(tmp, 'kfp_root'),
-                              env=image_environment(os.path.join(REPO, 'Dockerfile')))
-            harness_times.append(timed(run.run))
-            print(f'[{i + 1}/{args.repeats}] compile {compile_times[-1]:5.1f} s   LocalDagRunner {local_times[-1]:5.1f} s'
-                  f'   compiled spec via harness {harness_times[-1]:5.1f} s', flush=True)
+            open_source_times.append(timed(lambda: open_source_run(spec, os.path.join(tmp, 'oss_root'), tmp)))
+            vertex_times.append(timed(lambda: vertex_run(spec, os.path.join(tmp, 'vertex_root'))))
+            print(f'[{i + 1}/{args.repeats}] compile {compile_times[-1]:5.1f} s   '
+                  f'LocalDagRunner {local_times[-1]:5.1f} s   open-source KFP {open_source_times[-1]:5.1f} s   '
+                  f'Vertex AI {vertex_times[-1]:5.1f} s', flush=True)
 
-    c, l, h = (statistics.median(x) for x in (compile_times, local_times, harness_times))
+    c, l, o, v = (statistics.median(x) for x in (compile_times, local_times, open_source_times, vertex_times))
     print(f'\nmedians ({args.rows} rows, {args.train_steps} steps): compile {c:.1f} s, LocalDagRunner {l:.1f} s, '
-          f'compiled spec via harness {h:.1f} s (ratio harness/local {h / l:.2f})')
+          f'open-source KFP {o:.1f} s (ratio to local {o / l:.2f}), '
+          f'Vertex AI {v:.1f} s (ratio {v / l:.2f})')
 
 
 if __name__ == '__main__':

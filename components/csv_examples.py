@@ -80,6 +80,8 @@ class Executor(csv_executor.Executor):
         proto_utils.json_to_proto(exec_properties[standard_component_specs.INPUT_CONFIG_KEY], input_config)
         output_config = example_gen_pb2.Output()
         proto_utils.json_to_proto(exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY], output_config)
+        for artifact in output_dict[standard_component_specs.EXAMPLES_KEY]:
+            record_span(exec_properties, artifact)
         if not (beam_runner.in_process(self._beam_pipeline_args or []) and _mirrored(input_config, output_config, exec_properties)):
             super().Do(input_dict, output_dict, exec_properties)
             return
@@ -107,6 +109,25 @@ def _set_formats(artifact: types.Artifact, exec_properties: Dict[str, Any]) -> N
     file_format = exec_properties.get(standard_component_specs.OUTPUT_FILE_FORMAT_KEY)
     if file_format:
         examples_utils.set_file_format(artifact, write_split.to_file_format_str(file_format))
+
+
+def record_span(exec_properties: Dict[str, Any], artifact: types.Artifact) -> None:
+    """The driver's span, version and input fingerprint on the Examples artifact.
+
+    LocalDagRunner's ExampleGen driver sets them on the artifact itself; on
+    Kubeflow the driver's results reach the executor only as exec properties
+    (TFX's entry point provisions outputs from the ExecutorInput, not from the
+    driver's ExecutorOutput), numbers as doubles. Without this, a Kubeflow
+    run's Examples would have no span, which the triggers and reports read.
+    """
+    if exec_properties.get(utils.SPAN_PROPERTY_NAME) is None:
+        return
+    artifact.span = int(exec_properties[utils.SPAN_PROPERTY_NAME])
+    if exec_properties.get(utils.VERSION_PROPERTY_NAME) is not None:
+        artifact.version = int(exec_properties[utils.VERSION_PROPERTY_NAME])
+    if exec_properties.get(utils.FINGERPRINT_PROPERTY_NAME):
+        artifact.set_string_custom_property(utils.FINGERPRINT_PROPERTY_NAME,
+                                            exec_properties[utils.FINGERPRINT_PROPERTY_NAME])
 
 
 def csv_files(pattern: str) -> List[str]:

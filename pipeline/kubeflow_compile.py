@@ -28,6 +28,7 @@ from pipeline.config import PipelineConfig
 from pipeline.dag import RUNTIME_PARAMETERS, create_pipeline
 
 PIPELINE_FILE = 'chicago_taxi_pipeline.yaml'
+TASK_COMMAND = ['python', '-m', 'components.container_entrypoint']
 PIPELINE_JOB_FILE = 'chicago_taxi_pipeline_job.json'
 _HEADER = ('# KFP IR (PipelineSpec) of the Chicago Taxi TFX pipeline, compiled by `make compile`\n'
            '# (`taxi-pipeline compile`); upload with `taxi-pipeline submit` or `kfp.Client().upload_pipeline`.\n')
@@ -63,8 +64,11 @@ def compile_pipeline(config: PipelineConfig, output_dir: str) -> Tuple[str, str]
         raise ValueError('compiling for Kubeflow needs a config with Kubeflow settings (PipelineConfig.for_kubeflow)')
     # Schema 2.1: parameters as `runtimeValue.constant`, which KFP 2 backends pass
     # in `parameterValues` (2.0's legacy `constantValue` goes where KFP 2 does not look).
+    # Every task runs our entry point, which types input artifacts from the
+    # compiled inputs spec before handing over to TFX's (open-source KFP 2
+    # passes them untyped: components/container_entrypoint.py).
     runner_config = kubeflow_v2_dag_runner.KubeflowV2DagRunnerConfig(
-        default_image=config.kubeflow.image, use_pipeline_spec_2_1=True)
+        default_image=config.kubeflow.image, use_pipeline_spec_2_1=True, default_commands=TASK_COMMAND)
     pipeline = create_pipeline(config, metadata_connection_config=None)
     for component in pipeline.components:
         limits = config.kubeflow.resources.get(component.id)

@@ -1,21 +1,30 @@
-"""The compiled KFP spec, executed task by task through TFX's container entry
-points (pipeline/kfp_local_runner.py), trains, blesses and pushes a model like
-the local runner does. Each task gets the image's environment (the
-Dockerfile's ENV) and nothing of this process's, and the run sets its
-parameters as a Kubeflow Pipelines UI user would."""
+"""The compiled KFP spec runs end to end on both backends it is written for:
+open-source Kubeflow Pipelines 2 (input artifacts as its driver reads them back
+from ML Metadata: no schema, numeric names, ints as doubles; no
+preCacheCheck; the run recorded in ML Metadata over gRPC) and Vertex AI
+(inputs typed by the consuming component, ExampleGen's driver as a
+preCacheCheck). Each task runs the image's entry point with the image's
+environment (the Dockerfile's ENV) and nothing of this process's, and the run
+sets its parameters as a Kubeflow Pipelines UI user would. Both train, bless
+and push a model that serves, as the local runner does."""
 
 import json
 import os
 
 import pytest
 import tensorflow as tf
+from ml_metadata.proto import metadata_store_pb2 as pb
 
 import schemas
 from components.baseline_model import latest_pushed_version
+from foundation import metadata_store
 from foundation.model_files import TRAINING_RECORD
 from pipeline import data, kubeflow_compile
 from pipeline.config import PipelineConfig
-from pipeline.kfp_local_runner import LocalKfpRun, TaskFailed, image_environment
+from support.kubeflow.metadata_service import MetadataService
+from support.kubeflow.open_source import OpenSourceKfpBackend
+from support.kubeflow.run import KfpRun, TaskFailed, image_environment
+from support.kubeflow.vertex import VertexBackend
 from taxi_model import contract
 
 pytestmark = pytest.mark.e2e
@@ -26,9 +35,9 @@ TRAIN_STEPS = 200
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-@pytest.fixture(scope='module')
-def kfp_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp('kfp_run')
+@pytest.fixture(scope='module', params=['open_source', 'vertex'])
+def kfp_run(request, tmp_path_factory):
+    root = tmp_path_factory.mktemp(f'kfp_{request.param}')
     data.prepare_sample(str(root / 'data'), rows=ROWS)
     # Compiled for a bucket the run never sees: the run's data_root parameter points here instead.
     config = PipelineConfig.for_kubeflow(
@@ -38,14 +47,19 @@ def kfp_run(tmp_path_factory):
     # A container's /tmp is its own: the tasks' temp files stay in this run's directory.
     (root / 'tmp').mkdir()
     env = {**image_environment(os.path.join(REPO, 'Dockerfile')), 'TMPDIR': str(root / 'tmp')}
-    run = LocalKfpRun(spec_path, config.pipeline_root, env=env,
-                      parameters={'data_root': str(root / 'data'), 'train_steps': TRAIN_STEPS, 'eval_steps': 20})
-    results = run.run()
-    return config, run, results
+    parameters = {'data_root': str(root / 'data'), 'train_steps': TRAIN_STEPS, 'eval_steps': 20}
+    if request.param == 'vertex':
+        run = KfpRun(spec_path, config.pipeline_root, VertexBackend(), env=env, parameters=parameters)
+        yield config, run, run.run(), None
+        return
+    with MetadataService(str(root / 'metadata.sqlite')) as service:
+        store = metadata_store.connect(grpc_address=service.address)
+        run = KfpRun(spec_path, config.pipeline_root, OpenSourceKfpBackend(store), env=env, parameters=parameters)
+        yield config, run, run.run(), store
 
 
 def test_every_task_runs_once_after_the_tasks_it_depends_on(kfp_run):
-    _, run, results = kfp_run
+    _, run, results, _ = kfp_run
     tasks = run.spec['root']['dag']['tasks']
     ran = list(results)
     assert sorted(ran) == sorted(tasks)
@@ -54,7 +68,7 @@ def test_every_task_runs_once_after_the_tasks_it_depends_on(kfp_run):
 
 
 def test_the_runs_parameters_reach_the_tasks(kfp_run):
-    _, _, results = kfp_run
+    _, _, results, _ = kfp_run
     model = results['Trainer'].outputs['model'][0]
     assert int(model['metadata']['train_steps']) == TRAIN_STEPS  # not the compiled default
     # ... and run_fn got them: what it planned is in the model run's training record.
@@ -63,18 +77,20 @@ def test_the_runs_parameters_reach_the_tasks(kfp_run):
         assert json.load(f)['steps_planned'] == TRAIN_STEPS
 
 
-def test_example_gen_driver_resolved_the_span_pattern(kfp_run):
-    # Without the preCacheCheck driver, `span-{SPAN}/*.csv` matches no file.
-    _, _, results = kfp_run
+def test_example_gen_resolved_the_span_pattern_and_records_the_span(kfp_run):
+    # Without ExampleGen's driver, `span-{SPAN}/*.csv` matches no file: open-source KFP
+    # never runs the preCacheCheck, so the image's entry point runs it.
+    _, _, results, _ = kfp_run
     examples = results['CsvExampleGen'].outputs['examples'][0]
     assert json.loads(examples['metadata']['split_names']) == ['train', 'eval']
+    assert examples['metadata']['span'] == 1
     files = tf.io.gfile.glob(os.path.join(examples['uri'], 'Split-*', '*.gz'))
     count = sum(1 for _ in tf.data.TFRecordDataset(files, compression_type='GZIP'))
     assert count == ROWS
 
 
 def test_model_is_blessed_and_pushed_and_serves(kfp_run, taxi_rows):
-    config, _, results = kfp_run
+    config, _, results, _ = kfp_run
     blessing = results['Evaluator'].outputs['blessing'][0]
     assert blessing['metadata']['blessed'] == 1
     pushed = results['Pusher'].outputs['pushed_model'][0]
@@ -86,6 +102,44 @@ def test_model_is_blessed_and_pushed_and_serves(kfp_run, taxi_rows):
     inputs = contract.raw_inputs([dict(zip(header, r)) for r in rows[-20:]])
     outputs = model.signatures[contract.PREDICT_RAW](**{k: tf.constant(v) for k, v in inputs.items()})
     assert outputs[contract.PROBABILITIES].shape == (20, 1)
+
+
+def test_open_source_kfp_recorded_the_run_in_ml_metadata_as_its_driver_and_launcher_do(kfp_run):
+    _, run, results, store = kfp_run
+    if store is None:
+        pytest.skip('Vertex AI keeps its own ML Metadata; not emulated')
+    [run_context] = store.get_contexts_by_type('system.PipelineRun')
+    assert run_context.name == run.run_id
+    assert run_context.custom_properties['pipeline_root'].string_value.endswith(f'{run.pipeline_name}/{run.run_id}')
+    [pipeline_context] = store.get_parent_contexts_by_context(run_context.id)
+    assert pipeline_context.name == run.pipeline_name and pipeline_context.type == 'system.Pipeline'
+    [dag] = store.get_executions_by_type('system.DAGExecution')
+    assert dag.name == f'run/{run.run_id}' and dag.last_known_state == pb.Execution.COMPLETE
+    tasks = {e.custom_properties['task_name'].string_value: e for e in store.get_executions_by_type(
+        'system.ContainerExecution')}
+    assert set(tasks) == set(results)
+    trainer = tasks['Trainer']
+    assert trainer.last_known_state == pb.Execution.COMPLETE
+    assert trainer.custom_properties['parent_dag_id'].int_value == dag.id
+    assert trainer.custom_properties['inputs'].struct_value['train_steps'] == TRAIN_STEPS
+    assert trainer.custom_properties['image'].string_value == 'chicago-taxi-pipeline:test'
+    # Inputs and outputs by event, path = the key; types named by schema title, numbers as doubles.
+    events = store.get_events_by_execution_ids([trainer.id])
+    inputs = {e.path.steps[0].key for e in events if e.type == pb.Event.INPUT}
+    outputs = {e.path.steps[0].key: e.artifact_id for e in events if e.type == pb.Event.OUTPUT}
+    assert {'examples', 'transform_graph', 'schema'} <= inputs
+    assert set(outputs) == {'model', 'model_run', 'executor-logs'}  # the launcher's log, too
+    [model] = store.get_artifacts_by_id([outputs['model']])
+    assert model.type == 'tfx.Model' and model.state == pb.Artifact.LIVE and not model.name
+    assert model.custom_properties['display_name'].string_value == 'model'
+    [pushed] = store.get_artifacts_by_type('tfx.PushedModel')
+    assert pushed.custom_properties['pushed'].double_value == 1.0
+    [logs] = store.get_artifacts_by_id([outputs['executor-logs']])
+    assert logs.type == 'system.Artifact' and 'Starting executor' in open(logs.uri).read()
+    example_gen = [e for e in store.get_events_by_execution_ids([tasks['CsvExampleGen'].id])
+                   if e.type == pb.Event.OUTPUT and e.path.steps[0].key == 'examples']
+    [examples] = store.get_artifacts_by_id([e.artifact_id for e in example_gen])
+    assert examples.type == 'tfx.Examples' and metadata_store.number(examples.custom_properties, 'span') == 1
 
 
 def test_a_failing_task_stops_the_run_before_its_downstream_tasks(tmp_path):
@@ -107,7 +161,7 @@ def test_a_failing_task_stops_the_run_before_its_downstream_tasks(tmp_path):
     }
     path = tmp_path / 'spec.yaml'
     path.write_text(json.dumps(spec))  # JSON is YAML
-    run = LocalKfpRun(str(path), str(tmp_path / 'root'))
+    run = KfpRun(str(path), str(tmp_path / 'root'), VertexBackend())
     with pytest.raises(TaskFailed, match='second'):
         run.run()
     assert list(run.results) == ['first', 'second']
