@@ -33,7 +33,11 @@ def check(anomalies: tfx.types.standard_artifacts.ExampleAnomalies,
     if problems:
         raise DataAnomaliesError(problems)
     if drift_report is not None:
-        result = drift.read_result(drift_report.mlmd_artifact)
+        # Through TFX's getters, which read a string or a JSON value alike: on Kubeflow every input's
+        # custom property is a JSON value, and its string_value is empty.
+        result = drift.result_from({key: drift_report.get_string_custom_property(key)
+                                    for key in (drift.VERDICT, drift.DISTANCES, drift.BASELINE_VERSION)
+                                    if drift_report.has_custom_property(key)})
         policy = drift_report.get_string_custom_property(drift.POLICY)
         if result is not None and result.verdict == drift.DRIFT and policy == drift.BLOCK:
             raise DataDriftError(result.baseline_version, drift.describe(result))

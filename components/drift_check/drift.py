@@ -14,7 +14,7 @@ buckets, which are narrow where the data is dense).
 
 import dataclasses
 import json
-from typing import Dict, List, Optional
+from typing import Dict, List, Mapping, Optional
 
 import numpy as np
 from scipy.spatial import distance
@@ -207,10 +207,14 @@ def describe(result: DriftResult) -> List[str]:
 
 def read_result(artifact) -> Optional[DriftResult]:
     """The result a DriftCheck recorded on its artifact (ML Metadata custom properties)."""
-    verdict = artifact.custom_properties.get(VERDICT)
-    if verdict is None:
+    return result_from({key: value.string_value for key, value in artifact.custom_properties.items()})
+
+
+def result_from(properties: Mapping[str, str]) -> Optional[DriftResult]:
+    """The result from the report's custom properties as text: how a Kubeflow task must read them,
+    since TFX's entry point rebuilds every custom property of an input as a JSON struct, not a string."""
+    verdict = properties.get(VERDICT)
+    if not verdict:
         return None
-    distances = json.loads(artifact.custom_properties[DISTANCES].string_value or '[]')
-    version = artifact.custom_properties.get(BASELINE_VERSION)
-    return DriftResult(verdict.string_value, version.string_value if version else None,
-                       [FeatureDrift(**d) for d in distances])
+    distances = json.loads(properties.get(DISTANCES) or '[]')
+    return DriftResult(verdict, properties.get(BASELINE_VERSION) or None, [FeatureDrift(**d) for d in distances])

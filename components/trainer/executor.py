@@ -75,9 +75,10 @@ class Executor(trainer_executor.GenericExecutor):
                                os.path.join(serving_dir, TRAINING_STATISTICS_FILE), overwrite=True)
         if input_dict.get(DRIFT_REPORT):
             report = artifact_utils.get_single_instance(input_dict[DRIFT_REPORT])
-            for name, value in report.mlmd_artifact.custom_properties.items():
+            for name in report.mlmd_artifact.custom_properties:
                 if name.startswith(DRIFT_PROPERTY_PREFIX):
-                    model.set_string_custom_property(name, value.string_value)
+                    # The getter, not .string_value: on Kubeflow an input's custom properties are JSON values.
+                    model.set_string_custom_property(name, report.get_string_custom_property(name))
         schema_uri = artifact_utils.get_single_uri(input_dict[standard_component_specs.SCHEMA_KEY])
         io_utils.copy_file(io_utils.get_only_uri_in_dir(schema_uri), os.path.join(serving_dir, SCHEMA_FILE),
                            overwrite=True)

@@ -71,6 +71,8 @@ def test_the_runs_parameters_reach_the_tasks(kfp_run):
     _, _, results, _ = kfp_run
     model = results['Trainer'].outputs['model'][0]
     assert int(model['metadata']['train_steps']) == TRAIN_STEPS  # not the compiled default
+    # The drift check's result reached the model (read from an input's JSON-valued custom properties).
+    assert model['metadata']['drift_verdict'] == 'no baseline'
     # ... and run_fn got them: what it planned is in the model run's training record.
     run_dir = results['Trainer'].outputs['model_run'][0]['uri']
     with open(os.path.join(run_dir, TRAINING_RECORD)) as f:
