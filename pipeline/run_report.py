@@ -16,16 +16,18 @@ import tensorflow_data_validation as tfdv
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
 import schemas
-from foundation.atomic_file import write_atomically
 from components.anomalies_gate.executor import read_split_anomalies
 from components.anomalies_gate.gate import describe
-from components.drift_check import drift as drift_check
+from components.artifact_contents import metrics_by_slice, slice_order, statistics_rows
 from components.baseline_model import SERVING_SUBDIR
+from components.drift_check import drift as drift_check
+from foundation.atomic_file import write_atomically
 from pipeline import model_insights
-from pipeline.run_summary import RunSummary, metrics_by_slice, slice_order, statistics_rows
+from pipeline.run_summary import RunSummary
 from pipeline.schema_review import differences
 from reports import page as reports_page
 from taxi_model.preprocessing import OUTLIER_SHARE
+
 
 def _statistics_rows(stats: statistics_pb2.DatasetFeatureStatisticsList) -> List[list]:
     """statistics_rows with '' where a column does not apply, a string's unique and top values in one column."""

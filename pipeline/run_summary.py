@@ -6,14 +6,13 @@ blessing and push.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from typing import Dict, List, Optional
 
 from ml_metadata.proto import metadata_store_pb2
-from tensorflow_metadata.proto.v0 import statistics_pb2
 
 from components import code_version
+from components.artifact_contents import OVERALL, metrics_by_slice
 from components.drift_check import drift as drift_check
 from foundation import metadata_store
 from foundation.metadata_store import flag, number, output_artifacts
@@ -188,62 +187,6 @@ def _records(directory: str) -> int:
     import tensorflow as tf
     from components.record_files import record_count
     return record_count(tf.io.gfile.glob(os.path.join(directory, '*')))
-
-
-OVERALL = 'overall'
-
-
-def metrics_by_slice(evaluation_uri: str) -> Dict[str, tuple[Dict[str, float], Dict[str, float]]]:
-    """(candidate, baseline) scalar metrics per slice ('overall', 'payment_type=Cash', ...) from TFMA's output."""
-    import tensorflow_model_analysis as tfma
-    result = {}
-    for slice_metrics in tfma.load_metrics(evaluation_uri):
-        label = ', '.join(f'{k.column}={_slice_value(k)}' for k in slice_metrics.slice_key.single_slice_keys)
-        candidate, baseline = result.setdefault(label or OVERALL, ({}, {}))
-        for kv in slice_metrics.metric_keys_and_values:
-            if kv.value.HasField('double_value') and not kv.key.HasField('sub_key') and not kv.key.is_diff:
-                target = baseline if kv.key.model_name == 'baseline' else candidate
-                target[kv.key.name] = kv.value.double_value.value
-    return result
-
-
-def _slice_value(key) -> str:
-    value = getattr(key, key.WhichOneof('kind'))
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def slice_order(label: str) -> tuple:
-    """The sort key of a slice label: overall first, then by column and by value (numerically where it is
-    a number: hour 2 before hour 10)."""
-    column, _, value = label.partition('=')
-    try:
-        number = float(value)
-    except ValueError:
-        number = math.inf
-    return label != OVERALL, column, number, value
-
-
-# The columns of `statistics_rows`.
-STATISTICS_COLUMNS = ('feature', 'type', 'present', 'missing', 'mean', 'std', 'min', 'max', 'unique', 'top values')
-
-
-def statistics_rows(stats: statistics_pb2.DatasetFeatureStatisticsList) -> List[list]:
-    """A row of STATISTICS_COLUMNS per feature of TFDV statistics, by name: None where a column does not
-    apply (a string's mean, a number's unique values), a string's three most frequent values with counts."""
-    rows = []
-    for feature in sorted(stats.datasets[0].features, key=lambda f: f.path.step[0]):
-        name = feature.path.step[0]
-        if feature.HasField('num_stats'):
-            num = feature.num_stats
-            rows.append([name, statistics_pb2.FeatureNameStatistics.Type.Name(feature.type),
-                         int(num.common_stats.num_non_missing), int(num.common_stats.num_missing),
-                         num.mean, num.std_dev, num.min, num.max, None, ''])
-        else:
-            text = feature.string_stats
-            top = ', '.join(f'{v.value} ({int(v.frequency)})' for v in text.top_values[:3])
-            rows.append([name, 'STRING', int(text.common_stats.num_non_missing), int(text.common_stats.num_missing),
-                         None, None, None, None, int(text.unique), top])
-    return rows
 
 
 def _component_runs(store, config: PipelineConfig, run: metadata_store_pb2.Context):

@@ -126,11 +126,11 @@ class Lineage:
         return found
 
     def statistics_summary(self, split: str = 'train') -> List[Dict]:
-        """The split's statistics, a dict of run_summary.STATISTICS_COLUMNS per feature."""
+        """The split's statistics, a dict of artifact_contents.STATISTICS_COLUMNS per feature."""
         stats = self.run.statistics(split) if self.run else None
         if stats is None:
             return []
-        from pipeline.run_summary import STATISTICS_COLUMNS, statistics_rows  # not at the top: TensorFlow-heavy
+        from components.artifact_contents import STATISTICS_COLUMNS, statistics_rows  # not at the top: TensorFlow-heavy
         return [dict(zip(STATISTICS_COLUMNS, row)) for row in statistics_rows(stats)]
 
     def to_dict(self) -> Dict:

@@ -23,10 +23,10 @@ from typing import Dict, List, Optional, Tuple
 
 from ml_metadata.proto import metadata_store_pb2
 
+from components.artifact_contents import slice_order
 from foundation.alerts import alert_text
 from foundation.metadata_store import RUN_CONTEXT_TYPES, flag, type_name
 from monitoring import metadata_record
-from pipeline.run_summary import slice_order
 from provenance import run_record
 from release import ledger
 from reports import page as reports_page

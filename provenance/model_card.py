@@ -28,8 +28,8 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import yaml
 
+from components.artifact_contents import OVERALL, slice_order
 from foundation.alerts import alert_text
-from pipeline.run_summary import OVERALL, slice_order
 from release.ledger import format_time
 from release.report import evidence_text
 from reports import page as reports_page

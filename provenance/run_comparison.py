@@ -123,7 +123,7 @@ class Comparison:
 
     @property
     def overall(self) -> Optional[SliceMetrics]:
-        from pipeline.run_summary import OVERALL
+        from components.artifact_contents import OVERALL
         return next((s for s in self.slices if s.slice == OVERALL), None)
 
     def to_dict(self) -> Dict:
@@ -171,9 +171,9 @@ def _data_differences(a: RunFacts, b: RunFacts) -> List[Difference]:
 
 
 def feature_measures(stats) -> Dict[str, Dict[str, object]]:
-    """Per feature, the statistics compared, from run_summary.statistics_rows (the top value from the proto:
+    """Per feature, the statistics compared, from artifact_contents.statistics_rows (the top value from the proto:
     the rows join the top values into one string)."""
-    from pipeline.run_summary import STATISTICS_COLUMNS, statistics_rows
+    from components.artifact_contents import STATISTICS_COLUMNS, statistics_rows
     top = {f.path.step[0]: f.string_stats.top_values[0].value for f in stats.datasets[0].features
            if f.HasField('string_stats') and f.string_stats.top_values}
     found = {}
@@ -221,7 +221,7 @@ def feature_changes(stats_a, stats_b) -> List[FeatureChange]:
 
 def slice_metrics(record_a: run_record.RunRecord, record_b: run_record.RunRecord) -> List[SliceMetrics]:
     """Candidate metrics per slice of both runs, every slice either has."""
-    from pipeline.run_summary import slice_order
+    from components.artifact_contents import slice_order
     a, b = record_a.metrics(), record_b.metrics()
 
     def candidate(found, label):

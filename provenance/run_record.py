@@ -251,7 +251,7 @@ class RunRecord:
         """(candidate, baseline) metrics per slice, 'overall' included ({} without an evaluation)."""
         if not self.evaluation_uri:
             return {}
-        from pipeline.run_summary import metrics_by_slice
+        from components.artifact_contents import metrics_by_slice
         return metrics_by_slice(self.evaluation_uri)
 
     def overall_metrics(self) -> Dict[str, float]:
@@ -265,7 +265,7 @@ class RunRecord:
                     if k.startswith(METRIC_PREFIX)}
         if recorded:
             return recorded
-        from pipeline.run_summary import OVERALL
+        from components.artifact_contents import OVERALL
         return self.metrics().get(OVERALL, ({}, {}))[0]
 
     @property

@@ -237,6 +237,6 @@ def evaluation_metrics(version: Version) -> Dict[str, Dict[str, float]]:
     """Overall candidate and baseline metrics from the Evaluator's output ({} without one)."""
     if not version.evaluation_uri:
         return {}
-    from pipeline.run_summary import OVERALL, metrics_by_slice
+    from components.artifact_contents import OVERALL, metrics_by_slice
     candidate, baseline = metrics_by_slice(version.evaluation_uri).get(OVERALL, ({}, {}))
     return {'candidate': candidate, 'baseline': baseline}

@@ -6,13 +6,14 @@ import os
 
 import pytest
 import yaml
-
-from reports import page as html_page
-from foundation.metadata_store import connect_existing as open_store
-from pipeline.run_summary import OVERALL
-from provenance import lineage as lineage_lib, model_card
 from support.html_tables import read_headings, read_tables
 from support.samples import SECOND_COMMIT
+
+from components.artifact_contents import OVERALL
+from foundation.metadata_store import connect_existing as open_store
+from provenance import lineage as lineage_lib
+from provenance import model_card
+from reports import page as html_page
 from taxi_model import features
 
 pytestmark = pytest.mark.e2e

@@ -13,15 +13,15 @@ import sys
 from typing import Optional
 
 import pytest
+from support.html_tables import read_headings, read_tables
+from support.samples import SECOND_COMMIT
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
 from cli import main as cli
-from reports import page as html_page
+from components.artifact_contents import OVERALL
 from foundation.metadata_store import connect_existing as open_store
-from pipeline.run_summary import OVERALL
 from provenance import run_comparison, run_history, run_record
-from support.html_tables import read_headings, read_tables
-from support.samples import SECOND_COMMIT
+from reports import page as html_page
 
 pytestmark = pytest.mark.e2e
 
