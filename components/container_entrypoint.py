@@ -38,6 +38,12 @@ parses every output before it imports the executor and fails on it:
 that output, so it is taken out of what TFX sees; the launcher still records
 it.
 
+Outputs of the types the Kubeflow Pipelines UI renders (`system.Metrics`,
+`system.HTML`, ...: components/run_views/artifacts.py) have a schema title
+that is no import path, where TFX's entry point looks for the class; their
+titles are added to TFX's title-to-class map (`TITLE_TO_CLASS_PATH`, which
+the entry point consults first) before handing over.
+
 Everything else the open-source driver does to an input artifact, TFX's entry
 point already takes: a numeric MLMD id as `name` (hashed to an int id) and
 ints turned into doubles in `metadata` (converted back to the declared INT
@@ -156,10 +162,20 @@ def run_example_gen_driver(argv: List[str]) -> None:
     driver._run_driver(executor_input, inputs_spec)  # noqa: SLF001  (its main() only parses flags first)
 
 
+def register_artifact_titles() -> None:
+    """The Kubeflow UI's types (`system.Metrics`, ...) in TFX's title-to-class map, where the entry point
+    looks first: their titles are no import path."""
+    from tfx.orchestration.kubeflow.v2 import compiler_utils
+
+    from components.run_views.artifacts import TITLES
+    compiler_utils.TITLE_TO_CLASS_PATH.update(TITLES)
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     from absl import app
     from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_run_executor
 
+    register_artifact_titles()
     argv, changes = typed_argv(list(sys.argv if argv is None else argv))
     for line in changes:
         print(f'container_entrypoint: {line}', file=sys.stderr, flush=True)

@@ -5,6 +5,7 @@ ExampleGen -> StatisticsGen -> SchemaGen (draft, for review)
                             -> DriftCheck (vs the serving model's data) -^
            -> Transform (after the gate) -> Trainer -> LatestBlessedModel (baseline)
            -> Evaluator (candidate vs baseline) -> Pusher (blessed only)
+           -> RunViews (what the Kubeflow Pipelines UI shows of the run)
 
 For Kubeflow (`config.kubeflow` set) the values a person may want to change
 per run are runtime parameters of the compiled spec (see RUNTIME_PARAMETERS),
@@ -14,6 +15,7 @@ with the config's values as their defaults. Locally they are plain values.
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Dict, List, Optional
 
 import tensorflow_model_analysis as tfma
@@ -25,6 +27,7 @@ from components.csv_examples import CsvExampleGen
 from components.drift_check.component import DriftCheck
 from components.example_statistics import StatisticsGen
 from components.evaluator import Evaluator
+from components.run_views.component import RunViews
 from components.trainer.component import Trainer
 from components.transform import Transform
 from pipeline.config import PipelineConfig
@@ -33,6 +36,8 @@ from taxi_model.features import LABEL, SLICE_COLUMNS
 
 PREPROCESSING_FN = 'taxi_model.preprocessing.preprocessing_fn'
 RUN_FN = 'taxi_model.training.run_fn'
+# Thresholds of the evaluation's confusion matrices: the ROC curve's points.
+ROC_THRESHOLDS = [round(i / 20, 2) for i in range(21)]
 # Each span is a directory of CSV files; ExampleGen reads the latest span.
 SPAN_PATTERN = 'span-{SPAN}/*.csv'
 
@@ -83,6 +88,9 @@ def eval_config() -> tfma.EvalConfig:
             tfma.MetricConfig(class_name='ExampleCount'),
             tfma.MetricConfig(class_name='Precision'),
             tfma.MetricConfig(class_name='Recall'),
+            # The ROC curve and confusion matrix of the run's views (components/run_views).
+            tfma.MetricConfig(class_name='ConfusionMatrixAtThresholds',
+                              config=json.dumps({'thresholds': ROC_THRESHOLDS})),
         ])])
 
 
@@ -157,8 +165,14 @@ def create_components(config: PipelineConfig) -> List[tfx.dsl.components.base.ba
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.serving_model_dir)))
 
+    # What the Kubeflow Pipelines UI shows of the run (and what a local run leaves beside its outputs).
+    run_views = RunViews(statistics=statistics_gen.outputs['statistics'],
+                         anomalies=example_validator.outputs['anomalies'],
+                         drift_report=drift_check.outputs['drift_report'], evaluation=evaluator.outputs['evaluation'],
+                         blessing=evaluator.outputs['blessing'], pushed_model=pusher.outputs['pushed_model'])
+
     components = [example_gen, statistics_gen, draft_schema, curated_schema, example_validator, drift_check,
-                  anomalies_gate, transform, trainer, baseline, evaluator, pusher]
+                  anomalies_gate, transform, trainer, baseline, evaluator, pusher, run_views]
     if config.kubeflow is not None:
         unknown = set(config.kubeflow.resources) - {c.id for c in components}
         if unknown:

@@ -91,3 +91,20 @@ def test_argv_gets_the_typed_invocation_in_either_flag_form(joined):
 def test_without_an_inputs_spec_argv_is_left_as_it_is():
     argv = ['prog', container_entrypoint.INVOCATION_FLAG, json.dumps(as_open_source_kfp_passes_it())]
     assert container_entrypoint.typed_argv(argv) == (argv, [])
+
+
+@pytest.mark.parametrize('title', ['system.Metrics', 'system.ClassificationMetrics', 'system.HTML', 'system.Markdown'])
+def test_outputs_of_the_kubeflow_ui_types_load_as_the_run_views_classes(monkeypatch, title):
+    from tfx.orchestration.kubeflow.v2 import compiler_utils
+
+    from components.run_views import artifacts
+    monkeypatch.setattr(compiler_utils, 'TITLE_TO_CLASS_PATH', dict(compiler_utils.TITLE_TO_CLASS_PATH))
+    view = {'name': 'view', 'uri': '/root/run/RunViews/u/view',
+            'type': {'instanceSchema': f'title: {title}\ntype: object\n'}}
+    outputs = json_format.ParseDict({'outputs': {'artifacts': {'view': {'artifacts': [view]}}}},
+                                    pipeline_spec_pb2.ExecutorInput()).outputs.artifacts
+    with pytest.raises(ImportError, match=title):  # TFX alone: the title is taken for an import path
+        kubeflow_v2_entrypoint_utils.parse_raw_artifact_dict(outputs)
+    container_entrypoint.register_artifact_titles()
+    [view] = kubeflow_v2_entrypoint_utils.parse_raw_artifact_dict(outputs)['view']
+    assert type(view).TYPE_NAME == title and type(view).__module__ == artifacts.__name__

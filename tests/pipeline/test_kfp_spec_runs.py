@@ -13,6 +13,7 @@ import os
 
 import pytest
 import tensorflow as tf
+import yaml
 from ml_metadata.proto import metadata_store_pb2 as pb
 
 import schemas
@@ -142,6 +143,37 @@ def test_open_source_kfp_recorded_the_run_in_ml_metadata_as_its_driver_and_launc
                    if e.type == pb.Event.OUTPUT and e.path.steps[0].key == 'examples']
     [examples] = store.get_artifacts_by_id([e.artifact_id for e in example_gen])
     assert examples.type == 'tfx.Examples' and metadata_store.number(examples.custom_properties, 'span') == 1
+
+
+def test_the_run_leaves_views_of_the_types_the_kubeflow_ui_renders(kfp_run):
+    _, run, results, store = kfp_run
+    outputs = run.component('RunViews')['outputDefinitions']['artifacts']
+    titles = {key: yaml.safe_load(d['artifactType']['instanceSchema'])['title'] for key, d in outputs.items()}
+    assert titles == {'metrics': 'system.Metrics', 'classification_metrics': 'system.ClassificationMetrics',
+                      'report': 'system.HTML', 'summary': 'system.Markdown'}
+    views = {key: artifacts[0] for key, artifacts in results['RunViews'].outputs.items()}
+    assert 0.5 < views['metrics']['metadata']['auc'] <= 1 and views['metrics']['metadata']['rows | train'] > 0
+    roc = views['classification_metrics']['metadata']['confidenceMetrics']
+    assert len(roc) == 21 and set(roc[0]) == {'confidenceThreshold', 'recall', 'falsePositiveRate'}
+    # The HTML and Markdown are the one file at the artifact's URI, which the UI reads.
+    with open(views['report']['uri']) as f:
+        page = f.read()
+    assert '<h2>ROC curve</h2>' in page and '<h2>Per slice</h2>' in page and 'Confusion matrix' in page
+    with open(views['summary']['uri']) as f:
+        assert f.read().startswith('## Model: blessed, pushed to ')
+    if store is None:
+        return
+    # As open-source KFP records them: typed by title, named for the UI, lists and dicts wrapped.
+    for key, title in titles.items():
+        [artifact] = store.get_artifacts_by_type(title)
+        assert artifact.custom_properties['display_name'].string_value == key
+    [classification] = store.get_artifacts_by_type('system.ClassificationMetrics')
+    matrix = classification.custom_properties['confusionMatrix'].struct_value['struct']
+    assert [spec['displayName'] for spec in matrix['annotationSpecs']] == ['no tip', 'tip']
+    assert len(classification.custom_properties['confidenceMetrics'].struct_value['list']) == 21
+    [metrics] = store.get_artifacts_by_type('system.Metrics')
+    # ML Metadata's store here keeps a double's fraction to 6 significant digits.
+    assert metrics.custom_properties['auc'].double_value == pytest.approx(views['metrics']['metadata']['auc'], rel=1e-5)
 
 
 def test_a_failing_task_stops_the_run_before_its_downstream_tasks(tmp_path):
