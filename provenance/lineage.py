@@ -27,7 +27,7 @@ from typing import Dict, List, Optional
 from ml_metadata.proto import metadata_store_pb2
 
 from foundation import alerts as alert_records
-from foundation.metadata_store import RUN_CONTEXT_TYPES, flag, pushed_model, value
+from foundation.metadata_store import RUN_CONTEXT_TYPES, flag, number, pushed_model, value
 from monitoring import metadata_record
 from components import code_version
 from provenance import run_record
@@ -186,8 +186,11 @@ class Lineage:
 
 
 def _recorded(artifact, name: str):
-    """A custom property of an ML Metadata artifact, or None."""
+    """A custom property of an ML Metadata artifact, or None; an integral double as an int, since
+    Kubeflow Pipelines stores every number of an artifact's metadata as a double (100 steps, not 100.0)."""
     found = artifact.custom_properties.get(name) if artifact is not None else None
+    if found is not None and found.WhichOneof('value') == 'double_value':
+        return number(artifact.custom_properties, name)
     return value(found) if found is not None else None
 
 

@@ -134,8 +134,14 @@ class RunRecord:
     def code(self) -> Optional[code_version.CodeVersion]:
         """The code that ran the run (local runs), else the code that trained its model (any runner)."""
         found = code_version.read(self.context.custom_properties)
-        if found is None and self.step('Trainer') and self.step('Trainer').output('model'):
-            found = code_version.read(self.step('Trainer').output('model').custom_properties)
+        trainer = self.step('Trainer')
+        if found is None and trainer and trainer.output('model'):
+            found = code_version.read(trainer.output('model').custom_properties)
+        # On Kubeflow the task's container image is on its execution (the driver's `image`): the image
+        # that ran, where the model's stamp only has what the image was built with.
+        ran_in = trainer.execution.custom_properties.get('image') if trainer else None
+        if found is not None and found.image is None and ran_in is not None and ran_in.string_value:
+            found = dataclasses.replace(found, image=ran_in.string_value)
         return found
 
     @property

@@ -6,10 +6,16 @@ preCacheCheck; the run recorded in ML Metadata over gRPC) and Vertex AI
 preCacheCheck). Each task runs the image's entry point with the image's
 environment (the Dockerfile's ENV) and nothing of this process's, and the run
 sets its parameters as a Kubeflow Pipelines UI user would. Both train, bless
-and push a model that serves, as the local runner does."""
+and push a model that serves, as the local runner does, and leave the views
+the Kubeflow Pipelines UI renders. Against the store the open-source backend
+populated, served over ML Metadata's gRPC API as on a cluster, the operate
+commands answer: runs, lineage, the registry, model cards, monitoring passes
+and the continuous-training trigger."""
 
 import json
 import os
+import shutil
+import time
 
 import pytest
 import tensorflow as tf
@@ -18,14 +24,17 @@ from ml_metadata.proto import metadata_store_pb2 as pb
 
 import schemas
 from components.baseline_model import latest_pushed_version
+from cli import main as cli
 from foundation import metadata_store
 from foundation.model_files import TRAINING_RECORD
 from pipeline import data, kubeflow_compile
 from pipeline.config import PipelineConfig
+from support.kfp_api_server import FakeKfpApi
 from support.kubeflow.metadata_service import MetadataService
 from support.kubeflow.open_source import OpenSourceKfpBackend
 from support.kubeflow.run import KfpRun, TaskFailed, image_environment
 from support.kubeflow.vertex import VertexBackend
+from support.served_traffic import LogWriter
 from taxi_model import contract
 
 pytestmark = pytest.mark.e2e
@@ -51,16 +60,16 @@ def kfp_run(request, tmp_path_factory):
     parameters = {'data_root': str(root / 'data'), 'train_steps': TRAIN_STEPS, 'eval_steps': 20}
     if request.param == 'vertex':
         run = KfpRun(spec_path, config.pipeline_root, VertexBackend(), env=env, parameters=parameters)
-        yield config, run, run.run(), None
+        yield config, run, run.run(), None, None
         return
     with MetadataService(str(root / 'metadata.sqlite')) as service:
         store = metadata_store.connect(grpc_address=service.address)
         run = KfpRun(spec_path, config.pipeline_root, OpenSourceKfpBackend(store), env=env, parameters=parameters)
-        yield config, run, run.run(), store
+        yield config, run, run.run(), store, service.address
 
 
 def test_every_task_runs_once_after_the_tasks_it_depends_on(kfp_run):
-    _, run, results, _ = kfp_run
+    _, run, results, _, _ = kfp_run
     tasks = run.spec['root']['dag']['tasks']
     ran = list(results)
     assert sorted(ran) == sorted(tasks)
@@ -69,7 +78,7 @@ def test_every_task_runs_once_after_the_tasks_it_depends_on(kfp_run):
 
 
 def test_the_runs_parameters_reach_the_tasks(kfp_run):
-    _, _, results, _ = kfp_run
+    _, _, results, _, _ = kfp_run
     model = results['Trainer'].outputs['model'][0]
     assert int(model['metadata']['train_steps']) == TRAIN_STEPS  # not the compiled default
     # The drift check's result reached the model (read from an input's JSON-valued custom properties).
@@ -83,7 +92,7 @@ def test_the_runs_parameters_reach_the_tasks(kfp_run):
 def test_example_gen_resolved_the_span_pattern_and_records_the_span(kfp_run):
     # Without ExampleGen's driver, `span-{SPAN}/*.csv` matches no file: open-source KFP
     # never runs the preCacheCheck, so the image's entry point runs it.
-    _, _, results, _ = kfp_run
+    _, _, results, _, _ = kfp_run
     examples = results['CsvExampleGen'].outputs['examples'][0]
     assert json.loads(examples['metadata']['split_names']) == ['train', 'eval']
     assert examples['metadata']['span'] == 1
@@ -93,7 +102,7 @@ def test_example_gen_resolved_the_span_pattern_and_records_the_span(kfp_run):
 
 
 def test_model_is_blessed_and_pushed_and_serves(kfp_run, taxi_rows):
-    config, _, results, _ = kfp_run
+    config, _, results, _, _ = kfp_run
     blessing = results['Evaluator'].outputs['blessing'][0]
     assert blessing['metadata']['blessed'] == 1
     pushed = results['Pusher'].outputs['pushed_model'][0]
@@ -108,7 +117,7 @@ def test_model_is_blessed_and_pushed_and_serves(kfp_run, taxi_rows):
 
 
 def test_open_source_kfp_recorded_the_run_in_ml_metadata_as_its_driver_and_launcher_do(kfp_run):
-    _, run, results, store = kfp_run
+    _, run, results, store, _ = kfp_run
     if store is None:
         pytest.skip('Vertex AI keeps its own ML Metadata; not emulated')
     [run_context] = store.get_contexts_by_type('system.PipelineRun')
@@ -146,7 +155,7 @@ def test_open_source_kfp_recorded_the_run_in_ml_metadata_as_its_driver_and_launc
 
 
 def test_the_run_leaves_views_of_the_types_the_kubeflow_ui_renders(kfp_run):
-    _, run, results, store = kfp_run
+    _, run, results, store, _ = kfp_run
     outputs = run.component('RunViews')['outputDefinitions']['artifacts']
     titles = {key: yaml.safe_load(d['artifactType']['instanceSchema'])['title'] for key, d in outputs.items()}
     assert titles == {'metrics': 'system.Metrics', 'classification_metrics': 'system.ClassificationMetrics',
@@ -174,6 +183,66 @@ def test_the_run_leaves_views_of_the_types_the_kubeflow_ui_renders(kfp_run):
     [metrics] = store.get_artifacts_by_type('system.Metrics')
     # ML Metadata's store here keeps a double's fraction to 6 significant digits.
     assert metrics.custom_properties['auc'].double_value == pytest.approx(views['metrics']['metadata']['auc'], rel=1e-5)
+
+
+def test_the_operate_commands_answer_from_the_store_open_source_kfp_populated_over_grpc(kfp_run, tmp_path, capsys):
+    config, run, _, store, address = kfp_run
+    if store is None:
+        pytest.skip('Vertex AI keeps its own ML Metadata; not emulated')
+    base = config.serving_model_dir
+    version = latest_pushed_version(base)
+    grpc = ['--metadata-grpc', address]
+    registry = [*grpc, '--model-base-path', base, '--serving-config', str(tmp_path / 'serving' / 'models.config')]
+    reports = ['--reports-dir', str(tmp_path / 'reports')]
+
+    def run_cli(*args):
+        capsys.readouterr()
+        code = cli.main(list(args))
+        return code, capsys.readouterr().out
+
+    code, out = run_cli('runs', *grpc, '--json')
+    [listed] = json.loads(out)
+    assert code == 0 and listed['run'] == run.run_id and listed['blessed'] is True and listed['span'] == 1
+    assert listed['parameters']['train_steps'] == TRAIN_STEPS
+    # What differs from a local run is shown: the image the tasks ran in, from the driver's record.
+    assert listed['code']['image'] == 'chicago-taxi-pipeline:test'
+    code, out = run_cli('lineage', version, *grpc, '--model-base-path', base, '--json')
+    lineage = json.loads(out)
+    assert code == 0 and lineage['run']['name'] == run.run_id and lineage['training']['train_steps'] == TRAIN_STEPS
+    assert lineage['data']['span'] == 1 and lineage['evaluation']['blessed'] is True
+    assert run_cli('models', 'approve', version, *registry, '--user', 'alice@example.com', '--reason', 'ok')[0] == 0
+    assert run_cli('models', 'promote', version, '--to', 'stable', *registry, '--user', 'bob@example.com',
+                   '--reason', 'go')[0] == 0
+    code, out = run_cli('models', 'list', *registry)
+    assert code == 0 and f'{version}  stable' in out and 'history verified' in out
+    code, out = run_cli('model-card', version, *grpc, '--model-base-path', base, *reports)
+    assert code == 0 and (tmp_path / 'reports' / f'model-card-{version}.html').exists()
+    # A monitoring pass over traffic the pushed model answered is recorded in the same store.
+    header, rows = data.read_rows(data.taxi_sample_path())
+    now = int(time.time() * 1e6)
+    LogWriter(base, int(version)).write(str(tmp_path / 'logs'), [dict(zip(header, r)) for r in rows[:200]],
+                                        now - 600_000_000, 'r1')
+    code, out = run_cli('monitor', '--request-log-dir', str(tmp_path / 'logs'), '--model-base-path', base,
+                        '--window', '1h', *grpc, '--report-dir', str(tmp_path / 'reports'),
+                        '--feedback-dir', str(tmp_path / 'feedback'))
+    assert code in (0, 3) and 'Recorded in ML Metadata' in out  # 3: it alerted; recorded either way
+    code, out = run_cli('lineage', version, *grpc, '--model-base-path', base, '--json')
+    [window] = json.loads(out)['live']
+    assert window['examples'] == 200 and window['model_version'] == int(version)
+    # The continuous-training trigger reads the trained span from the same store.
+    data_root = lineage['data']['data_root']
+    schedule = ['schedule', '--once', '--workspace', str(tmp_path / 'ws'), '--data-root', data_root,
+                '--no-alert-trigger', *grpc, '--package', run.spec_path]
+    with FakeKfpApi() as api:
+        assert run_cli('submit', '--host', api.host, '--package', run.spec_path, '--version', 'v1')[0] == 0
+        code, out = run_cli(*schedule, '--kubeflow-host', api.host)
+        assert code == 0 and 'Nothing due' in out and not api.runs  # span 1 is trained
+        shutil.copytree(os.path.join(data_root, 'span-1'), os.path.join(data_root, 'span-2'))
+        try:
+            code, out = run_cli(*schedule, '--kubeflow-host', api.host)
+        finally:
+            shutil.rmtree(os.path.join(data_root, 'span-2'))
+    assert code == 0 and '"last_trained_span": 1, "span": 2' in out and len(api.runs) == 1
 
 
 def test_a_failing_task_stops_the_run_before_its_downstream_tasks(tmp_path):

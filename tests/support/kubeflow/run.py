@@ -111,6 +111,7 @@ class KfpRun:
 
     def __init__(self, spec_path: str, pipeline_root: str, backend, run_id: Optional[str] = None,
                  parameters: Optional[Dict[str, object]] = None, env: Optional[Dict[str, str]] = None):
+        self.spec_path = spec_path
         with open(spec_path) as f:
             self.spec = yaml.safe_load(f)
         self.pipeline_root = pipeline_root
