@@ -100,7 +100,13 @@ def register(commands: argparse._SubParsersAction, workspace: Workspace, run_pag
     schedule = submit.add_mutually_exclusive_group()
     schedule.add_argument('--cron', help='create or replace a recurring run: KFP cron, seconds first ("0 0 3 * * *")')
     schedule.add_argument('--interval-seconds', type=int, help='create or replace a recurring run every N seconds')
+    schedule.add_argument('--recurring-run', metavar='FILE',
+                          help='reconcile the recurring run to the one FILE declares (kfp/recurring_run.yaml): '
+                               'schedule, parameters and caching kept as code; CI passes it on every push')
     submit.add_argument('--schedule-name', default=f'{config_lib.PIPELINE_NAME}-continuous-training')
+    submit.add_argument('--no-cache', action='store_true',
+                        help='the run (and recurring run) re-executes every task: sent with the spec inline and '
+                             'caching off, since KFP 2 has no per-run cache option (see docs/kubeflow.md)')
     submit.set_defaults(handler=submit_command)
 
 
@@ -222,12 +228,16 @@ def submit_command(args) -> int:
         raise ValueError('submit needs --host (or KFP_HOST)')
     if not os.path.isfile(args.package):
         raise ValueError(f'no compiled pipeline at {args.package}; run `taxi-pipeline compile` first')
-    schedule = None
+    schedule = declared = None
     if args.cron or args.interval_seconds:
         schedule = kubeflow_submit.Schedule(args.schedule_name, cron=args.cron, interval_seconds=args.interval_seconds)
+    if args.recurring_run:
+        declared = kubeflow_submit.load_recurring_run(args.recurring_run, args.package)
     # Checked and typed before connecting: a name the spec does not declare uploads nothing.
     params = kubeflow_submit.typed_parameters(args.package, kubeflow_submit.parse_params(args.param))
     client = kubeflow_submit.connect(args.host, token=args.token, namespace=args.namespace)
     kubeflow_submit.submit(client, args.package, args.pipeline_name, args.version, args.experiment,
-                           run_name=args.run, params=params, schedule=schedule)
+                           run_name=args.run, params=params, schedule=schedule,
+                           enable_caching=False if args.no_cache else None, declared=declared,
+                           declared_path=args.recurring_run or '')
     return 0

@@ -41,6 +41,9 @@ def register(commands: argparse._SubParsersAction, workspace: Workspace) -> None
                           help='a run parameter the spec declares, e.g. data_root=gs://bucket/data')
     kubeflow.add_argument('--metadata-grpc', metavar='HOST:PORT',
                           help="the cluster's ML Metadata service, e.g. metadata-grpc-service.kubeflow:8080")
+    kubeflow.add_argument('--kubeflow-no-cache', action='store_true',
+                          help='triggered runs re-execute every task (the newest version\'s spec, sent with caching '
+                               'off): else a retrain on alerts over an unchanged span reuses every cached task')
     schedule.set_defaults(handler=schedule_command)
 
     demo = commands.add_parser('demo', help='play the continuous-training loop on this machine in a few minutes: '
@@ -73,7 +76,8 @@ def schedule_command(args) -> int:
             raise ValueError(f'no compiled pipeline at {args.package}; run `taxi-pipeline compile` first')
         kubeflow = service.KubeflowTarget(args.kubeflow_host, args.package, PIPELINE_NAME, args.experiment,
                                           args.kubeflow_token, args.kubeflow_namespace,
-                                          tuple(parse_params(args.param).items()), args.metadata_grpc)
+                                          tuple(parse_params(args.param).items()), args.metadata_grpc,
+                                          enable_caching=not args.kubeflow_no_cache)
     data_root = args.data_root or layout.data_root
     settings = service.Settings(
         workspace=layout.root, data_root=data_root if '://' in data_root else os.path.abspath(data_root),

@@ -51,6 +51,9 @@ class KubeflowTarget:
     params: tuple = ()  # of (name, value)
     # The cluster's ML Metadata, where runs and monitoring passes are recorded (triggers read it).
     metadata_grpc: Optional[str] = None
+    # False: triggered runs re-execute every task. KFP caches by input artifact ids, so a retrain on
+    # alerts over an unchanged span would otherwise reuse every task and train nothing new.
+    enable_caching: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,7 +142,8 @@ class Scheduler:
         try:
             client = kubeflow_submit.connect(target.host, token=target.token, namespace=target.namespace)
             kubeflow_submit.start_run(client, target.package, target.pipeline_name, target.experiment, run_name,
-                                      dict(target.params), emit_line=lambda line: self.emit_line(f'  | {line}'))
+                                      dict(target.params), emit_line=lambda line: self.emit_line(f'  | {line}'),
+                                      enable_caching=None if target.enable_caching else False)
             code = 0
         except (kubeflow_submit.SubmitError, ValueError) as e:
             self.emit_line(f'{_now()} run FAILED to start on Kubeflow: {e}; scheduling goes on')

@@ -81,15 +81,22 @@ def test_upload_step_uploads_the_compiled_spec_as_the_commits_version(build, mon
     code, api = _run_upload_step(build, monkeypatch)
     assert code == cli.EXIT_OK
     assert [v['display_name'] for v in api.versions.values()] == ['abc1234']
+    # ... and reconciles the recurring run kept as code to it.
+    with open(os.path.join(REPO, 'kfp', 'recurring_run.yaml')) as f:
+        declared = yaml.safe_load(f)
+    (schedule,) = api.recurring_runs.values()
+    assert schedule['display_name'] == declared['name'] and schedule['trigger'] == {
+        'cron_schedule': {'cron': declared['cron']}}
+    assert schedule['pipeline_version_reference']['pipeline_version_id'] == next(iter(api.versions))
     assert all({k.lower(): v for k, v in r.headers.items()}.get('authorization') == 'Bearer from-secret-manager'
                for r in api.requests)
 
 
-def test_submit_args_substitution_runs_and_schedules(build, monkeypatch):
-    code, api = _run_upload_step(build, monkeypatch, '--run ci-abc --cron "0 0 3 * * *"')
+def test_submit_args_substitution_starts_a_run(build, monkeypatch):
+    code, api = _run_upload_step(build, monkeypatch, '--run ci-abc --no-cache')
     assert code == cli.EXIT_OK
     assert [r['display_name'] for r in api.runs.values()] == ['ci-abc']
-    assert [r['trigger'] for r in api.recurring_runs.values()] == [{'cron_schedule': {'cron': '0 0 3 * * *'}}]
+    assert len(api.recurring_runs) == 1
 
 
 def test_the_image_tells_every_model_it_trains_which_commit_and_image_it_is(build, monkeypatch):

@@ -2,6 +2,8 @@
 KFP v2beta1 REST paths the kfp SDK's Client uses. Assertions are on what the
 server ends up holding, not on the order of the SDK's calls."""
 
+import os
+
 import pytest
 import yaml
 
@@ -140,3 +142,76 @@ def test_a_missing_package_says_to_compile_first(tmp_path, capsys):
                      '--version', 'v'])
     assert code == cli.EXIT_BAD_INPUT
     assert 'run `taxi-pipeline compile` first' in capsys.readouterr().err
+
+
+def _caching(spec: dict) -> set:
+    """Each task's cachingOptions.enableCache, as KFP's driver reads it (false when absent)."""
+    return {task.get('cachingOptions', {}).get('enableCache', False) for task in spec['root']['dag']['tasks'].values()}
+
+
+def test_no_cache_runs_the_uploaded_spec_with_every_task_off_the_cache(package):
+    # KFP 2 has no per-run cache option (kubeflow/pipelines#10839); a version reference would
+    # silently keep the compiled caching, so the run carries the spec with caching off.
+    with FakeKfpApi() as api:
+        assert _submit(api, package, '--run', 'fresh', '--no-cache', '--cron', '0 0 3 * * *') == cli.EXIT_OK
+    with open(package) as f:
+        compiled = yaml.safe_load(f)
+    assert _caching(compiled) == {True}  # what a cached run would do
+    (run,) = api.runs.values()
+    (schedule,) = api.recurring_runs.values()
+    for started in (run, schedule):
+        assert _caching(started['pipeline_spec']) == {False}
+        assert started['pipeline_spec']['root'] == {**compiled['root'], 'dag': started['pipeline_spec']['root']['dag']}
+        assert set(started['pipeline_spec']['root']['dag']['tasks']) == set(compiled['root']['dag']['tasks'])
+
+
+def test_a_cached_run_refers_to_the_uploaded_version(package):
+    with FakeKfpApi() as api:
+        assert _submit(api, package, '--run', 'cached') == cli.EXIT_OK
+    (run,) = api.runs.values()
+    assert 'pipeline_spec' not in run or run['pipeline_spec'] is None
+    assert run['pipeline_version_reference']['pipeline_version_id'] == next(iter(api.versions))
+
+
+RECURRING_RUN = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                             'kfp', 'recurring_run.yaml')
+
+
+def test_the_recurring_run_kept_as_code_is_reconciled_on_every_push(package, tmp_path, capsys):
+    with open(RECURRING_RUN) as f:
+        declared = yaml.safe_load(f)
+    with FakeKfpApi() as api:
+        assert _submit(api, package, '--recurring-run', RECURRING_RUN) == cli.EXIT_OK
+        (first,) = api.recurring_runs.values()
+        changed = tmp_path / 'recurring_run.yaml'
+        changed.write_text(yaml.safe_dump(dict(declared, cron='0 30 4 * * *', parameters={'train_steps': 800})))
+        capsys.readouterr()
+        assert _submit(api, package, '--recurring-run', str(changed), version='def456') == cli.EXIT_OK
+    (schedule,) = api.recurring_runs.values()  # replaced, not added
+    assert first['recurring_run_id'] not in api.recurring_runs
+    assert first['trigger'] == {'cron_schedule': {'cron': declared['cron']}}
+    assert first['runtime_config']['parameters'] == declared['parameters']
+    assert schedule['display_name'] == declared['name'] and schedule['trigger'] == {
+        'cron_schedule': {'cron': '0 30 4 * * *'}}
+    assert schedule['runtime_config']['parameters'] == {'train_steps': 800}
+    assert schedule['pipeline_version_reference']['pipeline_version_id'] == list(api.versions)[-1]
+    experiment = api.experiments[schedule['experiment_id']]
+    assert experiment['display_name'] == declared['experiment']
+    out = capsys.readouterr().out
+    assert "cron '0 0 3 * * *' -> '0 30 4 * * *'" in out
+    assert "parameters {'train_steps': 5000} -> {'train_steps': 800}" in out
+
+
+@pytest.mark.parametrize('content, message', [
+    ({'name': 'x', 'experiment': 'e', 'cron': '0 3 * * *'}, 'KFP cron has 6 fields'),
+    ({'name': 'x', 'experiment': 'e', 'cron': '0 0 3 * * *', 'parameters': {'learning_rate': 1}},
+     'declares no parameter learning_rate'),
+    ({'name': 'x', 'experiment': 'e', 'cron': '0 0 3 * * *', 'schedule': 'nightly'}, 'unknown key(s) schedule'),
+    ({'experiment': 'e', 'cron': '0 0 3 * * *'}, 'name is required'),
+])
+def test_a_recurring_run_file_that_is_wrong_uploads_nothing_and_says_what(package, tmp_path, capsys, content, message):
+    path = tmp_path / 'recurring_run.yaml'
+    path.write_text(yaml.safe_dump(content))
+    with FakeKfpApi() as api:
+        assert _submit(api, package, '--recurring-run', str(path)) == cli.EXIT_BAD_INPUT
+    assert message in capsys.readouterr().err and api.requests == []

@@ -2,6 +2,7 @@
 through the kfp Client, named for its trigger, with the spec's typed parameters."""
 
 import pytest
+import yaml
 
 from cli import main as cli
 from pipeline import data, kubeflow_compile
@@ -53,3 +54,22 @@ def test_parameters_the_spec_does_not_declare_are_refused(package, tmp_path, cap
         assert _schedule_once(api, package, tmp_path, '--param', 'learning_rate=0.1') == 1
     assert api.runs == {}
     assert 'learning_rate' in capsys.readouterr().out
+
+
+def test_no_cache_triggers_run_the_newest_uploaded_versions_spec_with_caching_off(package, tmp_path):
+    data.prepare_sample(str(tmp_path / 'data'), rows=10)
+    other = tmp_path / 'newer.yaml'
+    with open(package) as f:
+        newer = yaml.safe_load(f)
+    newer['pipelineInfo']['description'] = 'uploaded by a later push'
+    other.write_text(yaml.safe_dump(newer))
+    with FakeKfpApi() as api:
+        assert cli.main(['submit', '--host', api.host, '--package', package, '--version', 'v1']) == 0
+        assert cli.main(['submit', '--host', api.host, '--package', str(other), '--version', 'v2']) == 0
+        assert _schedule_once(api, package, tmp_path, '--kubeflow-no-cache') == 0
+    (run,) = api.runs.values()
+    spec = run['pipeline_spec']
+    assert spec['pipelineInfo']['description'] == 'uploaded by a later push'  # the newest version, not --package
+    # As KFP's driver reads it: false when absent (the SDK writes proto3 JSON, which omits false).
+    tasks = spec['root']['dag']['tasks'].values()
+    assert {t.get('cachingOptions', {}).get('enableCache', False) for t in tasks} == {False}

@@ -18,6 +18,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Dict, List, Optional
 from urllib.parse import parse_qs, urlparse
 
+import yaml
+
 API = '/apis/v2beta1'
 CREATED = '2026-01-01T00:00:00Z'
 
@@ -122,6 +124,13 @@ class FakeKfpApi:
             if q.get('sort_by', '').endswith('desc'):
                 found.reverse()  # created in this order; every created_at is the same here
             return 200, {'pipeline_versions': found, 'total_size': len(found)}
+        parts = request.path[len(API) + 1:].split('/')
+        if request.method == 'GET' and len(parts) == 4 and parts[0] == 'pipelines' and parts[2] == 'versions':
+            # GetPipelineVersion: the version with its spec (v2beta1 PipelineVersion.pipeline_spec).
+            version = self.versions.get(parts[3])
+            if version is None or version['pipeline_id'] != parts[1]:
+                return 404, {'error': 'not found', 'code': 5, 'message': 'pipeline version not found'}
+            return 200, dict(version, pipeline_spec=yaml.safe_load(self.uploaded_specs[parts[3]]))
         if request.method == 'DELETE' and request.path.startswith(f'{API}/recurringruns/'):
             run_id = request.path.rsplit('/', 1)[1]
             if self.recurring_runs.pop(run_id, None) is None:
