@@ -37,7 +37,7 @@ def _drift(report) -> views.Drift | None:
     if result is None:
         return None
     return views.Drift(result.verdict, result.baseline_version, report.get_string_custom_property(drift_check.POLICY),
-                       tuple((f.feature, f.measure, f.value, f.threshold, f.drifted) for f in result.features))
+                       tuple(result.features))
 
 
 def read_facts(statistics, anomalies, drift_report, evaluation, blessing, pushed_model) -> views.RunFacts:

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+from components.drift_check.drift import FeatureDrift
 
 OVERALL = 'overall'
 # The evaluation's metrics shown per slice, in this order.
@@ -25,21 +27,12 @@ METRICS = ('auc', 'binary_accuracy', 'precision', 'recall', 'example_count')
 CLASSES = ('no tip', 'tip')
 
 
-class Finding(NamedTuple):
-    """One feature's drift measurement, as the drift check made it."""
-    feature: str
-    measure: str
-    value: float
-    threshold: str
-    drifted: bool
-
-
 @dataclasses.dataclass(frozen=True)
 class Drift:
     verdict: str
     baseline_version: Optional[str]
     policy: str
-    features: Tuple[Finding, ...] = ()
+    features: Tuple[FeatureDrift, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,9 +69,9 @@ def scalar_metrics(facts: RunFacts) -> Dict[str, float]:
             if label == OVERALL and _finite(baseline.get(name)) is not None:
                 result[f'baseline {name}'] = _finite(baseline[name])
     if facts.drift is not None:
-        for feature, _, value, _, _ in facts.drift.features:
-            if _finite(value) is not None:
-                result[f'drift | {feature}'] = _finite(value)
+        for finding in facts.drift.features:
+            if _finite(finding.value) is not None:
+                result[f'drift | {finding.feature}'] = _finite(finding.value)
     for split, count in facts.rows.items():
         result[f'rows | {split}'] = float(count)
     for split, lines in facts.anomalies.items():
@@ -115,7 +108,7 @@ def drift_line(drift: Optional[Drift]) -> str:
         return 'not checked'
     if not drift.baseline_version or drift.verdict == 'no baseline':
         return 'not checked: no pushed version to compare with'
-    drifted = [f[0] for f in drift.features if f[4]]
+    drifted = [f.feature for f in drift.features if f.drifted]
     if not drifted:
         return f'none against the data version {drift.baseline_version} was trained on'
     return (f'DRIFT in {", ".join(drifted)} against the data version {drift.baseline_version} was trained on '

@@ -6,6 +6,7 @@ import math
 import pytest
 from kfp import dsl
 
+from components.drift_check.drift import FeatureDrift
 from components.run_views import views
 
 pytestmark = pytest.mark.unit
@@ -19,8 +20,8 @@ def facts(**changes):
                 'trip_start_hour=3': ({'auc': float('nan'), 'example_count': 4.0}, {})},
         matrices=MATRICES, blessed=True, pushed_to='gs://b/serving/17',
         rows={'train': 200, 'eval': 100}, anomalies={'train': [], 'eval': ['fare: anomaly (low)']},
-        drift=views.Drift('drift', '16', 'warn', (views.Finding('fare', 'L-infinity', 0.3, '0.1', True),
-                                                 views.Finding('tips', 'L-infinity', 0.01, '0.1', False))))
+        drift=views.Drift('drift', '16', 'warn', (FeatureDrift('fare', 'L-infinity', 0.3, '0.1', True),
+                                                 FeatureDrift('tips', 'L-infinity', 0.01, '0.1', False))))
     base.update(changes)
     return views.RunFacts(**base)
 
