@@ -12,6 +12,7 @@ populated, served over ML Metadata's gRPC API as on a cluster, the operate
 commands answer: runs, lineage, the registry, model cards, monitoring passes
 and the continuous-training trigger."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -45,9 +46,8 @@ TRAIN_STEPS = 200
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-@pytest.fixture(scope='module', params=['open_source', 'vertex'])
-def kfp_run(request, tmp_path_factory):
-    root = tmp_path_factory.mktemp(f'kfp_{request.param}')
+def _run(backend: str, tmp_path_factory, stack: contextlib.ExitStack):
+    root = tmp_path_factory.mktemp(f'kfp_{backend}')
     data.prepare_sample(str(root / 'data'), rows=ROWS)
     # Compiled for a bucket the run never sees: the run's data_root parameter points here instead.
     config = PipelineConfig.for_kubeflow(
@@ -58,14 +58,36 @@ def kfp_run(request, tmp_path_factory):
     (root / 'tmp').mkdir()
     env = {**image_environment(os.path.join(REPO, 'Dockerfile')), 'TMPDIR': str(root / 'tmp')}
     parameters = {'data_root': str(root / 'data'), 'train_steps': TRAIN_STEPS, 'eval_steps': 20}
-    if request.param == 'vertex':
+    if backend == 'vertex':
         run = KfpRun(spec_path, config.pipeline_root, VertexBackend(), env=env, parameters=parameters)
-        yield config, run, run.run(), None, None
-        return
-    with MetadataService(str(root / 'metadata.sqlite')) as service:
-        store = metadata_store.connect(grpc_address=service.address)
-        run = KfpRun(spec_path, config.pipeline_root, OpenSourceKfpBackend(store), env=env, parameters=parameters)
-        yield config, run, run.run(), store, service.address
+        return config, run, run.run(), None, None
+    service = stack.enter_context(MetadataService(str(root / 'metadata.sqlite')))
+    store = metadata_store.connect(grpc_address=service.address)
+    run = KfpRun(spec_path, config.pipeline_root, OpenSourceKfpBackend(store), env=env, parameters=parameters)
+    return config, run, run.run(), store, service.address
+
+
+@pytest.fixture(scope='module')
+def backend_runs(tmp_path_factory):
+    """One run per backend for the whole module, made when first asked for."""
+    made = {}
+    with contextlib.ExitStack() as stack:
+        def run_on(backend):
+            if backend not in made:
+                made[backend] = _run(backend, tmp_path_factory, stack)
+            return made[backend]
+        yield run_on
+
+
+@pytest.fixture(scope='module', params=['open_source', 'vertex'])
+def kfp_run(request, backend_runs):
+    return backend_runs(request.param)
+
+
+@pytest.fixture(scope='module')
+def open_source_run(backend_runs):
+    """The open-source backend's run, with its ML Metadata served over gRPC (Vertex keeps its own)."""
+    return backend_runs('open_source')
 
 
 def test_every_task_runs_once_after_the_tasks_it_depends_on(kfp_run):
@@ -116,10 +138,8 @@ def test_model_is_blessed_and_pushed_and_serves(kfp_run, taxi_rows):
     assert outputs[contract.PROBABILITIES].shape == (20, 1)
 
 
-def test_open_source_kfp_recorded_the_run_in_ml_metadata_as_its_driver_and_launcher_do(kfp_run):
-    _, run, results, store, _ = kfp_run
-    if store is None:
-        pytest.skip('Vertex AI keeps its own ML Metadata; not emulated')
+def test_open_source_kfp_recorded_the_run_in_ml_metadata_as_its_driver_and_launcher_do(open_source_run):
+    _, run, results, store, _ = open_source_run
     [run_context] = store.get_contexts_by_type('system.PipelineRun')
     assert run_context.name == run.run_id
     assert run_context.custom_properties['pipeline_root'].string_value.endswith(f'{run.pipeline_name}/{run.run_id}')
@@ -185,10 +205,9 @@ def test_the_run_leaves_views_of_the_types_the_kubeflow_ui_renders(kfp_run):
     assert metrics.custom_properties['auc'].double_value == pytest.approx(views['metrics']['metadata']['auc'], rel=1e-5)
 
 
-def test_the_operate_commands_answer_from_the_store_open_source_kfp_populated_over_grpc(kfp_run, tmp_path, capsys):
-    config, run, _, store, address = kfp_run
-    if store is None:
-        pytest.skip('Vertex AI keeps its own ML Metadata; not emulated')
+def test_the_operate_commands_answer_from_the_store_open_source_kfp_populated_over_grpc(open_source_run, tmp_path,
+                                                                                       capsys):
+    config, run, _, _, address = open_source_run
     base = config.serving_model_dir
     version = latest_pushed_version(base)
     grpc = ['--metadata-grpc', address]
