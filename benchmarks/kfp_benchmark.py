@@ -7,6 +7,7 @@ to LocalDagRunner on the same sample (same rows, steps and thresholds).
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -66,6 +67,8 @@ def main():
                          os.path.join(tmp, 'data'), '--train-steps', str(args.train_steps)]
             local_times.append(timed(lambda: subprocess.run(local_cmd, check=True, capture_output=True)))
             open_source_times.append(timed(lambda: open_source_run(spec, os.path.join(tmp, 'oss_root'), tmp)))
+            # The spec pushes to one directory: each backend's run starts with nothing pushed (no baseline).
+            shutil.rmtree(os.path.join(tmp, 'kfp_serving'))
             vertex_times.append(timed(lambda: vertex_run(spec, os.path.join(tmp, 'vertex_root'))))
             print(f'[{i + 1}/{args.repeats}] compile {compile_times[-1]:5.1f} s   '
                   f'LocalDagRunner {local_times[-1]:5.1f} s   open-source KFP {open_source_times[-1]:5.1f} s   '
