@@ -59,9 +59,9 @@ from typing import Dict, List, Optional, Tuple
 import yaml
 
 INVOCATION_FLAG = '--json_serialized_invocation_args'
+INPUTS_SPEC_FLAG = '--json_serialized_inputs_spec_args'
 # The open-source launcher's own output on every task (driver.go provisionOutputs).
 LAUNCHER_LOGS = 'executor-logs'
-INPUTS_SPEC_FLAG = '--json_serialized_inputs_spec_args'
 
 
 def _title(artifact_type: Optional[dict]) -> Optional[str]:
