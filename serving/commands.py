@@ -41,9 +41,12 @@ def register(commands: argparse._SubParsersAction, default_model_base_path: str)
                        'where the network itself restricts who can connect')
     serve.add_argument('--rest-port', type=int, default=REST_PORT)
     serve.add_argument('--grpc-port', type=int, default=GRPC_PORT)
-    serve.add_argument('--poll-seconds', type=float, default=1.0, help='how often the base path is checked')
+    serve.add_argument('--poll-seconds', type=float, default=1.0,
+                       help='how often the base path is checked; 0: once, at start (as TF Serving\'s '
+                            '--file_system_poll_wait_seconds)')
     serve.add_argument('--config-poll-seconds', type=float, default=10.0,
-                       help='how often the config file is checked')
+                       help='how often the config file is checked; 0: once, at start (as TF Serving\'s '
+                            '--model_config_file_poll_wait_seconds)')
     serve.add_argument('--enable-batching', action='store_true', help='server-side batching of concurrent requests')
     serve.add_argument('--batching-parameters-file', default=os.path.join('serving', 'config', 'batching.config'))
     serve.add_argument('--request-log-dir', help='write served examples here as TFRecords of tf.Example (for TFDV)')

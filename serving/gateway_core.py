@@ -202,7 +202,7 @@ def classifications(response: classification_pb2.ClassificationResponse):
     """(classes [n, k] bytes or None, scores [n, k]) as the embedded core returns them.
 
     The proto cannot say that a signature has no classes output; no label
-    set anywhere is taken to mean that (TF Serving then answers "0", "1", ...).
+    set anywhere is taken to mean that (TF Serving's REST answer then has "" labels).
     """
     rows = response.result.classifications
     labels = [[c.label.encode() for c in row.classes] for row in rows]

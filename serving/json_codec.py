@@ -204,13 +204,23 @@ def serialized_examples(request: Mapping[str, Any]) -> List[bytes]:
     return serialized
 
 
+# TF Serving's key for classify and regress answers (util/json_tensor.cc kClassifyRegressResponseKey,
+# "results" in its json_tensor_test.cc; the header's comment says "result", the code does not).
+RESULTS = 'results'
+
+
 def classify_response(classes, scores) -> Dict[str, Any]:
+    """A score-only signature's labels are "", as TF Serving writes a class whose label was never set."""
     results = []
     for i in range(len(scores if scores is not None else classes)):
-        labels = [c.decode() for c in classes[i]] if classes is not None else [str(j) for j in range(len(scores[i]))]
+        labels = [c.decode() for c in classes[i]] if classes is not None else [''] * len(scores[i])
         row_scores = scores[i].tolist() if scores is not None else [math.nan] * len(labels)
         results.append([[label, score] for label, score in zip(labels, row_scores)])
-    return {'result': results}
+    return {RESULTS: results}
+
+
+def regress_response(values) -> Dict[str, Any]:
+    return {RESULTS: values.tolist()}
 
 
 def dumps(payload: Any) -> bytes:

@@ -109,6 +109,9 @@ class ModelManager:
         self._servables: Dict[int, servable_lib.Servable] = {}
         self._status: Dict[int, VersionStatus] = {}
         self._seen: Dict[int, Tuple] = {}  # version -> its files at the latest poll
+        # version -> its directory's name: TF Serving reads a version from the name's digits
+        # (`00000123` is 123, the layout of its own test models) and loads the directory as named.
+        self._directories: Dict[int, str] = {}
         self._failed: Dict[int, Tuple] = {}  # version -> fingerprint that failed to load
         self._poll_lock = threading.Lock()
 
@@ -121,12 +124,17 @@ class ModelManager:
         except tf.errors.OpError as e:
             log.warning('cannot list model base path %s: %s', self.base_path, e.message)
             return []
-        stable, seen = [], {}
-        for entry in names:
+        stable, seen, directories = [], {}, {}
+        for entry in sorted(names):
             entry = entry.rstrip('/')
             if not entry.isdigit():
                 continue
             version = int(entry)
+            if version in directories:  # `7` and `007`: TF Serving's path source keeps one, so do we
+                log.warning('version %d of %s is in both %s and %s; serving %s', version, self.name,
+                            directories[version], entry, directories[version])
+                continue
+            directories[version] = entry
             try:
                 fingerprint = _fingerprint(os.path.join(self.base_path, entry))
             except tf.errors.OpError as e:  # deleted while listed, unreadable: skip it this round
@@ -138,7 +146,7 @@ class ModelManager:
             newest = max(mtime for _, _, mtime in fingerprint)
             if time.time_ns() - newest >= self.settle_seconds * 1e9:
                 stable.append(version)
-        self._seen = seen
+        self._seen, self._directories = seen, directories
         return stable
 
     def poll(self) -> None:
@@ -171,7 +179,7 @@ class ModelManager:
         self._status = {**self._status, version: status}
 
     def _load(self, version: int) -> None:
-        path = os.path.join(self.base_path, str(version))
+        path = os.path.join(self.base_path, self._directories.get(version, str(version)))
         self._set_status(version, VersionStatus(LOADING))
         try:
             servable, seconds, replayed = servable_lib.load(self.name, version, path, warm=self._warm_up,

@@ -128,7 +128,7 @@ class RestApi:
             classes, scores = self.core.classify(call, servable, signature, examples)
             return self._ok(json_codec.classify_response(classes, scores))
         values = self.core.regress(call, servable, signature, examples)
-        return self._ok({'result': values.tolist()})
+        return self._ok(json_codec.regress_response(values))
 
     def _feedback(self, method: str, body: bytes, call: Call) -> Response:
         """{"feedback": [{"request_id": ..., ["example": i,] "tips": 2.5 | "label": 1}, ...]} or one such object.

@@ -156,7 +156,7 @@ class ModelServer:
         deadline = time.monotonic() + self.settings.settle_seconds + 1
         self.registry.poll()
         while any(m.settling for m in self.registry.managers) and time.monotonic() < deadline:
-            time.sleep(min(self.settings.poll_seconds, 0.2))
+            time.sleep(min(self.settings.poll_seconds, 0.2) or 0.2)
             self.registry.poll()
         s = self.settings
         self._rest = RestServer((s.host, s.rest_port), RestApi(self.core), s.max_request_bytes)
@@ -202,13 +202,25 @@ class ModelServer:
             return None
 
     def _watch(self) -> None:
-        next_config_check = time.monotonic() + self.settings.config_poll_seconds
-        while not self._stop.wait(self.settings.poll_seconds):
+        """Polls the base paths every poll_seconds and the config file every config_poll_seconds. As in
+        TF Serving (main.cc, --file_system_poll_wait_seconds, --model_config_file_poll_wait_seconds),
+        0 means once, at start (done before this thread), and never again."""
+        disk = self.settings.poll_seconds
+        config = self.settings.config_poll_seconds if self.settings.model_config_file else 0
+        intervals = [s for s in (disk, config) if s > 0]
+        if not intervals:
+            return
+        now = time.monotonic()
+        next_disk, next_config = now + disk, now + config
+        while not self._stop.wait(min(intervals)):
             try:
-                if self.settings.model_config_file and time.monotonic() >= next_config_check:
-                    next_config_check = time.monotonic() + self.settings.config_poll_seconds
+                now = time.monotonic()
+                if config > 0 and now >= next_config:
+                    next_config = now + config
                     self._reload_config_file()
-                self.registry.poll()
+                if disk > 0 and now >= next_disk:
+                    next_disk = now + disk
+                    self.registry.poll()
             except Exception:  # a bad poll must not stop the watcher, or the server
                 log.exception('polling the model directories failed')
 

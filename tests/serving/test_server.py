@@ -174,11 +174,12 @@ def test_classify_and_regress_answer_with_the_same_probabilities(server, held_ou
     url = f'http://127.0.0.1:{server.rest_port}/v1/models/{MODEL_NAME}'
     examples = [_example_json(r) for r in rows]
     classified = http.post(f'{url}:classify', data=json.dumps({'signature_name': 'classification',
-                                                               'examples': examples})).json()['result']
-    assert [[label for label, _ in result] for result in classified] == [['0', '1']] * len(rows)
+                                                               'examples': examples})).json()['results']
+    # A score-only signature: TF Serving leaves the labels unset, "" in JSON.
+    assert [[label for label, _ in result] for result in classified] == [['', '']] * len(rows)
     np.testing.assert_allclose([result[1][1] for result in classified], expected[:20], atol=1e-5)
     regressed = http.post(f'{url}:regress', data=json.dumps({'signature_name': 'regression',
-                                                             'examples': examples})).json()['result']
+                                                             'examples': examples})).json()['results']
     np.testing.assert_allclose(regressed, expected[:20], atol=1e-5)
 
     stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(f'127.0.0.1:{server.grpc_port}'))

@@ -293,7 +293,7 @@ def test_labels_and_versions_route_through_the_gateway_and_the_log_has_the_answe
     assert example['scores'] == pytest.approx([c.score for c in classified.result.classifications[0].classes])
     assert example['model_version'] == [8] and example['signature_name'] == [b'classification']
     (example,) = logged[regressed.headers['X-Request-Id']]
-    assert example['outputs'] == [9.0] and example['model_version'] == [7] and regressed.json() == {'result': [9.0]}
+    assert example['outputs'] == [9.0] and example['model_version'] == [7] and regressed.json() == {'results': [9.0]}
 
 
 def test_missing_value_markers_come_from_the_model_directory_when_given(upstream, make_gateway, base_path):
