@@ -175,8 +175,7 @@ def test_classify_and_regress_answer_with_the_same_probabilities(server, held_ou
     examples = [_example_json(r) for r in rows]
     classified = http.post(f'{url}:classify', data=json.dumps({'signature_name': 'classification',
                                                                'examples': examples})).json()['results']
-    # A score-only signature: TF Serving leaves the labels unset, "" in JSON.
-    assert [[label for label, _ in result] for result in classified] == [['', '']] * len(rows)
+    assert [[label for label, _ in result] for result in classified] == [['0', '1']] * len(rows)  # the model's classes
     np.testing.assert_allclose([result[1][1] for result in classified], expected[:20], atol=1e-5)
     regressed = http.post(f'{url}:regress', data=json.dumps({'signature_name': 'regression',
                                                              'examples': examples})).json()['results']
