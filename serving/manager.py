@@ -109,8 +109,10 @@ class ModelManager:
         self._servables: Dict[int, servable_lib.Servable] = {}
         self._status: Dict[int, VersionStatus] = {}
         self._seen: Dict[int, Tuple] = {}  # version -> its files at the latest poll
-        # version -> its directory's name: TF Serving reads a version from the name's digits
-        # (`00000123` is 123, the layout of its own test models) and loads the directory as named.
+        # version -> its directory's name. TF Serving reads a version from the name's digits and
+        # loads the directory as named (file_system_storage_path_source.cc: ParseVersionNumber is
+        # safe_strto64 of the name, AspireVersion joins the base path with the name as found), so
+        # `00000123`, the layout of its own test models, is version 123.
         self._directories: Dict[int, str] = {}
         self._failed: Dict[int, Tuple] = {}  # version -> fingerprint that failed to load
         self._poll_lock = threading.Lock()
@@ -130,7 +132,7 @@ class ModelManager:
             if not entry.isdigit():
                 continue
             version = int(entry)
-            if version in directories:  # `7` and `007`: TF Serving's path source keeps one, so do we
+            if version in directories:  # `7` and `007`: our choice, the first name in order (logged)
                 log.warning('version %d of %s is in both %s and %s; serving %s', version, self.name,
                             directories[version], entry, directories[version])
                 continue
