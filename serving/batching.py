@@ -21,7 +21,7 @@ import grpc
 import numpy as np
 
 from serving import protos
-from serving.errors import ServingError
+from serving.errors import ServingError, invalid
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +51,11 @@ class _Task:
         self.inputs, self.size = inputs, size
         self.done = threading.Event()
         self.outputs, self.error = None, None
+
+
+def _shapes(task) -> dict:
+    """A task's input shapes but the 0th dimension: only tasks alike in these concatenate."""
+    return {name: array.shape[1:] for name, array in task.inputs.items()}
 
 
 class Batcher:
@@ -83,6 +88,12 @@ class Batcher:
         return self._queues[signature]
 
     def run(self, servable, signature: str, inputs: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        # What TF Serving's batching session requires of a request (batching/batching_util.h
+        # ComputeTensorBatchSize); without batching, the graph alone decides.
+        if any(array.ndim == 0 for array in inputs.values()):
+            raise invalid('Batching Run() input tensors must have at least one dimension')
+        if len({len(array) for array in inputs.values()}) > 1:
+            raise invalid('Batching Run() input tensors must have equal 0th-dimension size')
         size = len(next(iter(inputs.values())))
         task = _Task(inputs, size)
         with self._lock:
@@ -125,7 +136,7 @@ class Batcher:
                     nxt = self._take(q, deadline - time.perf_counter())
                 except queue.Empty:
                     break
-                if size + nxt.size > self.options.max_batch_size or set(nxt.inputs) != set(task.inputs):
+                if size + nxt.size > self.options.max_batch_size or _shapes(nxt) != _shapes(task):
                     carried = nxt
                     break
                 batch.append(nxt)

@@ -57,6 +57,9 @@ def register(commands: argparse._SubParsersAction, default_model_base_path: str)
                        '{"models": {"chicago-taxi": {"canary_percent": 10}}}), re-read when it changes; requests '
                        f'naming a version or label are not split; {CALLER_HEADER} keeps a caller on one side')
     serve.add_argument('--no-warmup', action='store_true', help='skip replaying assets.extra warm-up requests')
+    serve.add_argument('--enable-signature-method-name-check', action='store_true',
+                       help="classify/regress only on signatures whose method_name says so (as TF Serving's "
+                            '--enable_signature_method_name_check; off by default there too)')
     serve.add_argument('--verbose', action='store_true')
     serve.set_defaults(handler=serve_command, default_model_base_path=default_model_base_path)
 
@@ -107,7 +110,8 @@ def serve_command(args) -> int:
                    config_poll_seconds=args.config_poll_seconds,
                    request_log_dir=args.request_log_dir, feedback_dir=args.feedback_dir, warm_up=not args.no_warmup,
                    batching=BatchingOptions.from_file(args.batching_parameters_file) if args.enable_batching
-                   else None, traffic_config_file=args.traffic_config)
+                   else None, traffic_config_file=args.traffic_config,
+                   signature_method_name_check=args.enable_signature_method_name_check)
     if args.model_config_file:
         settings = server_lib.ServerSettings.from_config_file(args.model_config_file, **options)
     else:
@@ -131,7 +135,9 @@ def _serve_gateway(args) -> int:
     ignored = [flag for flag, given in (('--model-config-file', args.model_config_file),
                                         ('--version-policy', args.version_policy != 'latest:1'),
                                         ('--enable-batching', args.enable_batching),
-                                        ('--no-warmup', args.no_warmup)) if given]
+                                        ('--no-warmup', args.no_warmup),
+                                        ('--enable-signature-method-name-check',
+                                         args.enable_signature_method_name_check)) if given]
     if ignored:
         raise ValueError(f'{", ".join(ignored)} cannot be combined with --upstream: TF Serving at {upstream} loads '
                          'the models; set its own flags (--model_config_file, --enable_batching, ...) instead')

@@ -19,7 +19,7 @@ from serving.errors import ServingError
 from serving.manager import ModelRegistry
 from serving.servable import Servable
 from serving.feedback import FeedbackStore
-from serving.telemetry import Metrics, RequestLogger
+from serving.telemetry import Metrics, RequestLogger, batch_size
 from serving.traffic import TrafficSplit, route_call
 
 
@@ -102,7 +102,7 @@ class ServingCore:
         servable = route_call(self.traffic, call, model_name, version, label,
                               lambda chosen: self.registry.resolve(model_name, version, chosen))
         call.model_name, call.version = model_name, str(servable.version)
-        call.signature_name = servable.signature(signature_name)
+        call.signature_name = servable.signature(signature_name, api)
         return servable, call.signature_name
 
     def describe(self, call: Call, model_name: str, version: Optional[int], label: Optional[str]) -> Servable:
@@ -114,7 +114,7 @@ class ServingCore:
     def predict(self, call: Call, servable: Servable, signature: str, inputs: Mapping[str, np.ndarray],
                 output_filter: Sequence[str] = ()) -> Dict[str, np.ndarray]:
         outputs = servable.run(signature, inputs, output_filter)
-        call.examples = len(next(iter(outputs.values()))) if outputs else 0
+        call.examples = batch_size(inputs, outputs) or 1
         if self.request_logger:
             serialized = _serialized_examples_input(servable.input_specs[signature])
             self.request_logger.log(servable.name, servable.version, signature, call.request_id, inputs, outputs,
@@ -128,16 +128,29 @@ class ServingCore:
     def regress(self, call: Call, servable: Servable, signature: str, examples: List[bytes]) -> np.ndarray:
         return self._examples_call(call, servable, signature, 'regress', examples)
 
+    def multi_inference(self, call: Call, servable: Servable, tasks, examples: List[bytes]) -> list:
+        """One result per (signature name, method name) task; each task is logged as a classify or
+        regress request on its signature, under the one request id."""
+        results = servable.multi_inference(tasks, examples)
+        call.examples = len(examples)
+        for (signature, method), result in zip(tasks, results):
+            self._log_examples_call(call, servable, servable.signature(signature),
+                                    'classify' if method.endswith('classify') else 'regress', examples, result)
+        return results
+
     def _examples_call(self, call, servable, signature, api, examples):
         result = getattr(servable, api)(signature, examples)
         call.examples = len(examples)
+        self._log_examples_call(call, servable, signature, api, examples, result)
+        return result
+
+    def _log_examples_call(self, call, servable, signature, api, examples, result) -> None:
         if self.request_logger:
             outputs = ({'classes': result[0], 'scores': result[1]} if api == 'classify' else {'outputs': result})
             outputs = {k: v for k, v in outputs.items() if v is not None}
             self.request_logger.log(servable.name, servable.version, signature, call.request_id,
                                     {'examples': np.array(examples, dtype=object)}, outputs,
                                     serialized_input='examples')
-        return result
 
 
 def _serialized_examples_input(specs) -> Optional[str]:

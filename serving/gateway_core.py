@@ -103,7 +103,7 @@ class GatewayCore(ServingCore):
         target = route_call(self.traffic, call, model_name, version, label,
                             lambda chosen: self.registry.resolve(model_name, version, chosen))
         call.model_name, call.version = target.name, str(target.version)
-        call.signature_name = target.signature(signature_name)
+        call.signature_name = target.signature(signature_name, api)
         return target, call.signature_name
 
     def route(self, call: Call, method: str, request, timeout: Optional[float] = None):

@@ -16,8 +16,8 @@ import grpc
 import tensorflow as tf
 from tensorflow.core.protobuf import error_codes_pb2
 from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, get_model_status_pb2,
-                                     model_management_pb2, model_service_pb2_grpc, predict_pb2,
-                                     prediction_service_pb2_grpc, regression_pb2)
+                                     inference_pb2, model_management_pb2, model_service_pb2_grpc,
+                                     predict_pb2, prediction_service_pb2_grpc, regression_pb2)
 
 from serving import access as access_lib
 from serving.core import Call, ServingCore, new_request_id
@@ -132,14 +132,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         servable, signature = self._resolve(call, 'classify', request.model_spec)
         classes, scores = self.core.classify(call, servable, signature, _examples(request.input))
         response = _answered_by(classification_pb2.ClassificationResponse(), servable, signature)
-        for i in range(len(scores if scores is not None else classes)):
-            classification = response.result.classifications.add()
-            for j in range(len(scores[i]) if scores is not None else len(classes[i])):
-                item = classification.classes.add()
-                if classes is not None:
-                    item.label = classes[i][j].decode()
-                if scores is not None:
-                    item.score = float(scores[i][j])
+        _fill_classifications(response.result, classes, scores)
         return response
 
     @_guarded
@@ -163,9 +156,45 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         response.metadata['signature_def'].Pack(signature_def_map(servable))
         return response
 
-    @_guarded  # so that access is checked as everywhere else, even for an answer that is always no
-    def MultiInference(self, request, context, call):  # noqa: N802
-        raise ServingError(grpc.StatusCode.UNIMPLEMENTED, 'MultiInference is not supported by this server')
+    @_guarded
+    def MultiInference(self, request: inference_pb2.MultiInferenceRequest, context, call):  # noqa: N802
+        """Classify and Regress tasks on one input, as servables/tensorflow/multi_inference.cc and
+        multi_inference_helper.cc (the first task's model spec picks the version) run them."""
+        names = {task.model_spec.name for task in request.tasks}
+        if not request.tasks:  # server_core.cc ServableRequestFromModelSpec, on the default ModelSpec
+            raise invalid('ModelSpec has no name specified.')
+        if '' in names:
+            raise invalid('Found ModelSpec with an empty model name.')
+        if len(names) > 1:
+            raise invalid('All ModelSpecs in a MultiInferenceRequest must access the same model name.')
+        spec = request.tasks[0].model_spec
+        version, label = _version_and_label(spec)
+        servable, _ = self.core.resolve(call, 'multi_inference', spec.name, version, label, spec.signature_name)
+        tasks = [(task.model_spec.signature_name, task.method_name) for task in request.tasks]
+        results = self.core.multi_inference(call, servable, tasks, _examples(request.input))
+        response = inference_pb2.MultiInferenceResponse()
+        for task, result in zip(request.tasks, results):
+            item = response.results.add()
+            item.model_spec.name = servable.name
+            item.model_spec.signature_name = task.model_spec.signature_name
+            item.model_spec.version.value = servable.version
+            if task.method_name == tf.saved_model.CLASSIFY_METHOD_NAME:
+                _fill_classifications(item.classification_result, *result)
+            else:
+                for value in result:
+                    item.regression_result.regressions.add().value = float(value)
+        return response
+
+
+def _fill_classifications(result, classes, scores) -> None:
+    for i in range(len(scores if scores is not None else classes)):
+        classification = result.classifications.add()
+        for j in range(len(scores[i]) if scores is not None else len(classes[i])):
+            item = classification.classes.add()
+            if classes is not None:
+                item.label = classes[i][j].decode()
+            if scores is not None:
+                item.score = float(scores[i][j])
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):

@@ -90,7 +90,8 @@ def parse_body(body: bytes) -> Dict[str, Any]:
     return request
 
 
-def predict_inputs(request: Mapping[str, Any], specs: Mapping[str, tf.TensorSpec]) -> Tuple[Dict[str, np.ndarray], bool]:
+def predict_inputs(request: Mapping[str, Any],
+                   specs: Mapping[str, tf.TensorSpec]) -> Tuple[Dict[str, np.ndarray], bool]:
     """Numpy inputs from a predict request; also whether it used the row format."""
     if ('instances' in request) == ('inputs' in request):
         raise invalid("Missing 'inputs' or 'instances' key" if 'instances' not in request else
@@ -153,8 +154,16 @@ def _jsonable(array: np.ndarray, name: str):
 
 
 def predict_response(outputs: Mapping[str, np.ndarray], row_format: bool) -> Dict[str, Any]:
+    """TF Serving's util/json_tensor.cc MakeJsonFromTensors: the row format needs every output batched
+    to one size (a scalar output is refused there, not crashed on); the columnar format writes any."""
     if row_format:
-        batch = len(next(iter(outputs.values())))
+        batch = None
+        for name, array in sorted(outputs.items()):
+            if array.ndim == 0:
+                raise invalid(f'Tensor name: {name} has no shape information ')
+            if batch is not None and len(array) != batch:
+                raise invalid(f'Tensor name: {name} has inconsistent batch size: {len(array)} expecting: {batch}')
+            batch = len(array)
         if len(outputs) == 1:
             ((name, array),) = outputs.items()
             return {'predictions': _jsonable(array, name)}

@@ -97,8 +97,10 @@ class ModelManager:
                  on_batch: Optional[Callable[[int], None]] = None,
                  on_loaded: Optional[Callable[[servable_lib.Servable, float, int], None]] = None,
                  on_unloaded: Optional[Callable[[servable_lib.Servable], None]] = None,
-                 on_failed: Optional[Callable[[int, str], None]] = None, settle_seconds: float = 2.0):
+                 on_failed: Optional[Callable[[int, str], None]] = None, settle_seconds: float = 2.0,
+                 method_name_check: bool = False):
         self.name, self.base_path = name, base_path
+        self.method_name_check = method_name_check
         self.policy = policy
         self.settle_seconds = settle_seconds
         self.labels: Dict[str, int] = dict(labels or {})
@@ -185,7 +187,8 @@ class ModelManager:
         self._set_status(version, VersionStatus(LOADING))
         try:
             servable, seconds, replayed = servable_lib.load(self.name, version, path, warm=self._warm_up,
-                                                          batching=self._batching, on_batch=self._on_batch)
+                                                          batching=self._batching, on_batch=self._on_batch,
+                                                          method_name_check=self.method_name_check)
         except Exception as e:  # any failure must leave the serving versions alone
             message = f'{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ""}'
             log.error('model %s version %d failed to load: %s', self.name, version, message)

@@ -58,9 +58,14 @@ def signature_def_map(servable) -> get_model_metadata_pb2.SignatureDefMap:
 
 
 def _metadata_json(servable) -> Dict:
+    """As TF Serving prints it (model_servers/get_model_metadata_impl.cc and http_rest_api_handler.cc
+    ProcessModelMetadataRequest: JsonPrintOptions with always_print_primitive_fields and
+    preserve_proto_field_names), so `"dim": []`, `"unknown_rank": false` and `"defaults": {}` are
+    there for clients that read them; testdata/half_plus_two_model_metadata.json is the reference."""
     return {'model_spec': {'name': servable.name, 'signature_name': '', 'version': str(servable.version)},
             'metadata': {'signature_def': json_format.MessageToDict(signature_def_map(servable),
-                                                                    preserving_proto_field_name=True)}}
+                                                                    preserving_proto_field_name=True,
+                                                                    including_default_value_fields=True)}}
 
 
 class RestApi:

@@ -94,6 +94,9 @@ class ServerSettings:
     traffic_config_file: Optional[str] = None
     # The tokens file (serving/access.py), re-read when it changes; None: every endpoint is open.
     auth_tokens_file: Optional[str] = None
+    # Classify/Regress only on signatures whose method_name says so (TF Serving's
+    # --enable_signature_method_name_check, default false).
+    signature_method_name_check: bool = False
 
     @classmethod
     def for_model(cls, base_path: str, name: Optional[str] = None, policy: VersionPolicy = VersionPolicy(),
@@ -139,6 +142,7 @@ class ModelServer:
         return ModelManager(
             source.name, source.base_path, source.policy, source.labels, warm_up=self.settings.warm_up,
             batching=self.settings.batching, settle_seconds=self.settings.settle_seconds,
+            method_name_check=self.settings.signature_method_name_check,
             on_batch=lambda size: m.batch_size.labels(source.name).observe(size),
             on_loaded=lambda s, seconds, _: (m.load_seconds.labels(s.name).observe(seconds),
                                              m.available.labels(s.name, str(s.version)).set(1)),

@@ -100,10 +100,25 @@ def _feature(values: np.ndarray, missing_rule: Optional[str] = None) -> Optional
     return None
 
 
+def batch_size(*tensor_maps) -> Optional[int]:
+    """The examples in a request: the 0th dimension its inputs and outputs share, or None when they
+    share none (a scalar, or tensors of different lengths: the graph decides what it accepts, as in
+    TF Serving, so a request need not be a batch)."""
+    sizes = {array.shape[0] if array.ndim else None for tensors in tensor_maps for array in tensors.values()}
+    return sizes.pop() if len(sizes) == 1 and None not in sizes else None
+
+
 def log_examples(record) -> list:
-    """tf.Examples for one logged request: (meta, inputs, outputs, serialized_input, missing rules)."""
+    """tf.Examples for one logged request: (meta, inputs, outputs, serialized_input, missing rules).
+
+    One per example of a batch; a request that is not a batch (see `batch_size`) is logged whole, as
+    one example holding every value, so that nothing answered goes unlogged."""
     meta, inputs, outputs, serialized_input, missing = record
-    size = len(next(iter(outputs.values())))
+    size = batch_size(inputs, outputs)
+    if size is None:
+        inputs = {name: np.ravel(values)[np.newaxis] for name, values in inputs.items()}
+        outputs = {name: np.ravel(values)[np.newaxis] for name, values in outputs.items()}
+        size, serialized_input = 1, None
     examples = []
     for i in range(size):
         if serialized_input is not None:

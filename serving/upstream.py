@@ -29,9 +29,9 @@ from tensorflow.core.protobuf import error_codes_pb2, meta_graph_pb2
 from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2, model_service_pb2_grpc,
                                      prediction_service_pb2_grpc)
 
-from serving.errors import ServingError, invalid
+from serving.errors import ServingError
 from serving.manager import VersionStatus
-from serving.servable import DEFAULT_SIGNATURE
+from serving.servable import signature_key
 from serving.telemetry import _LATENCY_BUCKETS, Metrics
 
 _ADDRESS = re.compile(r'(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?):(?P<port>\d{1,5})')
@@ -162,11 +162,8 @@ class ModelVersion:
         return cls(response.model_spec.name or name, response.model_spec.version.value,
                    dict(signatures.signature_def), specs, version, label)
 
-    def signature(self, signature_name: str) -> str:
-        name = signature_name or DEFAULT_SIGNATURE
-        if name not in self.signature_defs:
-            raise invalid(f'Serving signature name: "{name}" not found in signature def')
-        return name
+    def signature(self, signature_name: str, api: str = 'predict') -> str:
+        return signature_key(self.signature_defs, signature_name, api)
 
     def address(self, spec, signature_name: str = '') -> None:
         address(spec, self.name, self.requested_version, self.label, signature_name)

@@ -218,7 +218,8 @@ MODEL = f'/v1/models/{MODEL_NAME}'
     ('POST', f'{MODEL}:predict', 'wrong_type', 400, 'fare: JSON value "cheap" is not of expected type'),
     ('POST', f'{MODEL}:predict', 'missing', 400, "Missing but required: ['fare']"),
     ('POST', f'{MODEL}:predict', 'bad_signature', 400, 'not found in signature def'),
-    ('POST', f'{MODEL}:classify', {'examples': [{'fare': 1.0}]}, 400, 'method_name'),
+    # serving_default takes tf.Examples but is no classifier: classifier.cc PreProcessClassification.
+    ('POST', f'{MODEL}:classify', {'examples': [{'fare': 1.0}]}, 400, 'Expected one or two output Tensors, found 4'),
     ('POST', f'{MODEL}:predict', {'instances': ['x' * 2 * 1024 * 1024]}, 413, 'exceeds the limit'),
     ('GET', f'{MODEL}:predict', None, 400, 'Malformed request'),
     ('GET', '/v1/models/no-such-model', None, 404, 'Could not find any versions of model no-such-model'),
