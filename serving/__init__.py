@@ -25,6 +25,9 @@ EXPLAIN_SIGNATURES = ('explain',)
 TOKEN_ENV = 'TAXI_SERVING_TOKEN'
 # Where ground truth for served requests is POSTed (not a TF Serving API; see serving/feedback.py).
 FEEDBACK_PATH = '/v1/feedback'
+# What one request may decode to by default (serving/limits.py): examples, and bytes.
+MAX_REQUEST_ROWS = 100_000
+MAX_DECODED_REQUEST_BYTES = 64 * 1024 * 1024
 # The version labels the deployment uses for canary and rollback.
 STABLE_LABEL = 'stable'
 CANARY_LABEL = 'canary'

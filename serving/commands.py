@@ -11,7 +11,8 @@ import argparse
 import logging
 import os
 
-from serving import CANARY_LABEL, FEEDBACK_PATH, GRPC_PORT, REST_PORT, STABLE_LABEL
+from serving import (CANARY_LABEL, FEEDBACK_PATH, GRPC_PORT, MAX_DECODED_REQUEST_BYTES, MAX_REQUEST_ROWS, REST_PORT,
+                     STABLE_LABEL)
 from serving.traffic import CALLER_HEADER, TRAFFIC_FILE, read_split
 
 
@@ -56,6 +57,10 @@ def register(commands: argparse._SubParsersAction, default_model_base_path: str)
                        help=f'canary split of unaddressed requests (JSON, e.g. serving/config/{TRAFFIC_FILE}: '
                        '{"models": {"chicago-taxi": {"canary_percent": 10}}}), re-read when it changes; requests '
                        f'naming a version or label are not split; {CALLER_HEADER} keeps a caller on one side')
+    serve.add_argument('--max-request-rows', type=int, default=MAX_REQUEST_ROWS,
+                       help='refuse requests of more examples (413 / RESOURCE_EXHAUSTED; default %(default)s)')
+    serve.add_argument('--max-decoded-request-bytes', type=int, default=MAX_DECODED_REQUEST_BYTES,
+                       help='refuse requests that decode to more bytes (default %(default)s)')
     serve.add_argument('--no-warmup', action='store_true', help='skip replaying assets.extra warm-up requests')
     serve.add_argument('--enable-signature-method-name-check', action='store_true',
                        help="classify/regress only on signatures whose method_name says so (as TF Serving's "
@@ -111,7 +116,8 @@ def serve_command(args) -> int:
                    request_log_dir=args.request_log_dir, feedback_dir=args.feedback_dir, warm_up=not args.no_warmup,
                    batching=BatchingOptions.from_file(args.batching_parameters_file) if args.enable_batching
                    else None, traffic_config_file=args.traffic_config,
-                   signature_method_name_check=args.enable_signature_method_name_check)
+                   signature_method_name_check=args.enable_signature_method_name_check,
+                   limits=_limits(args))
     if args.model_config_file:
         settings = server_lib.ServerSettings.from_config_file(args.model_config_file, **options)
     else:
@@ -148,10 +154,17 @@ def _serve_gateway(args) -> int:
     settings = gateway.GatewaySettings(
         upstream=upstream, host=args.host, auth_tokens_file=args.auth_tokens, rest_port=args.rest_port,
         grpc_port=args.grpc_port, request_log_dir=args.request_log_dir, feedback_dir=args.feedback_dir,
-        marker_paths=markers,
+        marker_paths=markers, limits=_limits(args),
         traffic_config_file=args.traffic_config)
     _log_to_console()
     return gateway.serve_until_interrupted(settings, emit_line=lambda line: print(line, flush=True))
+
+
+def _limits(args):
+    from serving.limits import RequestLimits
+    if args.max_request_rows < 1 or args.max_decoded_request_bytes < 1:
+        raise ValueError('--max-request-rows and --max-decoded-request-bytes must be positive')
+    return RequestLimits(args.max_request_rows, args.max_decoded_request_bytes)
 
 
 def _log_to_console() -> None:

@@ -19,6 +19,7 @@ from serving.errors import ServingError
 from serving.manager import ModelRegistry
 from serving.servable import Servable
 from serving.feedback import FeedbackStore
+from serving.limits import RequestLimits
 from serving.telemetry import Metrics, RequestLogger, batch_size
 from serving.traffic import TrafficSplit, route_call
 
@@ -72,6 +73,8 @@ class ServingCore:
     # Who may call what (serving/access.py); the server sets it when started with a tokens
     # file. None: every endpoint is open, as before tokens existed.
     access: Optional[AccessControl] = None
+    # How much one request may decode to (serving/limits.py); the server sets its configured ones.
+    limits: RequestLimits = RequestLimits()
 
     def __init__(self, registry: ModelRegistry, metrics: Metrics, request_logger: Optional[RequestLogger] = None,
                  feedback: Optional[FeedbackStore] = None):

@@ -29,14 +29,15 @@ HTTP_STATUS = {
 class ServingError(Exception):
     """A request the server could not serve, with TF Serving's error code."""
 
-    def __init__(self, code: grpc.StatusCode, message: str):
+    def __init__(self, code: grpc.StatusCode, message: str, http_status: int = 0):
         super().__init__(message)
         self.code = code
         self.message = message
+        self._http_status = http_status
 
     @property
     def http_status(self) -> int:
-        return HTTP_STATUS.get(self.code, 500)
+        return self._http_status or HTTP_STATUS.get(self.code, 500)
 
     @property
     def code_name(self) -> str:
@@ -53,3 +54,9 @@ def already_exists(message: str) -> ServingError:
 
 def not_found(message: str) -> ServingError:
     return ServingError(grpc.StatusCode.NOT_FOUND, message)
+
+
+def too_large(message: str) -> ServingError:
+    """A request over a size limit: RESOURCE_EXHAUSTED over gRPC, as gRPC's own message limit; 413
+    over REST, as an oversized body (429, the code's usual mapping, would tell a client to retry)."""
+    return ServingError(grpc.StatusCode.RESOURCE_EXHAUSTED, message, http_status=413)

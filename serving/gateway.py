@@ -24,6 +24,7 @@ from serving import FEEDBACK_PATH, GRPC_PORT, METRICS_PATH, REST_PORT
 from serving import access as access_lib
 from serving.access import AccessControl
 from serving.feedback import FeedbackStore
+from serving.limits import RequestLimits
 from serving.gateway_core import GatewayCore, MissingValueMarkers
 from serving.gateway_grpc import create_server as create_grpc_server
 from serving.rest import RestApi, RestServer
@@ -47,6 +48,8 @@ class GatewaySettings:
     # logged as received.
     marker_paths: Mapping[str, str] = dataclasses.field(default_factory=dict)
     max_request_bytes: int = 16 * 1024 * 1024
+    # Rows and bytes one request may decode to (serving/limits.py), checked before forwarding.
+    limits: RequestLimits = RequestLimits()
     # For calls whose client set no deadline (every REST call).
     upstream_timeout_seconds: float = 30.0
     metadata_cache_seconds: float = 10.0
@@ -78,6 +81,7 @@ class GatewayServer:
                                 FeedbackStore(settings.feedback_dir) if settings.feedback_dir else None,
                                 MissingValueMarkers(settings.marker_paths), settings.metadata_cache_seconds)
         self.core.access = access
+        self.core.limits = settings.limits
         self.core.traffic = traffic
         self._rest: Optional[RestServer] = None
         self._grpc = None

@@ -24,7 +24,7 @@ import grpc
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
 from serving.gateway_core import GatewayCore, batch_size, classifications, regressions
-from serving.grpc_api import _examples, _guarded
+from serving.grpc_api import _guarded, check_input, examples_of
 from serving.grpc_api import create_server as _create_server
 from serving.tensors import to_ndarray
 
@@ -47,6 +47,8 @@ class PredictionForwarder(prediction_service_pb2_grpc.PredictionServiceServicer)
     @_guarded
     def Predict(self, request, context, call):  # noqa: N802 (gRPC naming)
         call.api = 'predict'
+        # Before forwarding: TF Serving would materialise whatever the shapes say (serving/limits.py).
+        self.core.limits.check_protos(request.inputs)
         response = self.core.route(call, 'Predict', request, context.time_remaining())
         call.examples = batch_size(response.outputs)
         if self.core.request_logger:
@@ -58,20 +60,22 @@ class PredictionForwarder(prediction_service_pb2_grpc.PredictionServiceServicer)
     @_guarded
     def Classify(self, request, context, call):  # noqa: N802
         call.api = 'classify'
+        check_input(request.input, self.core.limits)  # checked only: the request goes as sent
         response = self.core.route(call, 'Classify', request, context.time_remaining())
         call.examples = len(response.result.classifications)
         if self.core.request_logger:
-            self._log(lambda: self.core.log_examples(call, _examples(request.input),
+            self._log(lambda: self.core.log_examples(call, examples_of(request.input),
                                                      dict(zip(('classes', 'scores'), classifications(response)))))
         return response
 
     @_guarded
     def Regress(self, request, context, call):  # noqa: N802
         call.api = 'regress'
+        check_input(request.input, self.core.limits)
         response = self.core.route(call, 'Regress', request, context.time_remaining())
         call.examples = len(response.result.regressions)
         if self.core.request_logger:
-            self._log(lambda: self.core.log_examples(call, _examples(request.input),
+            self._log(lambda: self.core.log_examples(call, examples_of(request.input),
                                                      {'outputs': regressions(response)}))
         return response
 
@@ -82,6 +86,7 @@ class PredictionForwarder(prediction_service_pb2_grpc.PredictionServiceServicer)
 
     @_guarded
     def MultiInference(self, request, context, call):  # noqa: N802  (forwarded, not logged)
+        check_input(request.input, self.core.limits)
         return self.core.upstream.call('MultiInference', request, call.request_id, context.time_remaining())
 
 

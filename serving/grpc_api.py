@@ -90,7 +90,21 @@ def _request_id(context) -> str:
     return new_request_id()
 
 
-def _examples(input_proto) -> list:
+def check_input(input_proto, limits) -> None:
+    """A Classify/Regress/MultiInference input against `limits` (serving.limits.RequestLimits), the
+    context counted once per example, as merging copies it."""
+    kind = input_proto.WhichOneof('kind')
+    if kind:
+        listed = getattr(input_proto, kind)
+        context = listed.context.ByteSize() if kind == 'example_list_with_context' else 0
+        limits.check_examples((e.ByteSize() for e in listed.examples), context)
+
+
+def examples_of(input_proto, limits=None) -> list:
+    """Serialized tf.Examples of a Classify/Regress/MultiInference input, context merged in, checked
+    against `limits` first."""
+    if limits is not None:
+        check_input(input_proto, limits)
     kind = input_proto.WhichOneof('kind')
     if kind == 'example_list':
         return [e.SerializeToString() for e in input_proto.example_list.examples]
@@ -116,6 +130,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     @_guarded
     def Predict(self, request: predict_pb2.PredictRequest, context, call):  # noqa: N802 (gRPC naming)
+        self.core.limits.check_protos(request.inputs)
         try:
             inputs = {k: to_ndarray(v) for k, v in request.inputs.items()}
         except (TypeError, ValueError) as e:
@@ -130,7 +145,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     @_guarded
     def Classify(self, request: classification_pb2.ClassificationRequest, context, call):  # noqa: N802
         servable, signature = self._resolve(call, 'classify', request.model_spec)
-        classes, scores = self.core.classify(call, servable, signature, _examples(request.input))
+        classes, scores = self.core.classify(call, servable, signature, examples_of(request.input, self.core.limits))
         response = _answered_by(classification_pb2.ClassificationResponse(), servable, signature)
         _fill_classifications(response.result, classes, scores)
         return response
@@ -138,7 +153,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     @_guarded
     def Regress(self, request: regression_pb2.RegressionRequest, context, call):  # noqa: N802
         servable, signature = self._resolve(call, 'regress', request.model_spec)
-        values = self.core.regress(call, servable, signature, _examples(request.input))
+        values = self.core.regress(call, servable, signature, examples_of(request.input, self.core.limits))
         response = _answered_by(regression_pb2.RegressionResponse(), servable, signature)
         for value in values:
             response.result.regressions.add().value = float(value)
@@ -171,7 +186,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         version, label = _version_and_label(spec)
         servable, _ = self.core.resolve(call, 'multi_inference', spec.name, version, label, spec.signature_name)
         tasks = [(task.model_spec.signature_name, task.method_name) for task in request.tasks]
-        results = self.core.multi_inference(call, servable, tasks, _examples(request.input))
+        results = self.core.multi_inference(call, servable, tasks, examples_of(request.input, self.core.limits))
         response = inference_pb2.MultiInferenceResponse()
         for task, result in zip(request.tasks, results):
             item = response.results.add()

@@ -197,19 +197,24 @@ def to_example(features: Mapping[str, Any], where: str) -> tf.train.Example:
     return example
 
 
-def serialized_examples(request: Mapping[str, Any]) -> List[bytes]:
-    """Serialized tf.Examples from a classify/regress body, context merged in."""
+def serialized_examples(request: Mapping[str, Any], limits=None) -> List[bytes]:
+    """Serialized tf.Examples from a classify/regress body, context merged in; `limits`
+    (serving.limits.RequestLimits) are checked before the context is copied into every example."""
     examples = request.get('examples')
     if not isinstance(examples, list) or not examples:
         raise invalid("Expected 'examples' to be a non-empty list of JSON objects")
     context = request.get('context')
     base = to_example(context, "'context'") if context is not None else tf.train.Example()
+    if limits is not None:
+        limits.check(len(examples), base.ByteSize() * len(examples))
     serialized = []
     for i, features in enumerate(examples):
         example = tf.train.Example()
         example.CopyFrom(base)
         example.MergeFrom(to_example(features, f"'examples'[{i}]"))
         serialized.append(example.SerializeToString())
+    if limits is not None:
+        limits.check_examples(map(len, serialized))
     return serialized
 
 

@@ -126,9 +126,10 @@ class RestApi:
         servable, signature = self.core.resolve(call, verb, name, version, label, signature_name)
         if verb == 'predict':
             inputs, row_format = json_codec.predict_inputs(request, servable.input_specs[signature])
+            self.core.limits.check_arrays(inputs)
             outputs = self.core.predict(call, servable, signature, inputs)
             return self._ok(json_codec.predict_response(outputs, row_format))
-        examples = json_codec.serialized_examples(request)
+        examples = json_codec.serialized_examples(request, self.core.limits)
         if verb == 'classify':
             classes, scores = self.core.classify(call, servable, signature, examples)
             return self._ok(json_codec.classify_response(classes, scores))

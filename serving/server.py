@@ -29,6 +29,7 @@ from serving.batching import BatchingOptions
 from serving.core import ServingCore
 from serving.errors import invalid
 from serving.feedback import FeedbackStore
+from serving.limits import RequestLimits
 from serving.grpc_api import create_server as create_grpc_server
 from serving.manager import ModelManager, ModelRegistry, VersionPolicy
 from serving.rest import RestApi, RestServer
@@ -90,6 +91,8 @@ class ServerSettings:
     warm_up: bool = True
     # Larger requests get 413 (REST) or RESOURCE_EXHAUSTED (gRPC).
     max_request_bytes: int = 16 * 1024 * 1024
+    # Rows and bytes one request may decode to (serving/limits.py): 413 or RESOURCE_EXHAUSTED too.
+    limits: RequestLimits = RequestLimits()
     # The canary split's file (serving/traffic.py), checked every config_poll_seconds; None: no split.
     traffic_config_file: Optional[str] = None
     # The tokens file (serving/access.py), re-read when it changes; None: every endpoint is open.
@@ -127,6 +130,7 @@ class ModelServer:
                                 FeedbackStore(settings.feedback_dir) if settings.feedback_dir else None)
         self.core.traffic = traffic
         self.core.access = access
+        self.core.limits = settings.limits
         self._stop = threading.Event()
         self._threads = []
         self._rest: Optional[RestServer] = None
