@@ -54,6 +54,7 @@ setup(
         # The local KFP runner reads the pipeline image's Dockerfile.
         'dockerfile-parse>=2,<3',
     ],
-    extras_require={'test': ['pytest']},
+    # openapi-spec-validator: the served OpenAPI documents are checked against the OpenAPI 3.1 schema.
+    extras_require={'test': ['pytest', 'openapi-spec-validator']},
     entry_points={'console_scripts': ['taxi-pipeline=cli.main:console_main']},
 )

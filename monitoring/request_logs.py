@@ -19,6 +19,8 @@ import tensorflow as tf
 from tensorflow_metadata.proto.v0 import schema_pb2
 from tfx_bsl.coders import example_coder
 
+from serving import request_log
+
 MODEL_VERSION, TIMESTAMP, REQUEST_ID = 'model_version', 'timestamp_micros', 'request_id'
 EXAMPLE_INDEX = 'example_index'  # position in its request; logs written before it existed read as 0
 _META = {MODEL_VERSION: schema_pb2.INT, TIMESTAMP: schema_pb2.INT, REQUEST_ID: schema_pb2.BYTES,
@@ -31,8 +33,10 @@ class LogError(ValueError):
 
 
 def log_files(directory: str) -> List[str]:
+    """The completed log files, after completing those a stopped server left (serving/request_log.py)."""
     if not tf.io.gfile.isdir(directory):
         raise LogError(f'no request log directory at {directory}')
+    request_log.recover_orphans(directory)
     return sorted(tf.io.gfile.glob(os.path.join(directory, '*.tfrecord')))
 
 

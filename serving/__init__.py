@@ -28,6 +28,10 @@ FEEDBACK_PATH = '/v1/feedback'
 # What one request may decode to by default (serving/limits.py): examples, and bytes.
 MAX_REQUEST_ROWS = 100_000
 MAX_DECODED_REQUEST_BYTES = 64 * 1024 * 1024
+# An answer whose request-log record was shed says so (serving/request_log.py, overflow "shed"):
+# this REST header, and this gRPC trailing metadata key, with the value "false".
+LOGGED_HEADER = 'X-Request-Logged'
+LOGGED_METADATA = LOGGED_HEADER.lower()
 # The version labels the deployment uses for canary and rollback.
 STABLE_LABEL = 'stable'
 CANARY_LABEL = 'canary'

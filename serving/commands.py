@@ -51,6 +51,12 @@ def register(commands: argparse._SubParsersAction, default_model_base_path: str)
     serve.add_argument('--enable-batching', action='store_true', help='server-side batching of concurrent requests')
     serve.add_argument('--batching-parameters-file', default=os.path.join('serving', 'config', 'batching.config'))
     serve.add_argument('--request-log-dir', help='write served examples here as TFRecords of tf.Example (for TFDV)')
+    serve.add_argument('--drain-seconds', type=float, default=30.0,
+                       help='on SIGTERM, how long requests in flight may take to finish before the server exits '
+                            "(the Deployment's terminationGracePeriodSeconds less its preStop delay; default 30)")
+    serve.add_argument('--request-log-overflow', choices=('block', 'shed'), default='block',
+                       help='when the log falls behind: block (requests wait, then get UNAVAILABLE: nothing '
+                            'answered goes unlogged; default) or shed (answer, with X-Request-Logged: false)')
     serve.add_argument('--feedback-dir', help=f'accept ground truth at POST {FEEDBACK_PATH} and store it here '
                        '(append-only; local or gs://)')
     serve.add_argument('--traffic-config', metavar='FILE',
@@ -113,7 +119,9 @@ def serve_command(args) -> int:
     options = dict(host=args.host, rest_port=args.rest_port, grpc_port=args.grpc_port,
                    auth_tokens_file=args.auth_tokens, poll_seconds=args.poll_seconds,
                    config_poll_seconds=args.config_poll_seconds,
-                   request_log_dir=args.request_log_dir, feedback_dir=args.feedback_dir, warm_up=not args.no_warmup,
+                   request_log_dir=args.request_log_dir, request_log_overflow=args.request_log_overflow,
+                   drain_seconds=args.drain_seconds,
+                   feedback_dir=args.feedback_dir, warm_up=not args.no_warmup,
                    batching=BatchingOptions.from_file(args.batching_parameters_file) if args.enable_batching
                    else None, traffic_config_file=args.traffic_config,
                    signature_method_name_check=args.enable_signature_method_name_check,
@@ -154,6 +162,7 @@ def _serve_gateway(args) -> int:
     settings = gateway.GatewaySettings(
         upstream=upstream, host=args.host, auth_tokens_file=args.auth_tokens, rest_port=args.rest_port,
         grpc_port=args.grpc_port, request_log_dir=args.request_log_dir, feedback_dir=args.feedback_dir,
+        request_log_overflow=args.request_log_overflow, drain_seconds=args.drain_seconds,
         marker_paths=markers, limits=_limits(args),
         traffic_config_file=args.traffic_config)
     _log_to_console()

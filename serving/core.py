@@ -20,7 +20,8 @@ from serving.manager import ModelRegistry
 from serving.servable import Servable
 from serving.feedback import FeedbackStore
 from serving.limits import RequestLimits
-from serving.telemetry import Metrics, RequestLogger, batch_size
+from serving.request_log import RequestLogger
+from serving.telemetry import Metrics, batch_size
 from serving.traffic import TrafficSplit, route_call
 
 
@@ -56,6 +57,8 @@ class Call:
     credentials: Optional[str] = dataclasses.field(default=None, repr=False)
     # The name of the token the call was allowed with (serving/access.py), if any.
     principal: Optional[str] = None
+    # False when the request log shed this call's record (serving/request_log.py): the answer says so.
+    logged: bool = True
 
     def failed(self, error: BaseException) -> None:
         self.code = error.code_name if isinstance(error, ServingError) else 'INTERNAL'
@@ -75,6 +78,8 @@ class ServingCore:
     access: Optional[AccessControl] = None
     # How much one request may decode to (serving/limits.py); the server sets its configured ones.
     limits: RequestLimits = RequestLimits()
+    # Set when the server starts shutting down: model status answers 503, so readiness fails first.
+    draining: bool = False
 
     def __init__(self, registry: ModelRegistry, metrics: Metrics, request_logger: Optional[RequestLogger] = None,
                  feedback: Optional[FeedbackStore] = None):
@@ -120,8 +125,9 @@ class ServingCore:
         call.examples = batch_size(inputs, outputs) or 1
         if self.request_logger:
             serialized = _serialized_examples_input(servable.input_specs[signature])
-            self.request_logger.log(servable.name, servable.version, signature, call.request_id, inputs, outputs,
-                                    serialized_input=serialized, missing=servable.missing_values.get(signature))
+            call.logged = self.request_logger.log(
+                servable.name, servable.version, signature, call.request_id, inputs, outputs,
+                serialized_input=serialized, missing=servable.missing_values.get(signature))
         return outputs
 
     def classify(self, call: Call, servable: Servable, signature: str, examples: List[bytes]):
@@ -151,9 +157,10 @@ class ServingCore:
         if self.request_logger:
             outputs = ({'classes': result[0], 'scores': result[1]} if api == 'classify' else {'outputs': result})
             outputs = {k: v for k, v in outputs.items() if v is not None}
-            self.request_logger.log(servable.name, servable.version, signature, call.request_id,
-                                    {'examples': np.array(examples, dtype=object)}, outputs,
-                                    serialized_input='examples')
+            logged = self.request_logger.log(servable.name, servable.version, signature, call.request_id,
+                                             {'examples': np.array(examples, dtype=object)}, outputs,
+                                             serialized_input='examples')
+            call.logged = call.logged and logged
 
 
 def _serialized_examples_input(specs) -> Optional[str]:

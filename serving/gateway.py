@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 from typing import Mapping, Optional
 
 from serving import FEEDBACK_PATH, GRPC_PORT, METRICS_PATH, REST_PORT
@@ -28,7 +29,8 @@ from serving.limits import RequestLimits
 from serving.gateway_core import GatewayCore, MissingValueMarkers
 from serving.gateway_grpc import create_server as create_grpc_server
 from serving.rest import RestApi, RestServer
-from serving.telemetry import Metrics, RequestLogger
+from serving.request_log import RequestLogger
+from serving.telemetry import Metrics
 from serving.traffic import TrafficSplit
 from serving.upstream import Upstream
 
@@ -42,6 +44,8 @@ class GatewaySettings:
     rest_port: int = REST_PORT
     grpc_port: int = GRPC_PORT
     request_log_dir: Optional[str] = None
+    # When the request log cannot keep up: 'block' (wait, then refuse) or 'shed' (answer, marked unlogged).
+    request_log_overflow: str = 'block'
     feedback_dir: Optional[str] = None
     # model name -> the base path TF Serving serves it from, where the gateway
     # reads each version's missing-value markers; models not named here are
@@ -60,6 +64,8 @@ class GatewaySettings:
     traffic_config_file: Optional[str] = None
     # At most this often the gateway looks (one stat) whether the traffic file changed.
     traffic_check_seconds: float = 1.0
+    # On SIGTERM, how long requests being served may take to finish (see ServerSettings).
+    drain_seconds: float = 30.0
 
 
 class GatewayServer:
@@ -75,7 +81,7 @@ class GatewayServer:
         self.metrics = Metrics()
         self.upstream = Upstream(settings.upstream, self.metrics, settings.upstream_timeout_seconds,
                                  settings.max_request_bytes)
-        self.request_logger = (RequestLogger(settings.request_log_dir, self.metrics)
+        self.request_logger = (RequestLogger(settings.request_log_dir, self.metrics, settings.request_log_overflow)
                                if settings.request_log_dir else None)
         self.core = GatewayCore(self.upstream, self.metrics, self.request_logger,
                                 FeedbackStore(settings.feedback_dir) if settings.feedback_dir else None,
@@ -98,17 +104,25 @@ class GatewayServer:
         self._thread.start()
         return self
 
-    def stop(self) -> None:
+    def stop(self, grace: float = 1.0) -> int:
+        """Drains as the embedded server does (ModelServer.stop): the upstream channel is closed only
+        after the last forwarded call has its answer. Returns the requests unfinished after `grace`."""
+        self.core.draining = True
+        deadline = time.monotonic() + grace
+        stopped_grpc = self._grpc.stop(grace=grace if self._thread else None) if self._grpc else None
+        unfinished = 0
         if self._rest:
             if self._thread:  # shutdown() waits for serve_forever, which a failed start never ran
-                self._rest.shutdown()
+                unfinished = self._rest.drain(deadline - time.monotonic())
                 self._thread.join(timeout=5)
-            self._rest.server_close()
-        if self._grpc:
-            self._grpc.stop(grace=1 if self._thread else None).wait()
+            else:
+                self._rest.server_close()
+        if stopped_grpc is not None:
+            stopped_grpc.wait(max(deadline - time.monotonic(), 0) + 1)
         self.upstream.close()
         if self.request_logger:
             self.request_logger.close()
+        return unfinished
 
     def __enter__(self):
         return self.start()
@@ -156,6 +170,11 @@ def serve_until_interrupted(settings: GatewaySettings, emit_line=print, upstream
         emit_line(f'  feedback: POST {rest}{FEEDBACK_PATH} -> {settings.feedback_dir}')
     emit_line('Press Ctrl-C to stop.')
     stop.wait()
-    emit_line('Stopping...')
-    server.stop()
+    emit_line(f'Stopping: no new connections; finishing requests in flight (up to {settings.drain_seconds:g} s), '
+              'then completing the request log...')
+    unfinished = server.stop(grace=settings.drain_seconds)
+    if unfinished:
+        emit_line(f'Stopped with {unfinished} request(s) unfinished after {settings.drain_seconds:g} s.')
+        return 1
+    emit_line('Stopped.')
     return 0

@@ -28,7 +28,8 @@ from tensorflow_serving.apis import classification_pb2, predict_pb2, regression_
 from serving.core import Call, ServingCore
 from serving.feedback import FeedbackStore
 from serving.servable import DEFAULT_SIGNATURE, read_missing_values
-from serving.telemetry import Metrics, RequestLogger
+from serving.request_log import RequestLogger
+from serving.telemetry import Metrics
 from serving.traffic import route_call
 from serving.tensors import to_ndarray, to_tensor_proto
 from serving.upstream import ModelVersion, Upstream, UpstreamModels
@@ -179,16 +180,17 @@ class GatewayCore(ServingCore):
     def log_predict(self, call: Call, inputs: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray]) -> None:
         if self.request_logger and outputs:
             version = int(call.version)
-            self.request_logger.log(call.model_name, version, call.signature_name, call.request_id, inputs, outputs,
-                                    serialized_input=_serialized_input(inputs),
-                                    missing=self.markers.get(call.model_name, version).get(call.signature_name))
+            call.logged = self.request_logger.log(
+                call.model_name, version, call.signature_name, call.request_id, inputs, outputs,
+                serialized_input=_serialized_input(inputs),
+                missing=self.markers.get(call.model_name, version).get(call.signature_name))
 
     def log_examples(self, call: Call, examples, outputs: Mapping[str, Optional[np.ndarray]]) -> None:
         if self.request_logger and examples:
             outputs = {k: v for k, v in outputs.items() if v is not None}
-            self.request_logger.log(call.model_name, int(call.version), call.signature_name, call.request_id,
-                                    {'examples': np.array(examples, dtype=object)}, outputs,
-                                    serialized_input='examples')
+            call.logged = self.request_logger.log(
+                call.model_name, int(call.version), call.signature_name, call.request_id,
+                {'examples': np.array(examples, dtype=object)}, outputs, serialized_input='examples')
 
 
 def batch_size(tensors) -> int:

@@ -23,6 +23,7 @@ from typing import Callable, Tuple
 import grpc
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
+from serving.errors import ServingError
 from serving.gateway_core import GatewayCore, batch_size, classifications, regressions
 from serving.grpc_api import _guarded, check_input, examples_of
 from serving.grpc_api import create_server as _create_server
@@ -40,9 +41,11 @@ class PredictionForwarder(prediction_service_pb2_grpc.PredictionServiceServicer)
         # be decoded for the log is dropped and counted, never a failed call.
         try:
             write()
+        except ServingError:  # the log refused it (full): the call fails, its answer unsent
+            raise
         except Exception:
             log.exception('request log record dropped')
-            self.core.metrics.log_dropped.inc()
+            self.core.metrics.log_dropped.labels('failed').inc()
 
     @_guarded
     def Predict(self, request, context, call):  # noqa: N802 (gRPC naming)

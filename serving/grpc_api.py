@@ -24,6 +24,7 @@ from serving.core import Call, ServingCore, new_request_id
 from serving.errors import ServingError, invalid
 from serving.rest import signature_def_map
 from serving.tensors import to_ndarray
+from serving import LOGGED_METADATA
 from serving.traffic import CALLER_METADATA, LABEL_METADATA
 
 log = logging.getLogger(__name__)
@@ -46,8 +47,11 @@ def _guarded(method):
             access_lib.check(self.core.access, call, access_lib.GRPC_ENDPOINTS[method.__name__],
                              access_lib.grpc_signatures(request), what=method.__name__)
             response = method(self, request, context, call)
-            if call.label:  # which label answered: TF Serving's response model_spec names the version only
-                context.set_trailing_metadata(((LABEL_METADATA, call.label),))
+            trailing = ((LABEL_METADATA, call.label),) if call.label else ()
+            # which label answered (TF Serving's response model_spec names the version only); a shed log record
+            trailing += ((LOGGED_METADATA, 'false'),) if not call.logged else ()
+            if trailing:
+                context.set_trailing_metadata(trailing)
             return response
         except ServingError as e:
             call.failed(e)

@@ -59,8 +59,8 @@ def to_array(value: Any, spec: tf.TensorSpec, where: str) -> np.ndarray:
         return array
     try:
         array = np.asarray(value)
-    except ValueError:
-        raise invalid(f'{where}: lists are ragged') from None
+    except ValueError:  # uneven rows, or deeper than numpy's 32 dimensions
+        raise invalid(f'{where}: lists are ragged or nested too deeply') from None
     allowed = _ALLOWED_KINDS.get(spec.dtype)
     if allowed is None:
         raise invalid(f'{where}: inputs of type {spec.dtype.name} are not supported over JSON')
@@ -81,10 +81,10 @@ def to_array(value: Any, spec: tf.TensorSpec, where: str) -> np.ndarray:
 def parse_body(body: bytes) -> Dict[str, Any]:
     try:
         request = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise invalid(f'JSON Parse error: {e}') from None
     except RecursionError:
         raise invalid('JSON Parse error: nested too deeply') from None
+    except ValueError as e:  # malformed, not UTF-8, or an integer of more digits than Python converts
+        raise invalid(f'JSON Parse error: {e}') from None
     if not isinstance(request, dict):
         raise invalid('JSON Value: request body is not an object')
     return request

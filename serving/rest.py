@@ -2,6 +2,8 @@
 
     GET  /v1/models/{name}[/versions/{v} | /labels/{l}]              model status
     GET  /v1/models/{name}[/versions/{v} | /labels/{l}]/metadata     signatures
+    GET  /v1/models/{name}[/versions/{v} | /labels/{l}]/openapi.json this REST API, typed by the signatures
+                                                                      (not TF Serving's; serving/openapi.py)
     POST /v1/models/{name}[/versions/{v} | /labels/{l}]:predict      instances | inputs
     POST /v1/models/{name}[/versions/{v} | /labels/{l}]:classify     examples (+ context)
     POST /v1/models/{name}[/versions/{v} | /labels/{l}]:regress      examples (+ context)
@@ -18,17 +20,21 @@ the right role (serving/access.py); a refusal is a 401 or 403 of that shape.
 
 from __future__ import annotations
 
+import contextlib
+import http
 import http.server
 import logging
 import re
 import socketserver
+import threading
 from typing import Dict, Optional, Tuple
 
+import grpc
 from google.protobuf import json_format
 from tensorflow_serving.apis import get_model_metadata_pb2
 
 from serving import FEEDBACK_PATH, METRICS_PATH, feedback as feedback_lib, json_codec
-from serving import access as access_lib
+from serving import access as access_lib, openapi
 from serving.core import Call, ServingCore, new_request_id
 from serving.errors import ServingError, already_exists, invalid, not_found
 from serving import traffic as traffic_lib
@@ -38,7 +44,7 @@ log = logging.getLogger(__name__)
 
 _MODEL_PATH = re.compile(
     r'^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?'
-    r'(?:(?P<metadata>/metadata)|:(?P<verb>predict|classify|regress))?$')
+    r'(?:(?P<metadata>/metadata)|(?P<openapi>/openapi\.json)|:(?P<verb>predict|classify|regress))?$')
 
 Response = Tuple[int, bytes, str]
 
@@ -76,7 +82,12 @@ class RestApi:
 
     def handle(self, method: str, path: str, body: bytes, call: Call) -> Response:
         try:
-            response = self._route(method, path.split('?', 1)[0], body, call)
+            try:
+                response = self._route(method, path.split('?', 1)[0], body, call)
+            except RecursionError:  # JSON nested deeper than any tensor: the client's, not ours
+                raise invalid('JSON Value: nested too deeply') from None
+            except UnicodeError as e:  # e.g. a lone surrogate ("\ud800") where text is expected
+                raise invalid(f'JSON Value: not valid Unicode text ({e.reason})') from None
         except ServingError as e:
             call.failed(e)
             response = e.http_status, json_codec.dumps({'error': e.message}), 'application/json'
@@ -106,6 +117,14 @@ class RestApi:
         name, label, verb = match['name'], match['label'], match['verb']
         version = int(match['version']) if match['version'] else None
         if method == 'GET' and not verb:
+            if match['openapi']:  # not TF Serving's: the REST API of this version, typed (serving/openapi.py)
+                self._check(call, access_lib.METADATA)
+                described = self.core.describe(call, name, version, label)
+                return self._ok(openapi.document(described.name, described.version, described.signature_defs))
+            if self.core.draining and not match['metadata']:
+                # Readiness probes ask for model status: a server shutting down says it is not ready,
+                # so Kubernetes stops routing to it while it finishes what it has.
+                raise ServingError(grpc.StatusCode.UNAVAILABLE, 'The server is shutting down')
             if match['metadata']:
                 self._check(call, access_lib.METADATA)
                 return self._ok(_metadata_json(self.core.describe(call, name, version, label)))
@@ -174,6 +193,10 @@ class RestApi:
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
+    """Every answer is TF Serving's JSON shape, including those http.server writes itself (a garbage
+    request line, oversized headers: `send_error`) and methods TF Serving does not route
+    (`Malformed request: PUT ...`, 400, as http_rest_api_handler.cc answers them)."""
+
     protocol_version = 'HTTP/1.1'  # keep-alive: clients reuse connections
     server_version = 'taxi-serving'
     sys_version = ''
@@ -185,6 +208,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def _serve(self, method: str) -> None:
         server: RestServer = self.server  # type: ignore[assignment]
+        with server.in_flight():
+            self._serve_one(method, server)
+
+    def _serve_one(self, method: str, server: 'RestServer') -> None:
+        if server.draining:  # answer, then let the client reconnect to a server that stays
+            self.close_connection = True
         call = Call('rest', self.headers.get('X-Request-Id') or new_request_id())
         request_id = call.request_id
         call.caller = self.headers.get(CALLER_HEADER)
@@ -226,13 +255,40 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if self.close_connection:
             self.send_header('Connection', 'close')
         self.end_headers()
-        self.wfile.write(payload)
+        if self.command != 'HEAD':
+            self.wfile.write(payload)
+
+    def send_error(self, code, message=None, explain=None):
+        """http.server's own refusals (400 bad request line, 414, 431 oversized headers, 505), as JSON."""
+        self.close_connection = True
+        # An unparseable request line leaves HTTP/0.9, which has no status line or headers: answer in 1.1.
+        self.request_version = self.protocol_version
+        text = message or http.HTTPStatus(code).phrase
+        try:
+            self._reply(code, json_codec.dumps({'error': text}), 'application/json', new_request_id())
+        except OSError:  # the client is gone
+            pass
 
     def do_GET(self):  # noqa: N802 (http.server's naming)
         self._serve('GET')
 
     def do_POST(self):  # noqa: N802
         self._serve('POST')
+
+    def do_PUT(self):  # noqa: N802
+        self._serve('PUT')
+
+    def do_DELETE(self):  # noqa: N802
+        self._serve('DELETE')
+
+    def do_PATCH(self):  # noqa: N802
+        self._serve('PATCH')
+
+    def do_HEAD(self):  # noqa: N802
+        self._serve('HEAD')
+
+    def do_OPTIONS(self):  # noqa: N802
+        self._serve('OPTIONS')
 
     def log_message(self, format, *args):  # noqa: A002  (requests are measured and logged elsewhere)
         pass
@@ -243,8 +299,36 @@ class RestServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
 
     daemon_threads = True
     allow_reuse_address = True
+    # The listen backlog (socketserver's default is 5: a burst of 32 clients connecting at once got
+    # connection resets). The kernel caps it at net.core.somaxconn.
+    request_queue_size = 1024
 
     def __init__(self, address, api: RestApi, max_request_bytes: int):
         self.api = api
         self.max_request_bytes = max_request_bytes
+        self.draining = False
+        self._active = 0
+        self._idle = threading.Condition()
         super().__init__(address, _Handler)
+
+    @contextlib.contextmanager
+    def in_flight(self):
+        with self._idle:
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._idle:
+                self._active -= 1
+                self._idle.notify_all()
+
+    def drain(self, timeout: float) -> int:
+        """Stops accepting connections and waits up to `timeout` for requests being served; returns
+        how many were still running then. Kept-alive connections get their answer with
+        `Connection: close`."""
+        self.draining = True
+        self.shutdown()
+        self.server_close()
+        with self._idle:
+            self._idle.wait_for(lambda: self._active == 0, timeout=max(timeout, 0))
+            return self._active

@@ -33,7 +33,8 @@ from serving.limits import RequestLimits
 from serving.grpc_api import create_server as create_grpc_server
 from serving.manager import ModelManager, ModelRegistry, VersionPolicy
 from serving.rest import RestApi, RestServer
-from serving.telemetry import Metrics, RequestLogger
+from serving.request_log import RequestLogger
+from serving.telemetry import Metrics
 from serving.traffic import TrafficSplit
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,8 @@ class ServerSettings:
     config_poll_seconds: float = 60.0
     batching: Optional[BatchingOptions] = None
     request_log_dir: Optional[str] = None
+    # When the request log cannot keep up: 'block' (wait, then refuse) or 'shed' (answer, marked unlogged).
+    request_log_overflow: str = 'block'
     # Where POST /v1/feedback stores ground truth; None turns the endpoint off.
     feedback_dir: Optional[str] = None
     warm_up: bool = True
@@ -93,6 +96,9 @@ class ServerSettings:
     max_request_bytes: int = 16 * 1024 * 1024
     # Rows and bytes one request may decode to (serving/limits.py): 413 or RESOURCE_EXHAUSTED too.
     limits: RequestLimits = RequestLimits()
+    # On SIGTERM, how long requests being served may take to finish (the Deployment's
+    # terminationGracePeriodSeconds less its preStop delay).
+    drain_seconds: float = 30.0
     # The canary split's file (serving/traffic.py), checked every config_poll_seconds; None: no split.
     traffic_config_file: Optional[str] = None
     # The tokens file (serving/access.py), re-read when it changes; None: every endpoint is open.
@@ -123,7 +129,7 @@ class ModelServer:
             if settings.traffic_config_file else None
         access = AccessControl(settings.auth_tokens_file) if settings.auth_tokens_file else None
         self.metrics = Metrics()
-        self.request_logger = (RequestLogger(settings.request_log_dir, self.metrics)
+        self.request_logger = (RequestLogger(settings.request_log_dir, self.metrics, settings.request_log_overflow)
                                if settings.request_log_dir else None)
         self.registry = ModelRegistry({m.name: self._manager(m) for m in settings.models})
         self.core = ServingCore(self.registry, self.metrics, self.request_logger,
@@ -180,19 +186,29 @@ class ModelServer:
             self._threads.append(thread)
         return self
 
-    def stop(self) -> None:
+    def stop(self, grace: float = 1.0) -> int:
+        """Drains, then stops: model status answers 503 at once (readiness goes false), both
+        listeners stop accepting, requests being served finish (up to `grace` seconds), and only
+        then are versions unloaded and the request log completed. Returns how many requests
+        were still running when the grace ran out (their answers are lost)."""
         self._stop.set()
+        self.core.draining = True
+        deadline = time.monotonic() + grace
+        stopped_grpc = self._grpc.stop(grace=grace if self._serving else None) if self._grpc else None
+        unfinished = 0
         if self._rest:
             if self._serving:  # shutdown() waits for serve_forever, which a failed start never ran
-                self._rest.shutdown()
-            self._rest.server_close()
-        if self._grpc:
-            self._grpc.stop(grace=1 if self._serving else None).wait()
+                unfinished = self._rest.drain(deadline - time.monotonic())
+            else:
+                self._rest.server_close()
+        if stopped_grpc is not None:
+            stopped_grpc.wait(max(deadline - time.monotonic(), 0) + 1)
         for thread in self._threads:
             thread.join(timeout=5)
         self.registry.close()
         if self.request_logger:
             self.request_logger.close()
+        return unfinished
 
     def __enter__(self):
         return self.start()
@@ -307,6 +323,11 @@ def serve_until_interrupted(settings: ServerSettings, emit_line=print) -> int:
         emit_line(f'  feedback: POST http://{host}:{server.rest_port}{FEEDBACK_PATH} -> {settings.feedback_dir}')
     emit_line('Press Ctrl-C to stop.')
     stop.wait()
-    emit_line('Stopping...')
-    server.stop()
+    emit_line(f'Stopping: no new connections; finishing requests in flight (up to {settings.drain_seconds:g} s), '
+              'then completing the request log...')
+    unfinished = server.stop(grace=settings.drain_seconds)
+    if unfinished:
+        emit_line(f'Stopped with {unfinished} request(s) unfinished after {settings.drain_seconds:g} s.')
+        return 1
+    emit_line('Stopped.')
     return 0

@@ -1,4 +1,4 @@
-"""What the server tells operators: Prometheus metrics and request logs.
+"""What the server tells operators: Prometheus metrics, and what a request log record holds.
 
 Metrics live in a registry per server (tests run several servers in one
 process) and are exposed on the REST port at TF Serving's monitoring path.
@@ -9,28 +9,18 @@ markers, see `serving.MISSING_VALUES_FILE`), each model output, and `model_name`
 `model_version`, `signature_name`, `request_id`, `example_index` (the
 example's position in its request, which feedback names), `timestamp_micros`. That is
 the form `tfdv.generate_statistics_from_tfrecord` reads, so drift and skew
-checks run on served traffic with the training schema. A file is written as
-`*.tfrecord.partial` and renamed when complete, so readers globbing
-`*.tfrecord` never see half a file. Logging happens on a background thread;
-when it falls behind, records are dropped and counted, never waited for.
+checks run on served traffic with the training schema. `log_examples` is the
+reference encoding; serving/request_log.py writes the files.
 """
 
 from __future__ import annotations
 
-import logging
 import math
-import os
-import queue
-import threading
-import time
-import uuid
-from typing import Mapping, Optional
+from typing import Optional
 
 import numpy as np
 import prometheus_client as prom
 import tensorflow as tf
-
-log = logging.getLogger(__name__)
 
 # Fine below 3 ms, where single-example requests land, so quantiles estimated
 # from the buckets (histogram_quantile) are meaningful.
@@ -62,8 +52,16 @@ class Metrics:
                                     ['model_name', 'version'], registry=r)
         self.feedback = prom.Counter('tfserving_feedback_records', 'Feedback records received, by outcome',
                                      ['outcome'], registry=r)
-        self.log_dropped = prom.Counter('tfserving_request_log_dropped', 'Request log records dropped (queue full)',
+        # The request log (serving/request_log.py): nothing answered goes unlogged without one of these saying so.
+        self.log_records = prom.Counter('tfserving_request_log_records', 'Examples written to the request log',
                                         registry=r)
+        self.log_dropped = prom.Counter(
+            'tfserving_request_log_dropped', 'Requests not logged, by reason: shed (answered, and the answer says '
+            'so), refused (not answered: the log was full), failed (a write failed)', ['reason'], registry=r)
+        self.log_blocked_seconds = prom.Counter('tfserving_request_log_blocked_seconds',
+                                                'Time requests waited for room in the request log', registry=r)
+        self.log_recovered = prom.Counter('tfserving_request_log_recovered',
+                                          'Records recovered from files a stopped writer left', registry=r)
         # Requests the canary split routed (serving/traffic.py), by the label that answered
         # ("latest" when the model had no stable label) and its version: the realised split.
         self.traffic_split = prom.Counter('tfserving_traffic_split', 'Unaddressed requests routed by the canary '
@@ -141,83 +139,3 @@ def log_examples(record) -> list:
         example.features.feature[EXAMPLE_INDEX].int64_list.value.append(i)
         examples.append(example)
     return examples
-
-
-class RequestLogger:
-    """Writes served examples to rotating TFRecord files in `directory`."""
-
-    def __init__(self, directory: str, metrics: Metrics, max_records_per_file: int = 10000,
-                 rotate_seconds: float = 60.0, queue_size: int = 10000):
-        self.directory = directory
-        tf.io.gfile.makedirs(directory)
-        self._metrics = metrics
-        self._max_records, self._rotate_seconds = max_records_per_file, rotate_seconds
-        self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
-        self._sequence = 0
-        self._writer_id = uuid.uuid4().hex[:12]
-        self._thread = threading.Thread(target=self._loop, name='request-log', daemon=True)
-        self._thread.start()
-
-    def log(self, model_name: str, version: int, signature_name: str, request_id: str,
-            inputs: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray],
-            serialized_input: Optional[str] = None, missing: Optional[Mapping[str, str]] = None) -> None:
-        """Queues one request's examples; `missing` maps an input to its missing-value rule."""
-        meta = {'model_name': model_name, 'model_version': int(version), 'signature_name': signature_name,
-                'request_id': request_id, 'timestamp_micros': int(time.time() * 1e6)}
-        try:
-            self._queue.put_nowait((meta, dict(inputs), dict(outputs), serialized_input, dict(missing or {})))
-        except queue.Full:
-            self._metrics.log_dropped.inc()
-
-    def _open(self):
-        self._sequence += 1
-        stamp = time.strftime('%Y%m%dT%H%M%S', time.gmtime())
-        # Replicas write one directory, and in a container every server is pid 1: the writer's
-        # own random id keeps names apart.
-        path = os.path.join(self.directory, f'requests-{stamp}-{self._writer_id}-{self._sequence:05d}.tfrecord')
-        return path, tf.io.TFRecordWriter(path + '.partial'), time.monotonic(), 0
-
-    def _finish(self, path, writer, count) -> None:
-        writer.close()
-        if count:
-            tf.io.gfile.rename(path + '.partial', path, overwrite=False)
-        else:
-            tf.io.gfile.remove(path + '.partial')
-
-    def _loop(self) -> None:
-        current = None  # (path, writer, opened, count)
-        while True:
-            try:
-                record = self._queue.get(timeout=1.0)
-            except queue.Empty:
-                record = ...
-            try:
-                if current and (record is None or current[3] >= self._max_records
-                                or time.monotonic() - current[2] >= self._rotate_seconds):
-                    self._finish(*current[:2], current[3])
-                    current = None
-                if record is None:
-                    return
-                if record is ...:
-                    continue
-                if current is None:
-                    current = self._open()
-                path, writer, opened, count = current
-                for example in log_examples(record):
-                    writer.write(example.SerializeToString())
-                    count += 1
-                current = (path, writer, opened, count)
-                if self._queue.empty():
-                    writer.flush()
-            except Exception:  # a full disk or a bad record must not stop logging for good
-                log.exception('request logging failed; continuing with a new file')
-                self._metrics.log_dropped.inc()
-                current = None
-
-    def close(self) -> None:
-        """Writes what is queued and completes the current file."""
-        try:
-            self._queue.put(None, timeout=10)
-        except queue.Full:
-            log.error('request log did not drain; some records are lost')
-        self._thread.join(timeout=30)

@@ -38,7 +38,7 @@ import time
 from typing import Callable, Dict, Optional, Tuple, TypeVar
 
 from foundation.atomic_file import write_atomically
-from serving import CANARY_LABEL, STABLE_LABEL
+from serving import CANARY_LABEL, LOGGED_HEADER, STABLE_LABEL
 
 log = logging.getLogger(__name__)
 
@@ -285,4 +285,6 @@ def response_headers(call) -> Tuple[Tuple[str, str], ...]:
     if not call.api or not call.version:
         return ()
     headers = ((VERSION_HEADER, call.version),)
+    # An answer whose record the request log shed says so (serving/request_log.py).
+    headers += ((LOGGED_HEADER, 'false'),) if not call.logged else ()
     return headers + (((LABEL_HEADER, call.label),) if call.label else ())

@@ -498,3 +498,23 @@ def test_a_server_that_cannot_bind_its_port_fails_cleanly(tmp_path):
         stopped.start()
         stopped.join(timeout=10)
         assert not stopped.is_alive()  # stop() after a failed start must not hang
+
+
+def test_the_taxi_models_openapi_document_types_its_real_requests_and_answers(server, held_out_rows):
+    import jsonschema
+    from openapi_spec_validator import validate
+    base = f'http://127.0.0.1:{server.rest_port}{MODEL}'
+    document = http.get(f'{base}/openapi.json', timeout=30).json()
+    validate(document)
+    schemas = {**document['components']}
+    body = {'signature_name': contract.PREDICT_RAW, 'instances': [_instance(row) for row in held_out_rows[:5]]}
+    jsonschema.validate(body, {**schemas['schemas']['PredictRequest'], 'components': schemas})
+    answer = http.post(f'{base}:predict', data=json.dumps(body), timeout=30)
+    assert answer.status_code == 200
+    jsonschema.validate(answer.json(), {**schemas['schemas'][f'{contract.PREDICT_RAW}.Predictions'],
+                                        'components': schemas})
+    # A fare sent as text is refused by the types, as by the server.
+    bad = {**body, 'instances': [_instance(held_out_rows[0], fare='cheap')]}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, {**schemas['schemas']['PredictRequest'], 'components': schemas})
+    assert http.post(f'{base}:predict', data=json.dumps(bad), timeout=30).status_code == 400

@@ -7,7 +7,6 @@ import os
 import shutil
 
 import grpc
-import numpy as np
 import pytest
 import requests
 import tensorflow as tf
@@ -60,7 +59,8 @@ def server(tmp_path_factory):
 
 def _rest(server, path, body=None):
     url = f'http://127.0.0.1:{server.rest_port}/v1/models/{path}'
-    answer = requests.post(url, data=json.dumps(body), timeout=30) if body is not None else requests.get(url, timeout=30)
+    answer = (requests.post(url, data=json.dumps(body), timeout=30) if body is not None
+              else requests.get(url, timeout=30))
     return answer.status_code, answer.json()
 
 
@@ -85,7 +85,8 @@ def test_rest_predict_feeds_a_vector_to_a_batch_of_one_element_rows(server, mode
 
 
 def test_rest_predict_takes_the_signature_shape_too(server):
-    assert _rest(server, 'half_plus_two:predict', {'instances': [[1.0], [2.0]]}) == (200, {'predictions': [[2.5], [3.0]]})
+    assert _rest(server, 'half_plus_two:predict', {'instances': [[1.0], [2.0]]}) == \
+        (200, {'predictions': [[2.5], [3.0]]})
 
 
 def test_grpc_predict_as_tf_servings_example_client_sends_it(stub):
