@@ -51,6 +51,10 @@ def register(commands: argparse._SubParsersAction, default_model_base_path: str)
     serve.add_argument('--enable-batching', action='store_true', help='server-side batching of concurrent requests')
     serve.add_argument('--batching-parameters-file', default=os.path.join('serving', 'config', 'batching.config'))
     serve.add_argument('--request-log-dir', help='write served examples here as TFRecords of tf.Example (for TFDV)')
+    serve.add_argument('--workers', type=int, default=1,
+                       help='with --upstream: gateway processes sharing the ports (SO_REUSEPORT), to use more than '
+                            'one core (default 1)')
+    serve.add_argument('--worker-of', help=argparse.SUPPRESS)
     serve.add_argument('--drain-seconds', type=float, default=30.0,
                        help='on SIGTERM, how long requests in flight may take to finish before the server exits '
                             "(the Deployment's terminationGracePeriodSeconds less its preStop delay; default 30)")
@@ -141,7 +145,15 @@ def serve_command(args) -> int:
 
 
 def _serve_gateway(args) -> int:
-    """`serve --upstream`: TF Serving loads and runs the models; this process fronts it."""
+    """`serve --upstream`: TF Serving loads and runs the models; this process fronts it, with
+    `--workers` processes sharing its ports (serving/workers.py)."""
+    if args.workers < 1:
+        raise ValueError('--workers must be at least 1')
+    if args.workers > 1 or args.worker_of:
+        from serving import workers  # before prometheus_client is imported: it picks its mode then
+        if args.worker_of:
+            workers.die_with_parent()
+        workers.share_metrics(args.worker_of)
     from serving import gateway
     from serving.upstream import parse_address
     upstream = parse_address(args.upstream)
@@ -164,8 +176,14 @@ def _serve_gateway(args) -> int:
         grpc_port=args.grpc_port, request_log_dir=args.request_log_dir, feedback_dir=args.feedback_dir,
         request_log_overflow=args.request_log_overflow, drain_seconds=args.drain_seconds,
         marker_paths=markers, limits=_limits(args),
-        traffic_config_file=args.traffic_config)
+        traffic_config_file=args.traffic_config, reuse_port=args.workers > 1 or bool(args.worker_of))
     _log_to_console()
+    if args.worker_of:  # one of the workers a gateway started (serving/workers.py)
+        from serving import workers
+        return gateway.serve_until_interrupted(settings, emit_line=workers.say)
+    if args.workers > 1:
+        from serving import workers
+        return workers.serve(settings, args.workers, emit_line=lambda line: print(line, flush=True))
     return gateway.serve_until_interrupted(settings, emit_line=lambda line: print(line, flush=True))
 
 

@@ -66,6 +66,8 @@ class GatewaySettings:
     traffic_check_seconds: float = 1.0
     # On SIGTERM, how long requests being served may take to finish (see ServerSettings).
     drain_seconds: float = 30.0
+    # Bind the ports with SO_REUSEPORT, so that worker processes share them (serving/workers.py).
+    reuse_port: bool = False
 
 
 class GatewayServer:
@@ -96,9 +98,11 @@ class GatewayServer:
 
     def start(self) -> 'GatewayServer':
         s = self.settings
-        self._rest = RestServer((s.host, s.rest_port), RestApi(self.core), s.max_request_bytes)
+        self._rest = RestServer((s.host, s.rest_port), RestApi(self.core), s.max_request_bytes,
+                                reuse_port=s.reuse_port)
         self.rest_port = self._rest.server_address[1]
-        self._grpc, self.grpc_port = create_grpc_server(self.core, f'{s.host}:{s.grpc_port}', s.max_request_bytes)
+        self._grpc, self.grpc_port = create_grpc_server(self.core, f'{s.host}:{s.grpc_port}', s.max_request_bytes,
+                                                        reuse_port=s.reuse_port)
         self._grpc.start()
         self._thread = threading.Thread(target=self._rest.serve_forever, name='rest', daemon=True)
         self._thread.start()
@@ -131,8 +135,11 @@ class GatewayServer:
         self.stop()
 
 
-def serve_until_interrupted(settings: GatewaySettings, emit_line=print, upstream_check_seconds: float = 3.0) -> int:
-    """Runs the gateway until SIGINT or SIGTERM; `taxi-pipeline serve --upstream`."""
+def serve_until_interrupted(settings: GatewaySettings, emit_line=print, upstream_check_seconds: float = 3.0,
+                            started=None, stopping=None) -> int:
+    """Runs the gateway until SIGINT or SIGTERM; `taxi-pipeline serve --upstream`. `started(server)` runs
+    once it serves, `stopping()` (how many others failed to stop cleanly) when it is asked to stop:
+    serving/workers.py's hooks."""
     import signal
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -168,13 +175,29 @@ def serve_until_interrupted(settings: GatewaySettings, emit_line=print, upstream
         emit_line(f'  request log: {settings.request_log_dir}/*.tfrecord')
     if settings.feedback_dir:
         emit_line(f'  feedback: POST {rest}{FEEDBACK_PATH} -> {settings.feedback_dir}')
+    if started:
+        try:
+            started(server)
+        except Exception as e:
+            emit_line(f'error: {e}')
+            server.stop()
+            if stopping:
+                stopping()
+            return 1
     emit_line('Press Ctrl-C to stop.')
     stop.wait()
     emit_line(f'Stopping: no new connections; finishing requests in flight (up to {settings.drain_seconds:g} s), '
               'then completing the request log...')
+    failed: list = []
+    others = threading.Thread(target=lambda: failed.append(stopping())) if stopping else None
+    if others:
+        others.start()
     unfinished = server.stop(grace=settings.drain_seconds)
-    if unfinished:
-        emit_line(f'Stopped with {unfinished} request(s) unfinished after {settings.drain_seconds:g} s.')
+    if others:
+        others.join()
+    if unfinished or any(failed):
+        emit_line(f'Stopped with {unfinished} request(s) unfinished after {settings.drain_seconds:g} s'
+                  + (f'; {failed[0]} worker(s) did not stop cleanly' if any(failed) else '') + '.')
         return 1
     emit_line('Stopped.')
     return 0

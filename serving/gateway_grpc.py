@@ -107,7 +107,7 @@ class ModelForwarder(model_service_pb2_grpc.ModelServiceServicer):
 
 
 def create_server(core: GatewayCore, address: str, max_message_bytes: int,
-                  workers: int = 16) -> Tuple[grpc.Server, int]:
+                  workers: int = 16, reuse_port: bool = False) -> Tuple[grpc.Server, int]:
     """The embedded server's gRPC server with the forwarding servicers; not started."""
     return _create_server(core, address, max_message_bytes, workers,
-                          servicers=(PredictionForwarder(core), ModelForwarder(core)))
+                          servicers=(PredictionForwarder(core), ModelForwarder(core)), reuse_port=reuse_port)

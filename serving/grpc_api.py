@@ -243,12 +243,15 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
 
 
 def create_server(core: ServingCore, address: str, max_message_bytes: int, workers: int = 16,
-                  reload_config=None, servicers=None) -> Tuple[grpc.Server, int]:
+                  reload_config=None, servicers=None, reuse_port: bool = False) -> Tuple[grpc.Server, int]:
     """A gRPC server (not started) and the port it bound; `servicers` (PredictionService, ModelService)
-    replace the embedded server's (the gateway passes its own)."""
+    replace the embedded server's (the gateway passes its own). gRPC binds with SO_REUSEPORT by default,
+    so a second server on a taken port would start and silently share it: off unless asked for
+    (serving/workers.py)."""
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix='grpc'),
                          options=[('grpc.max_receive_message_length', max_message_bytes),
-                                  ('grpc.max_send_message_length', max_message_bytes)])
+                                  ('grpc.max_send_message_length', max_message_bytes),
+                                  ('grpc.so_reuseport', 1 if reuse_port else 0)])
     prediction, models = servicers or (PredictionService(core), ModelService(core, reload_config))
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(prediction, server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(models, server)

@@ -15,8 +15,9 @@ What a regulated user may rely on (docs in serving/README.md, "Request log"):
   UNAVAILABLE, so no answer goes out unlogged; `shed` answers and says so
   (`X-Request-Logged: false`, gRPC trailing metadata `x-request-logged: false`). Either way a
   metric counts it.
-- Crashes. Written records are flushed to the OS after every batch the writer takes, so a
-  SIGKILL loses at most what sat in the queue (milliseconds when the writer keeps up). The
+- Crashes. Written records are flushed to the OS after every batch the writer takes (it gathers
+  for up to 50 ms, then encodes them together), so a SIGKILL loses what sat in the queue: the
+  last tens of milliseconds when the writer keeps up. The
   writer holds an exclusive lock on its `.partial` file; a `.partial` nobody holds is an
   orphan of a dead writer, and `recover_orphans` (run when a logger starts, and by the
   monitor before it reads) cuts it after its last complete record and completes it. Files
@@ -53,11 +54,14 @@ PARTIAL = '.partial'
 # locked from the moment it exists, so an unlocked one is always an orphan.
 _CREATING = '.creating'
 OVERFLOW_POLICIES = ('block', 'shed')
-# Records the writer takes from the queue at once (one encode, one write, one flush).
+# Records the writer takes from the queue at once (one encode, one write, one flush), and how long it
+# waits to gather them: the bound on how long an answered request's record stays unwritten.
 _CHUNK = 512
+_GATHER_SECONDS = 0.05
 
 
-# -- encoding: Arrow columns to tf.Examples in C++ (tfx_bsl), ~10x the per-example Python path ----
+# -- encoding: Arrow columns to tf.Examples in C++ (tfx_bsl), many requests at once ---------------
+# (docs/performance.md#request-log has its rate against the per-example reference encoding)
 
 def _group_key(record) -> tuple:
     meta, inputs, outputs, serialized_input, missing = record
@@ -66,7 +70,9 @@ def _group_key(record) -> tuple:
 
 
 def _offsets(counts: np.ndarray) -> pa.Array:
-    return pa.array(np.concatenate([[0], np.cumsum(counts)]).astype(np.int32))
+    offsets = np.zeros(len(counts) + 1, np.int32)
+    np.cumsum(counts, out=offsets[1:])
+    return pa.array(offsets)
 
 
 def _column(arrays: Sequence[np.ndarray], rule: Optional[str]) -> pa.Array:
@@ -75,22 +81,48 @@ def _column(arrays: Sequence[np.ndarray], rule: Optional[str]) -> pa.Array:
     values = np.concatenate([np.reshape(a, (len(a), -1)) for a in arrays])
     rows, width = values.shape
     flat = values.reshape(-1)
+    keep = None  # every value kept
     if flat.dtype == object or flat.dtype.kind in 'SU':
-        flat = np.array([v if isinstance(v, bytes) else str(v).encode() for v in flat], dtype=object)
-        keep = flat != b'' if rule == 'empty' else np.ones(len(flat), bool)
+        flat = [v if isinstance(v, bytes) else str(v).encode() for v in flat]
+        if rule == 'empty':
+            keep = np.fromiter((v != b'' for v in flat), bool, len(flat))
         kind = pa.binary()
     elif flat.dtype.kind == 'f':
-        keep = ~np.isnan(flat) if rule == 'nan' else ~(flat < 0) if rule == 'negative' else np.ones(len(flat), bool)
-        flat, kind = flat.astype(np.float32), pa.float32()
+        keep = ~np.isnan(flat) if rule == 'nan' else ~(flat < 0) if rule == 'negative' else None
+        flat, kind = flat.astype(np.float32, copy=False), pa.float32()
     elif flat.dtype.kind in 'iub':
-        keep = flat >= 0 if rule == 'negative' else np.ones(len(flat), bool)
-        flat, kind = flat.astype(np.int64), pa.int64()
+        keep = flat >= 0 if rule == 'negative' else None
+        flat, kind = flat.astype(np.int64, copy=False), pa.int64()
     else:
         raise TypeError(f'cannot log values of type {flat.dtype}')
+    if keep is None or keep.all():  # the common case: a fixed number of values per example
+        return pa.ListArray.from_arrays(pa.array(np.arange(0, rows * width + 1, width, dtype=np.int32)),
+                                        pa.array(flat, kind))
     counts = keep.reshape(rows, width).sum(axis=1)
-    kept = flat[keep]
-    return pa.ListArray.from_arrays(_offsets(counts), pa.array(kept.tolist() if kind == pa.binary() else kept, kind),
-                                    mask=pa.array(counts == 0))
+    kept = [v for v, k in zip(flat, keep) if k] if kind == pa.binary() else flat[keep]
+    return pa.ListArray.from_arrays(_offsets(counts), pa.array(kept, kind), mask=pa.array(counts == 0))
+
+
+def _without_nulls(columns: List[pa.Array], names: List[str], total: int) -> List[bytes]:
+    """tf.Examples of the columns, leaving a feature out of an example where its entry is null.
+
+    The encoder would write such a feature with no values; the reference encoding leaves it out
+    (a reader walking the features would meet one with no kind). Rows are encoded in groups by
+    which columns are null for them, each group without those columns."""
+    nullable = [i for i, column in enumerate(columns) if column.null_count]
+    if not nullable:
+        return example_coder.RecordBatchToExamples(pa.RecordBatch.from_arrays(columns, names))
+    nulls = np.stack([columns[i].is_null().to_numpy(zero_copy_only=False) for i in nullable], axis=1)
+    patterns, group = np.unique(nulls, axis=0, return_inverse=True)
+    encoded: List[bytes] = [b''] * total
+    for g, pattern in enumerate(patterns):
+        rows = pa.array(np.flatnonzero(group.reshape(-1) == g))
+        dropped = {nullable[j] for j in np.flatnonzero(pattern)}
+        kept = [i for i in range(len(columns)) if i not in dropped]
+        subset = pa.RecordBatch.from_arrays([columns[i].take(rows) for i in kept], [names[i] for i in kept])
+        for row, example in zip(rows.to_pylist(), example_coder.RecordBatchToExamples(subset)):
+            encoded[row] = example
+    return encoded
 
 
 def _encode_group(records) -> List[bytes]:
@@ -108,25 +140,16 @@ def _encode_group(records) -> List[bytes]:
             columns.append(_column([r[1][name] for r in records], missing.get(name)))
     one_each = _offsets(np.ones(total, np.int64))
     for name in first[0]:
-        per_row = np.repeat([r[0][name] for r in records], sizes)
-        values = pa.array(per_row.astype(np.int64)) if isinstance(first[0][name], int) else \
-            pa.array([str(v).encode() for v in per_row], pa.binary())
+        if isinstance(first[0][name], int):
+            values = pa.array(np.repeat(np.array([r[0][name] for r in records], np.int64), sizes))
+        else:  # each request's value encoded once, then repeated for its examples
+            values = pa.array(np.repeat(np.array([str(r[0][name]).encode() for r in records], object), sizes),
+                              pa.binary())
         names.append(name)
         columns.append(pa.ListArray.from_arrays(one_each, values))
     names.append(EXAMPLE_INDEX)
     columns.append(pa.ListArray.from_arrays(one_each, pa.array(np.concatenate([np.arange(s) for s in sizes]))))
-    encoded = example_coder.RecordBatchToExamples(pa.RecordBatch.from_arrays(columns, names))
-    # An example whose every value of a feature was a missing marker gets that feature with no values
-    # from the encoder; the reference leaves it out, and so do we (readers differ on empty features).
-    emptied = np.zeros(total, bool)
-    for column in columns:
-        if column.null_count:
-            emptied |= column.is_null().to_numpy(zero_copy_only=False)
-    for i in np.flatnonzero(emptied):
-        example = tf.train.Example.FromString(encoded[i])
-        for name in [n for n, f in example.features.feature.items() if f.WhichOneof('kind') is None]:
-            del example.features.feature[name]
-        encoded[i] = example.SerializeToString()
+    encoded = _without_nulls(columns, names, total)
     if serialized_input is None:
         return encoded
     # A serialized message followed by another is their merge (protobuf's encoding): the example as
@@ -310,17 +333,18 @@ class RequestLogger:
         return _File(os.path.join(self.directory, f'requests-{stamp}-{self._writer_id}-{self._sequence:05d}.tfrecord'))
 
     def _take(self) -> Tuple[list, bool]:
-        """Up to _CHUNK queued records (waiting up to a second for the first); and whether to stop."""
+        """Up to _CHUNK queued records (waiting up to a second for the first, then up to _GATHER_SECONDS
+        for more: encoding many at once is what makes it cheap); and whether to stop."""
         try:
             first = self._queue.get(timeout=1.0)
         except queue.Empty:
             return [], False
         if first is None:
             return [], True
-        records = [first]
+        records, deadline = [first], time.monotonic() + _GATHER_SECONDS
         while len(records) < _CHUNK:
             try:
-                record = self._queue.get_nowait()
+                record = self._queue.get(timeout=max(deadline - time.monotonic(), 0))
             except queue.Empty:
                 break
             if record is None:

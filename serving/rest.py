@@ -303,7 +303,9 @@ class RestServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
     # connection resets). The kernel caps it at net.core.somaxconn.
     request_queue_size = 1024
 
-    def __init__(self, address, api: RestApi, max_request_bytes: int):
+    def __init__(self, address, api: RestApi, max_request_bytes: int, reuse_port: bool = False):
+        # Worker processes bind one port; the kernel spreads connections across them (serving/workers.py).
+        self.allow_reuse_port = reuse_port
         self.api = api
         self.max_request_bytes = max_request_bytes
         self.draining = False

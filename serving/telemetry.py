@@ -16,6 +16,7 @@ reference encoding; serving/request_log.py writes the files.
 from __future__ import annotations
 
 import math
+import os
 from typing import Optional
 
 import numpy as np
@@ -69,6 +70,11 @@ class Metrics:
                                           ['model_name', 'label', 'version'], registry=r)
 
     def exposition(self) -> bytes:
+        if os.environ.get('PROMETHEUS_MULTIPROC_DIR'):  # gateway workers (serving/workers.py): every process's
+            from prometheus_client import multiprocess
+            registry = prom.CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+            return prom.generate_latest(registry)
         return prom.generate_latest(self.registry)
 
 
