@@ -4,7 +4,6 @@ the gateway."""
 
 import json
 import os
-import shutil
 import socket
 import threading
 import time
@@ -18,21 +17,15 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 from serving.gateway import GatewayServer, GatewaySettings
 from serving.server import ModelServer, ServerSettings
 from serving.servable import Servable
+from support.tf_serving_models import HALF_PLUS_TWO, settled_copy
 
 pytestmark = pytest.mark.component
 
-TESTDATA = os.path.join(os.path.dirname(__file__), os.pardir, 'data', 'tf_serving_testdata')
-OLD = 1_600_000_000
 
 
 @pytest.fixture
 def base(tmp_path):
-    path = tmp_path / 'half_plus_two'
-    shutil.copytree(os.path.join(TESTDATA, 'saved_model_half_plus_two_cpu'), path)
-    for root, _, files in os.walk(path):
-        for name in files:
-            os.utime(os.path.join(root, name), (OLD, OLD))
-    return path
+    return settled_copy(HALF_PLUS_TWO, tmp_path / 'half_plus_two')
 
 
 @pytest.fixture
@@ -157,12 +150,8 @@ def test_a_burst_of_connections_waits_in_the_listen_queue_instead_of_being_dropp
 @pytest.fixture(scope='module')
 def fronts(tmp_path_factory):
     tmp = tmp_path_factory.mktemp('fronts')
-    base = tmp / 'half_plus_two'
-    shutil.copytree(os.path.join(TESTDATA, 'saved_model_half_plus_two_cpu'), base)
-    for root, _, files in os.walk(base):
-        for name in files:
-            os.utime(os.path.join(root, name), (OLD, OLD))
-    server = ModelServer(ServerSettings.for_model(str(base), rest_port=0, grpc_port=0, poll_seconds=0,
+    base = settled_copy(HALF_PLUS_TWO, tmp / 'half_plus_two')
+    server = ModelServer(ServerSettings.for_model(base, rest_port=0, grpc_port=0, poll_seconds=0,
                                                   settle_seconds=0)).start()
     gateway = GatewayServer(GatewaySettings(upstream=f'127.0.0.1:{server.grpc_port}', rest_port=0,
                                             grpc_port=0)).start()

@@ -3,8 +3,6 @@ by the OpenAPI schema, whose typed bodies the server's real requests and answers
 types refuse what the server refuses."""
 
 import json
-import os
-import shutil
 
 import jsonschema
 import pytest
@@ -13,21 +11,17 @@ from openapi_spec_validator import validate
 
 from serving.gateway import GatewayServer, GatewaySettings
 from serving.server import ModelServer, ModelSource, ServerSettings
+from support.tf_serving_models import HALF_PLUS_TWO, settled_copy
 
 pytestmark = pytest.mark.component
 
-TESTDATA = os.path.join(os.path.dirname(__file__), os.pardir, 'data', 'tf_serving_testdata')
-OLD = 1_600_000_000
 
 
 @pytest.fixture(scope='module')
 def server(tmp_path_factory):
     base = tmp_path_factory.mktemp('models')
-    for name in ('saved_model_half_plus_two_cpu', 'saved_model_half_plus_two_tf2_cpu'):
-        shutil.copytree(os.path.join(TESTDATA, name), base / name)
-    for root, _, files in os.walk(base):
-        for name in files:
-            os.utime(os.path.join(root, name), (OLD, OLD))
+    for name in (HALF_PLUS_TWO, 'saved_model_half_plus_two_tf2_cpu'):
+        settled_copy(name, base / name)
     models = (ModelSource('half_plus_two', str(base / 'saved_model_half_plus_two_cpu')),
               ModelSource('tf2', str(base / 'saved_model_half_plus_two_tf2_cpu')))
     with ModelServer(ServerSettings(models=models, rest_port=0, grpc_port=0, poll_seconds=0,

@@ -2,9 +2,7 @@
 before anything is allocated: a few hundred bytes on the wire must not become gigabytes."""
 
 import json
-import os
 import resource
-import shutil
 
 import grpc
 import pytest
@@ -16,22 +14,17 @@ from tensorflow_serving.apis import classification_pb2, predict_pb2, prediction_
 from serving.gateway import GatewayServer, GatewaySettings
 from serving.limits import RequestLimits
 from serving.server import ModelServer, ServerSettings
+from support.tf_serving_models import HALF_PLUS_TWO, TESTDATA, settled_copy
 
 pytestmark = pytest.mark.component
 
-TESTDATA = os.path.join(os.path.dirname(__file__), os.pardir, 'data', 'tf_serving_testdata')
-OLD = 1_600_000_000
 MILLION = 1_000_000
 
 
 @pytest.fixture(scope='module')
 def server(tmp_path_factory):
-    base = tmp_path_factory.mktemp('models') / 'half_plus_two'
-    shutil.copytree(os.path.join(TESTDATA, 'saved_model_half_plus_two_cpu'), base)
-    for root, _, files in os.walk(base):
-        for name in files:
-            os.utime(os.path.join(root, name), (OLD, OLD))
-    settings = ServerSettings.for_model(str(base), rest_port=0, grpc_port=0, poll_seconds=0, settle_seconds=0,
+    base = settled_copy(HALF_PLUS_TWO, tmp_path_factory.mktemp('models') / 'half_plus_two')
+    settings = ServerSettings.for_model(base, rest_port=0, grpc_port=0, poll_seconds=0, settle_seconds=0,
                                         limits=RequestLimits(max_rows=1000, max_bytes=1024 * 1024))
     with ModelServer(settings) as running:
         yield running

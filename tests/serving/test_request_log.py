@@ -4,10 +4,7 @@ and a server killed under load has logged every request it answered."""
 
 import json
 import os
-import shutil
 import signal
-import subprocess
-import sys
 import threading
 import time
 
@@ -21,11 +18,10 @@ from serving.errors import ServingError
 from serving.request_log import PARTIAL, RequestLogger, recover_orphans
 from serving.telemetry import Metrics, log_examples
 from support.polling import free_port, wait_for
+from support.tf_serving_models import HALF_PLUS_TWO, settled_copy, start_serve
 
 pytestmark = pytest.mark.component
 
-TESTDATA = os.path.join(os.path.dirname(__file__), os.pardir, 'data', 'tf_serving_testdata')
-OLD = 1_600_000_000
 
 
 def _meta(request_id, version=1):
@@ -127,25 +123,27 @@ def test_a_starting_logger_recovers_what_a_stopped_one_left(tmp_path):
 
 @pytest.fixture
 def stalled_writer(monkeypatch):
-    """The writer stalls (a slow disk) until the event is set."""
-    release = threading.Event()
+    """The writer stalls (a slow disk) once it has taken records, until `release` is set; `stalled` is
+    set when it has."""
+    release, stalled = threading.Event(), threading.Event()
     real = request_log.encode
-    monkeypatch.setattr(request_log, 'encode', lambda records: release.wait(30) and real(records))
+
+    def stall(records):
+        stalled.set()
+        release.wait(30)
+        return real(records)
+
+    monkeypatch.setattr(request_log, 'encode', stall)
+    release.stalled = stalled
     yield release
     release.set()
-
-
-def _fill(logger):
-    arrays = {'x': np.ones(1, np.float32)}, {'y': np.ones(1, np.float32)}
-    results = [logger.log('m', 1, 's', f'r{i}', *arrays) for i in range(3)]  # one taken, one queued...
-    return results, arrays
 
 
 def test_block_waits_for_room_then_refuses_the_request_rather_than_answer_it_unlogged(tmp_path, stalled_writer):
     metrics = Metrics()
     logger = RequestLogger(str(tmp_path), metrics, overflow='block', block_seconds=0.2, queue_size=1)
     logger.log('m', 1, 's', 'first', {'x': np.ones(1, np.float32)}, {'y': np.ones(1, np.float32)})
-    wait_for(lambda: logger._queue.empty())  # the writer holds it, stalled
+    assert stalled_writer.stalled.wait(10)  # the writer holds it, stalled
     logger.log('m', 1, 's', 'queued', {'x': np.ones(1, np.float32)}, {'y': np.ones(1, np.float32)})
     with pytest.raises(ServingError) as refused:
         logger.log('m', 1, 's', 'refused', {'x': np.ones(1, np.float32)}, {'y': np.ones(1, np.float32)})
@@ -160,12 +158,8 @@ def test_block_waits_for_room_then_refuses_the_request_rather_than_answer_it_unl
 
 def test_shed_answers_and_the_answer_says_it_was_not_logged(tmp_path, stalled_writer):
     from serving.server import ModelServer, ServerSettings
-    base = tmp_path / 'half_plus_two'
-    shutil.copytree(os.path.join(TESTDATA, 'saved_model_half_plus_two_cpu'), base)
-    for root, _, files in os.walk(base):
-        for name in files:
-            os.utime(os.path.join(root, name), (OLD, OLD))
-    settings = ServerSettings.for_model(str(base), rest_port=0, grpc_port=0, poll_seconds=0, settle_seconds=0,
+    base = settled_copy(HALF_PLUS_TWO, tmp_path / 'half_plus_two')
+    settings = ServerSettings.for_model(base, rest_port=0, grpc_port=0, poll_seconds=0, settle_seconds=0,
                                         request_log_dir=str(tmp_path / 'log'), request_log_overflow='shed')
     with ModelServer(settings) as running:
         running.request_logger._queue.maxsize = 1
@@ -183,16 +177,10 @@ def test_shed_answers_and_the_answer_says_it_was_not_logged(tmp_path, stalled_wr
 # -- killed under load ----------------------------------------------------------------------------
 
 def _start_server(base, log_dir, port):
-    code = ('import sys; from cli.main import main; sys.exit(main(sys.argv[1:]))')
-    process = subprocess.Popen(
-        [sys.executable, '-c', code, 'serve', '--model-base-path', str(base), '--rest-port', str(port),
-         '--grpc-port', str(free_port()), '--request-log-dir', str(log_dir), '--poll-seconds', '0'],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=os.path.dirname(TESTDATA) + '/../..')
-    for line in process.stdout:
-        if 'Press Ctrl-C' in line:
-            threading.Thread(target=process.stdout.read, daemon=True).start()
-            return process
-    raise AssertionError(f'the server did not start (exit {process.wait()})')
+    process, _ = start_serve('--model-base-path', str(base), '--rest-port', str(port), '--grpc-port',
+                             str(free_port()), '--request-log-dir', str(log_dir), '--poll-seconds', '0')
+    threading.Thread(target=process.stdout.read, daemon=True).start()
+    return process
 
 
 def _logged_ids(log_dir):
@@ -216,8 +204,7 @@ def _load(port, stop, answered):
 
 
 def test_a_server_killed_under_load_has_logged_every_request_it_answered(tmp_path):
-    base = tmp_path / 'half_plus_two'
-    shutil.copytree(os.path.join(TESTDATA, 'saved_model_half_plus_two_cpu'), base)
+    base = settled_copy(HALF_PLUS_TWO, tmp_path / 'half_plus_two')
     log_dir, port = tmp_path / 'log', free_port()
     server = _start_server(base, log_dir, port)
     stop, answered = threading.Event(), []

@@ -14,11 +14,10 @@ from tensorflow_serving.apis import (classification_pb2, inference_pb2, predict_
                                      regression_pb2)
 
 from serving.server import ModelServer, ModelSource, ServerSettings
+from support.tf_serving_models import TESTDATA, settle, settled_copy
 
 pytestmark = pytest.mark.component
 
-TESTDATA = os.path.join(os.path.dirname(__file__), os.pardir, 'data', 'tf_serving_testdata')
-OLD = 1_600_000_000  # settled: no file changed for a while
 
 
 class Scalar(tf.Module):
@@ -33,22 +32,16 @@ class Scalar(tf.Module):
         return {'total': tf.reduce_sum(x)}
 
 
-def _settled_copy(source, target):
-    shutil.copytree(source, target)
-    for root, _, files in os.walk(target):
-        for name in files:
-            os.utime(os.path.join(root, name), (OLD, OLD))
-
-
 @pytest.fixture(scope='module')
 def server(tmp_path_factory):
     base = tmp_path_factory.mktemp('models')
     for name in ('saved_model_half_plus_two_cpu', 'saved_model_half_plus_two_tf2_cpu', 'saved_model_half_plus_three'):
-        _settled_copy(os.path.join(TESTDATA, name), base / name)
+        settled_copy(name, base / name)
     scalar = Scalar()
     tf.saved_model.save(scalar, str(base / 'staging'), signatures={'serving_default': scalar.predict,
                                                                    'total': scalar.total})
-    _settled_copy(base / 'staging', base / 'scalar' / '1')
+    shutil.copytree(base / 'staging', base / 'scalar' / '1')
+    settle(base / 'scalar')
     models = tuple(ModelSource(name, str(base / directory)) for name, directory in (
         ('half_plus_two', 'saved_model_half_plus_two_cpu'), ('half_plus_two_tf2', 'saved_model_half_plus_two_tf2_cpu'),
         ('half_plus_three', 'saved_model_half_plus_three'), ('scalar', 'scalar')))
@@ -141,7 +134,7 @@ def test_classify_and_regress_run_on_tf2_signatures_whose_method_is_predict(serv
 
 
 def test_the_method_name_check_refuses_them_when_asked_for(tmp_path):
-    _settled_copy(os.path.join(TESTDATA, 'saved_model_half_plus_two_tf2_cpu'), tmp_path / 'm')
+    settled_copy('saved_model_half_plus_two_tf2_cpu', tmp_path / 'm')
     settings = ServerSettings.for_model(str(tmp_path / 'm'), rest_port=0, grpc_port=0, poll_seconds=0,
                                         settle_seconds=0, signature_method_name_check=True)
     with ModelServer(settings) as running:

@@ -10,8 +10,6 @@ import json
 import logging
 import os
 import signal
-import subprocess
-import sys
 
 import grpc
 import numpy as np
@@ -33,6 +31,7 @@ from serving.server import ModelServer, ModelSource, ServerSettings
 from serving.tensors import to_tensor_proto
 from serving.upstream import parse_address
 from support.polling import free_port, wait_for
+from support.tf_serving_models import start_serve
 
 pytestmark = pytest.mark.component
 
@@ -409,20 +408,9 @@ def test_upstream_addresses_in_host_port_form_are_taken(address):
     assert parse_address(address) == address
 
 
-def _start_cli(*args):
-    process = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), 'taxi-pipeline'), 'serve', *args],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines = []
-    for line in process.stdout:
-        lines.append(line)
-        if 'Press Ctrl-C' in line:
-            return process, ''.join(lines)
-    raise AssertionError(f'the gateway did not start (exit {process.wait()}): {"".join(lines)}')
-
-
 def test_serve_upstream_says_what_it_fronts_and_serves_through_it(upstream, base_path, tmp_path):
     rest_port = free_port()
-    process, started = _start_cli('--upstream', f'127.0.0.1:{upstream.grpc_port}', '--rest-port', str(rest_port),
+    process, started = start_serve('--upstream', f'127.0.0.1:{upstream.grpc_port}', '--rest-port', str(rest_port),
                                   '--grpc-port', str(free_port()), '--model-base-path', str(base_path),
                                   '--request-log-dir', str(tmp_path / 'log'))
     try:
@@ -436,7 +424,7 @@ def test_serve_upstream_says_what_it_fronts_and_serves_through_it(upstream, base
     assert tf.io.gfile.glob(str(tmp_path / 'log' / '*.tfrecord'))  # completed on shutdown
 
     down = free_port()
-    process, started = _start_cli('--upstream', f'127.0.0.1:{down}', '--rest-port', str(free_port()),
+    process, started = start_serve('--upstream', f'127.0.0.1:{down}', '--rest-port', str(free_port()),
                                   '--grpc-port', str(free_port()))
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=30) == 0

@@ -3,10 +3,7 @@ metrics, every request logged, one SIGTERM drains them all; without workers, a t
 refused rather than silently shared."""
 
 import os
-import shutil
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 
@@ -20,34 +17,18 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 from serving import METRICS_PATH
 from serving.server import ModelServer, ServerSettings
 from support.polling import free_port
+from support.tf_serving_models import HALF_PLUS_TWO, settled_copy, start_serve
 
 pytestmark = pytest.mark.component
 
-TESTDATA = os.path.join(os.path.dirname(__file__), os.pardir, 'data', 'tf_serving_testdata')
-OLD = 1_600_000_000
 
 
 @pytest.fixture(scope='module')
 def upstream(tmp_path_factory):
-    base = tmp_path_factory.mktemp('models') / 'half_plus_two'
-    shutil.copytree(os.path.join(TESTDATA, 'saved_model_half_plus_two_cpu'), base)
-    for root, _, files in os.walk(base):
-        for name in files:
-            os.utime(os.path.join(root, name), (OLD, OLD))
-    with ModelServer(ServerSettings.for_model(str(base), rest_port=0, grpc_port=0, poll_seconds=0,
+    base = settled_copy(HALF_PLUS_TWO, tmp_path_factory.mktemp('models') / 'half_plus_two')
+    with ModelServer(ServerSettings.for_model(base, rest_port=0, grpc_port=0, poll_seconds=0,
                                               settle_seconds=0)) as running:
         yield running
-
-
-def _start(*args):
-    process = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), 'taxi-pipeline'), 'serve', *args],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines = []
-    for line in process.stdout:
-        lines.append(line)
-        if 'Press Ctrl-C' in line:
-            return process, ''.join(lines)
-    raise AssertionError(f'did not start (exit {process.wait()}): {"".join(lines)}')
 
 
 def _requests_total(port):
@@ -58,7 +39,7 @@ def _requests_total(port):
 
 def test_workers_share_the_ports_the_metrics_and_the_drain(upstream, tmp_path):
     rest_port, grpc_port, log_dir = free_port(), free_port(), tmp_path / 'log'
-    gateway, banner = _start('--upstream', f'127.0.0.1:{upstream.grpc_port}', '--workers', '2', '--rest-port',
+    gateway, banner = start_serve('--upstream', f'127.0.0.1:{upstream.grpc_port}', '--workers', '2', '--rest-port',
                              str(rest_port), '--grpc-port', str(grpc_port), '--request-log-dir', str(log_dir))
     try:
         assert 'workers: 2 processes share ports' in banner
@@ -87,7 +68,7 @@ def test_workers_share_the_ports_the_metrics_and_the_drain(upstream, tmp_path):
 
 def test_killing_the_first_process_stops_its_workers(upstream):
     rest_port = free_port()
-    gateway, _ = _start('--upstream', f'127.0.0.1:{upstream.grpc_port}', '--workers', '2', '--rest-port',
+    gateway, _ = start_serve('--upstream', f'127.0.0.1:{upstream.grpc_port}', '--workers', '2', '--rest-port',
                         str(rest_port), '--grpc-port', str(free_port()))
     children = open(f'/proc/{gateway.pid}/task/{gateway.pid}/children').read().split()
     assert len(children) == 1
