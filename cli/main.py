@@ -76,14 +76,27 @@ def parser() -> argparse.ArgumentParser:
     return root
 
 
+def error_line(error: BaseException) -> tuple:
+    """(exit code, the one line a user reads) for a failed command: never a multi-line dump (ML
+    Metadata's errors carry whole protos), and a store another process is writing is busy, not broken."""
+    text = str(error).strip()
+    line = next((part.strip() for part in text.splitlines() if part.strip()), type(error).__name__)
+    if type(error).__module__.startswith('ml_metadata') and any(
+            word in text.lower() for word in ('database is locked', 'busy', 'concurrent connection')):
+        return EXIT_BUSY, (f'the ML Metadata store is busy: another command is writing it ({line}); '
+                           'run it again once that one is done')
+    code = next(code for kind, code in _exit_codes() if isinstance(error, kind))
+    return code, line
+
+
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     configure_logging(getattr(args, 'verbose', False))
     try:
         return args.handler(args)
     except Exception as e:
-        code = next(code for kind, code in _exit_codes() if isinstance(e, kind))
-        print(f'error: {e}', file=sys.stderr)
+        code, line = error_line(e)
+        print(f'error: {line}', file=sys.stderr)
         return code
 
 

@@ -269,7 +269,9 @@ def monitor_command(args) -> int:
                       timeout=10).raise_for_status()
     histories = {}
     try:
-        store = metadata_store.connect(args.metadata_path, args.metadata_grpc)
+        # An existing store only: a mistyped --metadata-path must not become a new, empty store
+        # that the pass is recorded in and nobody reads.
+        store = metadata_store.connect_existing(args.metadata_path, args.metadata_grpc, mode=metadata_store.WRITE)
         execution_id = metadata_record.record(store, found, settings, path)
         links = {r.version: metadata_record.link(store, settings.model_base_path, r.version) for r in found.reports}
         unlinked = sorted(v for v, how in links.items() if how != metadata_store.BY_DESTINATION)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
 import json
 import os
 import sys
@@ -151,11 +150,9 @@ _when = ledger.format_time
 
 def _parse_time(text: str) -> int:
     try:
-        at = datetime.datetime.fromisoformat(text)
+        return ledger.parse_time(text)
     except ValueError:
         raise ValueError(f'--at takes an ISO 8601 time like 2026-11-30T12:00:00, not {text!r}') from None
-    at = at if at.tzinfo else at.replace(tzinfo=datetime.timezone.utc)
-    return int(at.timestamp() * 1e6)
 
 
 def _decision_dict(d: ledger.Decision) -> dict:

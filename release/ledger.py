@@ -207,9 +207,23 @@ def now_micros() -> int:
     return int(time.time() * 1e6)
 
 
-def format_time(micros) -> str:
-    """A recorded time as the commands and the page show it (UTC); '-' for none."""
-    return time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(micros / 1e6)) if micros else '-'
+def format_time(micros, precise: bool = True) -> str:
+    """A recorded time as the commands and the page show it (UTC), to the microsecond it was recorded
+    with: `history --at` that text answers that decision's own state (whole seconds fell before it).
+    `precise=False` for a chart's axis. '-' for none."""
+    if not micros:
+        return '-'
+    seconds, fraction = divmod(int(micros), 1_000_000)
+    return time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(seconds)) + (f'.{fraction:06d}' if precise else '')
+
+
+def parse_time(text: str) -> int:
+    """Microseconds since the epoch of an ISO 8601 time (UTC unless it says), exactly: no float on the way,
+    so a printed time reads back as the time recorded."""
+    import datetime
+    at = datetime.datetime.fromisoformat(text)
+    at = at if at.tzinfo else at.replace(tzinfo=datetime.timezone.utc)
+    return (at - datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)) // datetime.timedelta(microseconds=1)
 
 
 def prepare(previous: List[Decision], *, action: str, model_version: int, actor: str, reason: str,

@@ -45,7 +45,7 @@ def page(model_base_path: str, decisions: List[ledger.Decision], rows: Sequence[
         timeline = spans(decisions, now_micros)
         served = {'rows': {f'v{version}': timeline[version] for version in sorted(timeline)},
                   'x_range': (start, now_micros), 'colours': COLOURS,
-                  'x_labels': {start: _when(start), now_micros: _when(now_micros)},
+                  'x_labels': {start: _when(start, precise=False), now_micros: _when(now_micros, precise=False)},
                   'marks': [(d.at_micros, f'#{d.sequence} {d.action} {d.model_version} by {d.actor}: {d.reason}')
                             for d in decisions]}
     directory = os.path.dirname(path) if path else None

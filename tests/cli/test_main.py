@@ -83,3 +83,18 @@ threading.Thread(target=work).start()
 return 0''')
     assert out.returncode == 0, out.stderr[-2000:]
     assert os.listdir(tmp_path) == ['finished']
+
+
+def test_a_busy_or_failing_metadata_store_is_one_line_not_a_proto_dump():
+    from ml_metadata import errors as mlmd_errors
+    # As ML Metadata reported two commands at once on one SQLite store (its errors carry the status text).
+    busy = mlmd_errors.AbortedError('mlmd_sqlite: database is locked\nquery: INSERT INTO `Execution` ...\n{\n}')
+    racing = mlmd_errors.FailedPreconditionError(
+        'MLMD cannot be upgraded: a subset of tables are missing; this may be a concurrent connection to the empty '
+        'database\ndetails: {\n  table: "Type"\n}')
+    for error in (busy, racing):
+        code, line = cli.error_line(error)
+        assert code == cli.EXIT_BUSY and '\n' not in line and line.startswith('the ML Metadata store is busy')
+    # Any other error is its first line, with its usual exit code.
+    assert cli.error_line(ValueError('first line\n  detail: {\n  }')) == (cli.EXIT_BAD_INPUT, 'first line')
+    assert cli.error_line(mlmd_errors.NotFoundError('no such type\n{\n}')) == (cli.EXIT_FAILED, 'no such type')

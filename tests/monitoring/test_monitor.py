@@ -98,6 +98,19 @@ def test_the_command_writes_a_report_and_gauges_and_exits_3_on_alerts(served, tr
     assert f'taxi_monitor_alerts{{model_version="{model_base[1]}"}}' in gauges
 
 
+def test_a_mistyped_store_path_is_an_error_not_a_new_store(served, traffic, model_base, tmp_path, capsys):
+    served(tmp_path / 'logs', traffic['clean'], END - 60_000_000, 'current')
+    typo = tmp_path / 'metdata.sqlite'
+    code = cli.main(['monitor', '--request-log-dir', str(tmp_path / 'logs'), '--model-base-path', model_base[0],
+                     '--end', '2027-01-15T08:00:00', '--report-dir', str(tmp_path / 'reports'),
+                     '--feedback-dir', str(tmp_path / 'no-feedback'), '--metadata-path', str(typo)])
+    out, err = capsys.readouterr()
+    alerted = any(line.startswith('{') for line in out.splitlines())
+    # Alerts keep their exit code (they went out first); otherwise the unrecorded pass fails the command.
+    assert code == (monitoring_commands.ALERT_EXIT if alerted else 1) and not typo.exists()
+    assert f'the pass could not be recorded in ML Metadata: MissingStore: no ML Metadata store at {typo}' in err
+
+
 def test_a_version_that_carries_no_schema_is_reported_as_unmonitored(served, traffic, model_base, tmp_path,
                                                                     capsys):
     base = tmp_path / 'models'

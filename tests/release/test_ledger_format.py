@@ -94,3 +94,14 @@ def test_a_record_in_a_format_this_code_does_not_know_stops_releases(store, monk
     monkeypatch.delitem(ledger.FORMATS, 9)
     with pytest.raises(ledger.BrokenLedger, match='format 9'):
         ledger.verify(ledger.read(store, BASE))
+
+
+@pytest.mark.parametrize('micros', [1_796_554_063_000_001, 1_796_554_063_999_999, 1_796_554_063_345_678,
+                                    1_796_554_064_000_000, 1_700_000_000_123_457])
+def test_a_printed_decision_time_reads_back_as_the_time_recorded(micros):
+    # `history --at` the time a decision prints must answer that decision's own state: whole seconds
+    # fell before it, and a float on the way rounds some microseconds down.
+    printed = ledger.format_time(micros)
+    assert ledger.parse_time(printed) == micros
+    assert ledger.parse_time(printed + '+00:00') == micros
+    assert ledger.parse_time(printed.replace(' ', 'T')) == micros

@@ -120,6 +120,9 @@ def test_history_is_complete_ordered_and_answers_what_served_when(workspace, cap
     assert served_at((times[2] + times[3]) // 2) == (v.first, v.drifted)
     assert served_at(times[4]) == (v.drifted, None)
     assert served_at(times[5] + 1) == (v.first, None)
+    # A decision's own printed time answers its own state (whole seconds answered the state before it).
+    _, answer = _history(workspace, capsys, '--at', decisions[4]['at'].removesuffix(' UTC'))
+    assert (answer['stable'], answer['canary']) == (v.drifted, None)
 
     # The page: the decisions newest first, and a timeline with a span for each label each version held.
     page = tmp_path / 'registry.html'
