@@ -77,15 +77,17 @@ def parser() -> argparse.ArgumentParser:
 
 
 def error_line(error: BaseException) -> tuple:
-    """(exit code, the one line a user reads) for a failed command: never a multi-line dump (ML
-    Metadata's errors carry whole protos), and a store another process is writing is busy, not broken."""
+    """(exit code, what the user reads) for a failed command. Our own errors say what they mean, over
+    several lines where there is a list (the anomalies a span has); ML Metadata's carry whole protos,
+    so only their first line is shown, and a store another process is writing is busy, not broken."""
     text = str(error).strip()
+    code = next(code for kind, code in _exit_codes() if isinstance(error, kind))
+    if not type(error).__module__.startswith('ml_metadata'):
+        return code, text
     line = next((part.strip() for part in text.splitlines() if part.strip()), type(error).__name__)
-    if type(error).__module__.startswith('ml_metadata') and any(
-            word in text.lower() for word in ('database is locked', 'busy', 'concurrent connection')):
+    if any(word in text.lower() for word in ('database is locked', 'busy', 'concurrent connection')):
         return EXIT_BUSY, (f'the ML Metadata store is busy: another command is writing it ({line}); '
                            'run it again once that one is done')
-    code = next(code for kind, code in _exit_codes() if isinstance(error, kind))
     return code, line
 
 

@@ -95,6 +95,7 @@ def test_a_busy_or_failing_metadata_store_is_one_line_not_a_proto_dump():
     for error in (busy, racing):
         code, line = cli.error_line(error)
         assert code == cli.EXIT_BUSY and '\n' not in line and line.startswith('the ML Metadata store is busy')
-    # Any other error is its first line, with its usual exit code.
-    assert cli.error_line(ValueError('first line\n  detail: {\n  }')) == (cli.EXIT_BAD_INPUT, 'first line')
+    # Another of its errors is its first line; our own errors keep every line (a list of anomalies).
     assert cli.error_line(mlmd_errors.NotFoundError('no such type\n{\n}')) == (cli.EXIT_FAILED, 'no such type')
+    assert cli.error_line(ValueError('2 anomalies:\n  fare: ...\n  tips: ...')) == \
+        (cli.EXIT_BAD_INPUT, '2 anomalies:\n  fare: ...\n  tips: ...')
