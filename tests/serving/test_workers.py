@@ -4,7 +4,6 @@ refused rather than silently shared."""
 
 import os
 import signal
-import time
 from collections import Counter
 
 import grpc
@@ -64,22 +63,6 @@ def test_workers_share_the_ports_the_metrics_and_the_drain(upstream, tmp_path):
     assert len(writers) == 2  # both workers served, and logged
     logged = sum(1 for name in os.listdir(log_dir) for _ in tf.data.TFRecordDataset(str(log_dir / name)))
     assert logged == 80
-
-
-def test_killing_the_first_process_stops_its_workers(upstream):
-    rest_port = free_port()
-    gateway, _ = start_serve('--upstream', f'127.0.0.1:{upstream.grpc_port}', '--workers', '2', '--rest-port',
-                        str(rest_port), '--grpc-port', str(free_port()))
-    children = open(f'/proc/{gateway.pid}/task/{gateway.pid}/children').read().split()
-    assert len(children) == 1
-    gateway.kill()
-    gateway.wait()
-    worker = int(children[0])
-    deadline = time.monotonic() + 60  # it drains first (nothing in flight here)
-    while os.path.exists(f'/proc/{worker}') and open(f'/proc/{worker}/stat').read().rsplit(')', 1)[1].split()[0] != 'Z':
-        if time.monotonic() > deadline:
-            pytest.fail('the worker outlived the process that started it')
-        time.sleep(0.1)
 
 
 def test_without_workers_a_taken_grpc_port_is_refused(upstream):
