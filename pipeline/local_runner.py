@@ -18,7 +18,7 @@ from tfx import v1 as tfx
 from foundation.atomic_file import write_atomically
 from components import code_version
 from foundation import metadata_store
-from pipeline import data, run_summary
+from pipeline import data, run_summary, run_trigger
 from pipeline.config import PipelineConfig
 from pipeline.dag import create_pipeline
 from pipeline.run_progress import MetadataProgress
@@ -74,7 +74,12 @@ def _run_alone(config: PipelineConfig, emit_line: Callable[[str], None], trigger
     config = content_addressed_schema(config)
     metadata = metadata_store.sqlite_config(config.metadata_path)
     code = code_version.current()  # before the run: the code that ran it, not what the tree holds after
-    progress = MetadataProgress(config, emit_line)
+
+    def record_start(store, run) -> None:  # at once: a run killed mid-way keeps why it ran and with what code
+        run_trigger.record(store, run, trigger)
+        code_version.record(store, run, code)
+
+    progress = MetadataProgress(config, emit_line, on_run=record_start)
     progress.start()
     started = time.time()
     failure: Optional[BaseException] = None
@@ -83,6 +88,7 @@ def _run_alone(config: PipelineConfig, emit_line: Callable[[str], None], trigger
     except BaseException as e:  # summarised first, then re-raised
         failure = e
     progress.stop()
+    # Trigger and code recorded again (the same values), should the store have been busy at every look.
     # Only a run that started after this one began can be this one (and the lock keeps others out).
     result = run_summary.summarize_latest_run(config, time.time() - started, failure=failure,
                                               since_ms=int(started * 1000), trigger=trigger,

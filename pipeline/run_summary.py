@@ -199,22 +199,21 @@ def _component_runs(store, config: PipelineConfig, run: metadata_store_pb2.Conte
         yield ComponentRun(node_id, _STATE_NAMES.get(execution.last_known_state, 'unknown'), seconds), execution
 
 
-def _latest_run(store, since_ms: int = 0) -> Optional[metadata_store_pb2.Context]:
+def latest_run(store, since_ms: int = 0) -> Optional[metadata_store_pb2.Context]:
+    """The newest pipeline run whose context was created at or after `since_ms` (None if none)."""
     runs = [c for c in store.get_contexts_by_type('pipeline_run') if c.create_time_since_epoch >= since_ms]
     return max(runs, key=lambda c: c.create_time_since_epoch) if runs else None
 
 
 def latest_run_executions(store, config: PipelineConfig) -> Dict[str, metadata_store_pb2.Execution]:
     """The executions of the newest run, by node id (empty if nothing ran yet)."""
-    run = _latest_run(store)
+    run = latest_run(store)
     return {component.node_id: execution for component, execution in _component_runs(store, config, run)} if run else {}
 
 
-def components_since(config: PipelineConfig, since_ms: int) -> List[ComponentRun]:
-    """Components of the newest run started after `since_ms` (for progress)."""
-    store = metadata_store.connect(config.metadata_path, mode=metadata_store.READ)
-    run = _latest_run(store, since_ms)
-    return [component for component, _ in _component_runs(store, config, run)] if run else []
+def components_of(store, config: PipelineConfig, run: metadata_store_pb2.Context) -> List[ComponentRun]:
+    """A run's components as far as it got (for progress)."""
+    return [component for component, _ in _component_runs(store, config, run)]
 
 
 def summarize_latest_run(config: PipelineConfig, wall_seconds: float,
@@ -232,7 +231,7 @@ def summarize_latest_run(config: PipelineConfig, wall_seconds: float,
         return RunSummary('(not started)', [], wall_seconds, failure=failure_text)
     store = metadata_store.connect(config.metadata_path, mode=metadata_store.WRITE if trigger is not None or code is not None
                                    else metadata_store.READ)
-    run = _latest_run(store, since_ms)
+    run = latest_run(store, since_ms)
     if run is None:
         return RunSummary('(none)', [], wall_seconds, failure=failure_text)
     if trigger is not None:

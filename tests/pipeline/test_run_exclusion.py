@@ -1,6 +1,7 @@
 """One run per workspace: a second one refuses (exit 4, naming the first) or
 waits; a run killed with SIGKILL leaves no phantom: the next run marks its
-execution CANCELED, names what it left behind, and completes from cache."""
+execution CANCELED, names what it left behind, and completes from cache; and
+the killed run keeps the trigger it was started with."""
 
 import json
 import os
@@ -15,9 +16,10 @@ from ml_metadata.proto import metadata_store_pb2
 
 from foundation import metadata_store
 from cli import main as cli
-from pipeline import data, local_runner, run_summary, run_trigger
+from pipeline import data, run_summary, run_trigger
 from pipeline.config import PipelineConfig
 from pipeline.workspace_lock import LOCK_FILE, WorkspaceBusy, WorkspaceLock
+from provenance import lineage, run_history, run_record
 from support.samples import SAMPLE_ROWS, TRAIN_STEPS
 
 pytestmark = pytest.mark.e2e
@@ -77,11 +79,30 @@ def _executions_by_state(metadata_path):
     return {e.id: e for e in store.get_executions()}
 
 
+# A run killed the moment LocalDagRunner is done with it: every component finished (its Pusher pushed), and
+# nothing after the pipeline ran (no summary, no progress stop).
+RUN_THEN_SIGKILL = '''
+import os, signal, sys
+from tfx import v1 as tfx
+from cli import main as cli
+ran = tfx.orchestration.LocalDagRunner.run
+def run_then_die(self, pipeline):
+    ran(self, pipeline)
+    os.kill(os.getpid(), signal.SIGKILL)
+tfx.orchestration.LocalDagRunner.run = run_then_die
+sys.exit(cli.main(sys.argv[1:]))
+'''
+
+
 def test_a_run_killed_during_training_is_marked_abandoned_and_the_next_completes_from_cache(tmp_path):
+    """Two runs killed with SIGKILL: one during training, the next (which marks the first's phantom and
+    completes from cache) as soon as its pipeline is done. Each keeps the trigger it was started with."""
     data.prepare_sample(str(tmp_path / 'data'), rows=SAMPLE_ROWS)
     config = PipelineConfig.for_workspace(str(tmp_path), train_steps=TRAIN_STEPS, eval_steps=50)
-    command = [os.path.join(os.path.dirname(sys.executable), 'taxi-pipeline'), 'run', '--workspace', str(tmp_path),
-               '--train-steps', str(TRAIN_STEPS), '--eval-steps', '50']
+    arguments = ['run', '--workspace', str(tmp_path), '--train-steps', str(TRAIN_STEPS), '--eval-steps', '50']
+    scheduled = run_trigger.Trigger(run_trigger.SCHEDULE, {'cron': '0 3 * * *'})
+    command = [os.path.join(os.path.dirname(sys.executable), 'taxi-pipeline'), *arguments,
+               '--trigger', scheduled.kind, '--trigger-detail', json.dumps(scheduled.detail)]
     killed = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 300
@@ -103,22 +124,38 @@ def test_a_run_killed_during_training_is_marked_abandoned_and_the_next_completes
         killed.wait()
     assert _executions_by_state(config.metadata_path)[trainer.id].last_known_state == \
         metadata_store_pb2.Execution.RUNNING  # the phantom a killed run leaves
+    store = metadata_store.connect_existing(config.metadata_path)
+    (first,) = store.get_contexts_by_type('pipeline_run')
+    assert run_trigger.read(first) == scheduled  # recorded while it ran, not at an end it never reached
 
-    lines = []
-    result = local_runner.run(config, emit_line=lines.append, trigger=run_trigger.Trigger())
-    assert result.succeeded and result.pushed_to
+    alerted = run_trigger.Trigger(run_trigger.ALERT, {'alerts': ['auc_drop']})
+    second = subprocess.run([sys.executable, '-c', RUN_THEN_SIGKILL, *arguments, '--trigger', alerted.kind,
+                             '--trigger-detail', json.dumps(alerted.detail)], cwd=REPO, capture_output=True,
+                            text=True, timeout=600, env={**os.environ, 'PYTHONPATH': REPO, 'PYTHONUNBUFFERED': '1'})
+    assert second.returncode == -signal.SIGKILL, second.stderr[-3000:]
+    lines = second.stdout.splitlines()
     assert any(f'Trainer (execution {trainer.id})' in line and 'CANCELED' in line for line in lines)
+    assert not any(line.startswith('Run ') for line in lines)  # killed before its summary
     after = _executions_by_state(config.metadata_path)
     stale = after[trainer.id]
     assert stale.last_known_state == metadata_store_pb2.Execution.CANCELED
     assert 'abandoned_by' in stale.custom_properties
     assert not [e for e in after.values() if e.last_known_state == metadata_store_pb2.Execution.RUNNING]
-    # Everything before the Trainer had completed in the killed run, and is reused.
-    assert result.state_of('Transform') == 'cached' and result.state_of('Trainer') == 'done'
-    assert result.trigger == run_trigger.Trigger()
+
     store = metadata_store.connect_existing(config.metadata_path)
-    (newest,) = [c for c in store.get_contexts_by_type('pipeline_run') if c.name == result.run_id]
-    assert run_trigger.read(newest) == run_trigger.Trigger()
+    killed_run, completed = run_record.all_runs(store)
+    assert killed_run.name == first.name and killed_run.outcome == 'canceled'
+    # Everything before the Trainer had completed in the killed run, and is reused.
+    assert completed.outcome == 'succeeded' and completed.pushed_version is not None
+    assert completed.step('Transform').state == 'cached' and completed.step('Trainer').state == 'done'
+    assert (killed_run.trigger, completed.trigger) == (scheduled, alerted)
+    # `runs` and `lineage` show both triggers.
+    listed = run_history.rows([killed_run, completed])
+    assert [(r['trigger'], r['trigger_detail']) for r in listed] == [(scheduled.kind, scheduled.detail),
+                                                                      (alerted.kind, alerted.detail)]
+    traced = lineage.trace(store, config.serving_model_dir, completed.pushed_version)
+    assert traced.run.name == completed.name
+    assert traced.to_dict()['run']['trigger'] == {'kind': alerted.kind, 'detail': alerted.detail}
 
 
 def test_the_trigger_of_a_run_is_recorded_with_it(first_run):
