@@ -75,7 +75,8 @@ def render(result: RunSummary, reports_dir: Optional[str] = None) -> str:
     statistics = result.outputs.get('StatisticsGen', {}).get('statistics')
     stats = (tfdv.load_stats_binary(os.path.join(statistics, 'Split-train', 'FeatureStats.pb'))
              if statistics else None)
-    versions = [os.path.basename(result.pushed_to.rstrip('/'))] if result.pushed_to else []
+    versions = ([os.path.basename(result.pushed_to.rstrip('/'))] if result.pushed_to
+                else [str(result.push_cached[0])] if result.push_cached else [])
     return reports_page.render(
         'run_report.html', title=f'Run {result.run_id}',
         nav=reports_page.related(reports_dir, reports_page.report_file(reports_page.RUN, result.run_id),
@@ -83,7 +84,7 @@ def render(result: RunSummary, reports_dir: Optional[str] = None) -> str:
         run_id=result.run_id, succeeded=result.succeeded, wall_seconds=result.wall_seconds, failure=result.failure,
         components=[[c.node_id, c.state, c.seconds] for c in result.components],
         drift=_drift(result),
-        evaluation={'blessed': result.blessed, 'pushed_to': result.pushed_to,
+        evaluation={'blessed': result.blessed, 'pushed_to': result.pushed_to, 'push_cached': result.push_cached,
                     'baseline_metrics': result.baseline_metrics, 'slices': _slice_rows(evaluation)}
         if evaluation else None,
         insights=_insights(result),

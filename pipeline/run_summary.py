@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from ml_metadata.proto import metadata_store_pb2
 
@@ -16,7 +16,7 @@ from components.artifact_contents import OVERALL, metrics_by_slice
 from components.drift_check import drift as drift_check
 from foundation import metadata_store
 from foundation.metadata_store import flag, number, output_artifacts
-from pipeline import run_trigger
+from pipeline import pushes, run_trigger
 from pipeline.config import PipelineConfig
 
 _STATE_NAMES = {
@@ -45,6 +45,9 @@ class RunSummary:
     baseline_metrics: Dict[str, float] = dataclasses.field(default_factory=dict)
     blessed: Optional[bool] = None
     pushed_to: Optional[str] = None
+    # The Pusher was cached, so this run pushed nothing: (the version its PushedModel names, the run that
+    # pushed it, None if not found).
+    push_cached: Optional[Tuple[int, Optional[str]]] = None
     failure: Optional[str] = None
     # Output artifact URIs by node id and output key, for reports.
     outputs: Dict[str, Dict[str, str]] = dataclasses.field(default_factory=dict)
@@ -85,6 +88,10 @@ class RunSummary:
         if self.pushed_to:
             lines.append(f'Pushed to: {self.pushed_to}')
             lines.append(f'Serve it:  taxi-pipeline serve --model-base-path {os.path.dirname(self.pushed_to)}')
+        elif self.push_cached:
+            version, by = self.push_cached
+            lines.append(f'Pushed: nothing new (the Pusher was cached: version {version}, pushed by '
+                         f'{f"run {by}" if by else "an earlier run"})')
         elif self.blessed is not None:
             lines.append('Pushed: nothing (the model was not blessed)' if not self.blessed else 'Pushed: no')
         if self.failure:
@@ -174,6 +181,13 @@ def _training(execution: metadata_store_pb2.Execution,
     batch = (config or {}).get('hyperparameters', {}).get('batch_size')
     found = {'steps': int(number(properties, 'train_steps', 0))}
     return {**found, 'batch_size': int(batch)} if batch else found
+
+
+def _pushed_version(properties) -> int:
+    """The version a PushedModel names: its `pushed_version`, else its destination's last part."""
+    found = properties.get('pushed_version')
+    return int(found.string_value if found is not None and found.string_value
+               else os.path.basename(properties['pushed_destination'].string_value.rstrip('/')))
 
 
 def _split_sizes(statistics_uri: str) -> Dict[str, int]:
@@ -266,7 +280,10 @@ def summarize_latest_run(config: PipelineConfig, wall_seconds: float,
             summary.training = _training(execution, outputs.get('model'))
         if 'pushed_model' in outputs:
             props = outputs['pushed_model'].custom_properties
-            if flag(props, 'pushed'):
+            if flag(props, 'pushed') and execution.last_known_state == metadata_store_pb2.Execution.CACHED:
+                by = pushes.pushed_by(store, outputs['pushed_model'].id)
+                summary.push_cached = (_pushed_version(props), by.name if by is not None else None)
+            elif flag(props, 'pushed'):
                 summary.pushed_to = props['pushed_destination'].string_value
     if rows_read is not None and summary.rows:
         summary.rows = {'read': rows_read, **summary.rows}

@@ -3,7 +3,8 @@
 One row per run, numbered from 1 as `run_record.find` (and so `runs compare
 A B`) accepts them: when and why it ran, the data span, the parameters set
 differently from the first run, how long it took, how it ended, the overall
-evaluation metrics, whether it was blessed and pushed, and the code commit.
+evaluation metrics, whether it was blessed and pushed (a run whose Pusher was
+cached pushed nothing: `cached (vV by #N)`, run N pushed V), and the code commit.
 As text (an aligned table), JSON-ready dicts, or a page with charts (`reports`: templates/runs.html).
 
 Everything is read off the runs' lineage graphs, the overall metrics too:
@@ -53,6 +54,7 @@ def commit_label(code) -> Optional[str]:
 def rows(records: Sequence[run_record.RunRecord]) -> List[Dict]:
     """One JSON-ready dict per run, in the order given (`run_record.all_runs`: oldest first), numbered from 1."""
     first_values: Dict[str, object] = {}
+    numbers: Dict[str, int] = {}
     found = []
     for number, record in enumerate(records, start=1):
         parameters = record.parameters()
@@ -62,13 +64,17 @@ def rows(records: Sequence[run_record.RunRecord]) -> List[Dict]:
             first_values.setdefault(key, value)
         auc, accuracy = _overall(record)
         trigger, code = record.trigger, record.code
+        numbers[record.name] = number
+        # A cached Pusher pushed nothing: the version its output names, and the run that pushed it.
+        cached = record.push_cached
+        push_cached = {'version': cached[0], 'run': cached[1], 'number': numbers.get(cached[1])} if cached else None
         found.append({
             'number': number, 'run': record.name, 'started': ledger.format_time(record.started_ms * 1000),
             'started_ms': record.started_ms, 'trigger': trigger.kind if trigger else None,
             'trigger_detail': trigger.detail if trigger else None, 'span': record.span,
             'parameters': parameters, 'changed_parameters': changed, 'seconds': record.seconds,
             'outcome': record.outcome, 'auc': auc, 'accuracy': accuracy, 'blessed': record.blessed,
-            'pushed_version': record.pushed_version, 'commit': commit_label(code),
+            'pushed_version': record.pushed_version, 'push_cached': push_cached, 'commit': commit_label(code),
             'code': dataclasses.asdict(code) if code else None})
     return json_ready(found)
 
@@ -91,6 +97,17 @@ def show(value) -> str:
     return metric_text(value) if value is None or isinstance(value, float) else str(value)
 
 
+def pushed_text(row: Dict) -> str:
+    """The version a run pushed; for a run whose Pusher was cached, `cached (v<V> by #<N>)`: it pushed
+    nothing, run N did."""
+    cached = row.get('push_cached')
+    if row['pushed_version'] is not None or not cached:
+        return show(row['pushed_version'])
+    if cached.get('number'):
+        return f'cached (v{cached["version"]} by #{cached["number"]})'
+    return f'cached (v{cached["version"]}' + (f' by {cached["run"]})' if cached.get('run') else ')')
+
+
 def changed_text(changed: Dict[str, object]) -> str:
     # As set (0.5, not 0.5000): these are settings, not measurements.
     return ', '.join(f'{k}={v}' for k, v in changed.items()) or '-'
@@ -99,7 +116,7 @@ def changed_text(changed: Dict[str, object]) -> str:
 def _text_cells(row: Dict) -> List[str]:
     return [str(row['number']), row['started'], row['run'], show(row['trigger']), show(row['span']),
             duration(row['seconds']), row['outcome'], show(row['auc']), show(row['accuracy']), show(row['blessed']),
-            show(row['pushed_version']), show(row['commit']), changed_text(row['changed_parameters'])]
+            pushed_text(row), show(row['commit']), changed_text(row['changed_parameters'])]
 
 
 def render_text(rows: Sequence[Dict]) -> str:
@@ -172,7 +189,7 @@ def page(rows: Sequence[Dict], reports_dir: Optional[str]) -> str:
         # One line a run: only the changed parameters, free text, wrap.
         styles=['text-align: left' if h == 'changed parameters' else 'white-space: nowrap' for h in headers],
         rows=[[r['number'], _when_cell(r, reports_dir), show(r['trigger']), show(r['span']), duration(r['seconds']),
-               r['outcome'], show(r['auc']), show(r['accuracy']), show(r['blessed']), show(r['pushed_version']),
+               r['outcome'], show(r['auc']), show(r['accuracy']), show(r['blessed']), pushed_text(r),
                show(r['commit']), _comparison_cell(r, rows[i - 1] if i else None, reports_dir),
                changed_text(r['changed_parameters'])] for i, r in enumerate(rows)],
         changed_note=CHANGED_NOTE, dirty_note=DIRTY_NOTE)

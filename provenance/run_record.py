@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Dict, Iterable, List, Optional
+from typing import Dict, Iterable, List, Optional, Tuple
 
 from ml_metadata.proto import metadata_store_pb2
 
 from components import code_version
 from foundation.metadata_store import RUN_CONTEXT_TYPES, exec_property, flag, value
-from pipeline import run_trigger
+from pipeline import pushes, run_trigger
 
 # The Evaluator's overall metrics on its output artifact (components.evaluator.METRIC_PREFIX; not imported:
 # that module loads TFMA).
@@ -121,6 +121,9 @@ class RunRecord:
     context: metadata_store_pb2.Context
     steps: Dict[str, Step]
     graph: metadata_store_pb2.LineageGraph
+    # When the run's Pusher was cached: the name of the run that did push its PushedModel (`read` looks
+    # it up; None if not found).
+    push_cached_by: Optional[str] = None
 
     @property
     def name(self) -> str:
@@ -282,8 +285,8 @@ class RunRecord:
             return None
         return flag(blessing.custom_properties, 'blessed')
 
-    @property
-    def pushed(self) -> Optional[metadata_store_pb2.Artifact]:
+    def _pushed_model(self) -> Optional[metadata_store_pb2.Artifact]:
+        """The Pusher's output if it says a model was pushed, by this run or (cached) an earlier one."""
         step = self.step('Pusher')
         artifact = step.output('pushed_model') if step else None
         if artifact is None or not flag(artifact.custom_properties, 'pushed'):
@@ -291,9 +294,28 @@ class RunRecord:
         return artifact
 
     @property
+    def push_was_cached(self) -> bool:
+        step = self.step('Pusher')
+        return step is not None and step.state == 'cached'
+
+    @property
+    def pushed(self) -> Optional[metadata_store_pb2.Artifact]:
+        """The PushedModel this run pushed; None if it pushed nothing, its Pusher cached included."""
+        return None if self.push_was_cached else self._pushed_model()
+
+    @property
     def pushed_version(self) -> Optional[int]:
         pushed = self.pushed
         return int(pushed.custom_properties['pushed_version'].string_value) if pushed is not None else None
+
+    @property
+    def push_cached(self) -> Optional[Tuple[int, Optional[str]]]:
+        """A cached Pusher's (version, the run that pushed it); None if this run's Pusher was not cached or
+        the model it names was not pushed."""
+        artifact = self._pushed_model() if self.push_was_cached else None
+        if artifact is None:
+            return None
+        return int(artifact.custom_properties['pushed_version'].string_value), self.push_cached_by
 
 
 def _run_graph(store, context: metadata_store_pb2.Context) -> metadata_store_pb2.LineageGraph:
@@ -314,7 +336,12 @@ def read(store, context: metadata_store_pb2.Context) -> RunRecord:
     in_run = {a.execution_id for a in graph.associations if a.context_id == context.id} - dags
     found = steps(graph, in_run)
     # A component retried within a run has several executions: the last one stands.
-    return RunRecord(context, {s.node_id: s for s in found}, graph)
+    record = RunRecord(context, {s.node_id: s for s in found}, graph)
+    cached = record.push_cached
+    if cached is not None:  # who pushed it: two hops from this run, outside its graph
+        by = pushes.pushed_by(store, record.step('Pusher').output('pushed_model').id)
+        record.push_cached_by = by.name if by is not None else None
+    return record
 
 
 def run_contexts(store) -> List[metadata_store_pb2.Context]:

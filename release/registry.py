@@ -205,9 +205,14 @@ class Registry:
         options = metadata_store_pb2.LineageSubgraphQueryOptions(max_num_hops=2, direction=_UPSTREAM)
         options.starting_artifacts.filter_query = f'id = {result.pushed.id}'
         graph = self.store.get_lineage_subgraph(options)
-        pushers = {e.artifact_id: e.execution_id for e in graph.events
-                   if e.type == metadata_store_pb2.Event.OUTPUT and e.artifact_id == result.pushed.id}
-        pusher_id = pushers.get(result.pushed.id)
+        # A later run whose Pusher was cached records the same output and pushed nothing: the execution
+        # that pushed is the one not cached, the earliest (pipeline.pushes.pushing_execution's rule).
+        executions = {e.id: e for e in graph.executions}
+        pushers = sorted({e.execution_id for e in graph.events
+                          if e.type == metadata_store_pb2.Event.OUTPUT and e.artifact_id == result.pushed.id},
+                         key=lambda i: (i not in executions
+                                        or executions[i].last_known_state == metadata_store_pb2.Execution.CACHED, i))
+        pusher_id = pushers[0] if pushers else None
         inputs = {e.path.steps[0].key: e.artifact_id for e in graph.events
                   if e.execution_id == pusher_id and e.type == metadata_store_pb2.Event.INPUT and e.path.steps}
         artifacts = {a.id: a for a in graph.artifacts}

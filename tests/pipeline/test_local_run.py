@@ -18,7 +18,10 @@ import tensorflow as tf
 
 from foundation import metadata_store
 from components.baseline_model import latest_pushed_version
-from pipeline import data, local_runner, run_summary
+from pipeline import data, local_runner, run_summary, run_trigger
+from provenance import lineage, run_history, run_record
+from provenance.reports import write_run_pages
+from release import registry
 from pipeline.config import Thresholds
 from support.html_tables import read_tables
 from taxi_model import contract
@@ -150,6 +153,38 @@ def test_pushed_model_serves_both_signatures_with_the_trained_models_predictions
     np.testing.assert_allclose(by_example, expected, rtol=1e-6)
     np.testing.assert_allclose(by_raw, expected, rtol=1e-5, atol=1e-6)
     assert 0.05 < expected.mean() < 0.95  # not a constant model
+
+
+def test_a_run_with_nothing_new_to_do_claims_no_push_and_every_view_credits_the_run_that_pushed(first_run):
+    """The first run again, as a schedule that waited for the workspace would start it: every execution comes
+    from the cache, the Pusher's too, and TFX records that cached Pusher with the first run's PushedModel as
+    its output. It pushed nothing: the summary, `runs`, `models list` and `lineage` say who did."""
+    config, first, _ = first_run
+    version = int(os.path.basename(first.pushed_to))
+    scheduled = run_trigger.Trigger(run_trigger.SCHEDULE, {'cron': '0 3 * * *'})
+    lines = []
+    cached = local_runner.run(config, emit_line=lines.append, trigger=scheduled, pages=write_run_pages)
+    assert cached.succeeded and cached.state_of('Pusher') == 'cached'
+    assert {c.state for c in cached.components} == {'cached'}, cached.render()
+    assert cached.pushed_to is None and cached.push_cached == (version, first.run_id)
+    text = cached.render()
+    assert 'Pushed to' not in text and f'version {version}, pushed by run {first.run_id}' in text
+    report_line = next(line for line in lines if line.startswith('Report: '))
+    with open(report_line[len('Report: '):]) as f:
+        report = f.read()
+    assert 'Pushed to' not in report and f'pushed by run {first.run_id}' in report
+
+    store = metadata_store.connect_existing(config.metadata_path)
+    assert registry.Registry(store, config.serving_model_dir).version(version).run == first.run_id
+    assert lineage.trace(store, config.serving_model_dir, version).run.name == first.run_id
+    listed = {r['run']: r for r in run_history.rows(run_record.all_runs(store))}
+    assert listed[first.run_id]['pushed_version'] == version and listed[first.run_id]['push_cached'] is None
+    row = listed[cached.run_id]
+    assert row['pushed_version'] is None
+    assert row['push_cached'] == {'version': version, 'run': first.run_id, 'number': listed[first.run_id]['number']}
+    table = run_history.render_text(list(listed.values()))
+    (line,) = [line for line in table.splitlines() if cached.run_id in line]
+    assert f'cached (v{version} by #{listed[first.run_id]["number"]})' in line
 
 
 @pytest.fixture(scope='module')

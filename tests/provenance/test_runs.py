@@ -230,6 +230,7 @@ class _Run:
     evaluation_uri = None
     blessed = None
     pushed_version = None
+    push_cached = None
 
     def parameters(self):
         return dict(self.settings)
