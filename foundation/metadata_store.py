@@ -13,7 +13,7 @@ Every reader goes through the functions here, so a property is read one way, rig
 from __future__ import annotations
 
 import os
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional, Set, Tuple
 
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
@@ -185,3 +185,65 @@ def find_pushed_model(store, model_base_path: str, version: int
 def pushed_model(store, model_base_path: str, version: int) -> Optional[metadata_store_pb2.Artifact]:
     """The Pusher's artifact for a version: by its push destination, else by its version number."""
     return find_pushed_model(store, model_base_path, version)[0]
+
+
+def pushed_versions(store, model_base_path: str, by_version: bool = True) -> Set[int]:
+    """The versions ML Metadata records as pushed to `model_base_path`: a PushedModel with `pushed` = 1
+    and `pushed_destination` = <model_base_path>/<version>, as either runner records them; with
+    `by_version`, also the `pushed_version` of every pushed PushedModel, as `find_pushed_model` falls back
+    to (a version copied from another push destination with its ML Metadata; the registry calls it
+    registered too). A version directory matching none is an orphan: a push killed before its artifact
+    was published, or a directory put there by hand."""
+    prefix = model_base_path.rstrip('/') + '/'
+    found = set()
+    for artifact in artifacts_of_type(store, 'PushedModel'):
+        if not flag(artifact.custom_properties, 'pushed'):
+            continue
+        destination = text(artifact.custom_properties, 'pushed_destination').rstrip('/')
+        tail = destination[len(prefix):] if destination.startswith(prefix) else ''
+        version = text(artifact.custom_properties, 'pushed_version')
+        if tail.isdigit():
+            found.add(int(tail))
+        elif by_version and version.isdigit():
+            found.add(int(version))
+    return found
+
+
+# -- a store as one string: what a pipeline task is given ------------------------------------------------
+
+# A component that reads ML Metadata gets no store handle from TFX: the runner's connection reaches it as
+# one string parameter, constant per pipeline (so caching is unaffected). '' means no store (Vertex AI).
+SQLITE_SCHEME, GRPC_SCHEME = 'sqlite:', 'grpc:'
+
+
+def connection_parameter(metadata_path: Optional[str] = None, grpc_address: Optional[str] = None) -> str:
+    """'grpc:HOST:PORT', 'sqlite:PATH', or '' when there is neither."""
+    if grpc_address:
+        return GRPC_SCHEME + grpc_address
+    return SQLITE_SCHEME + metadata_path if metadata_path else ''
+
+
+def connect_parameter(parameter: str) -> Optional[metadata_store.MetadataStore]:
+    """The store a `connection_parameter` names, read-only where that is ours to choose; None for ''.
+    A SQLite store that does not exist is refused (MissingStore): a task told there is a registry
+    must not quietly run without one."""
+    if not parameter:
+        return None
+    if parameter.startswith(GRPC_SCHEME):
+        return connect(grpc_address=parameter[len(GRPC_SCHEME):])
+    if parameter.startswith(SQLITE_SCHEME):
+        return connect_existing(parameter[len(SQLITE_SCHEME):], mode=READ)
+    raise ValueError(f'an ML Metadata connection is {SQLITE_SCHEME}PATH or {GRPC_SCHEME}HOST:PORT, not {parameter!r}')
+
+
+# -- a store another process is writing ------------------------------------------------------------------
+
+# What ML Metadata says when SQLite stayed locked through its own retries (about 20 s measured here: "Concurrent
+# writes aborted after max number of retries"), or when a reader met a store being created.
+_BUSY_WORDS = ('database is locked', 'busy', 'concurrent connection', 'concurrent writes aborted')
+
+
+def is_busy(error: BaseException) -> bool:
+    """Whether `error` is ML Metadata saying another process holds the store (retrying may succeed)."""
+    return type(error).__module__.startswith('ml_metadata') and \
+        any(word in str(error).lower() for word in _BUSY_WORDS)

@@ -91,3 +91,49 @@ def test_the_pushed_model_of_a_version_by_destination_else_by_version(tmp_path):
     assert (found.id, how) == (exact, metadata_store.BY_DESTINATION)
     assert metadata_store.flag(found.custom_properties, 'pushed')
     assert metadata_store.pushed_model(store, '/models/taxi', 8) is None
+
+
+def test_pushed_versions_are_those_pushed_to_this_base_as_either_runner_records_them(tmp_path):
+    store = metadata_store.connect(str(tmp_path / 'metadata.sqlite'))
+    local = store.put_artifact_type(metadata_store_pb2.ArtifactType(name='PushedModel'))
+    kubeflow = store.put_artifact_type(metadata_store_pb2.ArtifactType(name='tfx.PushedModel'))
+
+    def pushed(type_id, destination, flag_value):
+        artifact = metadata_store_pb2.Artifact(type_id=type_id)
+        artifact.custom_properties['pushed_destination'].string_value = destination
+        artifact.custom_properties['pushed_version'].string_value = destination.rstrip('/').rsplit('/', 1)[1]
+        if type_id == local:
+            artifact.custom_properties['pushed'].int_value = flag_value
+        else:
+            artifact.custom_properties['pushed'].double_value = float(flag_value)
+        store.put_artifacts([artifact])
+
+    pushed(local, '/models/taxi/7', 1)
+    pushed(kubeflow, '/models/taxi/9/', 1)
+    pushed(local, '/models/taxi/8', 0)          # not blessed: nothing pushed
+    pushed(local, '/models/taxi-2/10', 1)       # another base that shares a prefix
+    pushed(local, '/models/taxi/.push-11-x', 1)
+    assert metadata_store.pushed_versions(store, '/models/taxi', by_version=False) == {7, 9}
+    assert metadata_store.pushed_versions(store, '/models/taxi/', by_version=False) == {7, 9}
+    assert metadata_store.pushed_versions(store, '/elsewhere', by_version=False) == set()
+    # By version too, as find_pushed_model falls back: a version copied here from another destination.
+    assert metadata_store.pushed_versions(store, '/models/taxi') == {7, 9, 10}
+    assert metadata_store.pushed_versions(store, '/elsewhere') == {7, 9, 10}
+
+
+def test_a_task_reaches_the_store_through_one_string(tmp_path):
+    path = str(tmp_path / 'metadata.sqlite')
+    assert metadata_store.connection_parameter() == ''
+    assert metadata_store.connect_parameter('') is None
+    assert metadata_store.connection_parameter(grpc_address='metadata:8080', metadata_path=path) == 'grpc:metadata:8080'
+    parameter = metadata_store.connection_parameter(metadata_path=path)
+    assert parameter == f'sqlite:{path}'
+    with pytest.raises(metadata_store.MissingStore):  # told there is a registry: never run without it
+        metadata_store.connect_parameter(parameter)
+    metadata_store.connect(path).put_context_type(metadata_store_pb2.ContextType(name='made'))
+    reader = metadata_store.connect_parameter(parameter)
+    assert reader.get_context_type('made').name == 'made'
+    with pytest.raises(Exception):
+        reader.put_context_type(metadata_store_pb2.ContextType(name='refused'))
+    with pytest.raises(ValueError, match='sqlite:PATH or grpc:HOST:PORT'):
+        metadata_store.connect_parameter('/just/a/path')
