@@ -2,32 +2,51 @@
 
 TFX's usual baseline is a Resolver with LatestBlessedModelStrategy, which reads
 ML Metadata from the orchestrator. Open-source KFP 2 backends cannot run
-resolver nodes, so this component asks the one place every runner shares
-instead: the push destination. Pusher only pushes blessed models, so the
-newest complete version there is the latest blessed model that was released.
+resolver nodes, so this component looks at the push destination, which every
+runner shares, and, where the runner's ML Metadata is reachable (the local
+SQLite store; a cluster's metadata gRPC service), keeps only the versions it
+records as pushed: a version on disk that ML Metadata does not know (a push
+killed before its artifact was published, a directory copied in by hand) is
+no baseline. Without a store (Vertex AI) the push destination alone decides;
+pushes there are all-or-nothing locally and saved_model.pb-last remotely
+(components/pusher/push_destination.py), and a cut-short saved_model.pb is
+never taken. Pusher only pushes blessed models, so the answer is the latest
+blessed model that was released.
 """
 
 import os
 from typing import Optional
 
+from absl import logging
 import tensorflow as tf
 from tfx import v1 as tfx
 from tfx.utils import io_utils
 
+from components.pusher import push_destination
+from foundation import metadata_store
+
 # Where a Model artifact keeps its SavedModel (tfx.utils.path_utils).
 SERVING_SUBDIR = 'Format-Serving'
-# Pusher writes saved_model.pb last, so a version without it is still being copied.
-COMPLETE_MARKER = 'saved_model.pb'
+# The file whose arrival says a SavedModel is complete (TFX's Pusher, and ours, copy it last).
+COMPLETE_MARKER = push_destination.SAVED_MODEL
 
 
-def latest_pushed_version(serving_model_dir: str) -> Optional[str]:
-    """The highest numeric version directory that holds a complete SavedModel."""
-    if not tf.io.gfile.isdir(serving_model_dir):
-        return None
-    versions = [name.rstrip('/') for name in tf.io.gfile.listdir(serving_model_dir)]
-    complete = [v for v in versions
-                if v.isdigit() and tf.io.gfile.exists(os.path.join(serving_model_dir, v, COMPLETE_MARKER))]
-    return max(complete, key=int) if complete else None
+def latest_pushed_version(serving_model_dir: str, store: Optional[metadata_store.MetadataStore] = None
+                          ) -> Optional[str]:
+    """The newest version directory (a name of digits) that holds a complete SavedModel and, given
+    `store`, that ML Metadata records as pushed there; versions passed over are logged, one line each."""
+    known = None if store is None else metadata_store.pushed_versions(store, serving_model_dir)
+    for name in push_destination.version_names(serving_model_dir):
+        path = os.path.join(serving_model_dir, name)
+        if not push_destination.is_complete(path):
+            logging.warning('Latest pushed version: skipping %s, it has no complete %s (%s)',
+                            name, COMPLETE_MARKER, path)
+        elif known is not None and int(name) not in known:
+            logging.warning('Latest pushed version: skipping %s, on disk but ML Metadata has no PushedModel '
+                            'for it (%s)', name, path)
+        else:
+            return name
+    return None
 
 
 def has_model(model: tfx.types.standard_artifacts.Model) -> bool:
@@ -39,15 +58,18 @@ def LatestPushedModel(
     candidate: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Model],
     serving_model_dir: tfx.dsl.components.Parameter[str],
     baseline: tfx.dsl.components.OutputArtifact[tfx.types.standard_artifacts.Model],
+    metadata_connection: tfx.dsl.components.Parameter[str] = '',
 ):
     """Copies the latest pushed model into `baseline`; leaves it empty if none.
 
     `candidate` is taken only so that the lookup runs after training and is
     redone for every new candidate (with caching on, a lookup keyed on the
-    serving directory alone would reuse a stale answer).
+    serving directory alone would reuse a stale answer). `metadata_connection`
+    is the runner's ML Metadata (foundation.metadata_store.connection_parameter,
+    '' for none), constant per pipeline.
     """
     del candidate
-    version = latest_pushed_version(serving_model_dir)
+    version = latest_pushed_version(serving_model_dir, metadata_store.connect_parameter(metadata_connection))
     if version is None:
         baseline.set_int_custom_property('has_model', 0)
         return

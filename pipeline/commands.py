@@ -82,6 +82,10 @@ def register(commands: argparse._SubParsersAction, workspace: Workspace, run_pag
     compile_.add_argument('--resources', action='append', default=[], metavar='COMPONENT=CPU,MEMORY_GB',
                           help=f'container limits per component, e.g. Trainer=8,16 (default: {defaults})')
     compile_.add_argument('--schema-file', help='the curated schema as tasks see it (default: inside the image)')
+    compile_.add_argument('--metadata-grpc', metavar='HOST:PORT',
+                          help="open-source Kubeflow's ML Metadata service, e.g. metadata-grpc-service.kubeflow:8080: "
+                          'the baseline, drift reference and Pusher then take only versions it records as pushed '
+                          '(default: none, as on Vertex AI: the push destination alone)')
     compile_.add_argument('--output-dir', default=COMPILED_DIR, help='(default: %(default)s)')
     compile_.set_defaults(handler=compile_command)
 
@@ -210,6 +214,7 @@ def compile_command(args) -> int:
         raise ValueError(f'compile needs {", ".join(missing)} (or their environment variables)')
     config = PipelineConfig.for_kubeflow(
         args.image, args.pipeline_root, args.data_root, args.serving_model_dir, resources=_resources(args.resources),
+        metadata_grpc=args.metadata_grpc,
         beam=config_lib.BeamSettings(runner=args.beam_runner, gcp_project=args.project, gcp_region=args.region,
                                      temp_location=args.temp_location),
         **_run_settings(args), **({'schema_file': args.schema_file} if args.schema_file else {}))

@@ -94,14 +94,21 @@ class BeamSettings:
 
 @dataclasses.dataclass(frozen=True)
 class KubeflowSettings:
-    """What only a Kubeflow compile needs: the image every task runs in, and limits."""
+    """What only a Kubeflow compile needs: the image every task runs in, limits, and the cluster's ML Metadata."""
 
     image: str
     resources: Mapping[str, Resources] = dataclasses.field(default_factory=lambda: dict(DEFAULT_RESOURCES))
+    # Open-source Kubeflow's metadata gRPC service (HOST:PORT, e.g. metadata-grpc-service.kubeflow:8080), which
+    # tasks that read the registry (baseline, drift reference, the Pusher's sweep) connect to. None: they read
+    # the push destination alone (Vertex AI, whose ML Metadata is no gRPC service a task reaches).
+    metadata_grpc: Optional[str] = None
 
     def __post_init__(self):
         if not self.image:
             raise ValueError('a Kubeflow compile needs the pipeline image')
+        if self.metadata_grpc is not None and not self.metadata_grpc.rpartition(':')[2].isdigit():
+            raise ValueError(f'metadata_grpc takes HOST:PORT (e.g. metadata-grpc-service.kubeflow:8080), '
+                             f'not {self.metadata_grpc!r}')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,11 +172,18 @@ class PipelineConfig:
 
     @classmethod
     def for_kubeflow(cls, image: str, pipeline_root: str, data_root: str, serving_model_dir: str,
-                     resources: Optional[Mapping[str, Resources]] = None, **overrides) -> 'PipelineConfig':
+                     resources: Optional[Mapping[str, Resources]] = None, metadata_grpc: Optional[str] = None,
+                     **overrides) -> 'PipelineConfig':
         """The cluster layout: paths are bucket URIs, code and schema come from the image."""
-        kubeflow = KubeflowSettings(image, resources) if resources is not None else KubeflowSettings(image)
+        kubeflow = KubeflowSettings(image, dict(DEFAULT_RESOURCES) if resources is None else resources,
+                                    metadata_grpc=metadata_grpc)
         return cls(data_root=data_root, pipeline_root=pipeline_root, serving_model_dir=serving_model_dir,
                    kubeflow=kubeflow, **{'schema_file': IMAGE_SCHEMA_FILE, **overrides})
+
+    @property
+    def metadata_grpc(self) -> Optional[str]:
+        """The ML Metadata gRPC address tasks reach, if any (Kubeflow only; locally it is the SQLite path)."""
+        return self.kubeflow.metadata_grpc if self.kubeflow is not None else None
 
     @property
     def beam_pipeline_args(self) -> List[str]:

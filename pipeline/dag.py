@@ -27,9 +27,11 @@ from components.csv_examples import CsvExampleGen
 from components.drift_check.component import DriftCheck
 from components.example_statistics import StatisticsGen
 from components.evaluator import Evaluator
+from components.pusher.component import Pusher
 from components.run_views.component import RunViews
 from components.trainer.component import Trainer
 from components.transform import Transform
+from foundation import metadata_store
 from pipeline.config import PipelineConfig
 from taxi_model import contract
 from taxi_model.features import LABEL, SLICE_COLUMNS
@@ -103,8 +105,19 @@ def _parameters(config: PipelineConfig) -> Dict[str, object]:
             for p in RUNTIME_PARAMETERS}
 
 
+def metadata_connection(config: PipelineConfig) -> str:
+    """The ML Metadata the tasks that read the registry connect to (the baseline, the drift reference, the
+    Pusher's sweep): a local run's SQLite store, open-source Kubeflow's metadata gRPC service when the config
+    names one, else '' (Vertex AI: the push destination alone decides, docs/pipeline.md#pushing-and-the-registry).
+    Constant per pipeline, so it never invalidates the cache."""
+    if config.kubeflow is not None:
+        return metadata_store.connection_parameter(grpc_address=config.metadata_grpc)
+    return metadata_store.connection_parameter(metadata_path=config.metadata_path)
+
+
 def create_components(config: PipelineConfig) -> List[tfx.dsl.components.base.base_node.BaseNode]:
     params = _parameters(config)
+    registry = metadata_connection(config)
     example_gen = CsvExampleGen(
         input_base=params['data_root'],
         input_config=tfx.proto.Input(splits=[tfx.proto.Input.Split(name='span', pattern=SPAN_PATTERN)]),
@@ -117,10 +130,11 @@ def create_components(config: PipelineConfig) -> List[tfx.dsl.components.base.ba
     curated_schema = tfx.components.ImportSchemaGen(schema_file=config.schema_file)
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs['statistics'], schema=curated_schema.outputs['schema'])
-    # Against the serving version's training data, read from the push destination (no Resolver).
-    # Cached with its span like every component: a re-run of the same span reuses the comparison.
+    # Against the serving version's training data, read from the push destination (no Resolver), a version
+    # ML Metadata knows. Cached with its span like every component: a re-run of the same span reuses the comparison.
     drift_check = DriftCheck(statistics=statistics_gen.outputs['statistics'], schema=curated_schema.outputs['schema'],
-                             serving_model_dir=config.serving_model_dir, drift_policy=params['drift_policy'])
+                             serving_model_dir=config.serving_model_dir, drift_policy=params['drift_policy'],
+                             metadata_connection=registry)
     anomalies_gate = AnomaliesGate(anomalies=example_validator.outputs['anomalies'],
                                    drift_report=drift_check.outputs['drift_report'])
 
@@ -150,7 +164,7 @@ def create_components(config: PipelineConfig) -> List[tfx.dsl.components.base.ba
         custom_config=config.hyperparameters.to_custom_config())
 
     baseline = LatestPushedModel(
-        candidate=trainer.outputs['model'], serving_model_dir=config.serving_model_dir
+        candidate=trainer.outputs['model'], serving_model_dir=config.serving_model_dir, metadata_connection=registry
     ).with_id('LatestBlessedModel')
     evaluator = Evaluator(
         examples=example_gen.outputs['examples'],
@@ -159,11 +173,9 @@ def create_components(config: PipelineConfig) -> List[tfx.dsl.components.base.ba
         eval_config=eval_config(),
         min_auc=params['min_auc'], min_accuracy=params['min_accuracy'], max_auc_drop=params['max_auc_drop'],
         max_eval_examples=config.max_eval_examples)
-    pusher = tfx.components.Pusher(
-        model=trainer.outputs['model'],
-        model_blessing=evaluator.outputs['blessing'],
-        push_destination=tfx.proto.PushDestination(
-            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.serving_model_dir)))
+    # TFX's Pusher with an atomic push, sweeping what killed pushes left first (components/pusher/).
+    pusher = Pusher(model=trainer.outputs['model'], model_blessing=evaluator.outputs['blessing'],
+                    serving_model_dir=config.serving_model_dir, metadata_connection=registry)
 
     # What the Kubeflow Pipelines UI shows of the run (and what a local run leaves beside its outputs).
     run_views = RunViews(statistics=statistics_gen.outputs['statistics'],

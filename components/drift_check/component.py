@@ -12,6 +12,9 @@ def DriftCheck(
     serving_model_dir: tfx.dsl.components.Parameter[str],
     drift_policy: tfx.dsl.components.Parameter[str],
     drift_report: tfx.dsl.components.OutputArtifact[tfx.types.standard_artifacts.ExampleAnomalies],
+    metadata_connection: tfx.dsl.components.Parameter[str] = '',
 ):
-    """Compares the new span's training split with the serving version's training data."""
-    executor.check(statistics, schema, serving_model_dir, drift_policy, drift_report)
+    """Compares the new span's training split with the serving version's training data: the latest
+    pushed version ML Metadata knows, given `metadata_connection` (foundation.metadata_store.connection_parameter,
+    '' for none: the push destination alone decides)."""
+    executor.check(statistics, schema, serving_model_dir, drift_policy, drift_report, metadata_connection)

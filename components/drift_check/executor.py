@@ -17,12 +17,14 @@ from components.baseline_model import latest_pushed_version
 from components.drift_check.drift import (BASELINE_VERSION, DISTANCES, DRIFTED_FEATURES, NO_BASELINE, POLICIES,
                                           POLICY, VERDICT, DriftResult, compare)
 from components.trainer.training_record import TRAIN_SPLIT
+from foundation import metadata_store
 from foundation.model_files import TRAINING_STATISTICS_FILE
 
 
-def _load_baseline(serving_model_dir: str):
-    """(version, training statistics) of the latest pushed version, or (version or None, None)."""
-    version = latest_pushed_version(serving_model_dir)
+def _load_baseline(serving_model_dir: str, metadata_connection: str):
+    """(version, training statistics) of the latest pushed version (one ML Metadata knows, given a
+    connection: components/baseline_model.py), or (version or None, None)."""
+    version = latest_pushed_version(serving_model_dir, metadata_store.connect_parameter(metadata_connection))
     if version is None:
         return None, None
     path = os.path.join(serving_model_dir, version, TRAINING_STATISTICS_FILE)
@@ -33,11 +35,11 @@ def _load_baseline(serving_model_dir: str):
 
 def check(statistics: tfx.types.standard_artifacts.ExampleStatistics, schema: tfx.types.standard_artifacts.Schema,
           serving_model_dir: str, drift_policy: str,
-          drift_report: tfx.types.standard_artifacts.ExampleAnomalies) -> None:
+          drift_report: tfx.types.standard_artifacts.ExampleAnomalies, metadata_connection: str = '') -> None:
     """Compares the new span's training split with the serving version's training data."""
     if drift_policy not in POLICIES:
         raise ValueError(f'drift_policy must be one of {", ".join(POLICIES)}, not {drift_policy!r}')
-    version, baseline = _load_baseline(serving_model_dir)
+    version, baseline = _load_baseline(serving_model_dir, metadata_connection)
     drift_report.split_names = artifact_utils.encode_split_names([TRAIN_SPLIT])
     drift_report.set_string_custom_property(POLICY, drift_policy)
     if version is not None:

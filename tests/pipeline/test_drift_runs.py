@@ -21,10 +21,12 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope='module')
 def workspace(first_run, tmp_path_factory):
     """A workspace whose serving model is the first run's, with the sample's first span."""
-    _, result, _ = first_run
+    first_config, result, _ = first_run
     root = tmp_path_factory.mktemp('drift')
     # Steps from epochs (the default way): 3 passes over the span's training rows.
     config = PipelineConfig.for_workspace(str(root), train_epochs=3.0, eval_steps=20)
+    # The version with its ML Metadata: a version directory the registry does not know is no drift reference.
+    shutil.copy(first_config.metadata_path, config.metadata_path)
     shutil.copytree(result.pushed_to, os.path.join(config.serving_model_dir, os.path.basename(result.pushed_to)))
     data.prepare_sample(config.data_root, rows=SAMPLE_ROWS)
     return config

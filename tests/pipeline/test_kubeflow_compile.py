@@ -4,6 +4,7 @@ deterministic, and committed in kfp/ as `make compile` writes it."""
 
 import importlib
 import importlib.metadata
+import json
 import os
 import re
 import shlex
@@ -232,6 +233,44 @@ def test_resources_are_settable_per_component_from_the_command_line(tmp_path):
     transform = DEFAULT_RESOURCES['Transform']
     assert executors['Transform_executor']['container']['resources'] == {
         'cpuLimit': transform.cpu, 'memoryLimit': transform.memory_gb}
+
+
+REGISTRY_READERS = (('LatestBlessedModel', 'metadata_connection'), ('DriftCheck', 'metadata_connection'))
+
+
+def _pusher_custom_config(spec):
+    return json.loads(_constant(spec, 'Pusher', 'custom_config')) or {}
+
+
+def test_on_vertex_the_registry_readers_get_no_store_and_the_pusher_is_ours(compiled):
+    _, _, _, _, spec = compiled
+    for task, key in REGISTRY_READERS:
+        assert _constant(spec, task, key) == ''
+    assert _pusher_custom_config(spec) == {}
+    args = _executors(spec)['Pusher_executor']['container']['args']
+    assert args[args.index('--executor_class_path') + 1] == 'components.pusher.executor.Executor'
+
+
+def test_with_the_clusters_metadata_service_the_registry_readers_connect_to_it(tmp_path):
+    code = cli.main(['compile', '--image', IMAGE, '--pipeline-root', 'gs://b/root', '--data-root', 'gs://b/data',
+                     '--serving-model-dir', 'gs://b/serving', '--metadata-grpc', 'metadata-grpc-service.kubeflow:8080',
+                     '--output-dir', str(tmp_path)])
+    assert code == cli.EXIT_OK
+    _, spec = _load(str(tmp_path / kubeflow_compile.PIPELINE_FILE))
+    for task, key in REGISTRY_READERS:
+        assert _constant(spec, task, key) == 'grpc:metadata-grpc-service.kubeflow:8080'
+    assert _pusher_custom_config(spec) == {'metadata_connection': 'grpc:metadata-grpc-service.kubeflow:8080'}
+    with pytest.raises(ValueError, match='HOST:PORT'):
+        PipelineConfig.for_kubeflow(IMAGE, 'gs://b/root', 'gs://b/data', 'gs://b/serving', metadata_grpc='no-port')
+
+
+def test_locally_the_registry_readers_get_the_runs_sqlite_store(tmp_path):
+    config = PipelineConfig.for_workspace(str(tmp_path))
+    components = {c.id: c for c in dag.create_components(config)}
+    expected = f'sqlite:{config.metadata_path}'
+    for task, key in REGISTRY_READERS:
+        assert components[task].exec_properties[key] == expected
+    assert json.loads(components['Pusher'].exec_properties['custom_config']) == {'metadata_connection': expected}
 
 
 def test_resources_for_a_node_the_dag_does_not_have_are_refused(tmp_path):

@@ -1,6 +1,7 @@
 """The drift check's executor on its own: artifacts in, the drift report out."""
 
 import json
+import os
 
 import pytest
 from tfx.types import artifact_utils, standard_artifacts
@@ -31,3 +32,16 @@ def test_an_unknown_policy_is_refused(tmp_path):
     with pytest.raises(ValueError, match='drift_policy must be one of warn, block'):
         executor.check(standard_artifacts.ExampleStatistics(), standard_artifacts.Schema(),
                        str(tmp_path), 'ignore', _report(tmp_path))
+
+
+def test_given_the_registry_a_version_it_never_recorded_is_no_drift_reference(tmp_path):
+    from foundation import metadata_store
+    from support.pushes import write_model
+    base = str(tmp_path / 'serving_model')
+    write_model(os.path.join(base, '1796551205'))  # complete, but its push never published a PushedModel
+    metadata_store.connect(str(tmp_path / 'metadata.sqlite'))
+    report = _report(tmp_path)
+    executor.check(standard_artifacts.ExampleStatistics(), standard_artifacts.Schema(), base, drift.WARN, report,
+                   metadata_connection=metadata_store.connection_parameter(str(tmp_path / 'metadata.sqlite')))
+    assert report.get_string_custom_property(drift.VERDICT) == drift.NO_BASELINE
+    assert drift.BASELINE_VERSION not in report.mlmd_artifact.custom_properties
