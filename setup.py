@@ -41,6 +41,8 @@ setup(
         'APScheduler>=3.10,<4',
         # The release policy (release/approvers.yaml) and the model card's prose.
         'PyYAML>=6,<7',
+        # Release decisions' SSH signatures, verified without a process per decision (release/signing.py).
+        'cryptography>=42',
         # Pages (reports/templates).
         'Jinja2>=3.1,<4',
         'MarkupSafe>=2.1',

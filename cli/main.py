@@ -17,6 +17,7 @@ import os
 import sys
 import threading
 import warnings
+from typing import Optional
 
 # tf.Transform and TFMA need Keras 2; TF 2.16's tf.keras is Keras 3 unless this
 # is set before TensorFlow loads. The pipeline image sets it in its ENV.
@@ -31,7 +32,9 @@ def _exit_codes():
     """(exception type, exit code), most specific first; anything else is a failure."""
     from components.anomalies_gate.gate import GATE_ERRORS
     from pipeline.workspace_lock import WorkspaceBusy
+    from release.ledger import Busy as ReleaseBusy
     return ((WorkspaceBusy, EXIT_BUSY),              # another run holds the workspace; nothing was started
+            (ReleaseBusy, EXIT_BUSY),              # another release decision is being made or taking effect
             (GATE_ERRORS, EXIT_BAD_INPUT),         # data that fails the curated schema, or drifted and blocked
             (ValueError, EXIT_BAD_INPUT),          # bad arguments, files or data (DataError is one)
             (OSError, EXIT_BAD_INPUT),             # a file named on the command line cannot be read
@@ -76,18 +79,23 @@ def parser() -> argparse.ArgumentParser:
     return root
 
 
-def error_line(error: BaseException) -> tuple:
+def error_line(error: BaseException, metadata_path: Optional[str] = None) -> tuple:
     """(exit code, what the user reads) for a failed command. Our own errors say what they mean, over
     several lines where there is a list (the anomalies a span has); ML Metadata's carry whole protos,
-    so only their first line is shown, and a store another process is writing is busy, not broken."""
+    so only their first line is shown, and a store another process is writing is busy, not broken: the
+    message names who holds it when the workspace lock beside a local store says."""
+    from foundation import metadata_store
     text = str(error).strip()
     code = next(code for kind, code in _exit_codes() if isinstance(error, kind))
     if not type(error).__module__.startswith('ml_metadata'):
         return code, text
     line = next((part.strip() for part in text.splitlines() if part.strip()), type(error).__name__)
-    if any(word in text.lower() for word in ('database is locked', 'busy', 'concurrent connection')):
-        return EXIT_BUSY, (f'the ML Metadata store is busy: another command is writing it ({line}); '
-                           'run it again once that one is done')
+    if metadata_store.is_busy(error):
+        from pipeline.workspace_lock import current_holder
+        holder = current_holder(os.path.dirname(os.path.abspath(metadata_path))) if metadata_path else None
+        return EXIT_BUSY, (f'the ML Metadata store{" " + metadata_path if metadata_path else ""} is busy: '
+                           f'{holder or "another process"} is writing it, and ML Metadata gave up after retrying for '
+                           f'about 20 s ({line}); run it again once that one is done')
     return code, line
 
 
@@ -97,7 +105,8 @@ def main(argv=None) -> int:
     try:
         return args.handler(args)
     except Exception as e:
-        code, line = error_line(e)
+        code, line = error_line(e, None if getattr(args, 'metadata_grpc', None) else
+                                getattr(args, 'metadata_path', None))
         print(f'error: {line}', file=sys.stderr)
         return code
 

@@ -95,6 +95,23 @@ class WorkspaceLock:
             self._fd = None
 
 
+def current_holder(workspace: str) -> Optional[str]:
+    """Who holds the workspace now (`taxi-pipeline run` (pid N on HOST, since T)), or None if nobody does."""
+    path = os.path.join(workspace, LOCK_FILE)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    except OSError:
+        return WorkspaceLock(workspace)._holder()
+    finally:
+        os.close(fd)
+
+
 @dataclasses.dataclass(frozen=True)
 class Abandoned:
     execution_id: int

@@ -32,7 +32,7 @@ from monitoring import metadata_record
 from components import code_version
 from provenance import run_record
 from reports.formatting import metric_text
-from release import ledger, registry as registry_lib
+from release import ledger, policy as policy_lib, registry as registry_lib
 
 _Direction = metadata_store_pb2.LineageSubgraphQueryOptions.Direction
 # Deep enough for the longest path in the DAG (ExampleGen to Pusher is 8 executions, 16 hops).
@@ -295,7 +295,7 @@ def trace(store, model_base_path: str, version: int) -> Lineage:
     state = registry_lib.replay(decisions)
     return Lineage(model_base_path=registry.model_base_path, version=registry.version(version), pushed=pushed,
                    run=run, upstream=upstream, downstream=downstream, stage=state.stage(version),
-                   decisions=relevant, history_problems=ledger.problems(decisions),
+                   decisions=relevant, history_problems=ledger.problems(decisions, policy_lib.load()),
                    live=metadata_record.history(store, registry.model_base_path, version),
                    schema=_schema(store, registry, version, run))
 

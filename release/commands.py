@@ -43,6 +43,10 @@ def register(commands: argparse._SubParsersAction, workspace: Workspace) -> None
     common.add_argument('--model-name', help="the model's name in the serving config (default: the base path's "
                         'last directory)')
     common.add_argument('--user', help=f'who is acting (default: ${policy_lib.USER_VARIABLE}, else the login name)')
+    common.add_argument('--signing-key', metavar='PATH',
+                        help='your SSH key, which signs the decision (default: $TAXI_PIPELINE_SIGNING_KEY); a .pub '
+                        'file signs with its private half in ssh-agent. release/approvers.yaml lists whose key is '
+                        'whose')
     common.add_argument('--server', action='append', default=[], metavar='URL',
                         help='REST address of a server to wait for when a label must move to a version it has not '
                         'loaded yet (repeat for each replica), e.g. http://127.0.0.1:8501')
@@ -137,7 +141,7 @@ def _release(args, emit_line=print):
     target = _release_target(args, base)
     # Always the repository's file: a policy chosen on the command line would be no policy.
     return transitions.Release(store, base, target, policy_lib.load(),
-                               policy_lib.current_user(args.user), metadata_path, emit_line)
+                               policy_lib.current_user(args.user), metadata_path, emit_line, args.signing_key)
 
 
 def _traffic_file() -> str:
@@ -155,19 +159,36 @@ def _parse_time(text: str) -> int:
         raise ValueError(f'--at takes an ISO 8601 time like 2026-11-30T12:00:00, not {text!r}') from None
 
 
-def _decision_dict(d: ledger.Decision) -> dict:
-    return {'sequence': d.sequence, 'at': _when(d.at_micros) + ' UTC', 'at_micros': d.at_micros, 'action': d.action,
-            'version': d.model_version, 'actor': d.actor, 'reason': d.reason,
-            'changes': {str(v): list(c) for v, c in d.changes.items()}, 'labels': d.labels,
-            'canary_percent': d.canary_percent, 'evidence': d.evidence, 'policy_sha256': d.policy_sha256,
-            'digest': d.digest}
+_decisions_shown = registry_lib.with_outcomes
 
 
-def _decision_line(d: ledger.Decision) -> str:
+def _decision_dict(d: ledger.Decision, confirmation: Optional[ledger.Decision] = None) -> dict:
+    shown = {'sequence': d.sequence, 'at': _when(d.at_micros) + ' UTC', 'at_micros': d.at_micros, 'action': d.action,
+             'version': d.model_version, 'actor': d.actor, 'ran_as': d.ran_as, 'reason': d.reason,
+             'changes': {str(v): list(c) for v, c in d.changes.items()}, 'labels': d.labels,
+             'canary_percent': d.canary_percent, 'evidence': d.evidence, 'policy_sha256': d.policy_sha256,
+             'digest': d.digest, 'phase': d.phase, 'signed': bool(d.signature)}
+    if d.intent:
+        shown['confirmation'] = None if confirmation is None else {
+            'sequence': confirmation.sequence, 'at': _when(confirmation.at_micros) + ' UTC',
+            'outcome': confirmation.evidence.get('outcome'), 'actor': confirmation.actor,
+            'labels': confirmation.labels, 'canary_percent': confirmation.canary_percent,
+            'reason': confirmation.reason}
+    return shown
+
+
+def _decision_line(d: ledger.Decision, confirmation: Optional[ledger.Decision] = None) -> str:
     changes = ', '.join(f'{v}: {a} -> {b}' for v, (a, b) in sorted(d.changes.items())) or 'no stage change'
     percent = f'; canary {d.canary_percent:g}%' if d.labels.get('canary') else ''
-    return (f'  #{d.sequence:<3} {_when(d.at_micros)}  {d.action:<8} {d.model_version:<11} by {d.actor}: '
-            f'{changes}{percent}\n        why: {d.reason}')
+    line = (f'  #{d.sequence:<3} {_when(d.at_micros)}  {d.action:<8} {d.model_version:<11} by {d.actor} '
+            f'({d.ran_as}): {changes}{percent}\n        why: {d.reason}')
+    if d.intent:
+        line += ('\n        NOT CONFIRMED: it was being applied, and may or may not serve' if confirmation is None
+                 else f'\n        {confirmation.evidence.get("outcome")}: #{confirmation.sequence} '
+                      f'{_when(confirmation.at_micros)} by {confirmation.actor}'
+                      + (f' ({confirmation.evidence.get("error")})' if confirmation.evidence.get('error') else '')
+                      + (f' ({confirmation.reason})' if confirmation.reason.startswith('repair') else ''))
+    return line
 
 
 # -- models -----------------------------------------------------------------------------------------
@@ -199,10 +220,11 @@ def _report_transition(result, release, args) -> int:
             print(json.dumps({'pending': result.versions}))
         return 0
     if args.json:
-        print(json.dumps(_decision_dict(result), sort_keys=True))
+        print(json.dumps(_decision_dict(result, release.confirmation), sort_keys=True))
         return 0
-    print(f'recorded decision #{result.sequence} in ML Metadata (execution {result.execution_id}):')
-    print(_decision_line(result))
+    print(f'recorded decision #{result.sequence} in ML Metadata (execution {result.execution_id}), signed by '
+          f'{result.actor}:')
+    print(_decision_line(result, release.confirmation))
     labels = ', '.join(f'{k}={v}' for k, v in sorted(result.labels.items())) or 'none'
     print(f'serving labels: {labels}' + (f'; canary takes {result.canary_percent:g}% of unaddressed traffic'
                                          if result.labels.get('canary') else ''))
@@ -214,11 +236,14 @@ def _read_only(args) -> int:
     store, _ = _store(args)
     registry = registry_lib.Registry(store, _base_path(args))
     decisions = registry.decisions()
-    problems = ledger.problems(decisions)
+    problems = ledger.problems(decisions, policy_lib.load())
     drift = transitions.config_drift(_release_target(args, registry.model_base_path), decisions)
     if drift:  # the config is the history's second witness: a difference is for someone to look at
         problems.append(f'serving config: {drift}')
     state = registry_lib.replay(decisions)
+    if args.verb == 'list':
+        problems += _sweep(store, registry, state)
+    problems += transitions.served_files_problems(registry, state)
     rows = None
     if getattr(args, 'html', None):
         from foundation.atomic_file import write_atomically
@@ -251,6 +276,31 @@ def _read_only(args) -> int:
         _print_problems(problems)
         return 1
     return 0
+
+
+def _sweep(store, registry, state) -> list:
+    """Quarantines what killed pushes left in the push destination (components/pusher: the same sweep the
+    Pusher runs), naming each on stderr. A version a serving label names is not moved (serving would lose it):
+    it is a problem to look at. Returns the problems."""
+    from components.pusher import push_destination
+    from foundation import metadata_store
+    base = registry.model_base_path
+    if not registry_lib._isdir(base):
+        return []
+    problems = []
+    served = set(state.labels.values())
+    for leftover in push_destination.leftovers(base, metadata_store.pushed_versions(store, base),
+                                               grace_seconds=push_destination.GRACE_SECONDS):
+        if leftover.name.isdigit() and int(leftover.name) in served:
+            problems.append(f'{leftover.reason}, and a serving label names it')
+            continue
+        try:
+            moved_to = push_destination.quarantine(base, leftover)
+        except OSError as e:
+            problems.append(f'{leftover.reason}; it could not be quarantined ({e})')
+            continue
+        print(push_destination.describe(leftover, moved_to), file=sys.stderr)
+    return problems
 
 
 def _print_problems(problems) -> None:
@@ -289,10 +339,11 @@ def _show(args, registry, state, decisions, problems) -> int:
         raise ValueError(f'no version {args.version} under {registry.model_base_path} or in ML Metadata')
     row = _row(version, state)
     evaluation = registry_lib.evaluation_metrics(version)
-    about = [d for d in decisions if d.model_version == args.version or args.version in d.changes]
+    about = [(d, c) for d, c in _decisions_shown(decisions)
+             if d.model_version == args.version or args.version in d.changes]
     if args.json:
         print(json.dumps({**row, 'evaluation': evaluation, 'live': version.live, 'directory': version.directory,
-                          'model_uri': version.model_uri, 'decisions': [_decision_dict(d) for d in about],
+                          'model_uri': version.model_uri, 'decisions': [_decision_dict(*pair) for pair in about],
                           'history_verified': not problems}, sort_keys=True, default=str))
         return 1 if problems else 0
     print(f'version {args.version} of {registry.model_base_path}')
@@ -324,8 +375,8 @@ def _show(args, registry, state, decisions, problems) -> int:
         print('  live:         no monitoring pass recorded')
     print(f'  approval:     {row["approval"] or "none"}')
     print(f'  decisions ({len(about)}):')
-    for decision in about:
-        print(_decision_line(decision))
+    for pair in about:
+        print(_decision_line(*pair))
     if problems:
         _print_problems(problems)
         return 1
@@ -338,6 +389,7 @@ def _history(args, decisions, problems) -> int:
         state = registry_lib.replay(decisions, until_micros=at)
         answer = {'at': _when(at) + ' UTC', 'stable': state.stable, 'canary': state.canary,
                   'canary_percent': state.canary_percent,
+                  'taking_effect': [d.sequence for d in state.unconfirmed],
                   'stable_since': _decision_dict(state.since[state.stable]) if state.stable is not None else None,
                   'history_verified': not problems}
         if args.json:
@@ -350,18 +402,27 @@ def _history(args, decisions, problems) -> int:
                   f'(decision #{since.sequence}, {since.action} by {since.actor}: {since.reason})')
             if state.canary is not None:
                 print(f'  canary: version {state.canary} with {state.canary_percent:g}% of unaddressed traffic')
+        for intent in ([] if args.json else state.unconfirmed):  # between intent and confirmation traffic moved
+            confirmed = next((d for d in decisions if d.action == ledger.CONFIRM
+                              and d.evidence.get('intent') == intent.sequence), None)
+            print(f'  but decision #{intent.sequence} ({intent.action} {intent.model_version} by {intent.actor}, '
+                  f'recorded {_when(intent.at_micros)} UTC) was taking effect then: '
+                  + (f'confirmed {confirmed.evidence.get("outcome")} at {_when(confirmed.at_micros)} UTC'
+                     if confirmed else 'never confirmed') + '; traffic may have moved to it in between')
     elif args.json:
-        print(json.dumps({'decisions': [_decision_dict(d) for d in decisions], 'history_verified': not problems},
-                         sort_keys=True))
+        print(json.dumps({'decisions': [_decision_dict(*pair) for pair in _decisions_shown(decisions)],
+                          'records': len(decisions), 'history_verified': not problems}, sort_keys=True))
     else:
-        print(f'{len(decisions)} decision(s), oldest first:')
-        for decision in decisions:
-            print(_decision_line(decision))
+        shown = _decisions_shown(decisions)
+        print(f'{len(shown)} decision(s) in {len(decisions)} signed record(s), oldest first:')
+        for pair in shown:
+            print(_decision_line(*pair))
     if problems:
         _print_problems(problems)
         return 1
     if not args.json:
-        print(f'history verified: {len(decisions)} decision(s), each chained to the one before')
+        print(f'history verified: {len(decisions)} record(s), each chained to the one before and signed by its '
+              'actor\'s listed key')
     return 0
 
 
@@ -373,7 +434,11 @@ def canary_command(args) -> int:
     store, _ = _store(args)
     registry = registry_lib.Registry(store, _base_path(args))
     decisions = registry.decisions()
-    ledger.verify(decisions)
+    ledger.verify(decisions, policy_lib.load())
+    # What serves is what the files say: a status or an evaluation over a history they contradict would mislead.
+    drift = transitions.config_drift(_release_target(args, registry.model_base_path), decisions)
+    if drift:
+        raise transitions.ConfigDrift(f'serving config: {drift}')
     state = registry_lib.replay(decisions)
     if state.canary is None:
         message = (f'no canary: version {state.stable} serves all traffic' if state.stable is not None

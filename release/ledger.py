@@ -16,12 +16,15 @@ stops releases until someone looks. Each record is named after its model
 and sequence number, which ML Metadata keeps unique: two commands racing
 for one number cannot both write it (and locally they queue on a lock).
 
-What a chain stored in the same database cannot show: the newest records
-deleted together (the rest still verifies), or a chain rebuilt whole by
-someone with write access to the database. Against those, ML Metadata's
-own database needs the access control and backups an auditor asks for;
-the serving config, also in git, is the second witness (`models list`
-flags a config whose labels differ from the recorded ones).
+Each record of format 3 is also signed by its actor's SSH key (release.signing), and verifying
+checks every signature against the keys the approvers file lists for that actor: someone with
+write access to the database can rebuild the chain, but signs only as themselves. What a chain
+in the same database still cannot show: the newest records deleted together (the rest still
+verifies). The serving files, compared with the history on every read, are the second witness.
+
+A decision that changes serving is two records: its INTENT, recorded before the serving files
+change, and a CONFIRM record of the outcome (release.transitions). The intent's unique name is
+the compare-and-set that keeps two writers, on any store, from both acting.
 
 Records carry their format version, and each format names the properties
 its digest covers (FORMATS). A record is verified against its own format's
@@ -47,7 +50,15 @@ from foundation import metadata_store
 
 EXECUTION_TYPE = 'ModelRelease'
 CONTEXT_TYPE = 'model_registry'
-APPROVE, REJECT, PROMOTE, ROLLBACK, WITHDRAW = ACTIONS = ('approve', 'reject', 'promote', 'rollback', 'withdraw')
+APPROVE, REJECT, PROMOTE, ROLLBACK, WITHDRAW = ('approve', 'reject', 'promote', 'rollback', 'withdraw')
+# CONFIRM records the outcome of an intent (below); REPAIR puts back serving files changed outside the registry.
+CONFIRM, REPAIR = 'confirm', 'repair'
+ACTIONS = (APPROVE, REJECT, PROMOTE, ROLLBACK, WITHDRAW, CONFIRM, REPAIR)
+# A decision that changes serving is recorded twice: its INTENT before the serving files change, and a CONFIRM
+# record (evidence: the intent's sequence, the outcome, what the files said after) once it took effect or failed.
+# A decision that changes no serving file (an approval) is one record, DONE. Records before format 3 are DONE.
+DONE, INTENT = 'done', 'intent'
+APPLIED, FAILED = 'applied', 'failed'
 
 INT, DOUBLE, STRING = metadata_store_pb2.INT, metadata_store_pb2.DOUBLE, metadata_store_pb2.STRING
 _PROPERTIES = {
@@ -65,6 +76,10 @@ _PROPERTIES = {
     'previous_digest': STRING, 'digest': STRING,
     # Which of FORMATS the record was written in; absent from records of format 1.
     'format_version': INT,
+    # DONE or INTENT (format 3).
+    'phase': STRING,
+    # The actor's SSH signature of `digest` (format 3; release.signing). Not covered by the digest it signs.
+    'signature': STRING,
 }
 # Format version -> the properties a record of that format carries and its digest covers, in no
 # particular order (the digest is over canonical JSON). Never edit an entry: add a format.
@@ -73,9 +88,10 @@ FORMATS: Dict[int, Tuple[str, ...]] = {
         'changes', 'labels', 'canary_percent', 'evidence', 'policy_sha256', 'serving_config', 'previous_digest'),
 }
 FORMATS[2] = FORMATS[1] + ('format_version',)
-CURRENT_FORMAT = 2
+FORMATS[3] = FORMATS[2] + ('phase',)
+CURRENT_FORMAT = 3
 # The properties Decision names; a later format's other properties travel in Decision.extra.
-_NAMED = FORMATS[2]
+_NAMED = FORMATS[3]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,6 +115,8 @@ class Decision:
     previous_digest: str
     digest: str
     format_version: int = CURRENT_FORMAT
+    phase: str = DONE
+    signature: str = ''
     # Properties of a newer format than Decision names (a field added by a format, not yet an attribute).
     extra: Mapping[str, object] = dataclasses.field(default_factory=dict)
     execution_id: int = 0
@@ -113,7 +131,11 @@ class Decision:
                 'labels': json.dumps(self.labels, sort_keys=True), 'canary_percent': float(self.canary_percent),
                 'evidence': json.dumps(self.evidence, sort_keys=True), 'policy_sha256': self.policy_sha256,
                 'serving_config': self.serving_config, 'previous_digest': self.previous_digest,
-                'format_version': self.format_version, **self.extra}
+                'format_version': self.format_version, 'phase': self.phase, **self.extra}
+
+    @property
+    def intent(self) -> bool:
+        return self.phase == INTENT
 
 
 def digest_of(fields: Mapping) -> str:
@@ -140,6 +162,8 @@ def _decode(execution) -> Decision:
     extra = {name: getattr(p[name], kinds[_PROPERTIES.get(name, STRING)])
              for name in FORMATS.get(version, ()) if name not in _NAMED and name in p}
     return Decision(format_version=version, extra=extra,
+        phase=p['phase'].string_value if 'phase' in p else DONE,
+        signature=p['signature'].string_value if 'signature' in p else '',
         sequence=p['sequence'].int_value, action=p['action'].string_value, model_version=p['model_version'].int_value,
         actor=p['actor'].string_value, reason=p['reason'].string_value, at_micros=p['at_micros'].int_value,
         model_base_path=p['model_base_path'].string_value, ran_as=p['ran_as'].string_value,
@@ -164,9 +188,13 @@ class BrokenLedger(RuntimeError):
     """The recorded history does not verify: something rewrote or removed a decision."""
 
 
-def problems(decisions: List[Decision]) -> List[str]:
-    """What is wrong with the chain (empty when it verifies)."""
-    found, previous = [], ''
+def problems(decisions: List[Decision], policy) -> List[str]:
+    """What is wrong with the chain (empty when it verifies). `policy` (release.policy.Policy) lists each
+    person's keys: every decision of format 3 must carry a signature of its digest by a key listed for its
+    actor, so a chain rebuilt by someone with write access to the store cannot speak for anyone else.
+    Unsigned decisions (formats 1 and 2) are accepted only within the policy's `unsigned_history`."""
+    from release import signing
+    found, previous, signed_seen = [], '', False
     for expected, decision in enumerate(decisions, start=1):
         where = f'decision {decision.sequence} (execution {decision.execution_id})'
         if decision.sequence != expected:
@@ -182,25 +210,84 @@ def problems(decisions: List[Decision]) -> List[str]:
             found.append(f'{where}: ML Metadata shows it was updated after it was written')
         if expected > 1 and decision.at_micros < decisions[expected - 2].at_micros:
             found.append(f'{where}: dated before the decision it follows')
+        if decision.format_version >= 3:
+            signed_seen = True
+            why = _signature_problem(decision, policy, signing)
+            if why:
+                found.append(f'{where}: {why}')
+        elif signed_seen or decision.sequence > policy.unsigned_history:
+            found.append(f'{where}: not signed, and {policy.path} accepts the first {policy.unsigned_history} '
+                         'decision(s) unsigned (those recorded before signing began)')
         previous = decision.digest
     return found
 
 
-def verify(decisions: List[Decision]) -> None:
-    found = problems(decisions)
+def _signature_problem(decision: Decision, policy, signing) -> Optional[str]:
+    if not decision.signature:
+        return 'not signed'
+    try:
+        key = signing.signer(decision.signature, decision.digest.encode())
+    except signing.BadSignature as e:
+        return f'signature by {decision.actor} does not verify: {e}'
+    if key not in policy.keys.get(decision.actor, ()):
+        return (f'signed with key {signing.fingerprint(key)}, which {policy.path} does not list for '
+                f'{decision.actor}: not their decision')
+    return None
+
+
+def verify(decisions: List[Decision], policy) -> None:
+    found = problems(decisions, policy)
     if found:
         raise BrokenLedger('the release history does not verify; nothing was changed:\n  ' + '\n  '.join(found))
 
 
+class Busy(RuntimeError):
+    """Another release command holds the history (exit 4: nothing was done)."""
+
+
+# How long a local command waits for another to record its decision before giving up, naming it.
+APPEND_WAIT_SECONDS = 30.0
+
+
 @contextlib.contextmanager
-def append_lock(metadata_path: Optional[str]) -> Iterator[None]:
-    """Exclusive while a local command reads the chain's end and appends to it."""
+def append_lock(metadata_path: Optional[str], wait_seconds: float = APPEND_WAIT_SECONDS) -> Iterator[None]:
+    """Exclusive while a local command reads the chain's end and records its decision (on a cluster's store the
+    record's unique name does the same, as a refusal instead of a wait). Waits up to `wait_seconds`, then
+    raises Busy naming the holder."""
     if not metadata_path:
         yield
         return
-    from foundation.atomic_file import exclusive
-    with exclusive(metadata_path + '.release.lock'):
-        yield
+    import errno
+    import fcntl
+    import socket
+    import sys
+    path = metadata_path + '.release.lock'
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline, pause = time.monotonic() + wait_seconds, 0.05
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as e:
+                if e.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+            if time.monotonic() + pause > deadline:
+                holder = os.pread(fd, 4096, 0).decode(errors='replace').strip() or 'another release command'
+                raise Busy(f'the release history is held by {holder} for over {wait_seconds:.0f} s; nothing was '
+                           'done: run the command again once it has finished')
+            time.sleep(pause)
+            pause = min(pause * 2, 1.0)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (f'`taxi-pipeline {" ".join(sys.argv[1:3])}` (pid {os.getpid()} on {socket.gethostname()}, '
+                       f'since {format_time(now_micros())} UTC)').encode(), 0)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 def now_micros() -> int:
@@ -229,7 +316,7 @@ def parse_time(text: str) -> int:
 def prepare(previous: List[Decision], *, action: str, model_version: int, actor: str, reason: str,
             model_base_path: str, changes: Mapping[int, Tuple[str, str]], labels: Mapping[str, int],
             canary_percent: float, evidence: Mapping, policy_sha256: str, serving_config: str,
-            at_micros: Optional[int] = None) -> Decision:
+            at_micros: Optional[int] = None, phase: str = DONE) -> Decision:
     """The decision that follows `previous` (the verified chain), digest included, not yet written."""
     if action not in ACTIONS:
         raise ValueError(f'unknown release action {action!r}')
@@ -238,8 +325,15 @@ def prepare(previous: List[Decision], *, action: str, model_version: int, actor:
         at_micros=at_micros or now_micros(), model_base_path=model_base_path, ran_as=_ran_as(),
         changes={int(v): tuple(c) for v, c in changes.items()}, labels=dict(labels),
         canary_percent=float(canary_percent), evidence=dict(evidence), policy_sha256=policy_sha256,
-        serving_config=serving_config, previous_digest=previous[-1].digest if previous else '', digest='')
+        serving_config=serving_config, previous_digest=previous[-1].digest if previous else '', digest='',
+        phase=phase)
     return dataclasses.replace(decision, digest=digest_of(decision.fields()))
+
+
+def signed(decision: Decision, key_path: str) -> Decision:
+    """`decision` with its actor's signature of its digest (release.signing)."""
+    from release import signing
+    return dataclasses.replace(decision, signature=signing.sign(decision.digest.encode(), key_path))
 
 
 def _ran_as() -> str:
@@ -260,9 +354,12 @@ def write(store, decision: Decision, pushed_models: List[metadata_store_pb2.Arti
     execution = metadata_store_pb2.Execution(type_id=execution_type,
                                              name=f'{decision.model_base_path}#{decision.sequence}',
                                              last_known_state=metadata_store_pb2.Execution.COMPLETE)
-    for name, value in {**decision.fields(), 'digest': decision.digest}.items():
-        if name == 'format_version' and decision.format_version == 1:
-            continue  # format 1 records carry no version
+    recorded = {**decision.fields(), 'digest': decision.digest}
+    if decision.signature:
+        recorded['signature'] = decision.signature
+    for name, value in recorded.items():
+        if name not in FORMATS.get(decision.format_version, ()) and name not in ('digest', 'signature'):
+            continue  # an older format's record carries only its own properties (format 1: no version)
         kind = _PROPERTIES[name]
         if kind == INT:
             execution.properties[name].int_value = value
@@ -274,11 +371,3 @@ def write(store, decision: Decision, pushed_models: List[metadata_store_pb2.Arti
     context = metadata_store_pb2.Context(type_id=context_type, name=decision.model_base_path)
     execution_id, _, _ = store.put_execution(execution, events, [context], reuse_context_if_already_exist=True)
     return dataclasses.replace(decision, execution_id=execution_id)
-
-
-def landed(store, decision: Decision) -> Optional[Decision]:
-    """`decision` as recorded, if a write that reported an error recorded it after all."""
-    for found in read(store, decision.model_base_path):
-        if found.sequence == decision.sequence and found.digest == decision.digest:
-            return found
-    return None

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from ml_metadata.proto import metadata_store_pb2
 
@@ -46,6 +46,12 @@ class State:
     verdicts: Dict[int, ledger.Decision] = dataclasses.field(default_factory=dict)
     # When each version took its current stage.
     since: Dict[int, ledger.Decision] = dataclasses.field(default_factory=dict)
+    # The serving labels the last decision that took effect left (what the serving config must say).
+    labels: Dict[str, int] = dataclasses.field(default_factory=dict)
+    # The content digest each version had when it was last promoted to stable (what a rollback may restore).
+    promoted_digests: Dict[int, Optional[str]] = dataclasses.field(default_factory=dict)
+    # Intents recorded and not (yet) confirmed: a command applying them, or one that died doing so.
+    unconfirmed: List[ledger.Decision] = dataclasses.field(default_factory=list)
 
     @property
     def stable(self) -> Optional[int]:
@@ -63,13 +69,53 @@ class State:
         return verdict if verdict is not None and verdict.action == ledger.APPROVE else None
 
 
+def _outcomes(decisions: List[ledger.Decision]) -> Dict[int, ledger.Decision]:
+    """Intent sequence -> the CONFIRM record of its outcome."""
+    return {int(d.evidence.get('intent', 0)): d for d in decisions if d.action == ledger.CONFIRM}
+
+
 def replay(decisions: List[ledger.Decision], until_micros: Optional[int] = None) -> State:
+    """The state the decisions up to `until_micros` left. An intent counts from its own time once a CONFIRM
+    record says it was applied (so a decision's printed time answers its own state); one that failed never
+    served. `unconfirmed`: intents not confirmed by `until_micros` (taking effect then, or never confirmed)."""
     state = State()
+    outcomes = _outcomes(decisions)
     for decision in decisions:
         if until_micros is not None and decision.at_micros > until_micros:
             break
+        if decision.action == ledger.CONFIRM:
+            continue
+        if decision.intent:
+            outcome = outcomes.get(decision.sequence)
+            if outcome is None or (until_micros is not None and outcome.at_micros > until_micros):
+                state.unconfirmed.append(decision)
+            if outcome is None or outcome.evidence.get('outcome') != ledger.APPLIED:
+                continue
         apply(state, decision)
     return state
+
+
+def with_outcomes(decisions: List[ledger.Decision]) -> List[Tuple[ledger.Decision, Optional[ledger.Decision]]]:
+    """The decisions as people read them: each with the record confirming it (None for one-record decisions
+    and unconfirmed intents); CONFIRM records are part of the decision they confirm."""
+    outcomes = _outcomes(decisions)
+    return [(d, outcomes.get(d.sequence) if d.intent else None) for d in decisions if d.action != ledger.CONFIRM]
+
+
+def outcome_text(decision: ledger.Decision, confirmation: Optional[ledger.Decision]) -> str:
+    if not decision.intent:
+        return 'recorded'
+    if confirmation is None:
+        return 'NOT CONFIRMED'
+    error = confirmation.evidence.get('error')
+    return f'{confirmation.evidence.get("outcome")} (#{confirmation.sequence})' + (f': {error}' if error else '')
+
+
+def effects(decisions: List[ledger.Decision]) -> List[Tuple[int, Dict[str, int]]]:
+    """(time, serving labels) each time the labels changed hands, as `replay` counts them."""
+    outcomes = _outcomes(decisions)
+    return [(d.at_micros, dict(d.labels)) for d in decisions if d.action != ledger.CONFIRM
+            and (not d.intent or outcomes.get(d.sequence, d).evidence.get('outcome') == ledger.APPLIED)]
 
 
 def apply(state: State, decision: ledger.Decision) -> None:
@@ -80,10 +126,12 @@ def apply(state: State, decision: ledger.Decision) -> None:
         state.since[version] = decision
         if after == STABLE and decision.action == ledger.PROMOTE:
             state.stable_line.append(version)
+            state.promoted_digests[version] = decision.evidence.get('content_sha256')
     if decision.action == ledger.ROLLBACK and len(state.stable_line) > 1:
         state.stable_line.pop()
     state.canary = decision.labels.get('canary')
     state.canary_percent = decision.canary_percent if state.canary is not None else 0.0
+    state.labels = dict(decision.labels)
 
 
 # A push destination on a bucket (Kubeflow) is read through TensorFlow's file systems; a local one

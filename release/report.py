@@ -25,12 +25,14 @@ _when = ledger.format_time
 
 
 def spans(decisions: List[ledger.Decision], until_micros: int) -> Dict[int, List[tuple]]:
-    """Per version, (start, end, label) for each time a serving label named it, from each decision's labels."""
+    """Per version, (start, end, label) for each time a serving label named it, from the labels of each
+    decision that took effect."""
     found: Dict[int, List[tuple]] = {}
-    times = [d.at_micros for d in decisions] + [until_micros]
-    for decision, end in zip(decisions, times[1:]):
-        for label, version in decision.labels.items():
-            found.setdefault(version, []).append((decision.at_micros, end, label))
+    effects = registry_lib.effects(decisions)
+    times = [at for at, _ in effects] + [until_micros]
+    for (at, labels), end in zip(effects, times[1:]):
+        for label, version in labels.items():
+            found.setdefault(version, []).append((at, end, label))
     return found
 
 
@@ -47,7 +49,7 @@ def page(model_base_path: str, decisions: List[ledger.Decision], rows: Sequence[
                   'x_range': (start, now_micros), 'colours': COLOURS,
                   'x_labels': {start: _when(start, precise=False), now_micros: _when(now_micros, precise=False)},
                   'marks': [(d.at_micros, f'#{d.sequence} {d.action} {d.model_version} by {d.actor}: {d.reason}')
-                            for d in decisions]}
+                            for d, _ in registry_lib.with_outcomes(decisions)]}
     directory = os.path.dirname(path) if path else None
     here = os.path.basename(path) if path else reports_page.report_file(reports_page.REGISTRY)
     state = registry_lib.replay(decisions)
@@ -62,7 +64,8 @@ def page(model_base_path: str, decisions: List[ledger.Decision], rows: Sequence[
         decision_rows=[[d.sequence, _when(d.at_micros), d.action, d.model_version, d.actor, d.ran_as,
                         ', '.join(f'{v}: {a} → {b}' for v, (a, b) in sorted(d.changes.items())) or '-',
                         ', '.join(f'{k}={v}' for k, v in sorted(d.labels.items())) or '-', d.canary_percent,
-                        d.reason, evidence_text(d.evidence)] for d in reversed(decisions)],
+                        registry_lib.outcome_text(d, confirmation), d.reason, evidence_text(d.evidence)]
+                       for d, confirmation in reversed(registry_lib.with_outcomes(decisions))],
         # Every version's lineage and card that exists, not only those serving now.
         others=reports_page.links(directory, [
             (f'{kind} of {r["version"]}', reports_page.report_file(name, r['version']))

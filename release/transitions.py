@@ -32,7 +32,7 @@ import urllib.error
 import urllib.request
 from typing import Callable, Dict, List, Optional, Sequence
 
-from release import ledger, policy as policy_lib, registry as registry_lib
+from release import ledger, policy as policy_lib, registry as registry_lib, signing
 from release.policy import NotAllowed
 from release.registry import ARCHIVED, CANARY, STABLE
 from serving import labels as labels_lib, traffic as traffic_lib
@@ -71,31 +71,96 @@ class ConfigDrift(RuntimeError):
     """The serving config does not say what the recorded history says (exit 1)."""
 
 
-def config_drift(target: ServingTarget, decisions) -> Optional[str]:
-    """How the config's labels differ from the latest decision's, or None (also before any decision)."""
+class InFlux(ledger.Busy):
+    """Another command's decision is taking effect (exit 4: busy, try again once it is confirmed)."""
+
+
+def config_drift(target: ServingTarget, decisions, state=None) -> Optional[str]:
+    """How the serving files (the config's labels, the traffic share) differ from what the history says took
+    effect, or None (also before any decision). An intent not yet confirmed is named too."""
     if not decisions:
         return None
-    recorded = decisions[-1].labels
-    if not os.path.exists(target.config_path):
-        return (f'{target.config_path} does not exist, but the history (decision #{decisions[-1].sequence}) says '
-                f'labels {", ".join(f"{k}={v}" for k, v in sorted(recorded.items()))}') if recorded else None
-    found = labels_lib.read_labels(target.config_path, target.model_name)
-    if found == recorded:
-        return None
+    state = state if state is not None else registry_lib.replay(decisions)
     show = lambda labels: ', '.join(f'{k}={v}' for k, v in sorted(labels.items())) or 'none'  # noqa: E731
-    return (f'{target.config_path} labels {show(found)}, but the history (decision #{decisions[-1].sequence}) '
-            f'says {show(recorded)}')
+    found = []
+    if not os.path.exists(target.config_path):
+        if state.labels:
+            found.append(f'{target.config_path} does not exist, but the history says labels {show(state.labels)}')
+    else:
+        labels = labels_lib.read_labels(target.config_path, target.model_name)
+        if labels != state.labels:
+            found.append(f'{target.config_path} labels {show(labels)}, but the history says {show(state.labels)}')
+    try:
+        percent = float(traffic_lib.read_split(target.traffic_path).get(target.model_name, 0.0))
+    except ValueError as e:
+        percent = None
+        found.append(str(e))
+    if percent is not None and abs(percent - state.canary_percent) > 1e-9:
+        found.append(f'{target.traffic_path} gives the canary {percent:g}% of the traffic, but the history says '
+                     f'{state.canary_percent:g}%')
+    for intent in state.unconfirmed:
+        found.append(f'decision #{intent.sequence} ({intent.action} {intent.model_version} by {intent.actor}, '
+                     f'{ledger.format_time(intent.at_micros)} UTC) was recorded but not confirmed: it was being '
+                     'applied, and may or may not serve')
+    if not found:
+        return None
+    return '; '.join(found) + f' (as of decision #{decisions[-1].sequence})'
+
+
+# How long a confirmation waits for a store another process holds (each ML Metadata attempt itself retries
+# for about 20 s on a locked SQLite store), before the intent is left unconfirmed for `models sync`.
+CONFIRM_RETRY_SECONDS = 120.0
+
+
+def _retrying_while_busy(call, seconds: float, emit_line):
+    from foundation import metadata_store
+    deadline, pause = time.monotonic() + seconds, 1.0
+    while True:
+        try:
+            return call()
+        except Exception as error:
+            if not metadata_store.is_busy(error) or time.monotonic() + pause > deadline:
+                raise
+            emit_line(f'  the ML Metadata store is busy; trying again in {pause:.0f} s')
+            time.sleep(pause)
+            pause = min(pause * 2, 16.0)
+
+
+class Conflict(InFlux):
+    """Another command recorded the same place in the history first (exit 4: nothing was changed)."""
+
+
+def served_files_problems(registry, state) -> List[str]:
+    """What is wrong with the versions the labels serve: a directory gone (TF Serving cannot load it), or files
+    other than those promoted (or approved, for the canary) - what serves is not what was decided."""
+    found = []
+    for label, version in sorted(state.labels.items()):
+        where = registry.version(version)
+        if not where.on_disk:
+            found.append(f'version {version} ({label}) has no saved_model.pb in {where.directory}: it cannot load')
+            continue
+        approval = state.approved(version)
+        expected = state.promoted_digests.get(version) or (approval.evidence.get('content_sha256') if approval
+                                                            else None)
+        if expected and registry_lib.content_digest(where.directory) != expected:
+            found.append(f'the files of version {version} ({label}) changed since they were approved and promoted')
+    return found
 
 
 def _recorded_after_all(store, decision, error: BaseException):
-    """`decision` if a write that raised `error` recorded it after all; else raises `error`."""
+    """`decision` if a write that raised `error` recorded it after all; Conflict if another command took its
+    place in the history; else raises `error`."""
     try:
-        found = ledger.landed(store, decision)
+        found = [d for d in ledger.read(store, decision.model_base_path) if d.sequence == decision.sequence]
     except Exception:
-        found = None
-    if found is None:
-        raise error
-    return found
+        found = []
+    for other in found:
+        if other.digest == decision.digest:
+            return other
+        raise Conflict(f'another command recorded decision #{other.sequence} first ({other.action} '
+                       f'{other.model_version} by {other.actor}, run as {other.ran_as}): nothing was changed; '
+                       'look at the history and run the command again if it still applies') from None
+    raise error
 
 
 def _read_or_none(path: str) -> Optional[bytes]:
@@ -119,8 +184,12 @@ class Release:
     """Transitions of one model's versions, by one user, under one policy."""
 
     def __init__(self, store, model_base_path: str, target: ServingTarget, policy: policy_lib.Policy, user: str,
-                 metadata_path: Optional[str] = None, emit_line: Callable[[str], None] = print):
+                 metadata_path: Optional[str] = None, emit_line: Callable[[str], None] = print,
+                 signing_key: Optional[str] = None):
         self.store = store
+        # The actor's SSH key (release.signing.signing_key: --signing-key, else $TAXI_PIPELINE_SIGNING_KEY).
+        self.signing_key = signing_key
+        self.confirmation: Optional[ledger.Decision] = None
         self.registry = registry_lib.Registry(store, model_base_path)
         self.target = target
         self.policy = policy
@@ -169,7 +238,8 @@ class Release:
             verdict = state.verdicts.get(version)
             if verdict is not None and verdict.action == ledger.REJECT:
                 raise NotAllowed(f'version {version} was rejected by {verdict.actor} '
-                                 f'({ledger.format_time(verdict.at_micros)} UTC: {verdict.reason}); it needs a new approval')
+                                 f'({ledger.format_time(verdict.at_micros)} UTC: {verdict.reason}); it needs a new '
+                                 'approval')
             if to == CANARY:
                 return self._to_canary(state, version, percent, evidence)
             if to == STABLE:
@@ -193,13 +263,15 @@ class Release:
             if target is None:
                 raise NotAllowed('nothing to roll back to: no version served production before '
                                  f'{state.stable if state.stable is not None else "(no stable version yet)"}')
+            digest = self._rollback_target_ready(state, target)
             changes = {state.stable: (STABLE, ARCHIVED), target: (state.stage(target), STABLE)}
             if state.canary is not None:
                 changes[state.canary] = (CANARY, ARCHIVED)
             # No `rollback` label after a rollback: the version before the restored one is likely not loaded, and
             # waiting for it to load must not delay the restore. A second rollback loads it first (see --server).
             return dict(action=ledger.ROLLBACK, version=target, changes=changes, stable_line=state.stable_line[:-1],
-                        canary=None, percent=0.0, evidence={**(evidence or {}), 'rolled_back': state.stable},
+                        canary=None, percent=0.0, evidence={**(evidence or {}), 'rolled_back': state.stable,
+                                                            'content_sha256': digest},
                         rollback_label=False)
         return self._transition(None, reason, decide)
 
@@ -231,33 +303,45 @@ class Release:
         if version in state.stable_line:
             raise NotAllowed(f'version {version} served production before: to serve it again, roll back '
                              '(taxi-pipeline models rollback)')
-        if percent > MAX_UNAPPROVED_PERCENT and state.approved(version) is None:
-            raise NotAllowed(f'a canary takes at most {MAX_UNAPPROVED_PERCENT:g}% of the traffic before someone '
-                             f'approves it for production; version {version} has no approval')
+        evidence = dict(evidence or {})
+        if percent > MAX_UNAPPROVED_PERCENT:  # production in all but name: the rules for stable hold
+            approval, current = self._production_ready(
+                state, version, f'give version {version} more than {MAX_UNAPPROVED_PERCENT:g}% of the traffic')
+            evidence.update(approval=approval.sequence, approved_by=approval.actor, content_sha256=current)
         changes = {} if state.canary == version else {version: (state.stage(version), CANARY)}
         return dict(action=ledger.PROMOTE, changes=changes, stable_line=state.stable_line, canary=version,
-                    percent=percent, evidence=evidence or {})
+                    percent=percent, evidence=evidence)
 
-    def _to_stable(self, state, version: int, evidence):
-        if state.stable == version:
-            raise NotAllowed(f'version {version} is the stable version already')
+    def _production_ready(self, state, version: int, doing: str):
+        """The rules for giving `version` production traffic, on every path that does (stable, or a canary above
+        the cap): approved by someone who still has the role and is not the acting user, the files unchanged
+        since, the drift reviewed. Returns (the approval, the files' digest)."""
         approval = state.approved(version)
         if approval is None:
-            raise NotAllowed(f'version {version} has no approval: someone with the approve role '
+            raise NotAllowed(f'version {version} has no approval, which {doing} needs: someone with the approve role '
                              f'({", ".join(sorted(self.policy.members.get(policy_lib.APPROVE, ()))) or "nobody"}) '
                              f'must run `taxi-pipeline models approve {version} --reason ...` first')
         if approval.actor not in self.policy.members.get(policy_lib.APPROVE, ()):
             raise NotAllowed(f'version {version} was approved by {approval.actor}, who no longer has the approve role '
                              f'in {self.policy.path}: it needs a new approval')
         if approval.actor == self.user:
-            raise NotAllowed(f'{self.user} approved version {version}, so someone else must promote it to stable '
+            raise NotAllowed(f'{self.user} approved version {version}, so someone else must {doing} '
                              '(separation of duties)')
-        approved = approval.evidence.get('content_sha256')
-        current = registry_lib.content_digest(self.registry.version(version).directory)
-        if approved != current:
+        found = self.registry.version(version)
+        if found.needs_drift_review and not approval.evidence.get('drift_reviewed'):
+            raise NotAllowed(f'version {version} needs its drift reviewed, and approval #{approval.sequence} did not '
+                             'say it was (approve again with --drift-reviewed)')
+        current = registry_lib.content_digest(found.directory)
+        if approval.evidence.get('content_sha256') != current:
             raise NotAllowed(f'the files of version {version} changed since {approval.actor} approved them '
                              f'(decision #{approval.sequence}): what was approved is not what would serve; it needs '
                              'a new approval')
+        return approval, current
+
+    def _to_stable(self, state, version: int, evidence):
+        if state.stable == version:
+            raise NotAllowed(f'version {version} is the stable version already')
+        approval, current = self._production_ready(state, version, f'promote version {version} to stable')
         changes = {version: (state.stage(version), STABLE)}
         if state.stable is not None:
             changes[state.stable] = (STABLE, ARCHIVED)
@@ -267,16 +351,36 @@ class Release:
                     percent=0.0, evidence={**(evidence or {}), 'approval': approval.sequence,
                                            'approved_by': approval.actor, 'content_sha256': current})
 
-    # -- taking effect and recording -----------------------------------------------------------------
+    def _rollback_target_ready(self, state, target: int) -> str:
+        """A rollback serves `target` again: it must still be there, be what was promoted, and not be rejected
+        since. Returns its files' digest."""
+        found = self.registry.version(target)
+        if not found.on_disk:
+            raise NotAllowed(f'cannot roll back to version {target}: {found.directory} has no saved_model.pb (deleted '
+                             'or moved); promote another approved version instead')
+        verdict = state.verdicts.get(target)
+        if verdict is not None and verdict.action == ledger.REJECT:
+            raise NotAllowed(f'cannot roll back to version {target}: {verdict.actor} rejected it '
+                             f'(decision #{verdict.sequence}: {verdict.reason})')
+        promoted = state.promoted_digests.get(target)
+        current = registry_lib.content_digest(found.directory)
+        if promoted != current:
+            raise NotAllowed(f'cannot roll back to version {target}: its files changed since it was promoted to stable '
+                             '(or no digest was recorded then): what was approved is not what would serve')
+        return current
+
+    # -- record, apply, confirm ----------------------------------------------------------------------
 
     def _transition(self, version: Optional[int], reason: str, decide):
         if not reason or not reason.strip():
             raise ValueError('every decision needs a reason (--reason): the audit history says why')
+        key = signing.signing_key(self.signing_key)  # before anything: a decision nobody can sign is refused
         with ledger.append_lock(self.metadata_path):
             decisions = self.registry.decisions()
-            ledger.verify(decisions)
-            self.check_config(decisions)
+            ledger.verify(decisions, self.policy)
             state = registry_lib.replay(decisions)
+            self._require_settled(state)
+            self.check_config(state, decisions)
             plan = decide(state, decisions)
             version = plan.get('version', version)
             line = plan['stable_line']
@@ -287,93 +391,196 @@ class Release:
                 labels[registry_lib.ROLLBACK_LABEL] = line[-2]
             if plan['canary'] is not None:
                 labels['canary'] = plan['canary']
-            saved = {path: _read_or_none(path) for path in (self.target.config_path, self.target.traffic_path)}
             pushed = [self.registry.version(v).pushed for v in sorted({version, *plan['changes']})]
+            pushed = [p for p in pushed if p is not None]
+            record = dict(action=plan['action'], model_version=version, reason=reason.strip(),
+                          changes=plan['changes'], labels=labels, canary_percent=plan['percent'],
+                          evidence=plan['evidence'])
             # A decision that moves nothing (an approval, a rejection of a candidate) leaves the serving files
-            # alone: rewriting them would drop a version a staged promotion is loading.
-            moves = (labels, plan['percent']) != (decisions[-1].labels if decisions else {}, state.canary_percent)
-            try:
-                pending = self._take_effect(labels, plan['percent']) if moves else None
-                if pending:
-                    return pending
-                decision = ledger.prepare(
-                    decisions, action=plan['action'], model_version=version, actor=self.user, reason=reason.strip(),
-                    model_base_path=self.registry.model_base_path, changes=plan['changes'], labels=labels,
-                    canary_percent=plan['percent'], evidence=plan['evidence'], policy_sha256=self.policy.sha256,
-                    serving_config=self.target.config_path)
-                try:
-                    decision = ledger.write(self.store, decision, [p for p in pushed if p is not None])
-                except Exception as error:  # a remote store may have written it and failed to say so
-                    decision = _recorded_after_all(self.store, decision, error)
-            except BaseException:
-                # Not recorded, or the servers never confirmed it: nothing may serve that the history
-                # does not show. The versions the old labels name are still in the policy (see
-                # _take_effect), so the old config is valid for servers that already read the new one.
-                for path, content in saved.items():
-                    _restore(path, content)
-                raise
-            if labels and moves:  # recorded: now the versions no label needs may unload
-                labels_lib.write_labels(self.target.config_path, labels, self.target.model_name)
-            return decision
+            # alone (rewriting them would drop a version a staged promotion is loading): one record.
+            if (labels, plan['percent']) == (state.labels, state.canary_percent):
+                return self._record(decisions, key, pushed, **record)
+            pending = self._stage(labels)
+            if pending:
+                return pending
+            intent = self._record(decisions, key, pushed, phase=ledger.INTENT, **record,
+                                  lease_seconds=self._lease_seconds(labels))
+        # Recorded: from here the unconfirmed intent keeps every other command out (its lease), so the lock is
+        # not held while servers load and answer.
+        return self._apply_and_confirm(decisions + [intent], intent, key, pushed)
 
-    def check_config(self, decisions) -> None:
-        """Refuses to go on when the serving config's labels are not the recorded ones."""
-        found = config_drift(self.target, decisions)
+    def _record(self, decisions, key: str, pushed, *, lease_seconds: float = 0.0, phase: str = ledger.DONE,
+                actor: Optional[str] = None, **fields) -> ledger.Decision:
+        """Signs and records the decision that follows `decisions`. Its sequence number is the compare-and-set:
+        ML Metadata keeps execution names (model#sequence) unique, so of two commands that read the same
+        history, on one machine or many, only the first records; the other fails here, before it changed any
+        serving file."""
+        evidence = dict(fields.pop('evidence'))
+        if lease_seconds:
+            # Until then the intent is its command's to confirm; after, the command is presumed dead.
+            evidence['lease_until_micros'] = ledger.now_micros() + int(lease_seconds * 1e6)
+        decision = ledger.prepare(decisions, actor=actor or self.user, model_base_path=self.registry.model_base_path,
+                                  policy_sha256=self.policy.sha256, serving_config=self.target.config_path,
+                                  phase=phase, evidence=evidence, **fields)
+        decision = ledger.signed(decision, key)
+        self.policy.require_key(decision.actor, signing.signer(decision.signature, decision.digest.encode()))
+        try:
+            return ledger.write(self.store, decision, pushed)
+        except Exception as error:  # a remote store may have written it and failed to say so
+            return _recorded_after_all(self.store, decision, error)
+
+    def _lease_seconds(self, labels) -> float:
+        waits = len(self.target.servers) * (len(labels) + 1)
+        return 60.0 + waits * self.target.wait_seconds
+
+    def _apply_and_confirm(self, decisions, intent: ledger.Decision, key: str, pushed,
+                           reason: Optional[str] = None) -> ledger.Decision:
+        """Applies a recorded intent to the serving files and records the outcome. On failure the files are put
+        back and the failure is recorded, so the history says the intent never served."""
+        saved = {path: _read_or_none(path) for path in (self.target.config_path, self.target.traffic_path)}
+        labels, percent = dict(intent.labels), intent.canary_percent
+        confirm = dict(action=ledger.CONFIRM, model_version=intent.model_version, changes={},
+                       reason=reason or f'confirms #{intent.sequence}')
+        try:
+            self._take_effect(labels, percent)
+        except BaseException as error:
+            for path, content in saved.items():
+                _restore(path, content)
+            observed, observed_percent = self._observed()
+            why = str(error).splitlines()[0][:300] if str(error) else type(error).__name__
+            try:
+                self._record(decisions, key, pushed, labels=observed, canary_percent=observed_percent,
+                             evidence={'intent': intent.sequence, 'outcome': ledger.FAILED,
+                                       'error': why},
+                             **confirm)
+            except Exception as recording:  # the intent stays unconfirmed: every command will say so
+                self.emit_line(f'the failure of decision #{intent.sequence} could not be recorded ({recording}): '
+                               'run `taxi-pipeline models sync --reason ...` once the store answers')
+            raise
+        observed, observed_percent = self._observed()
+        # The files changed: the confirmation must land. A store another process holds is waited for.
+        confirmation = _retrying_while_busy(
+            lambda: self._record(decisions, key, pushed, labels=observed, canary_percent=observed_percent,
+                                 evidence={'intent': intent.sequence, 'outcome': ledger.APPLIED,
+                                           'servers': list(self.target.servers)}, **confirm),
+            CONFIRM_RETRY_SECONDS, self.emit_line)
+        self.confirmation = confirmation
+        if labels:  # confirmed: now the versions no label needs may unload
+            labels_lib.write_labels(self.target.config_path, labels, self.target.model_name)
+        return intent
+
+    def _observed(self):
+        """(labels, canary percent) the serving files say now."""
+        t = self.target
+        labels = labels_lib.read_labels(t.config_path, t.model_name) if os.path.exists(t.config_path) else {}
+        return labels, float(traffic_lib.read_split(t.traffic_path).get(t.model_name, 0.0))
+
+    def _require_settled(self, state) -> None:
+        """Refuses to decide while an intent is unconfirmed: its command is applying it (the lease), or died."""
+        if not state.unconfirmed:
+            return
+        intent = state.unconfirmed[-1]
+        lease = int(intent.evidence.get('lease_until_micros', 0))
+        what = (f'decision #{intent.sequence} ({intent.action} {intent.model_version} by {intent.actor}, '
+                f'run as {intent.ran_as}, recorded {ledger.format_time(intent.at_micros)} UTC)')
+        if ledger.now_micros() < lease:
+            raise InFlux(f'{what} is taking effect: wait for its command to confirm it '
+                         f'(its lease ends {ledger.format_time(lease)} UTC)')
+        raise ConfigDrift(f'{what} was recorded but never confirmed: its command died while applying it. Compare '
+                          'the serving files with it, then complete it with `taxi-pipeline models sync --reason ...`')
+
+    def check_config(self, state, decisions) -> None:
+        """Refuses to go on when the serving files do not say what the recorded history says."""
+        found = config_drift(self.target, decisions, state)
         if found:
             raise ConfigDrift(found + ': something changed serving outside the registry (an edit, `serving-labels`, '
-                              'a ReloadConfig request). Find out what, then put the recorded labels back with '
-                              '`taxi-pipeline models sync --reason ...`')
+                              'a ReloadConfig request, a killed command). Find out what, then put the recorded state '
+                              'back with `taxi-pipeline models sync --reason ...`')
 
-    def sync(self, reason: str) -> Optional[Pending]:
-        """Writes the labels and traffic share the history records (repairs a config changed by hand)."""
+    def _stage(self, labels) -> Optional[Pending]:
+        """Adds the versions `labels` need to the config's loaded set (no label, no traffic share moves), and
+        with --server waits until they load. Pending if the command must be run again once they loaded."""
+        t = self.target
+        if not labels:
+            return None
+        fresh = not os.path.exists(t.config_path)
+        if fresh:  # a config no server has read yet is written in its final state when the decision applies
+            return None
+        loaded = labels_lib.loaded_versions(t.config_path, t.model_name)
+        missing = sorted(set(labels.values()) - loaded)
+        if not missing:
+            return None
+        labels_lib.write_labels(t.config_path, labels, t.model_name, staged=True, keep=loaded)
+        if not t.servers:
+            self.emit_line(f'staged: {t.config_path} now also loads version(s) {", ".join(map(str, missing))}; '
+                           'labels unchanged and nothing recorded yet. TF Serving moves a label only to a loaded '
+                           'version: once every server reports them AVAILABLE, run the same command again (or pass '
+                           '--server URL to wait here).')
+            return Pending(missing)
+        for server in t.servers:
+            for version in missing:
+                self._wait(server, f'versions/{version}', version, f'version {version} AVAILABLE')
+        return None
+
+    def sync(self, reason: str) -> Optional[ledger.Decision]:
+        """A recorded repair. With an intent its command never confirmed (it died), completes it: the intent
+        was recorded after its rules were checked. Otherwise puts back the labels and traffic share the
+        history records, over files changed outside the registry. Either way the repair is a decision."""
         if not reason or not reason.strip():
             raise ValueError('--reason is required')
         self.policy.require(self.user, policy_lib.PROMOTE, 'rewrite the serving config')
+        key = signing.signing_key(self.signing_key)
         with ledger.append_lock(self.metadata_path):
             decisions = self.registry.decisions()
-            ledger.verify(decisions)
+            ledger.verify(decisions, self.policy)
+            state = registry_lib.replay(decisions)
             if not decisions:
                 raise NotAllowed('nothing was released yet: there are no recorded labels to put back')
-            last = decisions[-1]
-            pending = self._take_effect(dict(last.labels), last.canary_percent)
-            if pending:
-                return pending
-            labels_lib.write_labels(self.target.config_path, dict(last.labels), self.target.model_name)
-            self.emit_line(f'{self.target.config_path}: labels as recorded by decision #{last.sequence} '
-                           f'(sync by {self.user}: {reason.strip()})')
-            return None
+            if state.unconfirmed:
+                intent = state.unconfirmed[-1]
+                lease = int(intent.evidence.get('lease_until_micros', 0))
+                if ledger.now_micros() < lease:
+                    self._require_settled(state)
+                if self._stage(intent.labels):
+                    return None
+                pushed = [self.registry.version(v).pushed for v in sorted({intent.model_version, *intent.changes})]
+                self._apply_and_confirm(decisions, intent, key, [p for p in pushed if p is not None],
+                                        reason=f'repair by {self.user}: {reason.strip()}')
+                self.emit_line(f'completed decision #{intent.sequence} ({intent.action} {intent.model_version}): '
+                               f'confirmed by #{self.confirmation.sequence}')
+                return self.confirmation
+            found = config_drift(self.target, decisions, state)
+            if not found:
+                self.emit_line('the serving files say what the history records: nothing to repair')
+                return None
+            if self._stage(state.labels):
+                return None
+            intent = self._record(decisions, key, [], phase=ledger.INTENT, action=ledger.REPAIR,
+                                  model_version=state.stable or 0, reason=reason.strip(), changes={},
+                                  labels=dict(state.labels), canary_percent=state.canary_percent,
+                                  evidence={'found': found}, lease_seconds=self._lease_seconds(state.labels))
+            self._apply_and_confirm(decisions + [intent], intent, key, [])
+            self.emit_line(f'{self.target.config_path}: labels and traffic share as recorded, repair '
+                           f'#{intent.sequence} confirmed by #{self.confirmation.sequence} '
+                           f'({self.user}: {reason.strip()})')
+            return intent
 
-    def _take_effect(self, labels: Dict[str, int], percent: float) -> Optional[Pending]:
-        """Moves the labels and the traffic share; confirms with --server. Returns Pending if a version must
-        load first. The policy keeps the versions it loaded until the decision is recorded."""
+    def _take_effect(self, labels: Dict[str, int], percent: float) -> None:
+        """Moves the labels and the traffic share; with --server, returns once every server answers each label
+        with its version. The versions loaded before stay in the policy until the outcome is recorded."""
         t = self.target
-        if not labels:  # an approval before anything was released: no serving change
-            return None
         fresh = not os.path.exists(t.config_path)
-        if fresh:
+        if fresh:  # no server has read it yet: written in its final state at once
             labels_lib.create_config(t.config_path, t.model_name, self.registry.model_base_path)
         loaded = labels_lib.loaded_versions(t.config_path, t.model_name)
-        # A config no server has read yet is written in its final state at once.
         pending = labels_lib.write_labels(t.config_path, labels, t.model_name, staged=not fresh, keep=loaded)
         if pending:
-            if not t.servers:
-                self.emit_line(f'staged: {t.config_path} now also loads version(s) '
-                               f'{", ".join(map(str, sorted(pending)))}; labels unchanged and nothing recorded yet. '
-                               'TF Serving moves a label only to a loaded version: once every server reports them '
-                               'AVAILABLE, run the same command again (or pass --server URL to wait here).')
-                return Pending(sorted(pending))
-            for server in t.servers:
-                for version in sorted(pending):
-                    self._wait(server, f'versions/{version}', version, f'version {version} AVAILABLE')
-            pending = labels_lib.write_labels(t.config_path, labels, t.model_name, keep=loaded | set(pending))
-            if pending:
-                raise RuntimeError(f'version(s) {sorted(pending)} still not loadable after the wait')
+            raise RuntimeError(f'version(s) {sorted(pending)} are not loaded: the labels cannot move to them')
         # After the labels: a canary share without its label falls back to stable, never fails.
         traffic_lib.write_split(t.traffic_path, t.model_name, percent)
         for server in t.servers:  # the command returns once every server answers with the new labels
             for label, version in sorted(labels.items()):
                 self._wait(server, f'labels/{label}', version, f'{label} -> {version}')
-        return None
 
     def _wait(self, server: str, target: str, version: int, what: str) -> None:
         """Until `server` reports `version` AVAILABLE at /v1/models/<name>/<target>."""

@@ -125,3 +125,10 @@ def versions(first_run, tmp_path_factory):
     shutil.copytree(summary.pushed_to, os.path.join(config.serving_model_dir, str(unregistered)))
     return Versions(config.serving_model_dir, config.metadata_path, first, drifted, unregistered,
                     result.run_id, summary.run_id)
+
+
+@pytest.fixture(scope='session')
+def release_identities(tmp_path_factory):
+    """SSH keys for the people of release/approvers.yaml, and that file with their keys (support.release_users)."""
+    from support.release_users import Identities
+    return Identities(str(tmp_path_factory.mktemp('identities')))

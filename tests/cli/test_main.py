@@ -99,3 +99,17 @@ def test_a_busy_or_failing_metadata_store_is_one_line_not_a_proto_dump():
     assert cli.error_line(mlmd_errors.NotFoundError('no such type\n{\n}')) == (cli.EXIT_FAILED, 'no such type')
     assert cli.error_line(ValueError('2 anomalies:\n  fare: ...\n  tips: ...')) == \
         (cli.EXIT_BAD_INPUT, '2 anomalies:\n  fare: ...\n  tips: ...')
+
+
+def test_a_store_busy_past_ml_metadatas_retries_names_the_run_that_holds_it(tmp_path):
+    from ml_metadata import errors as mlmd_errors
+    from pipeline.workspace_lock import WorkspaceLock
+    # What a command met after ML Metadata's own retries while a run wrote the store (measured: ~20 s).
+    aborted = mlmd_errors.AbortedError('Concurrent writes aborted after max number of retries.')
+    metadata_path = str(tmp_path / 'metadata.sqlite')
+    code, line = cli.error_line(aborted, metadata_path)
+    assert code == cli.EXIT_BUSY and 'another process is writing it' in line and 'about 20 s' in line
+    with WorkspaceLock(str(tmp_path), command='run --span 4'):
+        code, line = cli.error_line(aborted, metadata_path)
+    assert code == cli.EXIT_BUSY and '\n' not in line
+    assert f'`taxi-pipeline run --span 4` (pid {os.getpid()}' in line and metadata_path in line

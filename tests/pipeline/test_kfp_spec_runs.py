@@ -206,7 +206,9 @@ def test_the_run_leaves_views_of_the_types_the_kubeflow_ui_renders(kfp_run):
 
 
 def test_the_operate_commands_answer_from_the_store_open_source_kfp_populated_over_grpc(open_source_run, tmp_path,
-                                                                                       capsys):
+                                                                                       capsys, release_identities,
+                                                                                       monkeypatch):
+    from support.release_users import ALICE, BOB
     config, run, _, _, address = open_source_run
     base = config.serving_model_dir
     version = latest_pushed_version(base)
@@ -229,8 +231,9 @@ def test_the_operate_commands_answer_from_the_store_open_source_kfp_populated_ov
     lineage = json.loads(out)
     assert code == 0 and lineage['run']['name'] == run.run_id and lineage['training']['train_steps'] == TRAIN_STEPS
     assert lineage['data']['span'] == 1 and lineage['evaluation']['blessed'] is True
-    assert run_cli('models', 'approve', version, *registry, '--user', 'alice@example.com', '--reason', 'ok')[0] == 0
-    assert run_cli('models', 'promote', version, '--to', 'stable', *registry, '--user', 'bob@example.com',
+    identities = release_identities.install(monkeypatch)
+    assert run_cli('models', 'approve', version, *registry, *identities.flags(ALICE), '--reason', 'ok')[0] == 0
+    assert run_cli('models', 'promote', version, '--to', 'stable', *registry, *identities.flags(BOB),
                    '--reason', 'go')[0] == 0
     code, out = run_cli('models', 'list', *registry)
     assert code == 0 and f'{version}  stable' in out and 'history verified' in out

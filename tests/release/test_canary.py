@@ -66,7 +66,7 @@ def _traffic(workspace, rows, tmp_path, stable_wrong, canary_wrong):
 def test_too_little_feedback_decides_nothing(workspace, held_out_rows, capsys, tmp_path):
     workspace.release_both()
     _traffic(workspace, held_out_rows[:100], tmp_path, stable_wrong=0.0, canary_wrong=0.0)
-    verdict = _evaluate(workspace, capsys, tmp_path, '--auto', '--user', EVALUATOR)
+    verdict = _evaluate(workspace, capsys, tmp_path, '--auto', *workspace.identities.flags(EVALUATOR))
     assert verdict['recommendation'] == 'wait' and verdict['acted'] is None
     assert any('100 labelled examples of the 200 needed' in reason for reason in verdict['reasons'])
     assert workspace.serving()[1] == 20.0
@@ -76,7 +76,7 @@ def test_a_worse_canary_is_rolled_back(workspace, held_out_rows, capsys, tmp_pat
     v = workspace.versions
     workspace.release_both()
     _traffic(workspace, held_out_rows, tmp_path, stable_wrong=0.0, canary_wrong=0.35)
-    verdict = _evaluate(workspace, capsys, tmp_path, '--auto', '--user', EVALUATOR)
+    verdict = _evaluate(workspace, capsys, tmp_path, '--auto', *workspace.identities.flags(EVALUATOR))
     assert verdict['recommendation'] == 'rollback' and verdict['acted']['done']
     auc = next(d for d in verdict['differences'] if d['metric'] == 'auc')
     assert auc['difference'] < 0 and auc['p_worse'] < 0.05
@@ -94,7 +94,7 @@ def test_a_better_canary_is_promoted_once_someone_approved_it(workspace, held_ou
     v = workspace.versions
     workspace.release_both()
     _traffic(workspace, held_out_rows, tmp_path, stable_wrong=0.35, canary_wrong=0.0)
-    verdict = _evaluate(workspace, capsys, tmp_path, '--auto', '--user', EVALUATOR)
+    verdict = _evaluate(workspace, capsys, tmp_path, '--auto', *workspace.identities.flags(EVALUATOR))
     # Better on the evidence, but stable needs an approval: recommended, not done.
     assert verdict['recommendation'] == 'promote' and not verdict['acted']['done']
     assert 'has no approval' in verdict['acted']['why']
@@ -102,7 +102,7 @@ def test_a_better_canary_is_promoted_once_someone_approved_it(workspace, held_ou
 
     assert workspace.models('approve', v.drifted, '--drift-reviewed', '--reason', 'reviewed the hour shift',
                             user=ALICE) == 0
-    verdict = _evaluate(workspace, capsys, tmp_path, '--auto', '--user', EVALUATOR)
+    verdict = _evaluate(workspace, capsys, tmp_path, '--auto', *workspace.identities.flags(EVALUATOR))
     assert verdict['recommendation'] == 'promote' and verdict['acted']['done']
     assert workspace.serving() == ({'stable': v.drifted, 'rollback': v.first}, 0.0)
     capsys.readouterr()

@@ -10,7 +10,7 @@ from ml_metadata.proto import metadata_store_pb2
 
 from foundation import metadata_store
 from cli import main as cli
-from release import ledger
+from release import ledger, policy
 from serving import labels
 from support.html_tables import read_tables
 from support.release_users import ALICE, BOB, CAROL, MALLORY
@@ -104,7 +104,11 @@ def test_history_is_complete_ordered_and_answers_what_served_when(workspace, cap
     assert [(d['action'], d['version'], d['actor']) for d in decisions] == [
         ('approve', v.first, ALICE), ('promote', v.first, BOB), ('promote', v.drifted, BOB),
         ('approve', v.drifted, ALICE), ('promote', v.drifted, BOB), ('rollback', v.first, BOB)]
-    assert [d['sequence'] for d in decisions] == [1, 2, 3, 4, 5, 6]
+    # A decision that moves serving is two records: its intent, recorded before the files change, and the
+    # confirmation once they did. Approvals change no file: one record.
+    assert [d['sequence'] for d in decisions] == [1, 2, 4, 6, 7, 9]
+    assert [d['confirmation']['outcome'] for d in decisions if d['phase'] == 'intent'] == ['applied'] * 4
+    assert history['records'] == 10
     times = [d['at_micros'] for d in decisions]
     assert times == sorted(times) and len(set(times)) == len(times)
     assert decisions[4]['changes'] == {str(v.first): ['stable', 'archived'], str(v.drifted): ['canary', 'stable']}
@@ -129,7 +133,9 @@ def test_history_is_complete_ordered_and_answers_what_served_when(workspace, cap
     assert workspace.models('history', '--html', page) == 0
     text = page.read_text()
     tables = read_tables(text)
-    assert [row[0] for row in tables['Decisions'][1:]] == ['6', '5', '4', '3', '2', '1']
+    assert [row[0] for row in tables['Decisions'][1:]] == ['9', '7', '6', '4', '2', '1']
+    assert [row[9] for row in tables['Decisions'][1:]] == [
+        'applied (#10)', 'applied (#8)', 'recorded', 'applied (#5)', 'applied (#3)', 'recorded']
     assert {row[0]: row[1] for row in tables['Versions'][1:]}[str(v.first)] == 'stable'
     spans = re.findall(r'<rect [^>]*><title>v(\d+): (\w+)</title>', text)
     assert {(int(version), label) for version, label in spans} == {
@@ -143,7 +149,7 @@ def test_history_is_complete_ordered_and_answers_what_served_when(workspace, cap
     options.starting_artifacts.filter_query = f'id = {pushed.id}'
     graph = store.get_lineage_subgraph(options)
     releases = sorted(e.properties['sequence'].int_value for e in graph.executions if e.type == ledger.EXECUTION_TYPE)
-    assert releases == [3, 4, 5, 6]
+    assert releases == [4, 5, 6, 7, 8, 9, 10]  # intents and their confirmations
 
 
 def _iso(micros):
@@ -184,6 +190,7 @@ def test_rejecting_the_canary_takes_its_traffic_away_and_bars_it_from_stable(wor
     shown = _json(capsys)
     assert shown['stage'] == 'archived' and shown['approval'].startswith('rejected by')
     assert [d['action'] for d in shown['decisions']] == ['promote', 'reject']
+    assert [d['phase'] for d in shown['decisions']] == ['intent', 'intent']
 
 
 def test_a_decision_that_cannot_be_recorded_leaves_serving_as_it_was(workspace, capsys, monkeypatch):
@@ -193,10 +200,10 @@ def test_a_decision_that_cannot_be_recorded_leaves_serving_as_it_was(workspace, 
 
     def fail(*args, **kwargs):
         raise RuntimeError('metadata store unavailable')
-    monkeypatch.setattr(ledger, 'write', fail)
-    assert workspace.models('rollback', '--canary', '--reason', 'stop', user=BOB) == 1
+    with monkeypatch.context() as patched:
+        patched.setattr(ledger, 'write', fail)
+        assert workspace.models('rollback', '--canary', '--reason', 'stop', user=BOB) == 1
     assert workspace.serving() == before
-    monkeypatch.undo()
 
     # A store that records the decision and then reports an error: the decision stands, and serving with it.
     write = ledger.write
@@ -217,10 +224,11 @@ def test_two_writers_cannot_record_the_same_place_in_the_history(workspace):
     fields = dict(action='approve', model_version=workspace.versions.drifted, reason='race', labels={},
                   model_base_path=workspace.versions.base_path, changes={}, canary_percent=0.0, evidence={},
                   policy_sha256='', serving_config='')
-    ledger.write(store, ledger.prepare(decisions, actor=ALICE, **fields), [])
+    keys = workspace.identities.key
+    ledger.write(store, ledger.signed(ledger.prepare(decisions, actor=ALICE, **fields), keys[ALICE]), [])
     with pytest.raises(Exception, match='(?i)exist'):
-        ledger.write(store, ledger.prepare(decisions, actor=CAROL, **fields), [])
-    assert ledger.problems(ledger.read(store, workspace.versions.base_path)) == []
+        ledger.write(store, ledger.signed(ledger.prepare(decisions, actor=CAROL, **fields), keys[CAROL]), [])
+    assert ledger.problems(ledger.read(store, workspace.versions.base_path), policy.load()) == []
 
 
 def test_a_config_changed_outside_the_registry_stops_transitions_until_synced(workspace, capsys):
@@ -228,7 +236,7 @@ def test_a_config_changed_outside_the_registry_stops_transitions_until_synced(wo
     workspace.release_both()
     labels.set_labels(workspace.serving_config, v.drifted)  # by hand: the canary made stable, no record
     assert workspace.models('list') == 1
-    assert 'the history (decision #3) says canary=' in capsys.readouterr().err
+    assert 'but the history says canary=' in capsys.readouterr().err
     assert workspace.models('rollback', '--canary', '--reason', 'stop', user=BOB) == 1
     assert 'something changed serving outside the registry' in capsys.readouterr().err
 
@@ -246,7 +254,7 @@ def test_a_canary_is_bounded_until_approved_and_never_a_former_stable(workspace,
     workspace.release_both()
     assert workspace.models('promote', v.drifted, '--to', 'canary', '--percent', 80, '--reason', 'ramp',
                             user=BOB) == 2
-    assert 'at most 50%' in capsys.readouterr().err
+    assert 'has no approval, which give version' in capsys.readouterr().err
     assert workspace.models('approve', v.drifted, '--drift-reviewed', '--reason', 'ok', user=ALICE) == 0
     assert workspace.models('promote', v.drifted, '--to', 'canary', '--percent', 80, '--reason', 'ramp',
                             user=BOB) == 0
