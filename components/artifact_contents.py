@@ -21,6 +21,8 @@ def metrics_by_slice(evaluation_uri: str) -> Dict[str, tuple[Dict[str, float], D
     import tensorflow_model_analysis as tfma
     result = {}
     for slice_metrics in tfma.load_metrics(evaluation_uri):
+        if slice_metrics.HasField('cross_slice_key'):
+            continue  # a cross-slice comparison (an EvalConfig with cross_slicing_specs), not a slice
         label = ', '.join(f'{k.column}={_slice_value(k)}' for k in slice_metrics.slice_key.single_slice_keys)
         candidate, baseline = result.setdefault(label or OVERALL, ({}, {}))
         for kv in slice_metrics.metric_keys_and_values:
@@ -78,7 +80,7 @@ def confusion_matrices(evaluation_uri: str, model: str = 'candidate') -> List[Tu
     overall slice, by threshold; [] when the evaluation has none."""
     import tensorflow_model_analysis as tfma
     for slice_metrics in tfma.load_metrics(evaluation_uri):
-        if slice_metrics.slice_key.single_slice_keys:
+        if slice_metrics.slice_key.single_slice_keys or slice_metrics.HasField('cross_slice_key'):
             continue
         for kv in slice_metrics.metric_keys_and_values:
             if kv.key.name == CONFUSION_MATRICES and not kv.key.is_diff and kv.key.model_name in (model, ''):

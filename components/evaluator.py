@@ -3,8 +3,19 @@
 Two things TFX's Evaluator leaves to the pipeline author:
 - The thresholds live inside the EvalConfig proto, where KubeflowV2DagRunner
   cannot put a runtime parameter. Here `min_auc`, `min_accuracy` and
-  `max_auc_drop` are float exec properties (Kubeflow Pipelines parameters),
-  and the executor adds the gates they define to the EvalConfig it is given.
+  `max_auc_drop` (the overall slice), and `min_slice_auc`, `max_slice_auc_gap`,
+  `max_slice_auc_drop` and `min_slice_class_examples` (the slices the model
+  declares gated: components/slice_gates.py) are exec properties (Kubeflow
+  Pipelines parameters), and the executor adds the gates they define to the
+  EvalConfig it is given. Which slices are judged depends on the data: the
+  executor counts each gated slice's examples of each class in what it
+  evaluates, and gives TFMA thresholds only for slices with enough of both.
+  One gate is not TFMA's: the gap between a slice's AUC and the overall one.
+  TFMA 0.47's CrossSliceMetricThreshold cannot pass (its validator files a
+  checked cross-slice spec under `slicing_spec`, so every cross-slice
+  threshold comes back in `missing_cross_slices` and fails validation:
+  metrics_validator._hashed_slicing_details), so the executor checks the gap on
+  TFMA's metrics itself, and a gap too wide takes the blessing away.
 - The first run has nothing pushed yet, so the baseline is an empty Model
   artifact; the executor drops it, and TFMA validates absolute thresholds only
   (TFX's own rubber stamp when there is no baseline).
@@ -18,54 +29,185 @@ and the sample's recorded on the evaluation (`eval_examples`,
 It also writes the candidate's overall metrics onto the evaluation artifact
 (`metric_<name>` custom properties), so ML Metadata answers "how good was
 each run's model" without TFMA loading the output (seconds of imports), and
-Kubeflow's UI shows them on the artifact.
+Kubeflow's UI shows them on the artifact. Every gate as applied (measured,
+bound, passed, margin, read back from TFMA's validation result) and the gated
+slices' counts go on the evaluation too (`gates`, `gated_slices`, JSON), and a
+refused model's blessing says why in one line (`reason`), naming the slice.
 """
 
 import copy
+import dataclasses
+import logging
 import math
 import os
-from typing import Optional, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import tensorflow as tf
 import tensorflow_model_analysis as tfma
 from google.protobuf import json_format
 from tfx import types
+from tfx.components.evaluator import constants as evaluator_constants
 from tfx.components.evaluator import executor as evaluator_executor
 from tfx.dsl.components.base import base_beam_component, executor_spec
 from tfx.orchestration import data_types
 from tfx.types import artifact_utils, standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ExecutionParameter
+from tfx.utils import io_utils
 
+from components import slice_gates
+from components.artifact_contents import OVERALL, metrics_by_slice
 from components.baseline_model import has_model
 from components.record_files import batched, record_count
+from components.slice_gates import (MAX_AUC_DROP, MAX_SLICE_AUC_DROP, MAX_SLICE_AUC_GAP, MIN_ACCURACY, MIN_AUC,
+                                    MIN_SLICE_AUC, MIN_SLICE_CLASS_EXAMPLES, Gate, SliceCount, SliceThresholds)
+from taxi_model import features as features_lib
 
-MIN_AUC, MIN_ACCURACY, MAX_AUC_DROP = 'min_auc', 'min_accuracy', 'max_auc_drop'
 MAX_EVAL_EXAMPLES = 'max_eval_examples'
 EVAL_SPLIT = 'eval'
 METRIC_PREFIX = 'metric_'
 FloatParameter = Union[float, data_types.RuntimeParameter]
 
 
-def gated(eval_config: tfma.EvalConfig, min_auc: float, min_accuracy: float, max_auc_drop: float) -> tfma.EvalConfig:
-    """`eval_config` plus the blessing gates: AUC and accuracy floors, and how far
-    AUC may fall below the baseline's. Gates apply to the overall slice only: a
-    slice such as payment_type "Unknown" has a few dozen rows, too few to judge by."""
+def gated(eval_config: tfma.EvalConfig, min_auc: float, min_accuracy: float, max_auc_drop: float,
+          slices: Sequence[SliceCount] = (), slice_thresholds: SliceThresholds = slice_gates.DEFAULTS
+          ) -> tfma.EvalConfig:
+    """`eval_config` plus the blessing gates TFMA checks: AUC and accuracy floors on the overall slice, and how
+    far AUC may fall below the baseline's; and for each judged slice of `slices` (components/slice_gates.py)
+    an AUC floor and how far its AUC may fall below the baseline's on the same slice. Slices not judged get
+    no threshold. (The gap below overall is checked by the executor: `refused_by_gap`.)"""
     def overall(threshold):
         return tfma.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()], threshold=threshold)
 
-    gates = tfma.MetricsSpec(metrics=[
-        tfma.MetricConfig(class_name='AUC', per_slice_thresholds=[overall(tfma.MetricThreshold(
-            value_threshold=tfma.GenericValueThreshold(lower_bound={'value': min_auc}),
-            # Ignored when there is no baseline (the first push).
-            change_threshold=tfma.GenericChangeThreshold(
-                direction=tfma.MetricDirection.HIGHER_IS_BETTER, absolute={'value': -max_auc_drop})))]),
-        tfma.MetricConfig(class_name='BinaryAccuracy', per_slice_thresholds=[overall(tfma.MetricThreshold(
-            value_threshold=tfma.GenericValueThreshold(lower_bound={'value': min_accuracy})))]),
-    ])
+    def no_drop_beyond(drop):
+        # Ignored when there is no baseline (the first push).
+        return tfma.GenericChangeThreshold(direction=tfma.MetricDirection.HIGHER_IS_BETTER, absolute={'value': -drop})
+
+    auc = tfma.MetricConfig(class_name='AUC', per_slice_thresholds=[overall(tfma.MetricThreshold(
+        value_threshold=tfma.GenericValueThreshold(lower_bound={'value': min_auc}),
+        change_threshold=no_drop_beyond(max_auc_drop)))])
+    for found in slices:
+        if found.judged:
+            auc.per_slice_thresholds.append(tfma.PerSliceMetricThreshold(
+                slicing_specs=[tfma.SlicingSpec(feature_values={found.column: found.value})],
+                threshold=tfma.MetricThreshold(
+                    value_threshold=tfma.GenericValueThreshold(lower_bound={'value': slice_thresholds.min_auc}),
+                    change_threshold=no_drop_beyond(slice_thresholds.max_auc_drop))))
+    gates = tfma.MetricsSpec(metrics=[auc, tfma.MetricConfig(
+        class_name='BinaryAccuracy', per_slice_thresholds=[overall(tfma.MetricThreshold(
+            value_threshold=tfma.GenericValueThreshold(lower_bound={'value': min_accuracy})))])])
     result = tfma.EvalConfig()
     result.CopyFrom(eval_config)
     result.metrics_specs.append(gates)
     return result
+
+
+def slice_counts(examples, columns: Sequence[str] = features_lib.GATED_SLICE_COLUMNS) -> List[SliceCount]:
+    """Each value of `columns` in the eval split of `examples`, with its examples of each class: the label as
+    Transform derives it (taxi_model.preprocessing.label), from the raw columns TFMA slices on."""
+    from taxi_model.preprocessing import label  # TensorFlow Transform: only where counting happens
+    if not columns:
+        return []
+    label_columns = (features_lib.LABEL.tips_column, features_lib.LABEL.fare_column)
+    spec = {name: tf.io.VarLenFeature(tf.float32) for name in label_columns}
+    spec.update({column: tf.io.VarLenFeature(tf.as_dtype(features_lib.raw_columns()[column].tf_dtype))
+                 for column in columns})
+    counts: Dict[tuple, List[int]] = {}
+    files = tf.io.gfile.glob(os.path.join(examples.uri, f'Split-{EVAL_SPLIT}', '*'))
+    for batch in tf.data.TFRecordDataset(files, compression_type='GZIP').batch(4096):
+        parsed = tf.io.parse_example(batch, spec)
+        labels = label(parsed).numpy()
+        for column in columns:
+            # Each row's first value (TFMA slices a missing value nowhere, so a row without one is skipped).
+            sparse = parsed[column]
+            first = sparse.indices[:, 1].numpy() == 0
+            for row, raw in zip(sparse.indices[:, 0].numpy()[first], sparse.values.numpy()[first]):
+                value = raw.decode() if isinstance(raw, bytes) else str(raw)
+                counts.setdefault((column, value), [0, 0])[0 if labels[row] else 1] += 1
+    return [SliceCount(column, value, positives, negatives) for (column, value), (positives, negatives)
+            in counts.items()]
+
+
+def read_gates(evaluation_uri: str, min_auc: float, min_accuracy: float, max_auc_drop: float,
+               slices: Sequence[SliceCount], slice_thresholds: SliceThresholds) -> Tuple[List[Gate], List[str]]:
+    """(every gate as applied, TFMA failures no gate accounts for). Passed or not is TFMA's verdict (its
+    validation result), except the gap below overall, which TFMA 0.47 cannot check (module docstring): that
+    one is checked here, on TFMA's metrics. The measured values are the candidate's metrics, or the failure's
+    own value."""
+    validation = tfma.load_validation_result(evaluation_uri)
+    failed, unexplained = {}, []
+    for per_slice in validation.metric_validations_per_slice:
+        for failure in per_slice.failures:
+            key = _failure_key(per_slice, failure)
+            if key is None:
+                unexplained.append(f'{_slice_of(per_slice)}: {failure.metric_key.name} '
+                                   f'{failure.message.strip() or "failed its threshold"}')
+            else:
+                failed[key] = failure.metric_value.double_value.value
+    unexplained += [f'{_spec_label(spec)}: no metrics for a gated slice' for spec in validation.missing_slices]
+    metrics = metrics_by_slice(evaluation_uri)
+    candidate, baseline = metrics.get(OVERALL, ({}, {}))
+    has_baseline = 'auc' in baseline
+
+    def gate(name, where, measured, bound, base=None, applied=True):
+        key = (name, where)
+        if key in failed:
+            return Gate(name, where, failed[key], bound, False, base)
+        return Gate(name, where, measured, bound, True if applied else None, base)
+
+    def change(values, base):
+        return values['auc'] - base['auc'] if 'auc' in values and 'auc' in base else None
+    gates = [gate(MIN_AUC, OVERALL, candidate.get('auc'), min_auc),
+             gate(MIN_ACCURACY, OVERALL, candidate.get('binary_accuracy'), min_accuracy),
+             gate(MAX_AUC_DROP, OVERALL, change(candidate, baseline), -max_auc_drop, baseline.get('auc'),
+                  has_baseline)]
+    for found in slices:
+        if not found.judged:
+            continue
+        values, base = metrics.get(found.label, ({}, {}))
+        gap = candidate['auc'] - values['auc'] if 'auc' in candidate and 'auc' in values else None
+        gates += [gate(MIN_SLICE_AUC, found.label, values.get('auc'), slice_thresholds.min_auc),
+                  Gate(MAX_SLICE_AUC_GAP, found.label, gap, slice_thresholds.max_auc_gap,
+                       gap is not None and gap <= slice_thresholds.max_auc_gap),
+                  gate(MAX_SLICE_AUC_DROP, found.label, change(values, base), -slice_thresholds.max_auc_drop,
+                       base.get('auc'), has_baseline)]
+    return gates, unexplained
+
+
+def _failure_key(per_slice, failure) -> Optional[Tuple[str, str]]:
+    """(gate, slice label) of a TFMA failure on one of the gates `gated` sets; None for any other."""
+    name, is_diff = failure.metric_key.name, failure.metric_key.is_diff
+    if per_slice.HasField('cross_slice_key'):
+        return None
+    where = _slice_label(per_slice.slice_key)
+    if where == OVERALL:
+        return {('auc', False): (MIN_AUC, OVERALL), ('auc', True): (MAX_AUC_DROP, OVERALL),
+                ('binary_accuracy', False): (MIN_ACCURACY, OVERALL)}.get((name, is_diff))
+    if name == 'auc':
+        return (MAX_SLICE_AUC_DROP if is_diff else MIN_SLICE_AUC), where
+    return None
+
+
+def _slice_label(slice_key) -> str:
+    keys = slice_key.single_slice_keys
+    if not keys:
+        return OVERALL
+    return ', '.join(slice_gates.slice_label(k.column, _key_value(k)) for k in keys)
+
+
+def _key_value(key) -> str:
+    value = getattr(key, key.WhichOneof('kind'))
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _slice_of(per_slice) -> str:
+    if per_slice.HasField('cross_slice_key'):
+        cross = per_slice.cross_slice_key
+        return f'{_slice_label(cross.comparison_slice_key)} vs {_slice_label(cross.baseline_slice_key)}'
+    return _slice_label(per_slice.slice_key)
+
+
+def _spec_label(spec) -> str:
+    return ', '.join(slice_gates.slice_label(k, v) for k, v in sorted(spec.feature_values.items())) or OVERALL
 
 
 class EvaluatorSpec(standard_component_specs.EvaluatorSpec):
@@ -73,6 +215,11 @@ class EvaluatorSpec(standard_component_specs.EvaluatorSpec):
                   MIN_AUC: ExecutionParameter(type=float),
                   MIN_ACCURACY: ExecutionParameter(type=float),
                   MAX_AUC_DROP: ExecutionParameter(type=float),
+                  # Absent: slice_gates.DEFAULTS (the values pipeline/config.py's Thresholds default to).
+                  MIN_SLICE_AUC: ExecutionParameter(type=float, optional=True),
+                  MAX_SLICE_AUC_GAP: ExecutionParameter(type=float, optional=True),
+                  MAX_SLICE_AUC_DROP: ExecutionParameter(type=float, optional=True),
+                  MIN_SLICE_CLASS_EXAMPLES: ExecutionParameter(type=int, optional=True),
                   MAX_EVAL_EXAMPLES: ExecutionParameter(type=int, optional=True)}
 
 
@@ -82,22 +229,60 @@ class Executor(evaluator_executor.Executor):
         baselines = input_dict.get(key) or []
         if baselines and not has_model(baselines[0]):
             input_dict = {**input_dict, key: []}
-        config_key = standard_component_specs.EVAL_CONFIG_KEY
-        eval_config = json_format.Parse(exec_properties[config_key], tfma.EvalConfig())
-        eval_config = gated(eval_config, float(exec_properties[MIN_AUC]), float(exec_properties[MIN_ACCURACY]),
-                            float(exec_properties[MAX_AUC_DROP]))
-        exec_properties = {**exec_properties, config_key: json_format.MessageToJson(eval_config)}
         evaluation = output_dict[standard_component_specs.EVALUATION_KEY][0]
         examples_key = standard_component_specs.EXAMPLES_KEY
         examples, total, kept = sample_eval_split(input_dict[examples_key][0],
                                                   int(exec_properties.get(MAX_EVAL_EXAMPLES) or 0),
                                                   os.path.join(self._get_tmp_dir(), 'eval_sample'))
+        overall_gates = tuple(float(exec_properties[name]) for name in (MIN_AUC, MIN_ACCURACY, MAX_AUC_DROP))
+        thresholds = slice_thresholds(exec_properties)
+        slices = slice_gates.judge(slice_counts(examples), thresholds.min_class_examples)
+        config_key = standard_component_specs.EVAL_CONFIG_KEY
+        eval_config = gated(json_format.Parse(exec_properties[config_key], tfma.EvalConfig()), *overall_gates,
+                            slices=slices, slice_thresholds=thresholds)
+        exec_properties = {**exec_properties, config_key: json_format.MessageToJson(eval_config)}
         super().Do({**input_dict, examples_key: [examples]}, output_dict, exec_properties)
         evaluation.set_int_custom_property('eval_examples', total)
         evaluation.set_int_custom_property('evaluated_examples', kept)
         for name, value in overall_metrics(evaluation.uri).items():
             if math.isfinite(value):  # NaN (precision with no positive prediction) is no value ML Metadata stores
                 evaluation.set_float_custom_property(METRIC_PREFIX + name, value)
+        gates, unexplained = read_gates(evaluation.uri, *overall_gates, slices=slices, slice_thresholds=thresholds)
+        evaluation.set_string_custom_property(slice_gates.GATES_PROPERTY, slice_gates.dump_gates(gates))
+        evaluation.set_string_custom_property(slice_gates.SLICES_PROPERTY, slice_gates.dump_counts(slices))
+        evaluation.set_int_custom_property(MIN_SLICE_CLASS_EXAMPLES, thresholds.min_class_examples)
+        blessing = output_dict[standard_component_specs.BLESSING_KEY][0]
+        blessed = blessing.get_int_custom_property('blessed') == 1
+        if blessed and any(g.passed is False for g in gates):
+            refuse(blessing)  # a gate TFMA does not check (the gap below overall) failed
+            blessed = False
+        if not blessed:
+            reason = slice_gates.refusal(gates, unexplained) or 'TFMA did not validate the model (see its validations)'
+            blessing.set_string_custom_property(slice_gates.REASON_PROPERTY, reason)
+            logging.warning('Not blessed: %s', reason)
+        for found in slices:
+            if not found.judged:
+                logging.info('Slice %s %s', found.label, found.why_not_judged(thresholds.min_class_examples))
+
+
+def refuse(blessing) -> None:
+    """Takes a blessing TFMA gave away, as TFX's executor writes a refusal (NOT_BLESSED, blessed=0)."""
+    blessed_file = os.path.join(blessing.uri, evaluator_constants.BLESSED_FILE_NAME)
+    if tf.io.gfile.exists(blessed_file):
+        tf.io.gfile.remove(blessed_file)
+    io_utils.write_string_file(os.path.join(blessing.uri, evaluator_constants.NOT_BLESSED_FILE_NAME), '')
+    blessing.set_int_custom_property(evaluator_constants.ARTIFACT_PROPERTY_BLESSED_KEY,
+                                     evaluator_constants.NOT_BLESSED_VALUE)
+
+
+def slice_thresholds(exec_properties) -> SliceThresholds:
+    """The per-slice gates' values from the exec properties; each one absent is its default (slice_gates)."""
+    given = {field: exec_properties.get(name) for field, name in (
+        ('min_auc', MIN_SLICE_AUC), ('max_auc_gap', MAX_SLICE_AUC_GAP), ('max_auc_drop', MAX_SLICE_AUC_DROP),
+        ('min_class_examples', MIN_SLICE_CLASS_EXAMPLES))}
+    return dataclasses.replace(slice_gates.DEFAULTS, **{
+        field: (int(value) if field == 'min_class_examples' else float(value))
+        for field, value in given.items() if value is not None})
 
 
 def sample_eval_split(examples, max_examples: int, sample_dir: str):
@@ -126,7 +311,8 @@ def sample_eval_split(examples, max_examples: int, sample_dir: str):
 def overall_metrics(evaluation_uri: str) -> dict:
     """The candidate's scalar metrics on the overall slice (not the baseline's, not diffs)."""
     for slice_metrics in tfma.load_metrics(evaluation_uri):
-        if not slice_metrics.slice_key.single_slice_keys:
+        # A cross-slice record (an EvalConfig with cross_slicing_specs) has no slice key either: not overall.
+        if not slice_metrics.slice_key.single_slice_keys and not slice_metrics.HasField('cross_slice_key'):
             return {kv.key.name: kv.value.double_value.value for kv in slice_metrics.metric_keys_and_values
                     if kv.value.HasField('double_value') and not kv.key.HasField('sub_key')
                     and not kv.key.is_diff and kv.key.model_name != 'baseline'}
@@ -142,10 +328,19 @@ class Evaluator(base_beam_component.BaseBeamComponent):
     def __init__(self, examples: types.BaseChannel, model: types.BaseChannel, baseline_model: types.BaseChannel,
                  eval_config: tfma.EvalConfig, min_auc: FloatParameter, min_accuracy: FloatParameter,
                  max_auc_drop: FloatParameter, schema: Optional[types.BaseChannel] = None,
-                 max_eval_examples: int = 0):
+                 max_eval_examples: int = 0, min_slice_auc: Optional[FloatParameter] = None,
+                 max_slice_auc_gap: Optional[FloatParameter] = None,
+                 max_slice_auc_drop: Optional[FloatParameter] = None,
+                 min_slice_class_examples: Optional[Union[int, data_types.RuntimeParameter]] = None):
+        # A slice gate not given is no exec property at all (the executor applies its default), so a DAG that
+        # passes none compiles as before.
+        slice_gates_given = {name: value for name, value in (
+            (MIN_SLICE_AUC, min_slice_auc), (MAX_SLICE_AUC_GAP, max_slice_auc_gap),
+            (MAX_SLICE_AUC_DROP, max_slice_auc_drop), (MIN_SLICE_CLASS_EXAMPLES, min_slice_class_examples))
+            if value is not None}
         super().__init__(spec=EvaluatorSpec(
             examples=examples, model=model, baseline_model=baseline_model, eval_config=eval_config, schema=schema,
             min_auc=min_auc, min_accuracy=min_accuracy, max_auc_drop=max_auc_drop,
-            max_eval_examples=max_eval_examples,
+            max_eval_examples=max_eval_examples, **slice_gates_given,
             evaluation=types.Channel(type=standard_artifacts.ModelEvaluation),
             blessing=types.Channel(type=standard_artifacts.ModelBlessing)))

@@ -14,6 +14,7 @@ import os
 from typing import List, Mapping, Optional
 
 import schemas
+from components import slice_gates
 from foundation.workspace import MODEL_NAME, Workspace
 from taxi_model.hyperparameters import Hyperparameters
 
@@ -35,6 +36,18 @@ class Thresholds:
     min_accuracy: float = 0.6
     # How much AUC may fall below the baseline's (the latest pushed model).
     max_auc_drop: float = 0.01
+    # The slice gates (components/slice_gates.py), on each value of taxi_model.features.GATED_SLICE_COLUMNS
+    # with at least min_slice_class_examples eval examples of each class: an AUC floor, the largest gap below
+    # the overall AUC, and how far AUC may fall below the baseline's on the slice. Why these values:
+    # docs/pipeline.md#slice-gates.
+    min_slice_auc: float = slice_gates.DEFAULTS.min_auc
+    max_slice_auc_gap: float = slice_gates.DEFAULTS.max_auc_gap
+    max_slice_auc_drop: float = slice_gates.DEFAULTS.max_auc_drop
+    min_slice_class_examples: int = slice_gates.DEFAULTS.min_class_examples
+
+    def __post_init__(self):
+        slice_gates.SliceThresholds(self.min_slice_auc, self.max_slice_auc_gap, self.max_slice_auc_drop,
+                                    self.min_slice_class_examples)  # raises on values out of range
 
 
 @dataclasses.dataclass(frozen=True)

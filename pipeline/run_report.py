@@ -19,6 +19,7 @@ import schemas
 from components.anomalies_gate.executor import read_split_anomalies
 from components.anomalies_gate.gate import describe
 from components.artifact_contents import metrics_by_slice, slice_order, statistics_rows
+from components import slice_gates
 from components.baseline_model import SERVING_SUBDIR
 from components.drift_check import drift as drift_check
 from foundation.atomic_file import write_atomically
@@ -41,6 +42,20 @@ def _slice_rows(evaluation_uri: str) -> List[list]:
              values.get('precision', nan), values.get('recall', nan)]
             for label, (values, _) in metrics_by_slice(evaluation_uri).items()]
     return sorted(rows, key=lambda row: slice_order(row[0]))
+
+
+def _gate_rows(gates: List[slice_gates.Gate]) -> List[list]:
+    """A row per gate the Evaluator applied: slice, gate, rule, bound, measured, margin (signed: negative is
+    the wrong side of the bound), verdict; failed gates first, then slice gates."""
+    def number(value, form):
+        return '-' if value is None else format(value, form)
+    return [[g.slice, g.gate, g.rule, f'{g.bound:g}', number(g.measured, '.4f'), number(g.margin, '+.4f'),
+             {True: 'passed', False: 'FAILED', None: 'not applied (no baseline)'}[g.passed]]
+            for g in sorted(gates, key=lambda g: (g.passed is not False, g.slice == slice_gates.OVERALL))]
+
+
+def _unjudged_rows(result: RunSummary) -> List[list]:
+    return [[c.label, c.positives, c.negatives] for c in result.gated_slices if not c.judged]
 
 
 def _drift(result: RunSummary) -> Optional[dict]:
@@ -85,7 +100,9 @@ def render(result: RunSummary, reports_dir: Optional[str] = None) -> str:
         components=[[c.node_id, c.state, c.seconds] for c in result.components],
         drift=_drift(result),
         evaluation={'blessed': result.blessed, 'pushed_to': result.pushed_to, 'push_cached': result.push_cached,
-                    'baseline_metrics': result.baseline_metrics, 'slices': _slice_rows(evaluation)}
+                    'baseline_metrics': result.baseline_metrics, 'slices': _slice_rows(evaluation),
+                    'refusal': result.refusal, 'gates': _gate_rows(result.gates),
+                    'unjudged': _unjudged_rows(result), 'min_class_examples': result.min_slice_class_examples}
         if evaluation else None,
         insights=_insights(result),
         anomalies=[(split, line) for split in ('train', 'eval')

@@ -11,11 +11,11 @@ from typing import Dict, List, Optional, Tuple
 
 from ml_metadata.proto import metadata_store_pb2
 
-from components import code_version
+from components import code_version, slice_gates
 from components.artifact_contents import OVERALL, metrics_by_slice
 from components.drift_check import drift as drift_check
 from foundation import metadata_store
-from foundation.metadata_store import flag, number, output_artifacts
+from foundation.metadata_store import flag, number, output_artifacts, text
 from pipeline import pushes, run_trigger
 from pipeline.config import PipelineConfig
 
@@ -44,6 +44,12 @@ class RunSummary:
     metrics: Dict[str, float] = dataclasses.field(default_factory=dict)
     baseline_metrics: Dict[str, float] = dataclasses.field(default_factory=dict)
     blessed: Optional[bool] = None
+    # Every gate the Evaluator applied (overall and per slice, components/slice_gates.py), the gated columns'
+    # slices with their counts (judged or not) and the class count a slice needed, and why it refused the model.
+    gates: List[slice_gates.Gate] = dataclasses.field(default_factory=list)
+    gated_slices: List[slice_gates.SliceCount] = dataclasses.field(default_factory=list)
+    min_slice_class_examples: Optional[int] = None
+    refusal: Optional[str] = None
     pushed_to: Optional[str] = None
     # The Pusher was cached, so this run pushed nothing: (the version its PushedModel names, the run that
     # pushed it, None if not found).
@@ -84,7 +90,9 @@ class RunSummary:
             shown = ', '.join(f'{k}={v:.4f}' for k, v in sorted(self.baseline_metrics.items()))
             lines.append(f'Baseline (latest pushed): {shown}')
         if self.blessed is not None:
-            lines.append(f'Blessed: {"yes" if self.blessed else "no"}')
+            lines.append(f'Blessed: {"yes" if self.blessed else "no"}'
+                         + (f' ({self.refusal})' if not self.blessed and self.refusal else ''))
+            lines.extend(slice_gates.summary_lines(self.gates, self.gated_slices, self.min_slice_class_examples))
         if self.pushed_to:
             lines.append(f'Pushed to: {self.pushed_to}')
             lines.append(f'Serve it:  taxi-pipeline serve --model-base-path {os.path.dirname(self.pushed_to)}')
@@ -162,6 +170,18 @@ def unaccounted(rows: Dict[str, int]) -> List[str]:
         problems.append(f'the Evaluator counted {rows["evaluated"]:,} examples of the {expected:,} it was given '
                         f'({"a sample of " if "eval sample" in rows else ""}the eval split)')
     return problems
+
+
+def read_gates(summary: RunSummary, evaluation: metadata_store_pb2.Artifact,
+               blessing: metadata_store_pb2.Artifact) -> None:
+    """The Evaluator's gates, its gated slices and its reason for refusing, as it recorded them (none for an
+    evaluation made before the slice gates)."""
+    props = evaluation.custom_properties
+    summary.gates = slice_gates.load_gates(text(props, slice_gates.GATES_PROPERTY))
+    summary.gated_slices = slice_gates.load_counts(text(props, slice_gates.SLICES_PROPERTY))
+    minimum = number(props, slice_gates.MIN_SLICE_CLASS_EXAMPLES)
+    summary.min_slice_class_examples = int(minimum) if minimum is not None else None
+    summary.refusal = text(blessing.custom_properties, slice_gates.REASON_PROPERTY) or None
 
 
 def _training(execution: metadata_store_pb2.Execution,
@@ -265,6 +285,7 @@ def summarize_latest_run(config: PipelineConfig, wall_seconds: float,
             summary.metrics, summary.baseline_metrics = metrics_by_slice(
                 outputs['evaluation'].uri).get(OVERALL, ({}, {}))
             summary.blessed = flag(outputs['blessing'].custom_properties, 'blessed')
+            read_gates(summary, outputs['evaluation'], outputs['blessing'])
         if 'statistics' in outputs and component.node_id == 'StatisticsGen':
             summary.rows.update(_split_sizes(outputs['statistics'].uri))
         if 'transformed_examples' in outputs:

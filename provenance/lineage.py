@@ -27,9 +27,9 @@ from typing import Dict, List, Optional
 from ml_metadata.proto import metadata_store_pb2
 
 from foundation import alerts as alert_records
-from foundation.metadata_store import RUN_CONTEXT_TYPES, flag, number, pushed_model, value
+from foundation.metadata_store import RUN_CONTEXT_TYPES, flag, number, pushed_model, text, value
 from monitoring import metadata_record
-from components import code_version
+from components import code_version, slice_gates
 from provenance import run_record
 from reports.formatting import metric_text
 from release import ledger, policy as policy_lib, registry as registry_lib
@@ -102,11 +102,19 @@ class Lineage:
                             if baseline_model is not None and 'pushed_version' in baseline_model.custom_properties
                             else None)
         slices = self.run.metrics()
+        # The gates as the Evaluator applied and recorded them (components/slice_gates.py; none before them).
+        evaluation, blessing = step.output('evaluation'), step.output('blessing')
+        recorded = evaluation.custom_properties if evaluation is not None else {}
         return {
             'thresholds': {k: step.property(k) for k in ('min_auc', 'min_accuracy', 'max_auc_drop')},
             'baseline_version': int(baseline_version) if baseline_version else None,
             'blessed': self.run.blessed,
             'slices': {name: {'candidate': c, 'baseline': b} for name, (c, b) in slices.items()},
+            'gates': [g.to_dict() for g in slice_gates.load_gates(text(recorded, slice_gates.GATES_PROPERTY))],
+            'gated_slices': [dataclasses.asdict(c) for c in slice_gates.load_counts(
+                text(recorded, slice_gates.SLICES_PROPERTY))],
+            'min_slice_class_examples': number(recorded, slice_gates.MIN_SLICE_CLASS_EXAMPLES),
+            'refusal': (text(blessing.custom_properties, slice_gates.REASON_PROPERTY) or None) if blessing else None,
         }
 
     def anomalies(self) -> Dict[str, List[str]]:

@@ -13,10 +13,10 @@ versions that cannot be installed beside TFMA 0.47. Two sources, never mixed:
   its version did not have.
 
 The limitations are computed, not written: slices with too few eval examples
-to judge, slices with one class only (AUC undefined), slices well below the
-overall AUC, training on drifted data, data anomalies, a changed schema, a
-release history that does not verify, and what monitoring has (or has not yet)
-seen in serving.
+to judge, slices with one class only (AUC undefined), slices of a gated column
+with a handful of one class, slices well below the overall AUC, training on
+drifted data, data anomalies, a changed schema, a release history that does
+not verify, and what monitoring has (or has not yet) seen in serving.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import yaml
 
+from components import slice_gates as slice_gates_lib
 from components.artifact_contents import OVERALL, slice_order
 from foundation.alerts import alert_text
 from release.ledger import format_time
@@ -42,6 +43,9 @@ TEMPLATE_KEYS = ('owners', 'intended_use', 'intended_users', 'out_of_scope_uses'
 # A slice with fewer eval examples than this is not judged: with ~30% positives, a hundred examples leave
 # an AUC uncertain by several hundredths, as much as the differences the card would point at.
 MIN_SLICE_EXAMPLES = 100
+# A slice of a gated column (whose examples of each class the Evaluator counts) with fewer eval examples of a class
+# than this is not judged either: its AUC rests on a handful (cash trips: a few tips among thousands).
+MIN_CLASS_EXAMPLES = 30
 # A judged slice whose AUC is this far below the overall AUC is named as a weakness.
 AUC_GAP = 0.05
 # The metrics the card shows, in TFMA's names, with the words a reader knows them by.
@@ -182,6 +186,12 @@ class Card:
     baseline_version: Optional[int]
     blessed: Optional[bool]
     gates: List[Gate]
+    # The slice gates as the Evaluator applied them (components/slice_gates.py), the gated columns' slices with
+    # their counts, the examples of each class a slice needed to be judged, and why the Evaluator refused it.
+    slice_gates: List[slice_gates_lib.Gate]
+    gated_slices: List[slice_gates_lib.SliceCount]
+    min_slice_class_examples: Optional[int]
+    refusal: Optional[str]
     overall: Optional[SliceMetrics]
     slices: List[SliceMetrics]
     # Release history.
@@ -194,6 +204,8 @@ class Card:
     auc_gap: float
     too_few: List[str]
     one_class: List[str]
+    # Slices of a gated column with fewer than MIN_CLASS_EXAMPLES eval examples of a class.
+    few_of_a_class: List[str]
     weak: List[str]
     limitations: List[Limitation]
 
@@ -207,7 +219,9 @@ def card(lineage, template: Template, data: Optional[Dict] = None) -> Card:
     data = lineage.to_dict() if data is None else data
     evaluation = data.get('evaluation') or {}
     overall, slices = _slices(evaluation.get('slices') or {})
-    too_few, one_class, weak = _unjudged(slices, overall)
+    gated_slices = [slice_gates_lib.SliceCount(**c) for c in evaluation.get('gated_slices') or []]
+    minimum = evaluation.get('min_slice_class_examples')
+    too_few, one_class, few_of_a_class, weak = _unjudged(slices, overall, gated_slices)
     training = data.get('training') or {}
     found = Card(
         template=template, name=os.path.basename(lineage.model_base_path.rstrip('/')), version=data['version'],
@@ -220,10 +234,13 @@ def card(lineage, template: Template, data: Optional[Dict] = None) -> Card:
         statistics=_statistics((data.get('data') or {}).get('statistics') or []),
         thresholds=evaluation.get('thresholds') or {}, baseline_version=evaluation.get('baseline_version'),
         blessed=evaluation.get('blessed'), gates=_gates(evaluation.get('thresholds') or {}, overall),
+        slice_gates=[g for g in map(slice_gates_lib.gate_from, evaluation.get('gates') or [])
+                     if g.slice != slice_gates_lib.OVERALL],
+        gated_slices=gated_slices, min_slice_class_examples=minimum, refusal=evaluation.get('refusal'),
         overall=overall, slices=slices, approvals=data.get('approvals') or [],
         stage_history=data.get('stage_history') or [], history_problems=data.get('history_problems') or [],
         live=data.get('live') or [], min_slice_examples=MIN_SLICE_EXAMPLES, auc_gap=AUC_GAP, too_few=too_few,
-        one_class=one_class, weak=weak, limitations=[])
+        one_class=one_class, few_of_a_class=few_of_a_class, weak=weak, limitations=[])
     found.limitations = limitations(found)
     return found
 
@@ -243,7 +260,8 @@ def describe_inputs() -> List[Dict]:
 
 def _encoding(feature: features_lib.Feature) -> str:
     encoding = features_lib.Encoding
-    return {encoding.SCALED: 'z-score (missing: the mean)',
+    return {encoding.SCALED: 'z-score (missing: the mean)' + (f', also one-hot in {feature.steps} fixed bins'
+                                                               if feature.steps else ''),
             encoding.BUCKETIZED: f'{feature.buckets} quantile buckets',
             encoding.IDENTITY: f'category ids 0-{feature.cardinality - 1}',
             encoding.VOCABULARY: f'vocabulary of {feature.vocab_size} + {feature.oov_buckets} hashed buckets',
@@ -274,22 +292,32 @@ def auc_undefined(metrics: Mapping[str, Optional[float]]) -> bool:
     return auc is None or auc == 0.0 or ('recall' in metrics and metrics['recall'] is None)
 
 
-def _unjudged(slices: List[SliceMetrics], overall: Optional[SliceMetrics]) -> Tuple[List[str], List[str], List[str]]:
-    """(too few examples, one class only, AUC well below overall): each slice in at most one, in that order,
-    and its note set."""
-    too_few, one_class, weak = [], [], []
+def _unjudged(slices: List[SliceMetrics], overall: Optional[SliceMetrics],
+              gated_slices: Sequence[slice_gates_lib.SliceCount] = ()
+              ) -> Tuple[List[str], List[str], List[str], List[str]]:
+    """(too few examples, one class only, a handful of one class, AUC well below overall): each slice in at
+    most one, in that order, and its note set; a slice the Evaluator gated says so."""
+    too_few, one_class, few_of_a_class, weak = [], [], [], []
     overall_auc = overall.candidate.get('auc') if overall else None
+    counted = {c.label: c for c in gated_slices}
     for found in slices:
+        count = counted.get(found.name)
         if found.examples is None or found.examples < MIN_SLICE_EXAMPLES:
             too_few.append(found.name)
             found.note = f'no: fewer than {MIN_SLICE_EXAMPLES} examples'
         elif auc_undefined(found.candidate):
             one_class.append(found.name)
             found.note = 'no: one class only (AUC undefined)'
+        elif count is not None and min(count.positives, count.negatives) < MIN_CLASS_EXAMPLES:
+            few_of_a_class.append(found.name)
+            found.note = (f'no: {count.positives} positive, {count.negatives} negative, fewer than '
+                          f'{MIN_CLASS_EXAMPLES} of a class')
         elif overall_auc is not None and found.candidate['auc'] < overall_auc - AUC_GAP:
             weak.append(found.name)
             found.note = f'yes: AUC {overall_auc - found.candidate["auc"]:.3f} below overall'
-    return too_few, one_class, weak
+        if count is not None and count.judged:
+            found.note = (found.note + '; gated') if found.note else 'yes, gated'
+    return too_few, one_class, few_of_a_class, weak
 
 
 def _gates(thresholds: Mapping[str, Optional[float]], overall: Optional[SliceMetrics]) -> List[Gate]:
@@ -364,7 +392,9 @@ def _blessing_limits(c: Card) -> List[Limitation]:
         return [Limitation('No evaluation recorded', 'ML Metadata has no Evaluator output for the run that pushed '
                            'this version: none of its quality is known.')]
     if c.blessed is False:
-        return [Limitation('Not blessed', 'The Evaluator did not bless this version: it failed a gate below.')]
+        why = f'The Evaluator refused it: {c.refusal}.' if c.refusal else 'It failed a gate below.'
+        return [Limitation('Not blessed', f'The Evaluator did not bless this version. {why}',
+                           sorted({g.slice for g in c.slice_gates if g.passed is False}))]
     return []
 
 
@@ -405,6 +435,11 @@ def _slice_limits(c: Card) -> List[Limitation]:
                                 f'their AUC (and precision or recall) says nothing: '
                                 f'{_slice_list(c, c.one_class, show_auc=False)}.',
                                 list(c.one_class)))
+    if c.few_of_a_class:
+        found.append(Limitation('A handful of one class',
+                                f'{len(c.few_of_a_class)} slice(s) of a gated column have fewer than '
+                                f'{MIN_CLASS_EXAMPLES} eval examples of a class, so their AUC says little and no '
+                                f'gate judged them: {_slice_list(c, c.few_of_a_class)}.', list(c.few_of_a_class)))
     if c.too_few:
         found.append(Limitation('Slices too small to judge',
                                 f'{len(c.too_few)} of {len(c.slices)} slices have fewer than {c.min_slice_examples} '
@@ -518,10 +553,24 @@ def _glance(c: Card) -> List[Tuple[str, object]]:
         ('stage', c.stage),
         ('blessed by the Evaluator', {True: 'yes', False: 'NO', None: 'unknown'}[c.blessed]),
         ('overall eval AUC', metric_text(auc) + versus),
+        ('slice gates', _slice_gates_glance(c)),
         ('approved by', ', '.join(a['actor'] for a in approved) or 'nobody yet'),
         ('limitations found', f'{len(c.limitations)}: ' + '; '.join(l.finding for l in c.limitations)
          if c.limitations else 'none'),
     ]
+
+
+def _slice_gates_glance(c: Card) -> str:
+    if not c.gated_slices:
+        return 'not recorded (evaluated before the slice gates)'
+    failed = [g for g in c.slice_gates if g.passed is False]
+    if failed:
+        return 'FAILED: ' + '; '.join(g.describe() for g in failed)
+    judged = [s.label for s in c.gated_slices if s.judged]
+    if not judged:
+        return 'no slice had enough eval examples of each class to be judged'
+    nearest = slice_gates_lib.closest(c.slice_gates)
+    return f'passed on {", ".join(judged)}' + (f' (closest: {nearest.describe()})' if nearest else '')
 
 
 def _details(c: Card) -> List[Tuple[str, object]]:
@@ -598,7 +647,22 @@ def _training_data(c: Card) -> Optional[Dict]:
 def _quantitative(c: Card) -> Optional[Dict]:
     if c.overall is None:
         return None
-    return {'gates': _gates_part(c), 'overall': _overall_part(c), 'slices': _slices_part(c)}
+    return {'gates': _gates_part(c), 'slice_gates': _slice_gates_part(c), 'overall': _overall_part(c),
+            'slices': _slices_part(c)}
+
+
+def _slice_gates_part(c: Card) -> Dict:
+    """The slice gates as the Evaluator applied them (by how much each passed or failed), and the gated
+    columns' slices it did not judge; None for an evaluation made before the slice gates."""
+    if not c.gated_slices:
+        return None
+    rows = [[g.slice, g.gate, g.rule, f'{g.bound:g}', metric_text(g.measured),
+             '-' if g.margin is None else f'{g.margin:+.4f}',
+             {True: 'passed', False: 'FAILED', None: 'not applied (no baseline)'}[g.passed]] for g in c.slice_gates]
+    unjudged = [[s.label, s.positives, s.negatives] for s in c.gated_slices if not s.judged]
+    nearest = slice_gates_lib.closest(c.slice_gates)
+    return {'rows': rows, 'unjudged': unjudged, 'minimum': c.min_slice_class_examples,
+            'closest': f'Closest to refusing it: {nearest.describe()}.' if nearest else ''}
 
 
 def _gates_part(c: Card) -> Dict:
@@ -627,7 +691,7 @@ def _overall_part(c: Card) -> Dict:
 def _slices_part(c: Card) -> Dict:
     has_baseline = c.baseline_version is not None
     series = ['this version'] + ([f'baseline {c.baseline_version}'] if has_baseline else [])
-    muted = c.too_few + c.one_class
+    muted = c.too_few + c.one_class + c.few_of_a_class
     headers = ['slice', 'examples', 'AUC'] + (['baseline AUC'] if has_baseline else []) + [
         'accuracy'] + (['baseline accuracy'] if has_baseline else []) + ['precision', 'recall', 'judged']
     rows = []

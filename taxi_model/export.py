@@ -191,7 +191,8 @@ class ExportModule(tf.Module):
 
     def _explain(self, raw_features) -> Dict[str, tf.Tensor]:
         """Integrated gradients over the encoder's representations (one-hot and
-        embedding of a categorical feature, the scaled value of a numeric one):
+        embedding of a categorical feature, the scaled value of a numeric one and its
+        fixed-bin one-hot where it has steps):
         the head is differentiable there, ids are not. Each representation's
         attribution is summed back to the raw feature it came from."""
         transformed = self.tft_layer(raw_features)
@@ -296,7 +297,8 @@ class ExportModule(tf.Module):
         baseline_log_odds = float(tf.reshape(self.logit(self._baseline), []))
         return {
             'method': 'integrated gradients of the log-odds over the model inputs (one-hot and embedding of a '
-                      'categorical feature, the scaled value of a numeric one), summed per raw feature',
+                      'categorical feature, the scaled value of a numeric one and its fixed-bin one-hot where it has '
+                      'steps), summed per raw feature',
             'steps': IG_STEPS, 'integration': 'trapezoidal', 'unit': 'log-odds',
             'completeness': f'sum of attributions = {contract.LOG_ODDS} - {contract.BASELINE_LOG_ODDS}, '
                             f'within {COMPLETENESS_TOLERANCE}',

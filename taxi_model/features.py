@@ -54,6 +54,9 @@ class Feature:
     # VOCABULARY: size of the vocabulary kept and of the OOV hash space.
     vocab_size: int = 0
     oov_buckets: int = 0
+    # SCALED, optionally: the model also sees the z-score one-hot in this many fixed bins (its wide part), so
+    # it can learn a step at a value, not only a smooth function (taxi_model.model.step_boundaries).
+    steps: int = 0
 
     def __post_init__(self):
         needed = {
@@ -67,6 +70,8 @@ class Feature:
                 raise ValueError(f'{self.name}: {self.encoding.value} needs {field} > 0')
         if self.encoding is Encoding.VOCABULARY and self.raw_type is not RawType.BYTES:
             raise ValueError(f'{self.name}: vocabulary encoding needs a BYTES column')
+        if self.steps < 0 or (self.steps and self.encoding is not Encoding.SCALED):
+            raise ValueError(f'{self.name}: steps (fixed z-score bins) are for a scaled feature, and not negative')
 
     @property
     def transformed_name(self) -> str:
@@ -100,7 +105,9 @@ class Label:
 
 FEATURES: Tuple[Feature, ...] = (
     Feature('trip_miles', RawType.FLOAT, Encoding.SCALED),
-    Feature('fare', RawType.FLOAT, Encoding.SCALED),
+    # Card tips are mostly round dollars ($2 the commonest), so whether a tip is over 20% flips at fares of $5,
+    # $10, $15: fixed bins of about $0.60 let the model learn those steps (docs/pipeline.md#card-trips).
+    Feature('fare', RawType.FLOAT, Encoding.SCALED, steps=120),
     Feature('trip_seconds', RawType.INT, Encoding.SCALED),
     Feature('pickup_latitude', RawType.FLOAT, Encoding.BUCKETIZED, buckets=10),
     Feature('pickup_longitude', RawType.FLOAT, Encoding.BUCKETIZED, buckets=10),
@@ -127,6 +134,13 @@ IGNORED_COLUMNS: Dict[str, RawType] = {
 
 # TFMA slices: every metric is also reported per value of these raw features.
 SLICE_COLUMNS: Tuple[str, ...] = ('trip_start_hour', 'payment_type')
+# Slices the Evaluator gates on besides overall (components/slice_gates.py): every value of these columns with
+# enough eval examples of each class must meet the slice gates. payment_type: the overall AUC is mostly "is it
+# cash" (cash trips record no tips), so card trips are where the model must predict a tip at all.
+GATED_SLICE_COLUMNS: Tuple[str, ...] = ('payment_type',)
+if not set(GATED_SLICE_COLUMNS) <= set(SLICE_COLUMNS):
+    raise ValueError(f'gated slice columns {sorted(set(GATED_SLICE_COLUMNS) - set(SLICE_COLUMNS))} are not '
+                     'among SLICE_COLUMNS, which TFMA slices on')
 
 
 def feature(name: str) -> Feature:

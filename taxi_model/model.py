@@ -42,16 +42,29 @@ ENCODER, HEAD = 'encoder', 'head'
 LOGIT = 'logit'
 
 
+# A scaled feature with `steps` is also one-hot in `steps` equal bins of its z-score over this range, plus one
+# bin below and one above it: enough for fare (z -1.5 to 4.5 is about -$7 to $67 on the taxi sample).
+STEP_RANGE = (-1.5, 4.5)
+
+
+def step_boundaries(f) -> list:
+    """The z-score bin boundaries of a scaled feature's steps (`Feature.steps`): steps + 1 of them."""
+    return [float(b) for b in np.linspace(STEP_RANGE[0], STEP_RANGE[1], f.steps + 1)]
+
+
 def representation_keys(f) -> tuple:
     """The encoder's outputs for one feature: what the head reads of it, and what
-    an explanation attributes back to it."""
+    an explanation attributes back to it (its first one stands for it in the explanation's baseline)."""
     name = f.transformed_name
-    return (f'{name}_onehot', f'{name}_embedding') if f.is_categorical else (name,)
+    if f.is_categorical:
+        return (f'{name}_onehot', f'{name}_embedding')
+    return (name, f'{name}_steps_onehot') if f.steps else (name,)
 
 
 def build_encoder(hp: Hyperparameters) -> keras.Model:
     """Transformed features to continuous representations: ids become a one-hot
-    (wide part) and an embedding (deep part); scaled numbers pass through."""
+    (wide part) and an embedding (deep part); scaled numbers pass through, and
+    those declared with steps are also one-hot in fixed z-score bins (wide part)."""
     inputs, outputs = {}, {}
     for f in FEATURES:
         name = f.transformed_name
@@ -65,6 +78,11 @@ def build_encoder(hp: Hyperparameters) -> keras.Model:
         else:
             inputs[name] = keras.layers.Input(shape=(1,), name=name, dtype=tf.float32)
             outputs[name] = keras.layers.Identity()(inputs[name])
+            if f.steps:
+                _, steps_key = representation_keys(f)
+                bins = keras.layers.Discretization(bin_boundaries=step_boundaries(f))(inputs[name])
+                outputs[steps_key] = keras.layers.CategoryEncoding(
+                    num_tokens=f.steps + 2, output_mode='one_hot', name=steps_key)(bins)
     return keras.Model(inputs=inputs, outputs=outputs, name=ENCODER)
 
 

@@ -40,3 +40,12 @@ def test_vocabulary_needs_a_string_column():
 
 def test_slices_are_raw_columns():
     assert set(features.SLICE_COLUMNS) <= set(features.raw_columns())
+
+
+def test_steps_are_for_scaled_features_only():
+    assert Feature('x', RawType.FLOAT, Encoding.SCALED, steps=10).steps == 10
+    for kwargs in (dict(encoding=Encoding.BUCKETIZED, buckets=5, steps=10), dict(encoding=Encoding.SCALED, steps=-1)):
+        with pytest.raises(ValueError, match='steps'):
+            Feature('x', RawType.FLOAT, **kwargs)
+    # Card tips are round dollars: fare is the feature whose label flips at set values (docs/pipeline.md#card-trips).
+    assert [f.name for f in features.FEATURES if f.steps] == ['fare']

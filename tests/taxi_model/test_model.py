@@ -43,3 +43,20 @@ def test_hyperparameters_round_trip_through_custom_config():
     hp = Hyperparameters(batch_size=8, hidden_units=(4, 2), learning_rate=0.1)
     assert Hyperparameters.from_custom_config(hp.to_custom_config()) == hp
     assert Hyperparameters.from_custom_config(None) == Hyperparameters()
+
+
+def test_a_feature_with_steps_is_also_one_hot_in_fixed_bins_of_its_z_score_attributed_to_it():
+    fare = features.feature('fare')
+    encoder = model.build_encoder(Hyperparameters())
+    x, _ = _batch()
+    z = np.array([[-9.0], [-1.5], [0.0], [0.03], [4.5], [9.0]], dtype='float32')
+    x = {name: value[:len(z)] for name, value in x.items()}
+    x[fare.transformed_name] = z
+    keys = model.representation_keys(fare)
+    assert keys == (fare.transformed_name, f'{fare.transformed_name}_steps_onehot')
+    onehot = encoder(x)[keys[1]].numpy()
+    assert onehot.shape == (len(z), fare.steps + 2) and np.all(onehot.sum(axis=1) == 1)
+    # Bin i holds z in [boundary i-1, boundary i): below the range bin 0, above it the last one.
+    boundaries = np.array(model.step_boundaries(fare))
+    assert list(onehot.argmax(axis=1)) == list(np.searchsorted(boundaries, z.reshape(-1), side='right'))
+    assert onehot.argmax(axis=1)[0] == 0 and onehot.argmax(axis=1)[-1] == fare.steps + 1
