@@ -15,6 +15,7 @@ from typing import List, Mapping, Optional
 
 import schemas
 from components import slice_gates
+from components.infra_validator.checks import Limits as InfraLimits
 from foundation.workspace import MODEL_NAME, Workspace
 from taxi_model.hyperparameters import Hyperparameters
 
@@ -26,6 +27,9 @@ DRIFT_POLICIES = ('warn', 'block')
 # Where the Dockerfile installs this project inside the pipeline image.
 IMAGE_PROJECT_DIR = '/pipeline'
 IMAGE_SCHEMA_FILE = f'{IMAGE_PROJECT_DIR}/schemas/schema.pbtxt'
+# Kept next to the model it tests; read when the pipeline is built, so its text is in the compiled spec.
+BEHAVIOUR_SUITE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'taxi_model',
+                               'behaviour.yaml')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,6 +153,10 @@ class PipelineConfig:
     enable_cache: bool = True
     drift_policy: str = 'warn'
     thresholds: Thresholds = Thresholds()
+    # What the candidate must meet when served before it is pushed (components/infra_validator/).
+    infra_limits: InfraLimits = InfraLimits()
+    # The model's behaviour tests (components/infra_validator/behaviour.py), run on every candidate.
+    behaviour_suite_file: str = BEHAVIOUR_SUITE
     hyperparameters: Hyperparameters = Hyperparameters()
     beam: BeamSettings = BeamSettings()
     kubeflow: Optional[KubeflowSettings] = None

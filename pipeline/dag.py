@@ -27,6 +27,7 @@ from components.csv_examples import CsvExampleGen
 from components.drift_check.component import DriftCheck
 from components.example_statistics import StatisticsGen
 from components.evaluator import Evaluator
+from components.infra_validator.component import InfraValidation
 from components.pusher.component import Pusher
 from components.run_views.component import RunViews
 from components.trainer.component import Trainer
@@ -172,9 +173,21 @@ def create_components(config: PipelineConfig) -> List[tfx.dsl.components.base.ba
         baseline_model=baseline.outputs['baseline'],
         eval_config=eval_config(),
         min_auc=params['min_auc'], min_accuracy=params['min_accuracy'], max_auc_drop=params['max_auc_drop'],
-        max_eval_examples=config.max_eval_examples)
-    # TFX's Pusher with an atomic push, sweeping what killed pushes left first (components/pusher/).
+        max_eval_examples=config.max_eval_examples,
+        # The slice gates (components/slice_gates.py): from the config, constant in the spec (not run parameters).
+        min_slice_auc=config.thresholds.min_slice_auc, max_slice_auc_gap=config.thresholds.max_slice_auc_gap,
+        max_slice_auc_drop=config.thresholds.max_slice_auc_drop,
+        min_slice_class_examples=config.thresholds.min_slice_class_examples)
+    # The candidate served as the deployment serves it, and its behaviour tests, under every runner
+    # (TFX's InfraValidator runs only locally or on the deprecated KubeflowDagRunner).
+    with open(config.behaviour_suite_file) as f:
+        behaviour_suite = f.read()
+    infra_validation = InfraValidation(model=trainer.outputs['model'], limits=config.infra_limits.to_json(),
+                                       behaviour_suite=behaviour_suite)
+    # TFX's Pusher with an atomic push, sweeping what killed pushes left first (components/pusher/); it pushes
+    # only a model both the Evaluator and the infra validation blessed.
     pusher = Pusher(model=trainer.outputs['model'], model_blessing=evaluator.outputs['blessing'],
+                    infra_blessing=infra_validation.outputs['blessing'],
                     serving_model_dir=config.serving_model_dir, metadata_connection=registry)
 
     # What the Kubeflow Pipelines UI shows of the run (and what a local run leaves beside its outputs).
@@ -184,7 +197,7 @@ def create_components(config: PipelineConfig) -> List[tfx.dsl.components.base.ba
                          blessing=evaluator.outputs['blessing'], pushed_model=pusher.outputs['pushed_model'])
 
     components = [example_gen, statistics_gen, draft_schema, curated_schema, example_validator, drift_check,
-                  anomalies_gate, transform, trainer, baseline, evaluator, pusher, run_views]
+                  anomalies_gate, transform, trainer, baseline, evaluator, infra_validation, pusher, run_views]
     if config.kubeflow is not None:
         unknown = set(config.kubeflow.resources) - {c.id for c in components}
         if unknown:

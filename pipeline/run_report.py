@@ -9,8 +9,11 @@ from disk anywhere, including a build artifact viewer.
 
 from __future__ import annotations
 
+import json
 import os
-from typing import List, Optional
+from typing import Dict, List, Optional
+
+import tensorflow as tf
 
 import tensorflow_data_validation as tfdv
 from tensorflow_metadata.proto.v0 import statistics_pb2
@@ -68,6 +71,17 @@ def _drift(result: RunSummary) -> Optional[dict]:
             'policy': result.drift_policy, 'features': drift.features}
 
 
+def _infra(result) -> Optional[Dict]:
+    """The infra validation's verdict and every check, from the report beside its blessing."""
+    if result.infra is None:
+        return None
+    uri = result.outputs.get('InfraValidation', {}).get('blessing')
+    path = os.path.join(uri, 'infra_validation.json') if uri else None
+    recorded = json.loads(tf.io.gfile.GFile(path).read()) if path and tf.io.gfile.exists(path) else {}
+    return {**result.infra, 'checks': [[c['name'], 'pass' if c['passed'] else 'FAIL', c['detail']]
+                                       for c in recorded.get('checks', [])]}
+
+
 def _insights(result: RunSummary) -> Optional[dict]:
     """Feature importance and outliers of the eval split; None where the run left no model to explain."""
     model = result.outputs.get('Trainer', {}).get('model')
@@ -104,6 +118,7 @@ def render(result: RunSummary, reports_dir: Optional[str] = None) -> str:
                     'refusal': result.refusal, 'gates': _gate_rows(result.gates),
                     'unjudged': _unjudged_rows(result), 'min_class_examples': result.min_slice_class_examples}
         if evaluation else None,
+        infra=_infra(result),
         insights=_insights(result),
         anomalies=[(split, line) for split in ('train', 'eval')
                    for line in describe(read_split_anomalies(anomalies, split))] if anomalies else None,

@@ -50,6 +50,8 @@ class RunSummary:
     gated_slices: List[slice_gates.SliceCount] = dataclasses.field(default_factory=list)
     min_slice_class_examples: Optional[int] = None
     refusal: Optional[str] = None
+    # The infra validation's outcome (components/infra_validator): blessed, reason, load_seconds, p99_ms, memory_mb.
+    infra: Optional[Dict[str, object]] = None
     pushed_to: Optional[str] = None
     # The Pusher was cached, so this run pushed nothing: (the version its PushedModel names, the run that
     # pushed it, None if not found).
@@ -69,6 +71,16 @@ class RunSummary:
     @property
     def succeeded(self) -> bool:
         return self.failure is None and all(c.state in ('done', 'cached') for c in self.components)
+
+    def _infra_line(self) -> str:
+        infra = self.infra
+        figures = ', '.join(text for text in (
+            f'load {infra["load_seconds"]:.1f} s' if infra.get('load_seconds') is not None else '',
+            f'p99 {infra["p99_ms"]:.1f} ms' if infra.get('p99_ms') is not None else '',
+            f'{infra["memory_mb"]:.0f} MB' if infra.get('memory_mb') is not None else '') if text)
+        if infra['blessed']:
+            return f'Infra validation: passed {infra["checks_passed"]} checks ({figures})'
+        return f'Infra validation: FAILED: {infra["reason"]}' + (f' ({figures})' if figures else '')
 
     def state_of(self, node_id: str) -> Optional[str]:
         return next((c.state for c in self.components if c.node_id == node_id), None)
@@ -93,6 +105,8 @@ class RunSummary:
             lines.append(f'Blessed: {"yes" if self.blessed else "no"}'
                          + (f' ({self.refusal})' if not self.blessed and self.refusal else ''))
             lines.extend(slice_gates.summary_lines(self.gates, self.gated_slices, self.min_slice_class_examples))
+        if self.infra is not None:
+            lines.append(self._infra_line())
         if self.pushed_to:
             lines.append(f'Pushed to: {self.pushed_to}')
             lines.append(f'Serve it:  taxi-pipeline serve --model-base-path {os.path.dirname(self.pushed_to)}')
@@ -100,6 +114,8 @@ class RunSummary:
             version, by = self.push_cached
             lines.append(f'Pushed: nothing new (the Pusher was cached: version {version}, pushed by '
                          f'{f"run {by}" if by else "an earlier run"})')
+        elif self.infra is not None and not self.infra['blessed'] and self.blessed:
+            lines.append(f'Pushed: nothing (infra validation refused it: {self.infra["reason"]})')
         elif self.blessed is not None:
             lines.append('Pushed: nothing (the model was not blessed)' if not self.blessed else 'Pushed: no')
         if self.failure:
@@ -281,6 +297,12 @@ def summarize_latest_run(config: PipelineConfig, wall_seconds: float,
             summary.drift = drift_check.read_result(outputs['drift_report'])
             policy = outputs['drift_report'].custom_properties.get(drift_check.POLICY)
             summary.drift_policy = policy.string_value if policy else None
+        if 'blessing' in outputs and 'evaluation' not in outputs and \
+                outputs['blessing'].custom_properties.get('checks_passed') is not None:
+            props = outputs['blessing'].custom_properties
+            summary.infra = {'blessed': flag(props, 'blessed'), 'reason': props['reason'].string_value,
+                             'checks_passed': number(props, 'checks_passed', 0),
+                             **{key: number(props, key) for key in ('load_seconds', 'p99_ms', 'memory_mb')}}
         if 'evaluation' in outputs and 'blessing' in outputs:
             summary.metrics, summary.baseline_metrics = metrics_by_slice(
                 outputs['evaluation'].uri).get(OVERALL, ({}, {}))

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 from typing import Dict, List, Optional
 
 from ml_metadata.proto import metadata_store_pb2
@@ -117,6 +118,21 @@ class Lineage:
             'refusal': (text(blessing.custom_properties, slice_gates.REASON_PROPERTY) or None) if blessing else None,
         }
 
+    def infra_validation(self) -> Dict:
+        """The infra validation's outcome: blessed, the reason, the figures, every check (its recorded report)."""
+        step = self.made_by('InfraValidation')
+        blessing = step.output('blessing') if step else None
+        if blessing is None:
+            return {}
+        recorded = {}
+        if blessing.uri:
+            text = _read(os.path.join(blessing.uri, 'infra_validation.json'))
+            recorded = json.loads(text) if text else {}
+        return {'blessed': bool(_recorded(blessing, 'blessed')), 'reason': _recorded(blessing, 'reason'),
+                'load_seconds': recorded.get('load_seconds'), 'memory_mb': recorded.get('memory_mb'),
+                'latency_ms': recorded.get('latency_ms', {}), 'limits': recorded.get('limits', {}),
+                'checks': recorded.get('checks', [])}
+
     def anomalies(self) -> Dict[str, List[str]]:
         """ExampleValidator's findings per split, as readable lines ({} if it did not run)."""
         step = self.made_by('ExampleValidator')
@@ -188,6 +204,7 @@ class Lineage:
                 'model_uri': _uri(model), 'drift_verdict': version.drift_verdict,
                 'drift_features': version.drift_features},
             'evaluation': self.evaluation() if run else {},
+            'infra_validation': self.infra_validation() if run else {},
             'live': self.live,
             'graph': {'artifacts': len(self.upstream.artifacts), 'executions': len(self.upstream.executions)},
         }
@@ -384,6 +401,15 @@ def render_text(data: Dict) -> str:
                 lines.append(shown)
         if len(evaluation['slices']) > 12:
             lines.append(f'  ... and {len(evaluation["slices"]) - 1} slices (--json or --html for each)')
+    infra = data.get('infra_validation') or {}
+    if infra:
+        latency = ', '.join(f'{p} p99 {v["p99"]:.1f} ms' for p, v in sorted(infra['latency_ms'].items()))
+        lines.append(f'Infra validation: {"passed" if infra["blessed"] else "FAILED: " + str(infra["reason"])}; '
+                     f'{len(infra["checks"])} checks, load {infra["load_seconds"] or 0:.1f} s, '
+                     f'{latency or "no latency"}, {infra["memory_mb"] or 0:.0f} MB')
+        for check in infra['checks']:
+            if check['name'].startswith('behaviour: ') or not check['passed']:
+                lines.append(f'  {"pass" if check["passed"] else "FAIL"} {check["name"]}: {check["detail"]}')
     lines.append(f'Pushed: {data["pushed"]["at"]} UTC to {data["pushed"]["destination"]}')
     live = data['live']
     if not live:

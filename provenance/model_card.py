@@ -194,6 +194,8 @@ class Card:
     refusal: Optional[str]
     overall: Optional[SliceMetrics]
     slices: List[SliceMetrics]
+    # The infra validation (components/infra_validator): blessed, reason, figures, every check; {} before it existed.
+    infra_validation: Dict
     # Release history.
     approvals: List[Dict]
     stage_history: List[Dict]
@@ -237,7 +239,8 @@ def card(lineage, template: Template, data: Optional[Dict] = None) -> Card:
         slice_gates=[g for g in map(slice_gates_lib.gate_from, evaluation.get('gates') or [])
                      if g.slice != slice_gates_lib.OVERALL],
         gated_slices=gated_slices, min_slice_class_examples=minimum, refusal=evaluation.get('refusal'),
-        overall=overall, slices=slices, approvals=data.get('approvals') or [],
+        overall=overall, slices=slices, infra_validation=data.get('infra_validation') or {},
+        approvals=data.get('approvals') or [],
         stage_history=data.get('stage_history') or [], history_problems=data.get('history_problems') or [],
         live=data.get('live') or [], min_slice_examples=MIN_SLICE_EXAMPLES, auc_gap=AUC_GAP, too_few=too_few,
         one_class=one_class, few_of_a_class=few_of_a_class, weak=weak, limitations=[])
@@ -527,10 +530,29 @@ def page(card_: Card, reports_dir: Optional[str] = None) -> str:
     return reports_page.render(
         'model_card.html', title=f'Model card {card_.name} {card_.version}', nav=nav, card=card_,
         glance=_glance(card_), details=_details(card_), intended_use=_intended_use(card_), inputs=_inputs(card_),
-        training_data=_training_data(card_), quantitative=_quantitative(card_), approvals=_approvals(card_),
+        training_data=_training_data(card_), quantitative=_quantitative(card_), infra=_infra(card_),
+        approvals=_approvals(card_),
         live=_live(card_), considerations=_considerations(card_),
         made_from=f'Made from ML Metadata (the version\'s lineage) and {_shown_path(card_.template.source)} '
                   '(the prose). Numbers are as recorded; nothing here was typed in.')
+
+
+def _infra(c: Card) -> Optional[Dict]:
+    """Served before it was pushed: the verdict, the figures against their limits, the behaviour cases."""
+    infra = c.infra_validation
+    if not infra:
+        return None
+    limits = infra.get('limits') or {}
+    latency = infra.get('latency_ms') or {}
+    figures = [('load', f'{infra["load_seconds"]:.1f} s' if infra.get('load_seconds') is not None else '-',
+                f'{limits.get("max_load_seconds", "-")} s'),
+               *[(f'{protocol} p50 / p99', f'{v["p50"]:.1f} / {v["p99"]:.1f} ms',
+                  f'p99 {limits.get("max_p99_ms", "-")} ms') for protocol, v in sorted(latency.items())],
+               ('memory', f'{infra["memory_mb"]:.0f} MB' if infra.get('memory_mb') is not None else '-',
+                f'{limits.get("max_memory_mb", "-")} MB')]
+    return {'blessed': infra.get('blessed'), 'reason': infra.get('reason'), 'figures': [list(f) for f in figures],
+            'checks': [[ch['name'], 'pass' if ch['passed'] else 'FAIL', ch['detail']]
+                       for ch in infra.get('checks', [])]}
 
 
 def _shown_path(path: str) -> str:

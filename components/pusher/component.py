@@ -19,9 +19,9 @@ class Pusher(tfx.components.Pusher):
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
 
     def __init__(self, model: tfx.dsl.Channel, model_blessing: tfx.dsl.Channel, serving_model_dir: str,
-                 metadata_connection: Optional[str] = ''):
+                 metadata_connection: Optional[str] = '', infra_blessing: Optional[tfx.dsl.Channel] = None):
         super().__init__(
-            model=model, model_blessing=model_blessing,
+            model=model, model_blessing=model_blessing, infra_blessing=infra_blessing,
             push_destination=tfx.proto.PushDestination(
                 filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir)),
             custom_config={executor.METADATA_CONNECTION: metadata_connection} if metadata_connection else None)

@@ -7,6 +7,7 @@ one rejected by the change threshold against the first run's pushed model.
 
 import dataclasses
 import hashlib
+import json
 import math
 import os
 import re
@@ -31,7 +32,8 @@ pytestmark = pytest.mark.e2e
 
 
 NODES = ['CsvExampleGen', 'ImportSchemaGen', 'StatisticsGen', 'DraftSchemaGen', 'DriftCheck', 'ExampleValidator',
-         'AnomaliesGate', 'Transform', 'Trainer', 'LatestBlessedModel', 'Evaluator', 'Pusher', 'RunViews']
+         'AnomaliesGate', 'Transform', 'Trainer', 'InfraValidation', 'LatestBlessedModel', 'Evaluator', 'Pusher',
+         'RunViews']
 
 
 def _tree_digest(path):
@@ -109,7 +111,7 @@ def test_first_model_is_blessed_and_pushed_to_a_versioned_directory(first_run):
 
 
 def test_pushed_model_traces_back_to_its_data_schema_and_blessing(first_run):
-    config, _, _ = first_run
+    config, result, _ = first_run
     store, executions = _executions_by_node(config)
 
     def inputs(node):
@@ -122,6 +124,14 @@ def test_pushed_model_traces_back_to_its_data_schema_and_blessing(first_run):
 
     assert inputs('Pusher')['model'] == outputs('Trainer')['model']
     assert inputs('Pusher')['model_blessing'] == outputs('Evaluator')['blessing']
+    # The Pusher pushed only after the candidate was served, answered, fast enough, and behaved.
+    assert inputs('Pusher')['infra_blessing'] == outputs('InfraValidation')['blessing']
+    assert inputs('InfraValidation')['model'] == outputs('Trainer')['model']
+    infra = store.get_artifacts_by_id([outputs('InfraValidation')['blessing']])[0]
+    assert infra.custom_properties['blessed'].int_value == 1, infra.custom_properties['reason'].string_value
+    assert json.loads(infra.custom_properties['checks_failed'].string_value) == []
+    assert infra.custom_properties['checks_passed'].int_value >= 18  # 5 signatures x 2 protocols, 5 cases, ...
+    assert 'Infra validation: passed' in result.render()
     assert inputs('Trainer')['transform_graph'] == outputs('Transform')['transform_graph']
     assert inputs('Trainer')['schema'] == outputs('ImportSchemaGen')['schema']
     assert inputs('Transform')['examples'] == outputs('CsvExampleGen')['examples']

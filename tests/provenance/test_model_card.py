@@ -126,3 +126,15 @@ def test_a_template_with_an_unknown_or_empty_key_is_refused(tmp_path):
         model_card.load_template(write_template(tmp_path / 'b.yaml', owners=[{'name': 'someone'}]))
     with pytest.raises(ValueError, match='caveats must be a non-empty list'):
         model_card.load_template(write_template(tmp_path / 'c.yaml', caveats=[]))
+
+
+def test_the_card_says_how_the_version_did_when_served_before_its_push(drifted):
+    data, card, page = drifted
+    infra = data['infra_validation']
+    assert infra['blessed'] and infra['reason'] == 'every check passed'
+    tables = read_tables(page)
+    checks = {row[0]: row[1] for row in tables['Served before it was pushed'][1:] if len(row) == 3}
+    assert checks['load'] == 'pass' and checks['latency'] == 'pass'
+    assert checks['behaviour: cash trips predict a low tip probability'] == 'pass'
+    assert {name for name in checks if name.startswith(('gRPC', 'REST'))} >= {
+        'gRPC predict serving_raw', 'REST predict explain', 'gRPC classify classification', 'REST regress regression'}
