@@ -172,9 +172,12 @@ def feedback_span_command(args) -> int:
     return 0
 
 
-def gauges(reports):
-    """A Prometheus registry with the pass's findings."""
+def gauges(reports, settings=None):
+    """A Prometheus registry with the pass's findings; with its `settings`, also the limits it judged them by,
+    per version as the thresholds are, so that alert rules compare each finding with its own limit
+    (monitoring/prometheus/rules.yaml)."""
     import prometheus_client as prom
+    from monitoring import live_metrics
     registry = prom.CollectorRegistry()
     distance = prom.Gauge('taxi_monitor_distance', 'Skew or drift distance of a feature',
                           ['model_version', 'feature', 'kind'], registry=registry)
@@ -189,12 +192,28 @@ def gauges(reports):
                       ['model_version', 'metric'], registry=registry)
     labelled = prom.Gauge('taxi_monitor_labelled_examples', 'Served examples in the window with ground truth',
                           ['model_version'], registry=registry)
+    max_outlier_rate = prom.Gauge('taxi_monitor_max_outlier_rate', 'Outlier rate above which the pass alerts',
+                                  ['model_version'], registry=registry)
+    live_minimum = prom.Gauge('taxi_monitor_live_metric_minimum', 'Minimum of a live metric, for the metrics the '
+                              'pass judged (enough labelled examples)', ['model_version', 'metric'], registry=registry)
+    # A CronJob that stops leaves its last gauges in the Pushgateway: this says how old they are.
+    last_pass = prom.Gauge('taxi_monitor_last_pass_timestamp_seconds', 'When the pass that set these gauges ran',
+                           registry=registry)
+    last_pass.set_to_current_time()
     for report in reports:
         version = str(report.version)
         examples.labels(version).set(report.examples)
         alerts.labels(version).set(len(report.alerts))
         if report.outlier_rate is not None:
             outliers.labels(version).set(report.outlier_rate)
+            if settings is not None:
+                max_outlier_rate.labels(version).set(settings.max_outlier_rate)
+        labels = report.live
+        if settings is not None and labels is not None and labels.examples >= settings.min_labelled:
+            # What monitor.py judges: accuracy from min_labelled labels on, AUC once each class has enough.
+            live_minimum.labels(version, 'accuracy').set(settings.min_accuracy)
+            if min(labels.positives, labels.examples - labels.positives) >= live_metrics.MIN_PER_CLASS:
+                live_minimum.labels(version, 'auc').set(settings.min_auc)
         labelled.labels(version).set(report.live.examples if report.live else 0)
         if report.live is not None:
             values = {'accuracy': report.live.accuracy, 'auc': report.live.auc,
@@ -256,7 +275,7 @@ def monitor_command(args) -> int:
     path = os.path.join(args.report_dir, f'monitor-{end:%Y%m%dT%H%M%S}.html')
     path = path if '://' in path else os.path.abspath(path)
     # Alerts go out first: a metadata outage must not silence them.
-    registry = gauges(found.reports)
+    registry = gauges(found.reports, settings)
     if args.metrics_file:
         import prometheus_client as prom
         prom.write_to_textfile(args.metrics_file, registry)
