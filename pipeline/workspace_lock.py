@@ -17,16 +17,14 @@ nothing (an auditor may want them), and TFX writes the rerun elsewhere.
 from __future__ import annotations
 
 import dataclasses
-import errno
-import fcntl
 import glob
-import json
 import os
-import socket
 import time
 from typing import Callable, List, Optional
 
 from ml_metadata.proto import metadata_store_pb2
+
+from foundation import file_lock
 
 LOCK_FILE = '.run.lock'
 _LIVE = (metadata_store_pb2.Execution.RUNNING, metadata_store_pb2.Execution.NEW)
@@ -45,71 +43,32 @@ class WorkspaceLock:
         self.wait_seconds = wait_seconds
         self.command = command
         self.emit_line = emit_line
-        self._fd: Optional[int] = None
-
-    def _holder(self) -> str:
-        try:
-            with open(self.path) as f:
-                holder = json.loads(f.read() or '{}')
-        except (OSError, ValueError):
-            return 'another run'
-        started = time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(holder.get('since', 0)))
-        return f"`taxi-pipeline {holder.get('command', '?')}` (pid {holder.get('pid')} on {holder.get('host')}, " \
-               f'since {started})'
+        self._held = None
 
     def __enter__(self) -> 'WorkspaceLock':
-        os.makedirs(os.path.dirname(self.path) or '.', exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        deadline = time.monotonic() + self.wait_seconds
-        announced = False
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError as e:
-                if e.errno not in (errno.EAGAIN, errno.EACCES):
-                    os.close(fd)
-                    raise
-            if time.monotonic() >= deadline:
-                holder = self._holder()
-                os.close(fd)
-                raise WorkspaceBusy(
-                    f'{os.path.dirname(os.path.abspath(self.path))} is in use by {holder}; nothing was started. '
-                    'Wait for it (--wait SECONDS), or use another --workspace')
-            if not announced:
-                self.emit_line(f'Waiting for {self._holder()} to finish with this workspace...')
-                announced = True
-            time.sleep(0.5)
-        # Who holds it, for the message a second run prints (the lock, not this text, is what excludes).
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps({'command': self.command, 'pid': os.getpid(), 'host': socket.gethostname(),
-                                  'since': time.time()}).encode(), 0)
-        self._fd = fd
+        held = file_lock.exclusive(
+            self.path, self.wait_seconds, file_lock.this_command(self.command),
+            on_wait=lambda holder: self.emit_line(f'Waiting for {holder or "another run"} to finish with this '
+                                                  'workspace...'))
+        try:
+            held.__enter__()
+        except file_lock.Held as busy:
+            raise WorkspaceBusy(
+                f'{os.path.dirname(os.path.abspath(self.path))} is in use by {busy.holder or "another run"}; nothing '
+                'was started. Wait for it (--wait SECONDS), or use another --workspace') from None
+        self._held = held
         return self
 
     def __exit__(self, *exc) -> None:
-        if self._fd is not None:
-            os.ftruncate(self._fd, 0)
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
+        if self._held is not None:
+            self._held.__exit__(*exc)
+            self._held = None
 
 
 def current_holder(workspace: str) -> Optional[str]:
-    """Who holds the workspace now (`taxi-pipeline run` (pid N on HOST, since T)), or None if nobody does."""
+    """Who holds the workspace now (`taxi-pipeline run` (pid N on HOST, since T UTC)), or None if nobody does."""
     path = os.path.join(workspace, LOCK_FILE)
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return None
-    except OSError:
-        return WorkspaceLock(workspace)._holder()
-    finally:
-        os.close(fd)
+    return file_lock.holder_of(path, 'another run') if file_lock.is_held(path) else None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -46,7 +46,7 @@ from typing import Dict, Iterator, List, Mapping, Optional, Tuple
 
 from ml_metadata.proto import metadata_store_pb2
 
-from foundation import metadata_store
+from foundation import file_lock, metadata_store
 
 EXECUTION_TYPE = 'ModelRelease'
 CONTEXT_TYPE = 'model_registry'
@@ -257,37 +257,13 @@ def append_lock(metadata_path: Optional[str], wait_seconds: float = APPEND_WAIT_
     if not metadata_path:
         yield
         return
-    import errno
-    import fcntl
-    import socket
-    import sys
-    path = metadata_path + '.release.lock'
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        deadline, pause = time.monotonic() + wait_seconds, 0.05
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError as e:
-                if e.errno not in (errno.EAGAIN, errno.EACCES):
-                    raise
-            if time.monotonic() + pause > deadline:
-                holder = os.pread(fd, 4096, 0).decode(errors='replace').strip() or 'another release command'
-                raise Busy(f'the release history is held by {holder} for over {wait_seconds:.0f} s; nothing was '
-                           'done: run the command again once it has finished')
-            time.sleep(pause)
-            pause = min(pause * 2, 1.0)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, (f'`taxi-pipeline {" ".join(sys.argv[1:3])}` (pid {os.getpid()} on {socket.gethostname()}, '
-                       f'since {format_time(now_micros())} UTC)').encode(), 0)
+    with contextlib.ExitStack() as held:
         try:
-            yield
-        finally:
-            os.ftruncate(fd, 0)
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
+            held.enter_context(file_lock.exclusive(metadata_path + '.release.lock', wait_seconds))
+        except file_lock.Held as busy:
+            raise Busy(f'the release history is held by {busy.holder or "another release command"} for over '
+                       f'{wait_seconds:.0f} s; nothing was done: run the command again once it has finished') from None
+        yield
 
 
 def now_micros() -> int:
