@@ -136,11 +136,21 @@ def _steps_and_thresholds(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--drift-policy', choices=config_lib.DRIFT_POLICIES, default=config_lib.default('drift_policy'),
                         help="what drift from the serving model's training data does: warn (train, and mark the "
                         'model) or block (stop before training, exit 2) (default: %(default)s)')
+    parser.add_argument('--tune', action='store_true', default=config_lib.default('tune'),
+                        help='the Tuner searches the hyperparameters (KerasTuner, random search) and the Trainer '
+                        'trains with the best; without it, runs train with the last tuning, else the defaults')
+    parser.add_argument('--tuning-max-trials', type=int, default=config_lib.default('tuning_max_trials'),
+                        help='tuning budget: at most this many trials (default: %(default)s)')
+    parser.add_argument('--tuning-max-seconds', type=float, default=config_lib.default('tuning_max_seconds'),
+                        help='tuning budget: no trial starts after this many seconds (default: %(default)s)')
+    parser.add_argument('--tuning-trial-steps', type=int, default=config_lib.default('tuning_trial_steps'),
+                        help='training steps of each tuning trial (default: %(default)s)')
 
 
 def _run_settings(args) -> dict:
     return dict(train_epochs=args.train_epochs, train_steps=args.train_steps, eval_steps=args.eval_steps, drift_policy=args.drift_policy,
-                max_eval_examples=args.max_eval_examples,
+                max_eval_examples=args.max_eval_examples, tune=args.tune, tuning_max_trials=args.tuning_max_trials,
+                tuning_max_seconds=args.tuning_max_seconds, tuning_trial_steps=args.tuning_trial_steps,
                 thresholds=Thresholds(min_auc=args.min_auc, min_accuracy=args.min_accuracy,
                                       max_auc_drop=args.max_auc_drop))
 

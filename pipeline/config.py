@@ -158,6 +158,19 @@ class PipelineConfig:
     # The model's behaviour tests (components/infra_validator/behaviour.py), run on every candidate.
     behaviour_suite_file: str = BEHAVIOUR_SUITE
     hyperparameters: Hyperparameters = Hyperparameters()
+    # The Tuner (components/tuner/): it searches only when `tune` is set (a run parameter on Kubeflow);
+    # other runs train with the last tuning's values, else `hyperparameters`. Its budget: at most
+    # tuning_max_trials trials, none started after tuning_max_seconds, each trained tuning_trial_steps
+    # steps (about 4 epochs of the sample's training split, as the Trainer trains). What a tuning found:
+    # docs/performance.md#hyperparameter-tuning.
+    tune: bool = False
+    tuning_max_trials: int = 12
+    tuning_max_seconds: float = 900.0
+    tuning_trial_steps: int = 600
+    # The BulkInferrer (components/bulk_inferrer/): the splits of the new span the blessed candidate
+    # scores, and whether with attributions (the `explain` signature: IG_STEPS + 1 model calls per row).
+    bulk_inference_splits: str = 'eval'
+    bulk_inference_explain: bool = False
     beam: BeamSettings = BeamSettings()
     kubeflow: Optional[KubeflowSettings] = None
     # Where local runs write their HTML report; None for no report.
@@ -170,6 +183,11 @@ class PipelineConfig:
             raise ValueError('train_epochs must be above 0')
         if self.max_eval_examples < 0:
             raise ValueError('max_eval_examples must be 0 (all) or more')
+        if self.tuning_max_trials < 1 or not self.tuning_max_seconds > 0 or self.tuning_trial_steps < 1:
+            raise ValueError('tuning needs tuning_max_trials and tuning_trial_steps of at least 1 and '
+                             'tuning_max_seconds above 0')
+        if not [s for s in self.bulk_inference_splits.split(',') if s.strip()]:
+            raise ValueError('bulk_inference_splits must name at least one split, e.g. eval')
         if self.drift_policy not in DRIFT_POLICIES:
             raise ValueError(f'drift_policy must be one of {", ".join(DRIFT_POLICIES)}, not {self.drift_policy!r}')
         if self.kubeflow is not None:
@@ -205,6 +223,12 @@ class PipelineConfig:
     def metadata_grpc(self) -> Optional[str]:
         """The ML Metadata gRPC address tasks reach, if any (Kubeflow only; locally it is the SQLite path)."""
         return self.kubeflow.metadata_grpc if self.kubeflow is not None else None
+
+    @property
+    def tuning_records_dir(self) -> str:
+        """Where tunings are recorded for later runs (components/tuner/tuning_records.py): beside the runs'
+        artifacts, shared by every run of the pipeline as the push destination is."""
+        return f'{self.pipeline_root.rstrip("/")}/tuning_records'
 
     @property
     def beam_pipeline_args(self) -> List[str]:

@@ -3,8 +3,9 @@
 ExampleGen -> StatisticsGen -> SchemaGen (draft, for review)
                             -> ExampleValidator (curated schema) -> AnomaliesGate
                             -> DriftCheck (vs the serving model's data) -^
-           -> Transform (after the gate) -> Trainer -> LatestBlessedModel (baseline)
-           -> Evaluator (candidate vs baseline) -> Pusher (blessed only)
+           -> Transform (after the gate) -> Tuner (searches when asked) -> Trainer
+           -> LatestBlessedModel (baseline) -> Evaluator (candidate vs baseline) -> Pusher (blessed only)
+           -> BulkInferrer (the blessed candidate scores the new span)
            -> RunViews (what the Kubeflow Pipelines UI shows of the run)
 
 For Kubeflow (`config.kubeflow` set) the values a person may want to change
@@ -23,6 +24,7 @@ from tfx import v1 as tfx
 
 from components.anomalies_gate.component import AnomaliesGate
 from components.baseline_model import LatestPushedModel
+from components.bulk_inferrer.component import BulkInferrer
 from components.csv_examples import CsvExampleGen
 from components.drift_check.component import DriftCheck
 from components.example_statistics import StatisticsGen
@@ -32,6 +34,7 @@ from components.pusher.component import Pusher
 from components.run_views.component import RunViews
 from components.trainer.component import Trainer
 from components.transform import Transform
+from components.tuner.component import Tuner
 from foundation import metadata_store
 from pipeline.config import PipelineConfig
 from taxi_model import contract
@@ -39,6 +42,7 @@ from taxi_model.features import LABEL, SLICE_COLUMNS
 
 PREPROCESSING_FN = 'taxi_model.preprocessing.preprocessing_fn'
 RUN_FN = 'taxi_model.training.run_fn'
+TUNER_FN = 'taxi_model.tuning.tuner_fn'
 # Thresholds of the evaluation's confusion matrices: the ROC curve's points.
 ROC_THRESHOLDS = [round(i / 20, 2) for i in range(21)]
 # Each span is a directory of CSV files; ExampleGen reads the latest span.
@@ -56,7 +60,9 @@ class RuntimeParameter:
     def value(self, config: PipelineConfig):
         if hasattr(config.thresholds, self.name):
             return getattr(config.thresholds, self.name)
-        return getattr(config, self.name)
+        found = getattr(config, self.name)
+        # A KFP parameter is a string, an int or a float: a flag travels as 0 or 1.
+        return int(found) if isinstance(found, bool) else found
 
 
 # Exec properties TFX's v2 compiler can parameterise are whole str/int/float
@@ -72,6 +78,9 @@ RUNTIME_PARAMETERS = (
     RuntimeParameter('min_accuracy', float, 'accuracy a model needs to be blessed (overall slice)'),
     RuntimeParameter('max_auc_drop', float, "how far AUC may fall below the latest pushed model's"),
     RuntimeParameter('drift_policy', str, "what drift from the serving model's training data does: warn or block"),
+    RuntimeParameter('tune', int, '1: the Tuner searches the hyperparameters; 0: the last tuning (or the defaults)'),
+    RuntimeParameter('tuning_max_trials', int, 'at most this many tuning trials'),
+    RuntimeParameter('tuning_max_seconds', float, 'no tuning trial starts after this many seconds'),
 )
 
 
@@ -152,8 +161,21 @@ def create_components(config: PipelineConfig) -> List[tfx.dsl.components.base.ba
         force_tf_compat_v1=True)
     transform.add_upstream_node(anomalies_gate)
 
+    # Always in the DAG (a Kubeflow DAG is static); it searches only when `tune` is 1, else it passes on the
+    # last tuning recorded under tuning_records_dir that ML Metadata knows, or the configured defaults.
+    tuner = Tuner(
+        tuner_fn=TUNER_FN,
+        examples=transform.outputs['transformed_examples'],
+        transform_graph=transform.outputs['transform_graph'],
+        schema=curated_schema.outputs['schema'],
+        tune=params['tune'], max_trials=params['tuning_max_trials'], max_seconds=params['tuning_max_seconds'],
+        trial_steps=config.tuning_trial_steps, eval_steps=params['eval_steps'],
+        records_dir=config.tuning_records_dir, metadata_connection=registry,
+        custom_config=config.hyperparameters.to_custom_config())
+
     trainer = Trainer(
         run_fn=RUN_FN,
+        hyperparameters=tuner.outputs['best_hyperparameters'],
         examples=transform.outputs['transformed_examples'],
         transform_graph=transform.outputs['transform_graph'],
         schema=curated_schema.outputs['schema'],
@@ -190,6 +212,12 @@ def create_components(config: PipelineConfig) -> List[tfx.dsl.components.base.ba
                     infra_blessing=infra_validation.outputs['blessing'],
                     serving_model_dir=config.serving_model_dir, metadata_connection=registry)
 
+    # The blessed candidate scores the new span (ExampleGen reads only the latest span): PredictionLogs with
+    # the outlier flags, as TFX's BulkInferrer writes them.
+    bulk_inferrer = BulkInferrer(examples=example_gen.outputs['examples'], model=trainer.outputs['model'],
+                                 model_blessing=evaluator.outputs['blessing'], splits=config.bulk_inference_splits,
+                                 explain=int(config.bulk_inference_explain))
+
     # What the Kubeflow Pipelines UI shows of the run (and what a local run leaves beside its outputs).
     run_views = RunViews(statistics=statistics_gen.outputs['statistics'],
                          anomalies=example_validator.outputs['anomalies'],
@@ -197,7 +225,8 @@ def create_components(config: PipelineConfig) -> List[tfx.dsl.components.base.ba
                          blessing=evaluator.outputs['blessing'], pushed_model=pusher.outputs['pushed_model'])
 
     components = [example_gen, statistics_gen, draft_schema, curated_schema, example_validator, drift_check,
-                  anomalies_gate, transform, trainer, baseline, evaluator, infra_validation, pusher, run_views]
+                  anomalies_gate, transform, tuner, trainer, baseline, evaluator, infra_validation, pusher,
+                  bulk_inferrer, run_views]
     if config.kubeflow is not None:
         unknown = set(config.kubeflow.resources) - {c.id for c in components}
         if unknown:

@@ -29,7 +29,8 @@ class TrainerSpec(standard_component_specs.TrainerSpec):
 
 class Trainer(base_component.BaseComponent):
     """TFX's Trainer (GenericExecutor, `run_fn` by module path) with steps as parameters;
-    its model carries the training statistics and schema (`assets.extra/`)."""
+    its model carries the training statistics and schema (`assets.extra/`). With `hyperparameters`
+    (the Tuner's best), their values are laid over `custom_config`'s before training."""
 
     SPEC_CLASS = TrainerSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
@@ -37,10 +38,10 @@ class Trainer(base_component.BaseComponent):
     def __init__(self, examples: types.BaseChannel, transform_graph: types.BaseChannel, schema: types.BaseChannel,
                  run_fn: str, train_steps: IntParameter, eval_steps: IntParameter,
                  train_epochs: Optional[FloatParameter] = None, statistics: Optional[types.BaseChannel] = None, drift_report: Optional[types.BaseChannel] = None,
-                 custom_config: Optional[dict] = None):
+                 custom_config: Optional[dict] = None, hyperparameters: Optional[types.BaseChannel] = None):
         super().__init__(spec=TrainerSpec(
             examples=examples, transform_graph=transform_graph, schema=schema, statistics=statistics,
-            drift_report=drift_report,
+            drift_report=drift_report, hyperparameters=hyperparameters,
             train_args=trainer_pb2.TrainArgs(), eval_args=trainer_pb2.EvalArgs(),
             run_fn=run_fn, custom_config=json_utils.dumps(custom_config or {}),
             train_steps=train_steps, eval_steps=eval_steps, train_epochs=train_epochs,

@@ -2,6 +2,7 @@
 model that records its training (`training_record`) and carries its training data's statistics
 and schema."""
 
+import json
 import os
 from typing import Optional
 
@@ -17,6 +18,7 @@ from components import code_version
 from components.trainer import training_record
 from components.trainer.training_record import DRIFT_PROPERTY_PREFIX, TRAIN_SPLIT
 from foundation.model_files import SCHEMA_FILE, TRAINING_RECORD, TRAINING_STATISTICS_FILE
+from taxi_model.hyperparameters import Hyperparameters
 
 # The Trainer's own inputs and exec properties, beside TFX's (the component's spec declares them).
 TRAIN_STEPS, EVAL_STEPS, TRAIN_EPOCHS = 'train_steps', 'eval_steps', 'train_epochs'
@@ -35,9 +37,27 @@ def _batch_size(custom_config: Optional[str]) -> Optional[int]:
     return int(hyperparameters['batch_size']) if hyperparameters.get('batch_size') else None
 
 
+def with_tuned(custom_config: Optional[str], hyperparameters_uri: str) -> str:
+    """`custom_config` with the HyperParameters artifact's values (TFX's best_hyperparameters file, the
+    search space's encoding) laid over its hyperparameters: what `run_fn` reads and the steps follow."""
+    config = json_utils.loads(custom_config or 'null') or {}
+    tuned = json_utils.loads(io_utils.read_string_file(io_utils.get_only_uri_in_dir(hyperparameters_uri)))
+    hp = Hyperparameters.from_custom_config(config).with_tuned(tuned.get('values') or {})
+    return json_utils.dumps({**config, **hp.to_custom_config()})
+
+
+# What the model records of the hyperparameters it was trained with: the values, where they came from
+# (components.tuner.tuning_records.SOURCES) and the HyperParameters artifact of the tuning that found them.
+HYPERPARAMETERS_PROPERTIES = {'source': 'hyperparameters_source', 'tuned_uri': 'hyperparameters_tuned_uri'}
+
+
 class Executor(trainer_executor.GenericExecutor):
     def Do(self, input_dict, output_dict, exec_properties):
         properties = dict(exec_properties)
+        tuned = input_dict.get(standard_component_specs.HYPERPARAMETERS_KEY)
+        if tuned:
+            properties[standard_component_specs.CUSTOM_CONFIG_KEY] = with_tuned(
+                properties.get(standard_component_specs.CUSTOM_CONFIG_KEY), artifact_utils.get_single_uri(tuned))
         batch_size = _batch_size(properties.get(standard_component_specs.CUSTOM_CONFIG_KEY))
         rows = training_rows(artifact_utils.get_single_uri(input_dict[STATISTICS])) if input_dict.get(STATISTICS) else None
         if not int(properties[TRAIN_STEPS]):  # 0: cover the data
@@ -54,6 +74,14 @@ class Executor(trainer_executor.GenericExecutor):
             properties[key] = proto_utils.proto_to_json(proto)
         super().Do(input_dict, output_dict, properties)
         model = artifact_utils.get_single_instance(output_dict[standard_component_specs.MODEL_KEY])
+        trained_with = json_utils.loads(properties.get(standard_component_specs.CUSTOM_CONFIG_KEY) or 'null') or {}
+        model.set_string_custom_property('hyperparameters', json.dumps(trained_with.get('hyperparameters') or {},
+                                                                       sort_keys=True))
+        if tuned:
+            artifact = artifact_utils.get_single_instance(tuned)
+            for name, recorded in HYPERPARAMETERS_PROPERTIES.items():
+                if artifact.has_custom_property(name):
+                    model.set_string_custom_property(recorded, artifact.get_string_custom_property(name))
         # What code trained it, on the model itself: the one record every runner keeps (Kubeflow
         # records an executor's artifact properties; it has no run context we could write to).
         for name, value in code_version.current().properties().items():
