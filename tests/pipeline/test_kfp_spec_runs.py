@@ -127,6 +127,10 @@ def test_model_is_blessed_and_pushed_and_serves(kfp_run, taxi_rows):
     config, _, results, _, _ = kfp_run
     blessing = results['Evaluator'].outputs['blessing'][0]
     assert blessing['metadata']['blessed'] == 1
+    # The candidate was served, called over REST and gRPC and behaviour-tested inside the task, on both backends.
+    infra = results['InfraValidation'].outputs['blessing'][0]
+    assert infra['metadata']['blessed'] == 1, infra['metadata'].get('reason')
+    assert infra['metadata']['checks_passed'] >= 18 and json.loads(infra['metadata']['checks_failed']) == []
     pushed = results['Pusher'].outputs['pushed_model'][0]
     assert pushed['metadata']['pushed'] == 1
     version = latest_pushed_version(config.serving_model_dir)
