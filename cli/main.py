@@ -58,7 +58,7 @@ def configure_logging(verbose: bool) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    from cli import served_model
+    from cli import batch_scoring, served_model
     from foundation.workspace import Workspace
     from monitoring import commands as monitoring_commands
     from pipeline import commands as pipeline_commands
@@ -72,6 +72,7 @@ def parser() -> argparse.ArgumentParser:
     pipeline_commands.register(commands, workspace, run_pages=provenance_reports.write_run_pages)
     serving_commands.register(commands, default_model_base_path=workspace.absolute().model_base_path)
     served_model.register(commands)
+    batch_scoring.register(commands, default_model_base_path=workspace.absolute().model_base_path)
     monitoring_commands.register(commands, workspace)
     scheduler_commands.register(commands, workspace)
     release_commands.register(commands, workspace)

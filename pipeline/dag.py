@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from typing import Dict, List, Optional
 
 import tensorflow_model_analysis as tfma
@@ -34,6 +35,7 @@ from components.pusher.component import Pusher
 from components.run_views.component import RunViews
 from components.trainer.component import Trainer
 from components.transform import Transform
+from components.tuner import tuning_records
 from components.tuner.component import Tuner
 from foundation import metadata_store
 from pipeline.config import PipelineConfig
@@ -125,6 +127,16 @@ def metadata_connection(config: PipelineConfig) -> str:
     return metadata_store.connection_parameter(metadata_path=config.metadata_path)
 
 
+def _known_tuning(config: PipelineConfig) -> str:
+    """The newest tuning record's name, for a local run's Tuner (its cache key): after a tuning, the next run
+    that does not tune hands on the new values instead of a cached older answer for the same span. A compiled
+    spec is static: '' (docs/pipeline.md#tuner)."""
+    if config.kubeflow is not None:
+        return ''
+    found = tuning_records.records(config.tuning_records_dir)
+    return os.path.basename(found[0].path) if found else ''
+
+
 def create_components(config: PipelineConfig) -> List[tfx.dsl.components.base.base_node.BaseNode]:
     params = _parameters(config)
     registry = metadata_connection(config)
@@ -171,7 +183,7 @@ def create_components(config: PipelineConfig) -> List[tfx.dsl.components.base.ba
         tune=params['tune'], max_trials=params['tuning_max_trials'], max_seconds=params['tuning_max_seconds'],
         trial_steps=config.tuning_trial_steps, eval_steps=params['eval_steps'],
         records_dir=config.tuning_records_dir, metadata_connection=registry,
-        custom_config=config.hyperparameters.to_custom_config())
+        custom_config=config.hyperparameters.to_custom_config(), known_tuning=_known_tuning(config))
 
     trainer = Trainer(
         run_fn=RUN_FN,

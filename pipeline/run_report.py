@@ -96,6 +96,22 @@ def _insights(result: RunSummary) -> Optional[dict]:
             'flagged_share': insights.flagged_share}
 
 
+def _tuning(result: RunSummary) -> Optional[Dict]:
+    """Where the Trainer's hyperparameters came from and, for a tuning, every trial: values, validation AUC,
+    seconds; the chart shows each trial's AUC, the best one first."""
+    tuning = result.tuning
+    if tuning is None:
+        return None
+    trials = sorted(tuning['trials'], key=lambda t: -(t['score'] if t['score'] is not None else -1))
+
+    def label(trial):
+        return ', '.join(f'{k}={v}' for k, v in sorted(trial['values'].items()))
+    return {**tuning, 'values': ', '.join(f'{k}={v}' for k, v in sorted(tuning['hyperparameters'].items())),
+            'chart': {f'trial {t["trial_id"]}: {label(t)}': t['score'] for t in trials if t['score'] is not None},
+            'rows': [[t['trial_id'], label(t), '-' if t['score'] is None else f'{t["score"]:.4f}', t['status'],
+                      '-' if t.get('seconds') is None else f'{t["seconds"]:.1f}'] for t in trials]}
+
+
 def render(result: RunSummary, reports_dir: Optional[str] = None) -> str:
     """The page; `reports_dir` is where it is written, for links to the related reports there."""
     evaluation = result.outputs.get('Evaluator', {}).get('evaluation')
@@ -112,7 +128,7 @@ def render(result: RunSummary, reports_dir: Optional[str] = None) -> str:
                                  runs=[result.run_id], versions=versions),
         run_id=result.run_id, succeeded=result.succeeded, wall_seconds=result.wall_seconds, failure=result.failure,
         components=[[c.node_id, c.state, c.seconds] for c in result.components],
-        drift=_drift(result),
+        drift=_drift(result), tuning=_tuning(result), scored=result.scored,
         evaluation={'blessed': result.blessed, 'pushed_to': result.pushed_to, 'push_cached': result.push_cached,
                     'baseline_metrics': result.baseline_metrics, 'slices': _slice_rows(evaluation),
                     'refusal': result.refusal, 'gates': _gate_rows(result.gates),

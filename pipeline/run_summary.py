@@ -6,6 +6,7 @@ blessing and push.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from typing import Dict, List, Optional, Tuple
 
@@ -67,6 +68,11 @@ class RunSummary:
     rows: Dict[str, int] = dataclasses.field(default_factory=dict)
     # The Trainer's steps (planned; taken and kept when validation stopped it early) and batch size.
     training: Dict[str, int] = dataclasses.field(default_factory=dict)
+    # The Tuner's output: where the Trainer's hyperparameters came from (components/tuner/tuning_records.py
+    # SOURCES), the values, and the tuning that found them (trials, best score, its artifact's URI).
+    tuning: Optional[Dict[str, object]] = None
+    # The BulkInferrer's output: examples scored, outliers flagged, splits, seconds (None: nothing scored).
+    scored: Optional[Dict[str, object]] = None
 
     @property
     def succeeded(self) -> bool:
@@ -82,6 +88,17 @@ class RunSummary:
             return f'Infra validation: passed {infra["checks_passed"]} checks ({figures})'
         return f'Infra validation: FAILED: {infra["reason"]}' + (f' ({figures})' if figures else '')
 
+    def _tuning_line(self) -> str:
+        tuning = self.tuning
+        values = ', '.join(f'{k}={v}' for k, v in sorted(tuning['hyperparameters'].items()))
+        if tuning['source'] == 'defaults':
+            return f'Hyperparameters: the defaults (never tuned): {values}'
+        found = (f'{tuning["trial_count"]} trial(s), best validation AUC {tuning["best_score"]:.4f}'
+                 if tuning.get('best_score') is not None else f'{tuning.get("trial_count", 0)} trial(s)')
+        if tuning['source'] == 'tuned':
+            return f'Hyperparameters: tuned in this run ({found}, {tuning.get("seconds") or 0:.0f} s): {values}'
+        return f'Hyperparameters: from the last tuning ({found}; {tuning.get("tuned_uri")}): {values}'
+
     def state_of(self, node_id: str) -> Optional[str]:
         return next((c.state for c in self.components if c.node_id == node_id), None)
 
@@ -94,6 +111,8 @@ class RunSummary:
             lines.append(_rows_line(self.rows))
         if self.training:
             lines.append(self._training_line())
+        if self.tuning:
+            lines.append(self._tuning_line())
         lines.extend(self._drift_lines())
         if self.metrics:
             shown = ', '.join(f'{k}={v:.4f}' for k, v in sorted(self.metrics.items()))
@@ -107,6 +126,9 @@ class RunSummary:
             lines.extend(slice_gates.summary_lines(self.gates, self.gated_slices, self.min_slice_class_examples))
         if self.infra is not None:
             lines.append(self._infra_line())
+        if self.scored:
+            lines.append(f'Scored: {self.scored["examples"]:,} examples of the span ({self.scored["splits"]}) by the '
+                         f'candidate, {self.scored["outliers"]:,} flagged as outliers')
         if self.pushed_to:
             lines.append(f'Pushed to: {self.pushed_to}')
             lines.append(f'Serve it:  taxi-pipeline serve --model-base-path {os.path.dirname(self.pushed_to)}')
@@ -167,6 +189,20 @@ def _rows_line(rows: Dict[str, int]) -> str:
         shown.append(f'evaluated {rows["evaluated"]:,}' + (' (an evenly spaced sample of the eval split)'
                                                            if 'eval sample' in rows else ''))
     return 'Rows: ' + ' -> '.join(shown)
+
+
+def read_tuning(artifact) -> Optional[Dict[str, object]]:
+    """What the Tuner's HyperParameters artifact records (components/tuner/executor.py), as plain values; None
+    for an artifact without a source (another Tuner's)."""
+    props = artifact.custom_properties
+    if 'source' not in props:
+        return None
+    trials = json.loads(props['trials'].string_value) if 'trials' in props else []
+    return {'source': props['source'].string_value, 'hyperparameters': json.loads(props['hyperparameters'].string_value),
+            'tuned_uri': props['tuned_uri'].string_value if 'tuned_uri' in props else None,
+            'trials': trials, 'trial_count': len(trials), 'best_score': number(props, 'best_score'),
+            'seconds': number(props, 'tuning_seconds'), 'objective': props['objective'].string_value
+            if 'objective' in props else None}
 
 
 def unaccounted(rows: Dict[str, int]) -> List[str]:
@@ -319,6 +355,12 @@ def summarize_latest_run(config: PipelineConfig, wall_seconds: float,
             kept = number(outputs['evaluation'].custom_properties, 'evaluated_examples')
             if kept is not None and kept != summary.rows.get('eval'):
                 summary.rows['eval sample'] = kept
+        if 'best_hyperparameters' in outputs:
+            summary.tuning = read_tuning(outputs['best_hyperparameters'])
+        if 'inference_result' in outputs and flag(outputs['inference_result'].custom_properties, 'inferred'):
+            props = outputs['inference_result'].custom_properties
+            summary.scored = {'examples': number(props, 'examples', 0), 'outliers': number(props, 'outliers', 0),
+                              'splits': props['splits'].string_value, 'seconds': number(props, 'seconds')}
         if component.node_id == 'Trainer' and 'train_steps' in execution.custom_properties:
             summary.training = _training(execution, outputs.get('model'))
         if 'pushed_model' in outputs:

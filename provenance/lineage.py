@@ -200,7 +200,11 @@ class Lineage:
                 'train_epochs': _recorded(model, 'train_epochs'), 'train_rows': _recorded(model, 'train_rows'),
                 'steps_taken': _recorded(model, 'steps_taken'), 'steps_kept': _recorded(model, 'steps_kept'),
                 'eval_steps': trainer.property('eval_steps'),
-                'hyperparameters': {k[3:]: v for k, v in params.items() if k.startswith('hp.')},
+                'hyperparameters': {k[3:]: v for k, v in params.items()
+                                    if k.startswith('hp.') and k not in ('hp.source', 'hp.tuned_by')},
+                # Where they came from: the Tuner of `tuned_by` (this run, or the last tuning), or the defaults.
+                'hyperparameters_source': params.get('hp.source'), 'tuned_by': params.get('hp.tuned_by'),
+                'tuning': _tuning_summary(run.tuning if run else None),
                 'model_uri': _uri(model), 'drift_verdict': version.drift_verdict,
                 'drift_features': version.drift_features},
             'evaluation': self.evaluation() if run else {},
@@ -208,6 +212,13 @@ class Lineage:
             'live': self.live,
             'graph': {'artifacts': len(self.upstream.artifacts), 'executions': len(self.upstream.executions)},
         }
+
+
+def _tuning_summary(tuning) -> Optional[Dict]:
+    if not tuning or tuning['source'] == 'defaults':
+        return None
+    return {'source': tuning['source'], 'tuned_by': tuning['tuned_by'], 'tuned_uri': tuning['tuned_uri'],
+            'trials': tuning['trials'], 'best_score': tuning['best_score'], 'objective': tuning['objective']}
 
 
 def _recorded(artifact, name: str):
@@ -384,6 +395,13 @@ def render_text(data: Dict) -> str:
             epochs += f', the weights at {kept:,} steps kept (validation AUC stopped improving)'
         lines.append(f'Training: {training["run_fn"]}, {training["train_steps"]} steps{epochs} ({training["state"]}); {hp}')
         lines.append(f'  trained on data with drift verdict: {drift}')
+        tuning = training.get('tuning')
+        if tuning:
+            best = f', best validation AUC {tuning["best_score"]:.4f}' if tuning['best_score'] is not None else ''
+            lines.append(f'  hyperparameters tuned by run {tuning["tuned_by"] or "(not in ML Metadata)"} '
+                         f'({len(tuning["trials"])} trials{best}; {tuning["tuned_uri"]})')
+        elif training.get('hyperparameters_source') == 'defaults':
+            lines.append('  hyperparameters: the defaults (no tuning yet)')
     evaluation = data['evaluation']
     if evaluation:
         thresholds = ', '.join(f'{k}={v}' for k, v in evaluation['thresholds'].items())

@@ -47,6 +47,9 @@ PARAMETERS = (
     ('min_auc', 'Evaluator', 'min_auc'),
     ('min_accuracy', 'Evaluator', 'min_accuracy'),
     ('max_auc_drop', 'Evaluator', 'max_auc_drop'),
+    ('tune', 'Tuner', 'tune'),
+    ('tuning_max_trials', 'Tuner', 'max_trials'),
+    ('tuning_max_seconds', 'Tuner', 'max_seconds'),
 )
 
 
@@ -124,6 +127,9 @@ class RunRecord:
     # When the run's Pusher was cached: the name of the run that did push its PushedModel (`read` looks
     # it up; None if not found).
     push_cached_by: Optional[str] = None
+    # The run whose Tuner found the hyperparameters this run trained with (`read` looks it up; None: the
+    # defaults, a run from before the Tuner, or a tuning ML Metadata does not know).
+    tuned_by: Optional[str] = None
 
     @property
     def name(self) -> str:
@@ -188,7 +194,25 @@ class RunRecord:
         if config:
             for key, item in sorted((json.loads(config) or {}).get('hyperparameters', {}).items()):
                 found[f'hp.{key}'] = item
+        # What the model was trained with (the Tuner's values laid over the configured ones), where recorded.
+        model = trainer.output('model') if trainer else None
+        if model is not None and 'hyperparameters' in model.custom_properties:
+            for key, item in sorted(json.loads(model.custom_properties['hyperparameters'].string_value).items()):
+                found[f'hp.{key}'] = item
+            if 'hyperparameters_source' in model.custom_properties:
+                found['hp.source'] = model.custom_properties['hyperparameters_source'].string_value
+            if self.tuned_by:
+                found['hp.tuned_by'] = self.tuned_by
         return found
+
+    @property
+    def tuning(self) -> Optional[Dict[str, object]]:
+        """The Tuner's record of this run (pipeline.run_summary.read_tuning) and the run whose tuning it is."""
+        from pipeline import run_summary  # its imports cost listing runs a fifth of a second
+        step = self.step('Tuner')
+        artifact = step.output('best_hyperparameters') if step else None
+        found = run_summary.read_tuning(artifact) if artifact is not None else None
+        return None if found is None else {**found, 'tuned_by': self.tuned_by}
 
     # Data.
     @property
@@ -337,11 +361,27 @@ def read(store, context: metadata_store_pb2.Context) -> RunRecord:
     found = steps(graph, in_run)
     # A component retried within a run has several executions: the last one stands.
     record = RunRecord(context, {s.node_id: s for s in found}, graph)
+    tuner = record.step('Tuner')
+    tuned = tuner.output('best_hyperparameters') if tuner else None
+    tuned_uri = tuned.custom_properties.get('tuned_uri') if tuned is not None else None
+    if tuned_uri is not None and tuned_uri.string_value:
+        record.tuned_by = record.name if tuned_uri.string_value == tuned.uri else tuning_run(store, tuned_uri.string_value)
     cached = record.push_cached
     if cached is not None:  # who pushed it: two hops from this run, outside its graph
         by = pushes.pushed_by(store, record.step('Pusher').output('pushed_model').id)
         record.push_cached_by = by.name if by is not None else None
     return record
+
+
+def tuning_run(store, uri: str) -> Optional[str]:
+    """The name of the run whose execution wrote the artifact at `uri` (a tuning's HyperParameters), if known."""
+    for artifact in store.get_artifacts_by_uri(uri):
+        writers = [e.execution_id for e in store.get_events_by_artifact_ids([artifact.id]) if e.type in OUTPUT_EVENTS]
+        for execution_id in writers:
+            for context in store.get_contexts_by_execution(execution_id):
+                if context.type in RUN_CONTEXT_TYPES:
+                    return context.name
+    return None
 
 
 def run_contexts(store) -> List[metadata_store_pb2.Context]:

@@ -14,6 +14,9 @@ def register(commands: argparse._SubParsersAction, workspace: Workspace) -> None
     schedule.add_argument('--workspace', default=workspace.root, help='(default: %(default)s)')
     schedule.add_argument('--data-root', help='span-N/ directories (default: <workspace>/data)')
     schedule.add_argument('--cron', help="a crontab expression in UTC, e.g. '0 3 * * *' (a run every night)")
+    schedule.add_argument('--tune-cron', help="a crontab expression in UTC for runs that also tune the "
+                          "hyperparameters (`run --tune`; on Kubeflow the tune parameter), e.g. '0 4 * * 0' (Sundays); "
+                          'other runs train with the last tuning')
     schedule.add_argument('--no-span-trigger', action='store_true', help='do not run when a new span arrives')
     schedule.add_argument('--no-alert-trigger', action='store_true', help='do not run on monitoring alerts')
     schedule.add_argument('--cooldown', default='6h', help='after a run, alerts wait this long before the next '
@@ -57,13 +60,14 @@ def register(commands: argparse._SubParsersAction, workspace: Workspace) -> None
 def schedule_command(args) -> int:
     from foundation.durations import parse_duration
     from scheduler import service, triggers
-    if args.cron:
-        from apscheduler.triggers.cron import CronTrigger
-        try:
-            CronTrigger.from_crontab(args.cron)
-        except ValueError as e:
-            raise ValueError(f'--cron {args.cron!r} is not a crontab expression (minute hour day month weekday): '
-                             f'{e}') from None
+    for flag, expression in (('--cron', args.cron), ('--tune-cron', args.tune_cron)):
+        if expression:
+            from apscheduler.triggers.cron import CronTrigger
+            try:
+                CronTrigger.from_crontab(expression)
+            except ValueError as e:
+                raise ValueError(f'{flag} {expression!r} is not a crontab expression (minute hour day month '
+                                 f'weekday): {e}') from None
     layout = Workspace(args.workspace).absolute()
     kubeflow = None
     if args.kubeflow_host:
@@ -85,7 +89,7 @@ def schedule_command(args) -> int:
                                cooldown_seconds=parse_duration(args.cooldown, '--cooldown'),
                                run_context_type='system.PipelineRun' if kubeflow else 'pipeline_run'),
         kubeflow=kubeflow,
-        cron=args.cron, poll_seconds=parse_duration(args.poll, '--poll'), feedback_span=args.feedback_span,
+        cron=args.cron, tune_cron=args.tune_cron, poll_seconds=parse_duration(args.poll, '--poll'), feedback_span=args.feedback_span,
         request_log_dir=args.request_log_dir or layout.request_log_dir,
         feedback_dir=args.feedback_dir or layout.feedback_dir, run_args=tuple(args.run_arg))
     scheduler = service.Scheduler(settings, emit_line=lambda line: print(line, flush=True))

@@ -36,6 +36,8 @@ from scheduler import triggers
 # Retraining on feedback: the challenger must beat the serving model on that traffic, not
 # merely come close (the Evaluator's change threshold: AUC at least this much higher).
 CHALLENGER_MARGIN = 1e-6
+# A trigger whose detail says so runs with the Tuner searching (the run parameter's name).
+TUNE = 'tune'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +64,8 @@ class Settings:
     data_root: str
     policy: triggers.Policy = triggers.Policy()
     cron: Optional[str] = None
+    # Runs on this cron also tune the hyperparameters (`run --tune`; the `tune` parameter on Kubeflow).
+    tune_cron: Optional[str] = None
     poll_seconds: float = 60.0
     # On alerts: write the labelled serving traffic as the next span and train on it.
     feedback_span: bool = False
@@ -120,6 +124,8 @@ class Scheduler:
                 trigger = Trigger(trigger.kind, {**trigger.detail, 'feedback_span': span})
         # Whatever started it, a run on served traffic ships only a model that beats the serving one there.
         extra = [f'--max-auc-drop={-CHALLENGER_MARGIN}'] if _latest_is_feedback(self.settings.data_root) else []
+        if trigger.detail.get(TUNE):
+            extra.append('--tune')
         command = [os.path.join(os.path.dirname(sys.executable), 'taxi-pipeline'), 'run',
                    '--workspace', self.settings.workspace, '--data-root', self.settings.data_root,
                    '--trigger', trigger.kind, '--trigger-detail', json.dumps(trigger.detail, sort_keys=True),
@@ -141,8 +147,9 @@ class Scheduler:
         run_name = f'{target.pipeline_name}-{trigger.kind}-{time.strftime("%Y%m%d-%H%M%S", time.gmtime())}'
         try:
             client = kubeflow_submit.connect(target.host, token=target.token, namespace=target.namespace)
+            params = {**dict(target.params), **({TUNE: 1} if trigger.detail.get(TUNE) else {})}
             kubeflow_submit.start_run(client, target.package, target.pipeline_name, target.experiment, run_name,
-                                      dict(target.params), emit_line=lambda line: self.emit_line(f'  | {line}'),
+                                      params, emit_line=lambda line: self.emit_line(f'  | {line}'),
                                       enable_caching=None if target.enable_caching else False)
             code = 0
         except (kubeflow_submit.SubmitError, ValueError) as e:
@@ -188,12 +195,19 @@ class Scheduler:
             cron = CronTrigger.from_crontab(self.settings.cron, timezone='UTC')
             service.add_job(self._guarded(lambda: self.run(Trigger(SCHEDULE, {'cron': self.settings.cron}))), cron,
                             id='schedule')
+        if self.settings.tune_cron:
+            service.add_job(self._guarded(lambda: self.run(self.tuning_trigger())),
+                            CronTrigger.from_crontab(self.settings.tune_cron, timezone='UTC'), id='tuning')
         service.start()
         self.emit_line(f'{_now()} scheduling on {self.settings.workspace}: ' + ', '.join(self._describe()))
         done.wait()
         service.shutdown(wait=True)
         self.emit_line(f'{_now()} stopped after {len(self.outcomes)} run(s)')
         return 0
+
+    def tuning_trigger(self) -> Trigger:
+        """What the tuning cron starts: a scheduled run that tunes, recorded as such."""
+        return Trigger(SCHEDULE, {'cron': self.settings.tune_cron, TUNE: True})
 
     def _guarded(self, job):
         def guarded():
@@ -207,6 +221,8 @@ class Scheduler:
         parts = []
         if self.settings.cron:
             parts.append(f'cron {self.settings.cron!r} (UTC)')
+        if self.settings.tune_cron:
+            parts.append(f'tuning runs on cron {self.settings.tune_cron!r} (UTC)')
         if self.settings.policy.watch_spans:
             parts.append(f'new spans in {self.settings.data_root}')
         if self.settings.policy.on_alerts:

@@ -19,7 +19,7 @@ from taxi_model.hyperparameters import Hyperparameters
 
 TUNE, MAX_TRIALS, MAX_SECONDS = 'tune', 'max_trials', 'max_seconds'
 TRIAL_STEPS, EVAL_STEPS = 'trial_steps', 'eval_steps'
-RECORDS_DIR, METADATA_CONNECTION = 'records_dir', 'metadata_connection'
+RECORDS_DIR, METADATA_CONNECTION, KNOWN_TUNING = 'records_dir', 'metadata_connection', 'known_tuning'
 # TFX's file names: the Trainer reads the one file of the HyperParameters artifact.
 BEST_FILE = 'best_hyperparameters.txt'
 TRIALS_FILE = 'trials.json'

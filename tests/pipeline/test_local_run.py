@@ -32,8 +32,8 @@ pytestmark = pytest.mark.e2e
 
 
 NODES = ['CsvExampleGen', 'ImportSchemaGen', 'StatisticsGen', 'DraftSchemaGen', 'DriftCheck', 'ExampleValidator',
-         'AnomaliesGate', 'Transform', 'Trainer', 'InfraValidation', 'LatestBlessedModel', 'Evaluator', 'Pusher',
-         'RunViews']
+         'AnomaliesGate', 'Transform', 'Tuner', 'Trainer', 'InfraValidation', 'LatestBlessedModel', 'Evaluator',
+         'BulkInferrer', 'Pusher', 'RunViews']
 
 
 def _tree_digest(path):
