@@ -198,7 +198,8 @@ def read_tuning(artifact) -> Optional[Dict[str, object]]:
     if 'source' not in props:
         return None
     trials = json.loads(props['trials'].string_value) if 'trials' in props else []
-    return {'source': props['source'].string_value, 'hyperparameters': json.loads(props['hyperparameters'].string_value),
+    return {'source': props['source'].string_value,
+            'hyperparameters': json.loads(props['hyperparameters'].string_value),
             'tuned_uri': props['tuned_uri'].string_value if 'tuned_uri' in props else None,
             'trials': trials, 'trial_count': len(trials), 'best_score': number(props, 'best_score'),
             'seconds': number(props, 'tuning_seconds'), 'objective': props['objective'].string_value

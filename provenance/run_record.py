@@ -365,7 +365,8 @@ def read(store, context: metadata_store_pb2.Context) -> RunRecord:
     tuned = tuner.output('best_hyperparameters') if tuner else None
     tuned_uri = tuned.custom_properties.get('tuned_uri') if tuned is not None else None
     if tuned_uri is not None and tuned_uri.string_value:
-        record.tuned_by = record.name if tuned_uri.string_value == tuned.uri else tuning_run(store, tuned_uri.string_value)
+        uri = tuned_uri.string_value
+        record.tuned_by = record.name if uri == tuned.uri else tuning_run(store, uri)
     cached = record.push_cached
     if cached is not None:  # who pushed it: two hops from this run, outside its graph
         by = pushes.pushed_by(store, record.step('Pusher').output('pushed_model').id)

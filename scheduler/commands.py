@@ -89,7 +89,8 @@ def schedule_command(args) -> int:
                                cooldown_seconds=parse_duration(args.cooldown, '--cooldown'),
                                run_context_type='system.PipelineRun' if kubeflow else 'pipeline_run'),
         kubeflow=kubeflow,
-        cron=args.cron, tune_cron=args.tune_cron, poll_seconds=parse_duration(args.poll, '--poll'), feedback_span=args.feedback_span,
+        cron=args.cron, tune_cron=args.tune_cron,
+        poll_seconds=parse_duration(args.poll, '--poll'), feedback_span=args.feedback_span,
         request_log_dir=args.request_log_dir or layout.request_log_dir,
         feedback_dir=args.feedback_dir or layout.feedback_dir, run_args=tuple(args.run_arg))
     scheduler = service.Scheduler(settings, emit_line=lambda line: print(line, flush=True))

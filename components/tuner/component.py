@@ -11,7 +11,8 @@ from tfx.types import standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ExecutionParameter
 from tfx.utils import json_utils
 
-from components.tuner.executor import (EVAL_STEPS, KNOWN_TUNING, MAX_SECONDS, MAX_TRIALS, METADATA_CONNECTION, RECORDS_DIR,
+from components.tuner.executor import (EVAL_STEPS, KNOWN_TUNING, MAX_SECONDS, MAX_TRIALS, METADATA_CONNECTION,
+                                       RECORDS_DIR,
                                        TRIAL_STEPS, TUNE, Executor)
 
 IntParameter = Union[int, data_types.RuntimeParameter]
