@@ -18,7 +18,7 @@ from cli import main as cli
 from components.bulk_inferrer import scoring
 from components.tuner import tuning_records
 from foundation import metadata_store
-from pipeline import local_runner, run_summary
+from pipeline import local_runner
 from pipeline.config import PipelineConfig
 from provenance import run_comparison, run_record
 from provenance.reports import write_run_pages
@@ -30,10 +30,11 @@ from taxi_model.hyperparameters import SEARCH_SPACE, Hyperparameters
 pytestmark = pytest.mark.e2e
 
 
-def _outputs(config, node):
+def _outputs(config, result, node):
+    """The outputs of `node` in the run `result` summarised (other tests run more runs on its store)."""
     store = metadata_store.connect_existing(config.metadata_path)
-    execution = run_summary.latest_run_executions(store, config)[node]
-    return store, metadata_store.output_artifacts(store, execution.id)
+    step = run_record.find(store, result.run_id).step(node)
+    return store, {key: artifacts[0] for key, artifacts in step.outputs.items()}
 
 
 def _report(lines):
@@ -44,11 +45,11 @@ def _report(lines):
 
 def test_a_run_that_does_not_tune_trains_with_the_defaults_and_says_so(first_run):
     config, result, lines = first_run
-    _, outputs = _outputs(config, 'Tuner')
+    _, outputs = _outputs(config, result, 'Tuner')
     best = outputs['best_hyperparameters']
     assert best.custom_properties['source'].string_value == tuning_records.DEFAULTS
     assert json.loads(best.custom_properties['hyperparameters'].string_value) == Hyperparameters().tuned_values()
-    _, trained = _outputs(config, 'Trainer')
+    _, trained = _outputs(config, result, 'Trainer')
     assert trained['model'].custom_properties['hyperparameters_source'].string_value == tuning_records.DEFAULTS
     assert result.tuning['source'] == tuning_records.DEFAULTS
     assert 'Hyperparameters: the defaults (never tuned)' in result.render()
@@ -56,7 +57,7 @@ def test_a_run_that_does_not_tune_trains_with_the_defaults_and_says_so(first_run
 
 def test_the_bulk_inferrer_scores_the_spans_eval_split_with_flags(first_run):
     config, result, lines = first_run
-    _, outputs = _outputs(config, 'BulkInferrer')
+    _, outputs = _outputs(config, result, 'BulkInferrer')
     scored = outputs['inference_result']
     logs = scoring.read_prediction_logs(scored.uri)
     assert len(logs) == scored.custom_properties['examples'].int_value == result.rows['eval']
@@ -66,7 +67,7 @@ def test_the_bulk_inferrer_scores_the_spans_eval_split_with_flags(first_run):
     flagged = sum(log.predict_log.response.outputs[contract.IS_OUTLIER].bool_val[0] for log in logs)
     assert flagged == scored.custom_properties['outliers'].int_value
     # The request is the example as ExampleGen wrote it: the candidate's own answer for it matches the log.
-    model = tf.saved_model.load(os.path.join(_outputs(config, 'Trainer')[1]['model'].uri, 'Format-Serving'))
+    model = tf.saved_model.load(os.path.join(_outputs(config, result, 'Trainer')[1]['model'].uri, 'Format-Serving'))
     request = logs[0].predict_log.request.inputs[contract.EXAMPLES_INPUT].string_val[0]
     expected = model.signatures[contract.PREDICT_EXAMPLES](examples=tf.constant([request]))[contract.PROBABILITIES]
     assert response[contract.PROBABILITIES].float_val[0] == pytest.approx(float(expected[0][0]), abs=1e-5)
