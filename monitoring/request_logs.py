@@ -2,7 +2,7 @@
 
 The server (serving/telemetry.py) writes one tf.Example per served example:
 the features as received, the model's outputs, and `model_name`,
-`model_version`, `signature_name`, `request_id`, `timestamp_micros`, in
+`model_version`, `signature_name`, `request_id`, `caller`, `timestamp_micros`, in
 `*.tfrecord` files (a file being written is `*.tfrecord.partial`, never read
 here). tfx_bsl's decoder turns them into the columns TFDV's statistics
 generators read, typed by the version's schema.
@@ -23,8 +23,12 @@ from serving import request_log
 
 MODEL_VERSION, TIMESTAMP, REQUEST_ID = 'model_version', 'timestamp_micros', 'request_id'
 EXAMPLE_INDEX = 'example_index'  # position in its request; logs written before it existed read as 0
+# Who called (a token's name, else the client's address); logs written before it existed read as null,
+# `callers(table)` as UNKNOWN_CALLER.
+CALLER = 'caller'
+UNKNOWN_CALLER = ''
 _META = {MODEL_VERSION: schema_pb2.INT, TIMESTAMP: schema_pb2.INT, REQUEST_ID: schema_pb2.BYTES,
-         EXAMPLE_INDEX: schema_pb2.INT}
+         EXAMPLE_INDEX: schema_pb2.INT, CALLER: schema_pb2.BYTES}
 _BATCH = 50_000
 
 
@@ -73,6 +77,14 @@ def scalars(column, default=0) -> np.ndarray:
     if len(column) and column.null_count == 0 and pc.min(pc.list_value_length(column)).as_py() == 1:
         return pc.list_flatten(column).to_numpy(zero_copy_only=False)
     return np.array([v[0] if v else default for v in column.to_pylist()])
+
+
+def callers(table: pa.Table) -> np.ndarray:
+    """Who called, per row, as text (UNKNOWN_CALLER for rows logged before the log named callers)."""
+    if CALLER not in table.column_names:
+        return np.full(table.num_rows, UNKNOWN_CALLER, dtype=object)
+    return np.array([v.decode('utf-8', 'backslashreplace') if isinstance(v, bytes) else str(v)
+                     for v in scalars(table.column(CALLER), UNKNOWN_CALLER.encode())], dtype=object)
 
 
 def read_by_version(directory: str, reading_schema_of: Callable[[int], Optional[schema_pb2.Schema]],

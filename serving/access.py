@@ -31,10 +31,13 @@ name, never the token.
 The tokens file (`serve --auth-tokens FILE`, `taxi-pipeline serving-tokens`):
 
     {"tokens": [{"name": "ci-bot", "sha256": "<hex>", "roles": ["predict", "feedback"],
-                 "created": "2026-01-01T00:00:00+00:00"}]}
+                 "created": "2026-01-01T00:00:00+00:00",
+                 "rate_limit": {"per_second": 5, "burst": 10}}]}
 
-holds only each token's SHA-256. It is re-read when it changes (checked on
-every request: one stat), so rotating tokens through a Kubernetes Secret
+holds only each token's SHA-256. `rate_limit` is optional: the token's own limit
+(serving/rate_limit.py), or "unlimited"; without it the server's `--rate-limit`
+applies. It is re-read when it changes (checked on every request: one stat), so
+rotating tokens through a Kubernetes Secret
 mount needs no restart; a file that cannot be read or parsed stops the
 server from starting, and later keeps the last good tokens in force (logged
 once per change).
@@ -51,12 +54,13 @@ import os
 import re
 import secrets
 import threading
-from typing import Dict, FrozenSet, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, FrozenSet, Iterable, List, Optional, Sequence, Tuple, Union
 
 import grpc
 
 from serving import EXPLAIN_SIGNATURES
 from serving.errors import ServingError
+from serving.rate_limit import RateLimit
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +78,9 @@ ANY_TOKEN: FrozenSet[str] = frozenset()
 
 _SHA256_HEX = re.compile(r'[0-9a-f]{64}')
 _NAME = re.compile(r'[A-Za-z0-9][A-Za-z0-9._@-]{0,99}')
-_FIELDS = {'name', 'sha256', 'roles', 'created'}
+_FIELDS = {'name', 'sha256', 'roles', 'created', 'rate_limit'}
+# A token's `rate_limit` that exempts it from the server's default limit.
+UNLIMITED = 'unlimited'
 
 
 def required_roles(endpoint: str, signatures: Sequence[str] = ('',)) -> Optional[FrozenSet[str]]:
@@ -118,9 +124,22 @@ class Token:
     name: str
     roles: FrozenSet[str]
     created: str = ''
+    # The token's own rate limit, UNLIMITED, or None: the server's default applies.
+    rate_limit: Union[RateLimit, str, None] = None
 
     def describe_roles(self) -> str:
         return ', '.join(r for r in ROLES if r in self.roles) or 'none'
+
+    def limit(self, default: Optional[RateLimit]) -> Optional[RateLimit]:
+        """The rate limit this token's calls are held to, given the server's default."""
+        if self.rate_limit == UNLIMITED:
+            return None
+        return self.rate_limit or default
+
+    def describe_limit(self) -> str:
+        if self.rate_limit is None:
+            return 'server default'
+        return UNLIMITED if self.rate_limit == UNLIMITED else self.rate_limit.describe()
 
 
 # --- the tokens file ------------------------------------------------------------------------------------
@@ -168,8 +187,30 @@ def _parse(path: str, text: str) -> Dict[str, Token]:
         if not isinstance(created, str):
             raise ValueError(f'{label}: "created" must be a string (an ISO time)')
         names.add(name)
-        by_hash[digest] = Token(name, frozenset(roles), created)
+        by_hash[digest] = Token(name, frozenset(roles), created, _parse_limit(label, entry.get('rate_limit')))
     return by_hash
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _parse_limit(label: str, found) -> Union[RateLimit, str, None]:
+    if found is None or found == UNLIMITED:
+        return found
+    usage = (f'{label}: "rate_limit" must be {{"per_second": N, "burst": M}} (burst optional, at least 1) or '
+             f'"{UNLIMITED}"')
+    if not isinstance(found, dict) or not found or set(found) - {'per_second', 'burst'} \
+            or not all(_number(v) for v in found.values()) or 'per_second' not in found:
+        raise ValueError(usage)
+    try:
+        return RateLimit.of(found['per_second'], found.get('burst'))
+    except ValueError as e:
+        raise ValueError(f'{label}: {e}') from None
+
+
+def _limit_record(limit: Union[RateLimit, str]):
+    return limit if limit == UNLIMITED else {'per_second': limit.per_second, 'burst': limit.burst}
 
 
 def read_tokens(path: str) -> Dict[str, Token]:
@@ -187,7 +228,8 @@ def read_tokens(path: str) -> Dict[str, Token]:
 
 def _write(path: str, by_hash: Dict[str, Token]) -> None:
     from foundation.atomic_file import write_atomically
-    entries = [{'name': t.name, 'sha256': digest, 'roles': [r for r in ROLES if r in t.roles], 'created': t.created}
+    entries = [{'name': t.name, 'sha256': digest, 'roles': [r for r in ROLES if r in t.roles], 'created': t.created,
+                **({'rate_limit': _limit_record(t.rate_limit)} if t.rate_limit is not None else {})}
                for digest, t in sorted(by_hash.items(), key=lambda item: item[1].name)]
     new = not os.path.exists(path)
     # Atomic: a server re-reading the file mid-write sees the old or the new file, never half of one.
@@ -213,8 +255,9 @@ def _editing(path: str):
     return exclusive(path + '.lock')
 
 
-def add_token(path: str, name: str, roles: Iterable[str]) -> str:
-    """Creates a token for `name` with `roles`, stores its hash in `path` (created if missing); returns the token.
+def add_token(path: str, name: str, roles: Iterable[str], rate_limit: Union[RateLimit, str, None] = None) -> str:
+    """Creates a token for `name` with `roles` (and its own `rate_limit`, or UNLIMITED), stores its hash in
+    `path` (created if missing); returns the token.
 
     The token is returned once and stored nowhere: lost, it is revoked and a new one added.
     """
@@ -232,7 +275,7 @@ def add_token(path: str, name: str, roles: Iterable[str]) -> str:
                              'name')
         token = secrets.token_urlsafe(32)
         created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')
-        by_hash[hash_token(token)] = Token(name, roles, created)
+        by_hash[hash_token(token)] = Token(name, roles, created, rate_limit)
         _write(path, by_hash)
     return token
 
@@ -348,24 +391,48 @@ class AccessControl:
 
 
 def check(control: Optional[AccessControl], call, endpoint: str, signatures: Optional[Sequence[str]] = ('',),
-          what: str = '') -> None:
+          what: str = '') -> Optional[Token]:
     """Refuses `call` (a `serving.core.Call` carrying the client's credentials) unless it may reach
-    `endpoint`; no-op without access control. `signatures` None: not known yet (REST, before its body
-    is decoded). A refused inference call is counted under its API with the other errors; its model
-    and signature labels stay empty, as nothing the client named has been checked."""
+    `endpoint`; returns the token it was allowed with (None: no access control, or an open endpoint).
+    `signatures` None: not known yet (REST, before its body is decoded). A refused inference call is
+    counted under its API with the other errors; its model and signature labels stay empty, as
+    nothing the client named has been checked."""
     if control is None:
-        return
+        return None
     try:
         if signatures is None:
             token = control.authorize_any_inference(call.credentials, what or endpoint)
         else:
             token = control.authorize(call.credentials, endpoint, signatures, what)
-        if token is not None:  # who called, by the token's name: feedback records it (never the token)
+        if token is not None:  # who called, by the token's name: feedback and the request log record it
             call.principal = token.name
+        return token
     except ServingError:
         if endpoint in (PREDICT, CLASSIFY, REGRESS) and not call.api:
             call.api = endpoint
         raise
+
+
+def client_host(address: Optional[str]) -> str:
+    """Who called when no token says so: the client's IP address, without its port (a client's every
+    connection is one caller). REST gives the socket's host; gRPC's `context.peer()` is a URI such as
+    `ipv4:10.0.0.7:52144`, `ipv6:[::1]:52144` (percent-encoded in some gRPC versions) or `unix:...`."""
+    import ipaddress
+    import urllib.parse
+    if not address:
+        return ''
+    address = urllib.parse.unquote(address)
+    kind, colon, rest = address.partition(':')
+    if colon and kind in ('ipv4', 'ipv6'):
+        address = rest.rsplit(':', 1)[0] if rest.count(':') and (kind == 'ipv4' or rest.startswith('[')) else rest
+    elif colon and kind in ('unix', 'unix-abstract'):
+        return address
+    try:
+        ip = ipaddress.ip_address(address.strip('[]').split('%', 1)[0])
+    except ValueError:
+        return address
+    mapped = getattr(ip, 'ipv4_mapped', None)  # an IPv4 client on a dual-stack socket is that IPv4 address
+    return str(mapped or ip)
 
 
 # --- exposure ---------------------------------------------------------------------------------------------
@@ -399,3 +466,13 @@ def describe(control: Optional[AccessControl]) -> str:
     names = ', '.join(f'{t.name} ({t.describe_roles()})' for t in control.tokens) or 'none yet'
     return (f'bearer tokens from {control.path}, re-read when it changes: {names}; model status and metrics '
             'are open (probes, Prometheus)')
+
+
+def describe_limits(control: Optional[AccessControl], default: Optional[RateLimit]) -> str:
+    """The startup line's account of the rate limits (serving/rate_limit.py)."""
+    own = [f'{t.name} {t.describe_limit()}' for t in (control.tokens if control else []) if t.rate_limit is not None]
+    if default is None and not own:
+        return 'none (--rate-limit)'
+    who = 'per token' if control else 'per client address'
+    text = f'{default.describe()} {who}' if default else f'none by default {who}'
+    return text + (f'; own limits: {", ".join(own)}' if own else '') + '; over it: 429 / RESOURCE_EXHAUSTED'

@@ -71,6 +71,12 @@ def register(commands: argparse._SubParsersAction, default_model_base_path: str)
                        help='refuse requests of more examples (413 / RESOURCE_EXHAUSTED; default %(default)s)')
     serve.add_argument('--max-decoded-request-bytes', type=int, default=MAX_DECODED_REQUEST_BYTES,
                        help='refuse requests that decode to more bytes (default %(default)s)')
+    serve.add_argument('--rate-limit', metavar='PER_SECOND', help='per caller (token, else client address): at '
+                       'most this many requests a second on average, over it 429 with Retry-After / '
+                       'RESOURCE_EXHAUSTED; a token\'s own "rate_limit" in the tokens file overrides it (default: '
+                       'no limit; model status and metrics are never limited)')
+    serve.add_argument('--rate-burst', type=float, metavar='N',
+                       help='with --rate-limit: requests a caller may make at once (default: one second\'s worth)')
     serve.add_argument('--no-warmup', action='store_true', help='skip replaying assets.extra warm-up requests')
     serve.add_argument('--enable-signature-method-name-check', action='store_true',
                        help="classify/regress only on signatures whose method_name says so (as TF Serving's "
@@ -98,6 +104,10 @@ def _register_tokens(commands: argparse._SubParsersAction) -> None:
     actions = tokens.add_subparsers(dest='action', required=True)
     add = actions.add_parser('add', help='create a token, store its hash, print it once')
     add.add_argument('--roles', required=True, help='comma-separated: predict, explain, feedback, admin')
+    add.add_argument('--rate-limit', metavar='PER_SECOND', help='this token\'s own rate limit (requests a second), '
+                     'or "unlimited"; default: the server\'s --rate-limit')
+    add.add_argument('--rate-burst', type=float, metavar='N', help='with --rate-limit: requests at once (default: '
+                     'one second\'s worth)')
     revoke = actions.add_parser('revoke', help='remove a token: servers refuse it from their next request on')
     listing = actions.add_parser('list', help="each token's name, roles and creation time (never a token or hash)")
     for parser, handler in ((add, tokens_add_command), (revoke, tokens_revoke_command), (listing, tokens_list_command)):
@@ -129,7 +139,7 @@ def serve_command(args) -> int:
                    batching=BatchingOptions.from_file(args.batching_parameters_file) if args.enable_batching
                    else None, traffic_config_file=args.traffic_config,
                    signature_method_name_check=args.enable_signature_method_name_check,
-                   limits=_limits(args))
+                   limits=_limits(args), rate_limit=_rate_limit(args))
     if args.model_config_file:
         settings = server_lib.ServerSettings.from_config_file(args.model_config_file, **options)
     else:
@@ -175,7 +185,7 @@ def _serve_gateway(args) -> int:
         upstream=upstream, host=args.host, auth_tokens_file=args.auth_tokens, rest_port=args.rest_port,
         grpc_port=args.grpc_port, request_log_dir=args.request_log_dir, feedback_dir=args.feedback_dir,
         request_log_overflow=args.request_log_overflow, drain_seconds=args.drain_seconds,
-        marker_paths=markers, limits=_limits(args),
+        marker_paths=markers, limits=_limits(args), rate_limit=_rate_limit(args),
         traffic_config_file=args.traffic_config, reuse_port=args.workers > 1 or bool(args.worker_of))
     _log_to_console()
     if args.worker_of:  # one of the workers a gateway started (serving/workers.py)
@@ -192,6 +202,21 @@ def _limits(args):
     if args.max_request_rows < 1 or args.max_decoded_request_bytes < 1:
         raise ValueError('--max-request-rows and --max-decoded-request-bytes must be positive')
     return RequestLimits(args.max_request_rows, args.max_decoded_request_bytes)
+
+
+def _rate_limit(args, unlimited_allowed: bool = False):
+    """--rate-limit and --rate-burst as a RateLimit (None: not given); ValueError naming the flags."""
+    from serving.access import UNLIMITED
+    from serving.rate_limit import parse_limit
+    if args.rate_limit is None:
+        if args.rate_burst is not None:
+            raise ValueError('--rate-burst needs --rate-limit (the requests per second it refills at)')
+        return None
+    if unlimited_allowed and args.rate_limit == UNLIMITED:
+        if args.rate_burst is not None:
+            raise ValueError(f'--rate-burst makes no sense with --rate-limit {UNLIMITED}')
+        return UNLIMITED
+    return parse_limit(args.rate_limit, args.rate_burst)
 
 
 def _log_to_console() -> None:
@@ -223,7 +248,7 @@ def tokens_add_command(args) -> int:
     import sys
     from serving import access
     roles = access.parse_roles(args.roles)
-    token = access.add_token(args.file, args.name, roles)
+    token = access.add_token(args.file, args.name, roles, _rate_limit(args, unlimited_allowed=True))
     roles = ', '.join(r for r in access.ROLES if r in roles)
     # The token alone on stdout (TOKEN=$(taxi-pipeline serving-tokens add ...)); the note on stderr.
     print(token, flush=True)
@@ -248,7 +273,12 @@ def tokens_list_command(args) -> int:
         print(f'{args.file} holds no tokens')
         return 0
     width = max(len('name'), *(len(t.name) for t in tokens))
-    print(f'{"name":<{width}}  {"roles":<33}  created')
-    for t in tokens:
-        print(f'{t.name:<{width}}  {t.describe_roles():<33}  {t.created or "-"}')
+    # The rate-limit column only when a token has its own limit: otherwise every row would say the default.
+    limits = [t.describe_limit() for t in tokens] if any(t.rate_limit is not None for t in tokens) else None
+    limit_width = max(len('rate limit'), *map(len, limits)) if limits else 0
+    limit_header = f'{"rate limit":<{limit_width}}  ' if limits else ''
+    print(f'{"name":<{width}}  {"roles":<33}  {limit_header}created')
+    for i, t in enumerate(tokens):
+        limit = f'{limits[i]:<{limit_width}}  ' if limits else ''
+        print(f'{t.name:<{width}}  {t.describe_roles():<33}  {limit}{t.created or "-"}')
     return 0

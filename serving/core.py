@@ -12,17 +12,24 @@ import time
 import uuid
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
+import grpc
 import numpy as np
 
+from serving import access as access_lib
 from serving.access import AccessControl
 from serving.errors import ServingError
 from serving.manager import ModelRegistry
 from serving.servable import Servable
 from serving.feedback import FeedbackStore
 from serving.limits import RequestLimits
+from serving.rate_limit import RateLimit, RateLimiter, retry_after_seconds
 from serving.request_log import RequestLogger
 from serving.telemetry import Metrics, batch_size
 from serving.traffic import TrafficSplit, route_call
+
+
+# The rate-limit metric's caller label for callers known only by address (see ServingCore.admit).
+ANONYMOUS = 'anonymous'
 
 
 def new_request_id() -> str:
@@ -57,11 +64,24 @@ class Call:
     credentials: Optional[str] = dataclasses.field(default=None, repr=False)
     # The name of the token the call was allowed with (serving/access.py), if any.
     principal: Optional[str] = None
+    # The client's address (serving.access.client_host: the IP, no port).
+    peer: str = ''
+    # Whether the call has been through the rate limit (REST checks access twice: before and after
+    # the body names its signature; it is counted once).
+    admitted: bool = False
+    # Set when the rate limit refused the call: whole seconds the client should wait (Retry-After).
+    retry_after: Optional[int] = None
     # False when the request log shed this call's record (serving/request_log.py): the answer says so.
     logged: bool = True
 
     def failed(self, error: BaseException) -> None:
         self.code = error.code_name if isinstance(error, ServingError) else 'INTERNAL'
+
+    @property
+    def identity(self) -> str:
+        """Who called, as the request log and the rate limit name them: the token's name when the
+        server takes tokens, else the client's address. Never the token itself."""
+        return self.principal or self.peer
 
     @property
     def caller_key(self) -> str:
@@ -80,6 +100,8 @@ class ServingCore:
     limits: RequestLimits = RequestLimits()
     # Set when the server starts shutting down: model status answers 503, so readiness fails first.
     draining: bool = False
+    # Every caller's rate limit unless its token has its own (serving/rate_limit.py); None: no limit.
+    rate_limit: Optional[RateLimit] = None
 
     def __init__(self, registry: ModelRegistry, metrics: Metrics, request_logger: Optional[RequestLogger] = None,
                  feedback: Optional[FeedbackStore] = None):
@@ -87,6 +109,34 @@ class ServingCore:
         self.metrics = metrics
         self.request_logger = request_logger
         self.feedback = feedback
+        self.rate_limiter = RateLimiter()
+
+    def admit(self, call: Call, endpoint: str, signatures: Optional[Sequence[str]] = ('',), what: str = '') -> None:
+        """Access control (serving/access.py), then the caller's rate limit: both front ends ask this
+        before anything else is done with a request. Open endpoints (model status, metrics) are
+        never limited."""
+        token = access_lib.check(self.access, call, endpoint, signatures, what)
+        if call.admitted or access_lib.required_roles(endpoint, signatures or ('',)) is None:
+            return
+        call.admitted = True
+        limit = token.limit(self.rate_limit) if token is not None else self.rate_limit
+        if limit is None:
+            return
+        key = ('token', token.name) if token is not None else ('address', call.peer)
+        wait = self.rate_limiter.admit(key, limit)
+        if not wait:
+            return
+        if endpoint in access_lib.INFERENCE and not call.api:  # counted with the other refusals, as access's are
+            call.api = endpoint
+        # The label is the token's name (the tokens file bounds them); never an address: every client
+        # address would be a new time series, so that a client hopping addresses could grow
+        # Prometheus without bound. Who was refused by address is in the request log's callers
+        # (monitoring/callers.py), not here.
+        self.metrics.rate_limited.labels(token.name if token is not None else ANONYMOUS).inc()
+        call.retry_after = retry_after_seconds(wait)
+        who = f'token {token.name!r}' if token is not None else f'client {call.peer or "(unknown address)"}'
+        raise ServingError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                           f'Rate limit exceeded for {who} ({limit.describe()}): retry after {call.retry_after} s')
 
     def finish(self, call: Call) -> None:
         """Counts and times a finished inference call (status and metadata calls are not counted)."""
@@ -127,7 +177,7 @@ class ServingCore:
             serialized = _serialized_examples_input(servable.input_specs[signature])
             call.logged = self.request_logger.log(
                 servable.name, servable.version, signature, call.request_id, inputs, outputs,
-                serialized_input=serialized, missing=servable.missing_values.get(signature))
+                serialized_input=serialized, missing=servable.missing_values.get(signature), caller=call.identity)
         return outputs
 
     def classify(self, call: Call, servable: Servable, signature: str, examples: List[bytes]):
@@ -159,7 +209,7 @@ class ServingCore:
             outputs = {k: v for k, v in outputs.items() if v is not None}
             logged = self.request_logger.log(servable.name, servable.version, signature, call.request_id,
                                              {'examples': np.array(examples, dtype=object)}, outputs,
-                                             serialized_input='examples')
+                                             serialized_input='examples', caller=call.identity)
             call.logged = call.logged and logged
 
 

@@ -26,6 +26,7 @@ from serving import access as access_lib
 from serving.access import AccessControl
 from serving.feedback import FeedbackStore
 from serving.limits import RequestLimits
+from serving.rate_limit import RateLimit
 from serving.gateway_core import GatewayCore, MissingValueMarkers
 from serving.gateway_grpc import create_server as create_grpc_server
 from serving.rest import RestApi, RestServer
@@ -60,6 +61,8 @@ class GatewaySettings:
     # The tokens file (serving/access.py); checked here, before anything is forwarded:
     # TF Serving itself has no access control and gets no client credentials.
     auth_tokens_file: Optional[str] = None
+    # Every caller's rate limit unless its token has its own (serving/rate_limit.py); None: none.
+    rate_limit: Optional[RateLimit] = None
     # The canary split's file (serving/traffic.py); None: no split, TF Serving picks the version.
     traffic_config_file: Optional[str] = None
     # At most this often the gateway looks (one stat) whether the traffic file changed.
@@ -90,6 +93,7 @@ class GatewayServer:
                                 MissingValueMarkers(settings.marker_paths), settings.metadata_cache_seconds)
         self.core.access = access
         self.core.limits = settings.limits
+        self.core.rate_limit = settings.rate_limit
         self.core.traffic = traffic
         self._rest: Optional[RestServer] = None
         self._grpc = None
@@ -171,6 +175,7 @@ def serve_until_interrupted(settings: GatewaySettings, emit_line=print, upstream
         emit_line(f'  canary split: {server.core.traffic.describe()}')
     emit_line(f'  metrics: curl {rest}{METRICS_PATH}')
     emit_line(f'  access: {access_lib.describe(server.core.access)}')
+    emit_line(f'  rate limit: {access_lib.describe_limits(server.core.access, settings.rate_limit)}')
     if settings.request_log_dir:
         emit_line(f'  request log: {settings.request_log_dir}/*.tfrecord')
     if settings.feedback_dir:

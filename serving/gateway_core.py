@@ -183,14 +183,15 @@ class GatewayCore(ServingCore):
             call.logged = self.request_logger.log(
                 call.model_name, version, call.signature_name, call.request_id, inputs, outputs,
                 serialized_input=_serialized_input(inputs),
-                missing=self.markers.get(call.model_name, version).get(call.signature_name))
+                missing=self.markers.get(call.model_name, version).get(call.signature_name), caller=call.identity)
 
     def log_examples(self, call: Call, examples, outputs: Mapping[str, Optional[np.ndarray]]) -> None:
         if self.request_logger and examples:
             outputs = {k: v for k, v in outputs.items() if v is not None}
             call.logged = self.request_logger.log(
                 call.model_name, int(call.version), call.signature_name, call.request_id,
-                {'examples': np.array(examples, dtype=object)}, outputs, serialized_input='examples')
+                {'examples': np.array(examples, dtype=object)}, outputs, serialized_input='examples',
+                caller=call.identity)
 
 
 def batch_size(tensors) -> int:

@@ -29,13 +29,18 @@ from serving.traffic import CALLER_METADATA, LABEL_METADATA
 
 log = logging.getLogger(__name__)
 
+# Trailing metadata of a call the rate limit refused: whole seconds to wait, as REST's Retry-After.
+RETRY_AFTER_METADATA = 'retry-after'
+
 
 def _guarded(method):
     """Times the call from arrival to response; returns its request id in the
     initial metadata (`x-request-id`, as REST's X-Request-Id header); checks
-    the caller's `authorization` metadata before the method runs (so before the
-    gateway forwards anything; serving/access.py); turns ServingError into the
-    call's status and anything else into INTERNAL."""
+    the caller's `authorization` metadata and rate limit before the method runs
+    (so before the gateway forwards anything; serving/access.py,
+    serving/rate_limit.py); turns ServingError into the call's status (a
+    refusal by the rate limit with `retry-after` seconds in the trailing
+    metadata) and anything else into INTERNAL."""
 
     @functools.wraps(method)
     def wrapper(self, request, context):
@@ -44,8 +49,9 @@ def _guarded(method):
             context.send_initial_metadata((('x-request-id', call.request_id),))
             call.caller = _metadata(context, CALLER_METADATA)
             call.credentials = _metadata(context, 'authorization')
-            access_lib.check(self.core.access, call, access_lib.GRPC_ENDPOINTS[method.__name__],
-                             access_lib.grpc_signatures(request), what=method.__name__)
+            call.peer = access_lib.client_host(context.peer())
+            self.core.admit(call, access_lib.GRPC_ENDPOINTS[method.__name__], access_lib.grpc_signatures(request),
+                            what=method.__name__)
             response = method(self, request, context, call)
             trailing = ((LABEL_METADATA, call.label),) if call.label else ()
             # which label answered (TF Serving's response model_spec names the version only); a shed log record
@@ -55,6 +61,8 @@ def _guarded(method):
             return response
         except ServingError as e:
             call.failed(e)
+            if call.retry_after is not None:  # refused by the rate limit: REST's Retry-After, as metadata
+                context.set_trailing_metadata(((RETRY_AFTER_METADATA, str(call.retry_after)),))
             context.abort(e.code, e.message)
         except Exception as e:
             log.exception('unexpected error in %s', method.__name__)

@@ -2,8 +2,9 @@
 
 One tf.Example per served example (the layout is `telemetry.log_examples`'s, which stays the
 reference encoding): the features as received, less declared missing-value markers, each
-output, and `model_name`, `model_version`, `signature_name`, `request_id`, `example_index`,
-`timestamp_micros`. The form `tfdv.generate_statistics_from_tfrecord` reads.
+output, and `model_name`, `model_version`, `signature_name`, `request_id`, `caller` (the token's
+name, else the client's address: `core.Call.identity`), `example_index`, `timestamp_micros`. The
+form `tfdv.generate_statistics_from_tfrecord` reads.
 
 What a regulated user may rely on (docs in serving/README.md, "Request log"):
 
@@ -299,11 +300,13 @@ class RequestLogger:
 
     def log(self, model_name: str, version: int, signature_name: str, request_id: str,
             inputs: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray],
-            serialized_input: Optional[str] = None, missing: Optional[Mapping[str, str]] = None) -> bool:
+            serialized_input: Optional[str] = None, missing: Optional[Mapping[str, str]] = None,
+            caller: str = '') -> bool:
         """Queues one request's examples: True if queued; False if shed (the caller says so in its
-        answer). Under `block`, raises UNAVAILABLE if no room came within `block_seconds`."""
+        answer). Under `block`, raises UNAVAILABLE if no room came within `block_seconds`. `caller`:
+        who called (a token's name or a client address; '' unknown)."""
         meta = {'model_name': model_name, 'model_version': int(version), 'signature_name': signature_name,
-                'request_id': request_id, 'timestamp_micros': int(time.time() * 1e6)}
+                'request_id': request_id, 'caller': caller or '', 'timestamp_micros': int(time.time() * 1e6)}
         record = (meta, dict(inputs), dict(outputs), serialized_input, dict(missing or {}))
         try:
             if self.overflow == 'block':

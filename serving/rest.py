@@ -16,6 +16,7 @@ error's canonical code to. A handler never lets an exception escape: anything
 unexpected becomes a 500 with the same shape. With a tokens file, every
 path but model status and metrics needs `Authorization: Bearer <token>` with
 the right role (serving/access.py); a refusal is a 401 or 403 of that shape.
+A caller over its rate limit (serving/rate_limit.py) gets 429 with `Retry-After`.
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ class RestApi:
         return response
 
     def _check(self, call: Call, endpoint: str, signatures=('',), what: str = '') -> None:
-        access_lib.check(self.core.access, call, endpoint, signatures, what)
+        self.core.admit(call, endpoint, signatures, what)  # access, then the caller's rate limit
 
     def _route(self, method: str, path: str, body: bytes, call: Call) -> Response:
         # Access is checked before anything else is done with the request (serving/access.py).
@@ -218,6 +219,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         request_id = call.request_id
         call.caller = self.headers.get(CALLER_HEADER)
         call.credentials = self.headers.get('Authorization')
+        call.peer = access_lib.client_host(self.client_address[0] if self.client_address else '')
         refusal = None
         try:
             length = int(self.headers.get('Content-Length') or 0)
@@ -240,8 +242,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.close_connection = True
             return
         status, payload, content_type = server.api.handle(method, self.path, body, call)
-        self._reply(status, payload, content_type, request_id,
-                    traffic_lib.response_headers(call) if status == 200 else ())
+        headers = tuple(traffic_lib.response_headers(call)) if status == 200 else ()
+        if call.retry_after is not None:  # refused by the rate limit: when to come back (RFC 9110, 10.2.3)
+            headers += (('Retry-After', str(call.retry_after)),)
+        self._reply(status, payload, content_type, request_id, headers)
 
     def _reply(self, status: int, payload: bytes, content_type: str, request_id: str, headers=()) -> None:
         self.send_response(status)

@@ -30,6 +30,7 @@ from serving.core import ServingCore
 from serving.errors import invalid
 from serving.feedback import FeedbackStore
 from serving.limits import RequestLimits
+from serving.rate_limit import RateLimit
 from serving.grpc_api import create_server as create_grpc_server
 from serving.manager import ModelManager, ModelRegistry, VersionPolicy
 from serving.rest import RestApi, RestServer
@@ -103,6 +104,8 @@ class ServerSettings:
     traffic_config_file: Optional[str] = None
     # The tokens file (serving/access.py), re-read when it changes; None: every endpoint is open.
     auth_tokens_file: Optional[str] = None
+    # Every caller's rate limit unless its token has its own (serving/rate_limit.py); None: none.
+    rate_limit: Optional[RateLimit] = None
     # Classify/Regress only on signatures whose method_name says so (TF Serving's
     # --enable_signature_method_name_check, default false).
     signature_method_name_check: bool = False
@@ -137,6 +140,7 @@ class ModelServer:
         self.core.traffic = traffic
         self.core.access = access
         self.core.limits = settings.limits
+        self.core.rate_limit = settings.rate_limit
         self._stop = threading.Event()
         self._threads = []
         self._rest: Optional[RestServer] = None
@@ -317,6 +321,7 @@ def serve_until_interrupted(settings: ServerSettings, emit_line=print) -> int:
         emit_line(f'  canary split: {server.core.traffic.describe()}')
     emit_line(f'  metrics: curl http://{host}:{server.rest_port}{METRICS_PATH}')
     emit_line(f'  access: {access_lib.describe(server.core.access)}')
+    emit_line(f'  rate limit: {access_lib.describe_limits(server.core.access, settings.rate_limit)}')
     if settings.request_log_dir:
         emit_line(f'  request log: {settings.request_log_dir}/*.tfrecord')
     if settings.feedback_dir:

@@ -6,8 +6,10 @@ process) and are exposed on the REST port at TF Serving's monitoring path.
 Request logs are TFRecord files of tf.Examples, one per served example: the
 raw features as received (less the values the model declares as "missing"
 markers, see `serving.MISSING_VALUES_FILE`), each model output, and `model_name`,
-`model_version`, `signature_name`, `request_id`, `example_index` (the
-example's position in its request, which feedback names), `timestamp_micros`. That is
+`model_version`, `signature_name`, `request_id`, `caller` (who called: the token's
+name when the server takes tokens, else the client's address; never a token),
+`example_index` (the example's position in its request, which feedback names),
+`timestamp_micros`. That is
 the form `tfdv.generate_statistics_from_tfrecord` reads, so drift and skew
 checks run on served traffic with the training schema. `log_examples` is the
 reference encoding; serving/request_log.py writes the files.
@@ -63,6 +65,11 @@ class Metrics:
                                                 'Time requests waited for room in the request log', registry=r)
         self.log_recovered = prom.Counter('tfserving_request_log_recovered',
                                           'Records recovered from files a stopped writer left', registry=r)
+        # Requests the rate limit refused (serving/rate_limit.py), by caller: a token's name, or "anonymous"
+        # for callers known by address only (serving/core.py says why no address becomes a label).
+        self.rate_limited = prom.Counter('tfserving_rate_limited', 'Requests refused by the per-caller rate limit, '
+                                         'by token name ("anonymous": callers without a token)', ['caller'],
+                                         registry=r)
         # Requests the canary split routed (serving/traffic.py), by the label that answered
         # ("latest" when the model had no stable label) and its version: the realised split.
         self.traffic_split = prom.Counter('tfserving_traffic_split', 'Unaddressed requests routed by the canary '
