@@ -22,11 +22,13 @@ LIVE_METRIC = 'live_metric'
 OUTLIER_RATE = 'outlier_rate'
 # A version answered traffic but carries nothing to judge it by (an export of an older pipeline).
 UNMONITORED = 'unmonitored'
-KINDS = (SKEW, DRIFT, PREDICTION_DRIFT, LIVE_METRIC, OUTLIER_RATE, UNMONITORED)
+# A caller probing or abusing the model (monitoring/callers.py); its `caller` detail names it.
+ABUSE = 'abuse'
+KINDS = (SKEW, DRIFT, PREDICTION_DRIFT, LIVE_METRIC, OUTLIER_RATE, UNMONITORED, ABUSE)
 # Kinds that name features (their `features` detail).
 FEATURE_KINDS = (SKEW, DRIFT)
-# What retraining can answer: an outlier-rate alert is about the requests, not the model, and an
-# unmonitored version about its export.
+# What retraining can answer: an outlier-rate alert is about the requests, not the model, an
+# unmonitored version about its export, and abuse about a caller.
 RETRAIN_KINDS = (SKEW, DRIFT, PREDICTION_DRIFT, LIVE_METRIC)
 
 _KIND_KEY, _VERSION_KEY = 'alert', 'model_version'
