@@ -20,11 +20,20 @@ Two things TFX's Evaluator leaves to the pipeline author:
   artifact; the executor drops it, and TFMA validates absolute thresholds only
   (TFX's own rubber stamp when there is no baseline).
 
-A large eval split is evaluated on an evenly spaced sample of at most
-`max_eval_examples` (TFMA scores a small fraction of the model's own rate:
-docs/performance.md#tfmas-rate): candidate and baseline on the same examples, the split's size
-and the sample's recorded on the evaluation (`eval_examples`,
-`evaluated_examples`), so nobody mistakes the one for the other.
+Two paths evaluate, and the evaluation records which (`evaluator_path`, and
+`evaluator_path_reason` when TFMA's ran):
+- in process (components/model_evaluation.py), wherever it mirrors TFMA: the
+  whole eval split scored by the models' own signatures in large batches, TFMA's
+  metrics computed vectorised and written as TFMA writes them, the blessing as
+  TFX's executor writes it; tests compare it with TFMA's executor;
+- TFMA's executor (TFX's Evaluator on Beam) for anything else: Beam on a remote
+  runner, `evaluation_engine` 'tfma', or an EvalConfig or data the in-process
+  path does not mirror (model_evaluation.unmirrored, NotMirrored). TFMA scores a
+  small fraction of the model's own rate (docs/performance.md#tfmas-rate), so on
+  this path a large eval split is evaluated on an evenly spaced sample of at
+  most `max_eval_examples`: candidate and baseline on the same examples.
+The split's size and the examples evaluated are recorded on the evaluation
+(`eval_examples`, `evaluated_examples`), so nobody mistakes the one for the other.
 
 It also writes the candidate's overall metrics onto the evaluation artifact
 (`metric_<name>` custom properties), so ML Metadata answers "how good was
@@ -40,6 +49,7 @@ import dataclasses
 import logging
 import math
 import os
+import time
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import tensorflow as tf
@@ -52,9 +62,9 @@ from tfx.dsl.components.base import base_beam_component, executor_spec
 from tfx.orchestration import data_types
 from tfx.types import artifact_utils, standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ExecutionParameter
-from tfx.utils import io_utils
+from tfx.utils import io_utils, json_utils, path_utils
 
-from components import slice_gates
+from components import beam_runner, model_evaluation, record_files, slice_gates
 from components.artifact_contents import OVERALL, metrics_by_slice
 from components.baseline_model import has_model
 from components.record_files import batched, record_count
@@ -63,6 +73,10 @@ from components.slice_gates import (MAX_AUC_DROP, MAX_SLICE_AUC_DROP, MAX_SLICE_
 from taxi_model import features as features_lib
 
 MAX_EVAL_EXAMPLES = 'max_eval_examples'
+# Which executor evaluates: AUTO (the in-process path where it mirrors TFMA, else TFMA's) or TFMA (always TFMA's).
+EVALUATION_ENGINE, AUTO, TFMA, IN_PROCESS = 'evaluation_engine', 'auto', 'tfma', 'in_process'
+# Recorded on the evaluation: which path ran (IN_PROCESS or TFMA), and why TFMA's when it was.
+PATH_PROPERTY, PATH_REASON_PROPERTY = 'evaluator_path', 'evaluator_path_reason'
 EVAL_SPLIT = 'eval'
 METRIC_PREFIX = 'metric_'
 FloatParameter = Union[float, data_types.RuntimeParameter]
@@ -220,7 +234,9 @@ class EvaluatorSpec(standard_component_specs.EvaluatorSpec):
                   MAX_SLICE_AUC_GAP: ExecutionParameter(type=float, optional=True),
                   MAX_SLICE_AUC_DROP: ExecutionParameter(type=float, optional=True),
                   MIN_SLICE_CLASS_EXAMPLES: ExecutionParameter(type=int, optional=True),
-                  MAX_EVAL_EXAMPLES: ExecutionParameter(type=int, optional=True)}
+                  MAX_EVAL_EXAMPLES: ExecutionParameter(type=int, optional=True),
+                  # Absent: AUTO.
+                  EVALUATION_ENGINE: ExecutionParameter(type=str, optional=True)}
 
 
 class Executor(evaluator_executor.Executor):
@@ -230,18 +246,26 @@ class Executor(evaluator_executor.Executor):
         if baselines and not has_model(baselines[0]):
             input_dict = {**input_dict, key: []}
         evaluation = output_dict[standard_component_specs.EVALUATION_KEY][0]
-        examples_key = standard_component_specs.EXAMPLES_KEY
-        examples, total, kept = sample_eval_split(input_dict[examples_key][0],
-                                                  int(exec_properties.get(MAX_EVAL_EXAMPLES) or 0),
-                                                  os.path.join(self._get_tmp_dir(), 'eval_sample'))
         overall_gates = tuple(float(exec_properties[name]) for name in (MIN_AUC, MIN_ACCURACY, MAX_AUC_DROP))
         thresholds = slice_thresholds(exec_properties)
-        slices = slice_gates.judge(slice_counts(examples), thresholds.min_class_examples)
-        config_key = standard_component_specs.EVAL_CONFIG_KEY
-        eval_config = gated(json_format.Parse(exec_properties[config_key], tfma.EvalConfig()), *overall_gates,
-                            slices=slices, slice_thresholds=thresholds)
-        exec_properties = {**exec_properties, config_key: json_format.MessageToJson(eval_config)}
-        super().Do({**input_dict, examples_key: [examples]}, output_dict, exec_properties)
+        config = json_format.Parse(exec_properties[standard_component_specs.EVAL_CONFIG_KEY], tfma.EvalConfig())
+        why_tfma = self._why_tfma(input_dict, exec_properties, config, overall_gates)
+        result = None
+        if why_tfma is None:
+            try:
+                result = self._evaluate_in_process(input_dict, output_dict, exec_properties, config, overall_gates,
+                                                   thresholds)
+            except model_evaluation.NotMirrored as e:
+                why_tfma = str(e)
+                _clear(evaluation.uri)
+                _clear(output_dict[standard_component_specs.BLESSING_KEY][0].uri)
+        if result is None:
+            logging.info('Evaluator: TFMA evaluates (%s)', why_tfma)
+            result = self._evaluate_with_tfma(input_dict, output_dict, exec_properties, config, overall_gates,
+                                              thresholds)
+            evaluation.set_string_custom_property(PATH_REASON_PROPERTY, why_tfma)
+        slices, total, kept = result
+        evaluation.set_string_custom_property(PATH_PROPERTY, IN_PROCESS if why_tfma is None else TFMA)
         evaluation.set_int_custom_property('eval_examples', total)
         evaluation.set_int_custom_property('evaluated_examples', kept)
         for name, value in overall_metrics(evaluation.uri).items():
@@ -263,6 +287,103 @@ class Executor(evaluator_executor.Executor):
         for found in slices:
             if not found.judged:
                 logging.info('Slice %s %s', found.label, found.why_not_judged(thresholds.min_class_examples))
+
+    def _why_tfma(self, input_dict, exec_properties, config: tfma.EvalConfig, overall_gates) -> Optional[str]:
+        """Why TFMA's executor evaluates rather than the in-process path; None when the in-process path may."""
+        engine = exec_properties.get(EVALUATION_ENGINE) or AUTO
+        if engine not in (AUTO, TFMA):
+            raise ValueError(f'{EVALUATION_ENGINE} must be {AUTO} or {TFMA}, not {engine!r}')
+        if engine == TFMA:
+            return f'{EVALUATION_ENGINE} is {TFMA}'
+        if not beam_runner.in_process(self._beam_pipeline_args or []):
+            return 'Beam runs remotely'
+        examples = input_dict[standard_component_specs.EXAMPLES_KEY]
+        if len(examples) != 1 or not record_files.gzipped_examples(examples):
+            return 'examples are not one artifact of gzipped tf.Example records'
+        if len(input_dict.get(standard_component_specs.MODEL_KEY) or []) != 1:
+            return 'not one candidate model'
+        if (json_utils.loads(exec_properties.get(standard_component_specs.EXAMPLE_SPLITS_KEY, 'null'))
+                not in (None, [], [EVAL_SPLIT])):
+            return 'splits other than eval'
+        if (exec_properties.get(standard_component_specs.MODULE_FILE_KEY)
+                or exec_properties.get(standard_component_specs.MODULE_PATH_KEY)
+                or exec_properties.get(standard_component_specs.FEATURE_SLICING_SPEC_KEY)):
+            return 'a user module or a feature slicing spec'
+        has_baseline = bool(input_dict.get(standard_component_specs.BASELINE_MODEL_KEY))
+        return model_evaluation.unmirrored(_with_defaults(gated(config, *overall_gates), has_baseline))
+
+    def _evaluate_in_process(self, input_dict, output_dict, exec_properties, config, overall_gates, thresholds):
+        """The whole eval split, evaluated by components/model_evaluation.py; the blessing as TFX's executor
+        writes it. (slices, examples in the split, examples evaluated)."""
+        self._log_startup(input_dict, output_dict, {})
+        examples = input_dict[standard_component_specs.EXAMPLES_KEY][0]
+        candidate = input_dict[standard_component_specs.MODEL_KEY][0]
+        baselines = input_dict.get(standard_component_specs.BASELINE_MODEL_KEY) or []
+        slices = slice_gates.judge(slice_counts(examples), thresholds.min_class_examples)
+        eval_config = _with_defaults(gated(config, *overall_gates, slices=slices, slice_thresholds=thresholds),
+                                     bool(baselines))
+        paths = {spec.name: _serving_path(baselines[0] if spec.is_baseline else candidate)
+                 for spec in eval_config.model_specs}
+        evaluation_uri = output_dict[standard_component_specs.EVALUATION_KEY][0].uri
+        started = time.perf_counter()
+        rows = model_evaluation.evaluate(eval_config, paths, [io_utils.all_files_pattern(
+            artifact_utils.get_split_uri([examples], EVAL_SPLIT))], evaluation_uri)
+        seconds = time.perf_counter() - started
+        logging.info('Evaluator: in process, the whole eval split: %s examples, %d model(s), %.1f s (%.0f examples/s)',
+                     f'{rows:,}', len(paths), seconds, rows / max(seconds, 1e-9))
+        _write_blessing(output_dict[standard_component_specs.BLESSING_KEY][0], evaluation_uri, candidate,
+                        baselines[0] if baselines else None, exec_properties.get('current_component_id'))
+        return slices, rows, rows
+
+    def _evaluate_with_tfma(self, input_dict, output_dict, exec_properties, config, overall_gates, thresholds):
+        """TFX's executor (TFMA on Beam) on the eval split, sampled to `max_eval_examples`."""
+        examples_key = standard_component_specs.EXAMPLES_KEY
+        examples, total, kept = sample_eval_split(input_dict[examples_key][0],
+                                                  int(exec_properties.get(MAX_EVAL_EXAMPLES) or 0),
+                                                  os.path.join(self._get_tmp_dir(), 'eval_sample'))
+        slices = slice_gates.judge(slice_counts(examples), thresholds.min_class_examples)
+        eval_config = gated(config, *overall_gates, slices=slices, slice_thresholds=thresholds)
+        config_key = standard_component_specs.EVAL_CONFIG_KEY
+        exec_properties = {**exec_properties, config_key: json_format.MessageToJson(eval_config)}
+        exec_properties.pop(EVALUATION_ENGINE, None)
+        super().Do({**input_dict, examples_key: [examples]}, output_dict, exec_properties)
+        return slices, total, kept
+
+
+def _with_defaults(eval_config: tfma.EvalConfig, has_baseline: bool) -> tfma.EvalConfig:
+    """The EvalConfig as TFX's executor hands it to TFMA (rubber stamp: no change thresholds without a baseline)."""
+    return tfma.utils.update_eval_config_with_defaults(eval_config, has_baseline=has_baseline, rubber_stamp=True)
+
+
+def _serving_path(model) -> str:
+    return path_utils.serving_model_path(model.uri, path_utils.is_old_model_artifact(model))
+
+
+def _clear(uri: str) -> None:
+    """Empties an output directory the in-process path began to write, before TFMA writes it."""
+    if tf.io.gfile.exists(uri):
+        tf.io.gfile.rmtree(uri)
+    tf.io.gfile.makedirs(uri)
+
+
+def _write_blessing(blessing, evaluation_uri: str, candidate, baseline, component_id: Optional[str]) -> None:
+    """The blessing TFX's executor writes after TFMA validated (tfx/components/evaluator/executor.py)."""
+    blessing.set_string_custom_property(evaluator_constants.ARTIFACT_PROPERTY_CURRENT_MODEL_URI_KEY, candidate.uri)
+    blessing.set_int_custom_property(evaluator_constants.ARTIFACT_PROPERTY_CURRENT_MODEL_ID_KEY, candidate.id)
+    if baseline is not None:
+        blessing.set_string_custom_property(evaluator_constants.ARTIFACT_PROPERTY_BASELINE_MODEL_URI_KEY,
+                                            baseline.uri)
+        blessing.set_int_custom_property(evaluator_constants.ARTIFACT_PROPERTY_BASELINE_MODEL_ID_KEY, baseline.id)
+    if component_id is not None:
+        blessing.set_string_custom_property('component_id', component_id)
+    if tfma.load_validation_result(evaluation_uri).validation_ok:
+        io_utils.write_string_file(os.path.join(blessing.uri, evaluator_constants.BLESSED_FILE_NAME), '')
+        blessing.set_int_custom_property(evaluator_constants.ARTIFACT_PROPERTY_BLESSED_KEY,
+                                         evaluator_constants.BLESSED_VALUE)
+    else:
+        io_utils.write_string_file(os.path.join(blessing.uri, evaluator_constants.NOT_BLESSED_FILE_NAME), '')
+        blessing.set_int_custom_property(evaluator_constants.ARTIFACT_PROPERTY_BLESSED_KEY,
+                                         evaluator_constants.NOT_BLESSED_VALUE)
 
 
 def refuse(blessing) -> None:
@@ -331,16 +452,19 @@ class Evaluator(base_beam_component.BaseBeamComponent):
                  max_eval_examples: int = 0, min_slice_auc: Optional[FloatParameter] = None,
                  max_slice_auc_gap: Optional[FloatParameter] = None,
                  max_slice_auc_drop: Optional[FloatParameter] = None,
-                 min_slice_class_examples: Optional[Union[int, data_types.RuntimeParameter]] = None):
-        # A slice gate not given is no exec property at all (the executor applies its default), so a DAG that
-        # passes none compiles as before.
-        slice_gates_given = {name: value for name, value in (
+                 min_slice_class_examples: Optional[Union[int, data_types.RuntimeParameter]] = None,
+                 evaluation_engine: Optional[str] = None):
+        # A slice gate or engine not given is no exec property at all (the executor applies its default), so a
+        # DAG that passes none compiles as before.
+        optional = {name: value for name, value in (
             (MIN_SLICE_AUC, min_slice_auc), (MAX_SLICE_AUC_GAP, max_slice_auc_gap),
             (MAX_SLICE_AUC_DROP, max_slice_auc_drop), (MIN_SLICE_CLASS_EXAMPLES, min_slice_class_examples))
             if value is not None}
+        if evaluation_engine is not None:  # absent unless given: the compiled spec stays as it was
+            optional[EVALUATION_ENGINE] = evaluation_engine
         super().__init__(spec=EvaluatorSpec(
             examples=examples, model=model, baseline_model=baseline_model, eval_config=eval_config, schema=schema,
             min_auc=min_auc, min_accuracy=min_accuracy, max_auc_drop=max_auc_drop,
-            max_eval_examples=max_eval_examples, **slice_gates_given,
+            max_eval_examples=max_eval_examples, **optional,
             evaluation=types.Channel(type=standard_artifacts.ModelEvaluation),
             blessing=types.Channel(type=standard_artifacts.ModelBlessing)))

@@ -1,0 +1,153 @@
+"""The Evaluator's two paths side by side on the same artifacts: in process (components/model_evaluation.py)
+and TFMA's executor (TFX's Evaluator on Beam, `evaluation_engine` 'tfma').
+
+For each size: the eval split of the taxi sample (15k rows) or of a span drawn from it
+(`prepare-data --rows N --seed 1`) through our ExampleGen, a taxi model (the latest the workspace's Trainer
+wrote, or `--model`), the pipeline's EvalConfig and gates. Each repeat runs both paths alternately in this
+process, the model as candidate alone and, with `--baseline`, against itself as the baseline (two models
+scored). TFMA evaluates at most `--max-eval-examples` (the pipeline's sample, 50k; 0: the whole split), the
+in-process path always the whole split. Prints each run's seconds and examples/s, then medians and the
+ratio of the rates, and the largest difference between the two paths' metrics.
+
+    .venv/bin/python benchmarks/evaluator_benchmark.py [--rows 15002 1500000] [--repeats 3] [--baseline]
+        [--max-eval-examples 50000] [--model DIR]
+"""
+
+import argparse
+import glob
+import math
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+
+os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+SAMPLE_ROWS = 15002
+
+
+def latest_model(workspace: str) -> str:
+    models = sorted(glob.glob(os.path.join(workspace, 'pipeline_root', 'Trainer', 'model', '*')),
+                    key=lambda p: int(os.path.basename(p)))
+    if not models:
+        raise SystemExit('no Trainer model under the workspace: run `make run` first, or pass --model')
+    return models[-1]
+
+
+def examples_for(root: str, rows: int):
+    """The span of `rows` rows (the sample itself at 15,002) through our ExampleGen."""
+    from tfx.dsl.components.base.base_beam_executor import BaseBeamExecutor
+    from tfx.proto import example_gen_pb2
+    from tfx.types import standard_artifacts
+    from tfx.utils import proto_utils
+
+    from components import csv_examples
+    from pipeline import data
+    data.prepare_sample(os.path.join(root, 'data'), rows=rows, seed=None if rows == SAMPLE_ROWS else 1)
+    artifact = standard_artifacts.Examples()
+    artifact.uri = os.path.join(root, 'examples')
+    output = example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=[
+        example_gen_pb2.SplitConfig.Split(name='train', hash_buckets=2),
+        example_gen_pb2.SplitConfig.Split(name='eval', hash_buckets=1)]))
+    csv_examples.Executor(BaseBeamExecutor.Context(beam_pipeline_args=[])).Do({}, {'examples': [artifact]}, {
+        'input_base': os.path.join(root, 'data'),
+        'input_config': proto_utils.proto_to_json(example_gen_pb2.Input(splits=[
+            example_gen_pb2.Input.Split(name='span', pattern='span-1/*')])),
+        'output_config': proto_utils.proto_to_json(output),
+        'output_data_format': example_gen_pb2.FORMAT_TF_EXAMPLE,
+        'output_file_format': example_gen_pb2.FORMAT_TFRECORDS_GZIP})
+    return artifact
+
+
+def evaluate(root: str, name: str, examples, model_uri: str, baseline: bool, engine: str, max_eval_examples: int):
+    """(seconds, examples evaluated, evaluation artifact) of one run of our Executor."""
+    from google.protobuf import json_format
+    from tfx.dsl.components.base.base_beam_executor import BaseBeamExecutor
+    from tfx.types import standard_artifacts, standard_component_specs as specs
+
+    from components import evaluator
+    from pipeline import dag
+    from pipeline.config import Thresholds
+    output = os.path.join(root, name)
+    shutil.rmtree(output, ignore_errors=True)
+    model = standard_artifacts.Model()
+    model.uri, model.id = model_uri, 1
+    evaluation, blessing = standard_artifacts.ModelEvaluation(), standard_artifacts.ModelBlessing()
+    evaluation.uri, blessing.uri = os.path.join(output, 'evaluation'), os.path.join(output, 'blessing')
+    os.makedirs(blessing.uri)
+    inputs = {specs.EXAMPLES_KEY: [examples], specs.MODEL_KEY: [model]}
+    if baseline:
+        inputs[specs.BASELINE_MODEL_KEY] = [model]
+    thresholds = Thresholds()
+    properties = {specs.EVAL_CONFIG_KEY: json_format.MessageToJson(dag.eval_config()),
+                  'max_eval_examples': max_eval_examples, evaluator.EVALUATION_ENGINE: engine,
+                  'min_auc': thresholds.min_auc, 'min_accuracy': thresholds.min_accuracy,
+                  'max_auc_drop': thresholds.max_auc_drop}
+    context = BaseBeamExecutor.Context(beam_pipeline_args=[], tmp_dir=os.path.join(output, 'tmp'), unique_id='1')
+    started = time.perf_counter()
+    evaluator.Executor(context).Do(inputs, {specs.EVALUATION_KEY: [evaluation], specs.BLESSING_KEY: [blessing]},
+                                   properties)
+    seconds = time.perf_counter() - started
+    return seconds, evaluation.get_int_custom_property('evaluated_examples'), evaluation
+
+
+def largest_difference(ours_uri: str, tfma_uri: str) -> float:
+    """Largest absolute difference between the two paths' scalar metrics, over every slice they share."""
+    from components.artifact_contents import metrics_by_slice
+    ours, theirs = metrics_by_slice(ours_uri), metrics_by_slice(tfma_uri)
+    largest = 0.0
+    for label, (candidate, base) in theirs.items():
+        for name, value in list(candidate.items()) + [('baseline ' + k, v) for k, v in base.items()]:
+            mine = ours[label][1 if name.startswith('baseline ') else 0].get(name.replace('baseline ', ''))
+            if mine is not None and math.isfinite(value) and math.isfinite(mine):
+                largest = max(largest, abs(mine - value))
+    return largest
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--rows', type=int, nargs='+', default=[SAMPLE_ROWS, 1_500_000])
+    parser.add_argument('--repeats', type=int, default=3)
+    parser.add_argument('--baseline', action='store_true', help='score the model against itself as the baseline')
+    parser.add_argument('--max-eval-examples', type=int, default=50_000, help="TFMA's sample; 0: the whole split")
+    parser.add_argument('--model', help='a Trainer model directory (holding Format-Serving)')
+    parser.add_argument('--workspace', default='workspace')
+    args = parser.parse_args(argv)
+    from components import evaluator
+    model = args.model or latest_model(args.workspace)
+    models = 2 if args.baseline else 1
+    print(f'model {model}; {models} model(s) scored; TFMA at most {args.max_eval_examples or "all"} examples')
+    with tempfile.TemporaryDirectory(prefix='evaluator-benchmark-') as root:
+        for rows in args.rows:
+            size_root = os.path.join(root, str(rows))
+            started = time.perf_counter()
+            examples = examples_for(size_root, rows)
+            print(f'\n{rows:,} rows: examples in {time.perf_counter() - started:.1f} s')
+            rates = {evaluator.AUTO: [], evaluator.TFMA: []}
+            seconds = {evaluator.AUTO: [], evaluator.TFMA: []}
+            last = {}
+            for repeat in range(args.repeats):
+                for engine in (evaluator.AUTO, evaluator.TFMA):
+                    took, evaluated, evaluation = evaluate(size_root, f'{engine}-{repeat}', examples, model,
+                                                           args.baseline, engine, args.max_eval_examples)
+                    path = evaluation.get_string_custom_property(evaluator.PATH_PROPERTY)
+                    rates[engine].append(evaluated / took)
+                    seconds[engine].append(took)
+                    last[engine] = evaluation
+                    print(f'  repeat {repeat + 1} {path:10s} {evaluated:>9,} examples in {took:6.1f} s: '
+                          f'{evaluated / took:>9,.0f} examples/s', flush=True)
+            ours, tfma = statistics.median(rates[evaluator.AUTO]), statistics.median(rates[evaluator.TFMA])
+            print(f'  median: in process {statistics.median(seconds[evaluator.AUTO]):.1f} s, '
+                  f'{ours:,.0f} examples/s; TFMA {statistics.median(seconds[evaluator.TFMA]):.1f} s, '
+                  f'{tfma:,.0f} examples/s; ratio {ours / tfma:.1f}')
+            print(f'  largest metric difference (slices both evaluated; TFMA on its sample when it samples): '
+                  f'{largest_difference(last[evaluator.AUTO].uri, last[evaluator.TFMA].uri):.2e}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
