@@ -15,6 +15,7 @@ the tuned AUC is, if anything, optimistic: see docs/performance.md#hyperparamete
 """
 
 import argparse
+import dataclasses
 
 import json
 import os
@@ -35,8 +36,8 @@ CARD = 'payment_type=Credit Card'
 
 
 def _run(workspace, seed, **settings):
-    config = PipelineConfig.for_workspace(workspace, hyperparameters=Hyperparameters(seed=seed), report_dir=None,
-                                          **settings)
+    config = dataclasses.replace(PipelineConfig.for_workspace(workspace, hyperparameters=Hyperparameters(seed=seed),
+                                                              **settings), report_dir=None)
     summary = local_runner.run(config, emit_line=lambda line: None)
     if not summary.succeeded:
         raise SystemExit(summary.render())

@@ -96,7 +96,9 @@ def test_tasks_read_the_run_parameters(compiled):
                      ('Trainer', 'train_steps'): 'train_steps', ('Trainer', 'eval_steps'): 'eval_steps',
                      ('Trainer', 'train_epochs'): 'train_epochs',
                      ('Evaluator', 'min_auc'): 'min_auc', ('Evaluator', 'min_accuracy'): 'min_accuracy',
-                     ('Evaluator', 'max_auc_drop'): 'max_auc_drop', ('DriftCheck', 'drift_policy'): 'drift_policy'}
+                     ('Evaluator', 'max_auc_drop'): 'max_auc_drop', ('DriftCheck', 'drift_policy'): 'drift_policy',
+                     ('Tuner', 'tune'): 'tune', ('Tuner', 'max_trials'): 'tuning_max_trials',
+                     ('Tuner', 'max_seconds'): 'tuning_max_seconds', ('Tuner', 'eval_steps'): 'eval_steps'}
 
 
 def test_dag_matches_the_local_pipeline(compiled, tmp_path):
