@@ -20,9 +20,11 @@ client's address). Per caller, over the window:
 
 Distances: each feature contributes its own term, and a query's distance to another is their
 mean. A numeric feature counts the absolute difference in units of its spread over the whole
-window's traffic (the interquartile range: robust to the probes themselves; capped at
-`MAX_TERM`, so one absurd value does not swamp the rest); a categorical one counts 0 for the same
-value and 1 for another. A value missing on one side only counts 1, on both 0.
+window's traffic (the interquartile range, each caller weighted alike: robust to the probes
+themselves), capped at `MAX_TERM` (one spread: a feature counts at most as much as a categorical
+mismatch, so one absurd value does not swamp the rest, and the distances a crowd's queries are
+apart stay light-tailed); a categorical one counts 0 for the same value and 1 for another. A
+value missing on one side only counts 1, on both 0.
 
 Plain logic over the Arrow table `monitoring/request_logs.py` reads; it knows no model: the
 feature columns and the prediction and outlier keys are parameters (`feature_columns` derives
@@ -178,7 +180,8 @@ def _firsts(table: pa.Table, name: str, numeric: bool) -> np.ndarray:
 class _Rows:
     callers: np.ndarray      # object, one per example
     request_ids: np.ndarray  # object
-    order: np.ndarray        # float: when it was served (micros), then its place in its request
+    served: np.ndarray       # float: when it was served (micros)
+    index: np.ndarray        # float: its place in its request
     numeric: np.ndarray      # float [n, numeric features], NaN where missing
     categorical: np.ndarray  # int [n, categorical features], one code per value (missing has its own)
     prediction: np.ndarray   # float, NaN where none
@@ -209,20 +212,32 @@ def _read(tables: Sequence[pa.Table], features: Features, prediction_key: str, o
         return np.concatenate(parts) if parts else empty
     n_numeric = len(features.numeric)
     return _Rows(joined(callers, np.array([], dtype=object)), joined(ids, np.array([], dtype=object)),
-                 joined([s * 1e4 + i for s, i in zip(served, index)], np.array([])),
+                 joined(served, np.array([])), joined(index, np.array([])),
                  joined(numeric, np.zeros((0, n_numeric))), codes, joined(prediction, np.array([])),
                  joined(outlier, np.array([])))
 
 
-def _spreads(numeric: np.ndarray) -> np.ndarray:
-    """Each numeric feature's spread over the window: its interquartile range; where that is 0 (a
-    feature most queries share one value of), its standard deviation; else 1."""
+def _weighted_quantiles(values: np.ndarray, weights: np.ndarray, quantiles) -> np.ndarray:
+    order = np.argsort(values, kind='stable')
+    values, weights = values[order], weights[order]
+    cumulative = (np.cumsum(weights) - 0.5 * weights) / np.sum(weights)
+    return np.interp(quantiles, cumulative, values)
+
+
+def _spreads(numeric: np.ndarray, callers: np.ndarray) -> np.ndarray:
+    """Each numeric feature's spread over the window: its interquartile range, every caller's
+    queries weighted alike (so that one caller sending most of the traffic, a prober or a flood,
+    does not set the scale everyone is measured in); where that is 0 (a feature most queries share
+    one value of), its standard deviation; else 1."""
+    _, caller_index, counts = np.unique(callers.astype(str), return_inverse=True, return_counts=True)
+    weights = 1.0 / counts[caller_index.reshape(-1)]
     spreads = np.ones(numeric.shape[1])
     for j in range(numeric.shape[1]):
-        values = numeric[:, j][np.isfinite(numeric[:, j])]
+        present = np.isfinite(numeric[:, j])
+        values = numeric[present, j]
         if not len(values):
             continue
-        q1, q3 = np.percentile(values, [25, 75])
+        q1, q3 = _weighted_quantiles(values, weights[present], [0.25, 0.75])
         spread = q3 - q1 if q3 > q1 else float(np.std(values))
         spreads[j] = spread if spread > 0 and math.isfinite(spread) else 1.0
     return spreads
@@ -336,12 +351,12 @@ def assess(tables: Union[pa.Table, Sequence[pa.Table]], features: Features, pred
     if not n:
         return []
     if window_seconds is None:
-        served = rows.order / 1e4 / 1e6
-        window_seconds = float(np.nanmax(served) - np.nanmin(served)) if n > 1 else 0.0
+        window_seconds = float(np.nanmax(rows.served) - np.nanmin(rows.served)) / 1e6 if n > 1 else 0.0
     window_seconds = max(window_seconds, 1e-9)
     # Features with no value in the window (columns a client never sends) say nothing.
     keep = ~np.all(np.isnan(rows.numeric), axis=0) if rows.numeric.size else np.zeros(0, bool)
-    numeric = rows.numeric[:, keep] / _spreads(rows.numeric[:, keep]) if keep.any() else np.zeros((n, 0))
+    numeric = rows.numeric[:, keep] / _spreads(rows.numeric[:, keep], rows.callers) if keep.any() \
+        else np.zeros((n, 0))
     codes = rows.categorical
 
     near_boundary = np.abs(rows.prediction - thresholds.decision_threshold) <= thresholds.boundary_margin
@@ -353,7 +368,7 @@ def assess(tables: Union[pa.Table, Sequence[pa.Table]], features: Features, pred
     findings = []
     for caller in sorted(set(rows.callers.tolist())):
         mine = np.flatnonzero(rows.callers == caller)
-        mine = mine[np.argsort(rows.order[mine], kind='stable')]
+        mine = mine[np.lexsort((rows.index[mine], rows.served[mine]))]  # as sent: by time, then within a request
         findings.append(_assess_one(caller, mine, rows, numeric, codes, near_boundary, has_prediction, has_outlier,
                                     totals, window_seconds, thresholds))
     return sorted(findings, key=lambda f: (not f.flagged, -f.examples, f.caller))

@@ -108,7 +108,28 @@ def near_duplicates(trips: List[Dict], rng: random.Random, queries: int) -> List
     return [dict(base, fare=base['fare'] + rng.uniform(-0.02, 0.02)) for _ in range(queries)]
 
 
+def perturbations(trips: List[Dict], rng: random.Random, queries: int, per_seed: int = 4) -> List[Dict]:
+    """Jacobian-style augmentation (Papernot et al.'s JbDA, as PRADA's paper attacks): a real trip,
+    then `per_seed` copies with one numeric feature moved by a tenth of its value. Of the probers
+    here the nearest to a crowd: most of its distances are a real trip's to the ones before."""
+    sent: List[Dict] = []
+    while len(sent) < queries:
+        seed = rng.choice(trips)
+        sent.append(seed)
+        for _ in range(per_seed):
+            present = [name for name in NUMERIC if seed[name] is not None] or ['fare']
+            name = rng.choice(present)
+            trip = dict(seed)
+            if trip[name] is not None:
+                value = trip[name] + 0.1 * (abs(trip[name]) + 1) * rng.choice((-1, 1))
+                trip[name] = int(round(value)) if name in INTS else value
+            sent.append(trip)
+    return sent[:queries]
+
+
 PROBERS = {'line-walker': line_walk, 'boundary-searcher': boundary_search, 'duplicator': near_duplicates}
+# Measured in benchmarks/caller_detection_benchmark.py; not one the tests require to be named.
+HARDER_PROBERS = {'perturber': perturbations}
 
 
 def in_requests(trips: List[Dict], size: int) -> List[List[Dict]]:
