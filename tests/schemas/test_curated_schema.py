@@ -78,3 +78,25 @@ def test_out_of_domain_values_are_anomalies(tmp_path, taxi_rows, schema):
         r[hour] = '25'
     anomalies = _anomalies(tmp_path, header, bad, schema).anomaly_info
     assert {'payment_type', 'trip_start_hour'} <= set(anomalies)
+
+
+def test_every_model_feature_has_a_skew_and_a_drift_comparator(schema):
+    """What the model reads is compared with its training data and with the window before. The columns it
+    ignores are not: the timestamp moves with the clock, so every window differs from training and from the
+    one before by construction; census tracts are absent from requests; tips are not served."""
+    for name in (f.name for f in features.FEATURES):
+        feature = tfdv.get_feature(schema, name)
+        assert feature.HasField('skew_comparator') and feature.HasField('drift_comparator'), name
+    for name in list(features.IGNORED_COLUMNS) + [features.LABEL.tips_column]:
+        feature = tfdv.get_feature(schema, name)
+        assert not feature.HasField('skew_comparator') and not feature.HasField('drift_comparator'), name
+
+
+def test_the_hour_is_a_code_that_nightly_traffic_moves_in_shape(schema):
+    """trip_start_hour stays numeric (INT, 0-23): its statistics are the quantile histograms every pushed
+    version carries; marked categorical, new statistics would hold value counts the older ones lack. In the
+    training quantile buckets, traffic of the night alone falls in the first ones."""
+    hour = tfdv.get_feature(schema, 'trip_start_hour')
+    assert hour.type == schema_pb2.INT and not hour.int_domain.is_categorical
+    assert hour.skew_comparator.HasField('jensen_shannon_divergence')
+    assert hour.drift_comparator.HasField('jensen_shannon_divergence')

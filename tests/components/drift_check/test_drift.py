@@ -2,6 +2,7 @@
 curated schema's comparators, and what the check records in ML Metadata."""
 
 import json
+import random
 
 import pytest
 import tensorflow_data_validation as tfdv
@@ -46,7 +47,10 @@ def test_a_drifted_span_names_the_features_that_moved(statistics, schema):
     assert set(result.drifted) == {'fare', 'trip_start_hour', 'payment_type'}
     assert set(anomalies.anomaly_info) == {'fare', 'trip_start_hour', 'payment_type'}
     lines = drift.describe(result)
-    assert len(lines) == 3 and any(line.startswith('fare: Jensen-Shannon divergence') for line in lines)
+    # A line per test that fired: fares x3 moved in shape and in location/scale.
+    assert {line.split(':')[0] for line in lines} == {'fare', 'trip_start_hour', 'payment_type'}
+    assert any(line.startswith('fare: Jensen-Shannon divergence') for line in lines)
+    assert any(line.startswith(f'fare: {drift.LOCATION_SCALE}') for line in lines)
 
 
 def test_a_span_with_a_quarter_of_the_examples_is_count_drift(statistics, schema):
@@ -81,3 +85,45 @@ def test_a_longer_tail_alone_is_not_drift(tmp_path, taxi_rows, schema):
     result, anomalies = drift.compare(current, baseline, schema, '7')
     miles = next(f for f in result.features if f.feature == 'trip_miles')
     assert miles.value < 0.01 and not miles.drifted and 'trip_miles' not in anomalies.anomaly_info
+
+
+# -- location and scale from statistics alone -----------------------------------------------------------
+
+@pytest.fixture(scope='module')
+def scaled(tmp_path_factory, taxi_rows):
+    """Statistics of the clean resample with one measurement at a time x1.6 (a units change upstream)."""
+    header, rows = taxi_rows
+    clean = random.Random(7).choices(rows[:3000], k=3000)
+    root = tmp_path_factory.mktemp('scaled')
+    found = {}
+    for name in UNITS_CAUGHT:
+        at = header.index(name)
+        moved = [row[:at] + [str(float(row[at]) * 1.6) if row[at] else ''] + row[at + 1:] for row in clean]
+        found[name] = tfdv.generate_statistics_from_csv(data.write_span(str(root / name), 1, header, moved))
+    return found
+
+
+# Numeric features whose x1.6 change the statistics of two 3,000-row spans prove (deciles alone): amounts by
+# location/scale, positions by shape (rescaled, they leave the city). trip_miles' they do not
+# (docs/decisions.md#numeric-drift-location-scale-and-shape); the monitor, with raw values, does.
+UNITS_CAUGHT = {'fare': drift.LOCATION_SCALE, 'trip_seconds': drift.LOCATION_SCALE,
+                'pickup_latitude': 'Jensen-Shannon divergence', 'pickup_longitude': 'Jensen-Shannon divergence',
+                'dropoff_latitude': 'Jensen-Shannon divergence', 'dropoff_longitude': 'Jensen-Shannon divergence'}
+
+
+def test_a_units_change_on_a_numeric_feature_is_drift(statistics, scaled, schema):
+    for name, measure in UNITS_CAUGHT.items():
+        result, anomalies = drift.compare(scaled[name], statistics['baseline'], schema, '7')
+        fired = {(f.feature, f.measure) for f in result.features if f.drifted}
+        assert (name, measure) in fired, (name, drift.describe(result))
+        assert result.drifted == [name] and name in anomalies.anomaly_info, drift.describe(result)
+
+
+def test_a_resample_is_not_drift_in_location_and_scale(statistics, schema):
+    """Amounts tie (a quarter of trips are 0 miles, fares come in 5-cent steps): a decile edge of one span can
+    fall inside a bucket of the other whose values all sit at one end, which interpolating inside the bucket
+    would read as a distance. The distance the statistics prove stays far below the threshold."""
+    result, _ = drift.compare(statistics['clean'], statistics['baseline'], schema, '7')
+    location = {f.feature: f for f in result.features if f.measure == drift.LOCATION_SCALE}
+    assert set(location) == {'fare', 'trip_miles', 'trip_seconds'}
+    assert all(not f.drifted and f.value < float(f.threshold) / 2 for f in location.values()), location
