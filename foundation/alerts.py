@@ -32,6 +32,10 @@ FEATURE_KINDS = (SKEW, DRIFT)
 RETRAIN_KINDS = (SKEW, DRIFT, PREDICTION_DRIFT, LIVE_METRIC)
 
 _KIND_KEY, _VERSION_KEY = 'alert', 'model_version'
+# A check that could not run (no traffic in the window before, no training statistics, too few values of a
+# feature): not an alert (it raises nothing, triggers nothing and leaves the exit code alone, as the monitor's
+# other warnings do), but it travels beside the alerts, so that a check never silently does not happen.
+NOT_CHECKED = 'not_checked'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,6 +89,33 @@ class _Foreign(Alert):
 
     def text(self) -> str:
         return self.kind if self.bare else super().text()
+
+
+@dataclasses.dataclass(frozen=True)
+class NotChecked:
+    """A check (SKEW, DRIFT, PREDICTION_DRIFT) that could not run for a version, and why; `features`: the ones
+    it could not run for, if not all. Travels as `{"not_checked": check, "model_version": N, "reason": ...}`."""
+
+    check: str
+    model_version: Optional[int]
+    reason: str
+    features: Tuple[str, ...] = ()
+
+    def record(self) -> Dict[str, Any]:
+        found = {NOT_CHECKED: self.check, _VERSION_KEY: self.model_version, 'reason': self.reason}
+        if self.features:
+            found['features'] = list(self.features)
+        return found
+
+    @classmethod
+    def from_record(cls, found: Mapping[str, Any]) -> 'NotChecked':
+        return cls(str(found.get(NOT_CHECKED)), found.get(_VERSION_KEY), str(found.get('reason', '')),
+                   tuple(found.get('features') or ()))
+
+    def text(self) -> str:
+        """One line: `drift not checked: no traffic in the previous window`."""
+        features = f' for {", ".join(self.features)}' if self.features else ''
+        return f'{self.check.replace("_", " ")} not checked{features}: {self.reason}'
 
 
 def alert_text(record) -> str:

@@ -261,7 +261,7 @@ def monitor_command(args) -> int:
     for r in found.reports:
         rate = f'{r.outlier_rate:.2%}' if r.outlier_rate is not None else 'n/a'
         print(f'  version {r.version}: {r.examples} examples, outlier rate {rate}, {_live_text(r)}, '
-              f'{len(r.alerts)} alert(s)')
+              f'{len(r.alerts)} alert(s){r.not_checked_text}')
     for u in found.unmonitored:
         print(f'  version {u.version}: {u.examples} examples NOT monitored (it carries no schema)')
     check = found.feedback
@@ -270,7 +270,7 @@ def monitor_command(args) -> int:
               + (f' ({_examples_text(check.unknown)})' if check.unknown else '')
               + f'; {len(check.duplicates)} duplicate record(s) and {check.reused} example(s) named by a reused '
               'request id not counted')
-    for alert in found.alerts:
+    for alert in found.alerts + found.not_checked:  # checks that could not run are said, beside the alerts
         print(json.dumps(alert, sort_keys=True))
     path = os.path.join(args.report_dir, f'monitor-{end:%Y%m%dT%H%M%S}.html')
     path = path if '://' in path else os.path.abspath(path)
@@ -282,10 +282,10 @@ def monitor_command(args) -> int:
     if args.pushgateway:
         import prometheus_client as prom
         prom.push_to_gateway(args.pushgateway, job='taxi-monitor', registry=registry)
-    if args.webhook and found.alerts:
+    if args.webhook and (found.alerts or found.not_checked):
         import requests
-        requests.post(args.webhook, json={'window': window_text, 'alerts': found.alerts},
-                      timeout=10).raise_for_status()
+        requests.post(args.webhook, json={'window': window_text, 'alerts': found.alerts,
+                                          'not_checked': found.not_checked}, timeout=10).raise_for_status()
     histories = {}
     try:
         # An existing store only: a mistyped --metadata-path must not become a new, empty store

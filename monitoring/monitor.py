@@ -13,8 +13,14 @@ histogram assuming values spread evenly within a bucket, so two samples of one
 heavy-tailed distribution with different maxima read as drift (trip_miles did,
 on two halves of one resample: docs/decisions.md#numeric-drift-in-the-baselines-quantile-buckets).
 Here both sides are counted in the training data's own quantile
-buckets (from the statistics the version carries), and the divergence (base 2,
-0 to 1) is taken there, against the schema's threshold.
+buckets (from the statistics the version carries), and two tests are taken
+there, each reported on its own: the shape (Jensen-Shannon divergence, base 2,
+0 to 1) and, for amounts (no upper bound: fare, miles, seconds), location and
+scale (the Wasserstein distance in training IQRs: a units change keeps the
+shape; drift.is_measurement). Every test's threshold depends
+on the two sides' sample sizes (components/drift_check/drift.py); a check that
+cannot run (no traffic in the window before, no training statistics, too few
+values of a feature) is said, as `not_checked` records beside the alerts.
 - prediction drift: Jensen-Shannon divergence of the prediction's
   distribution against the previous window;
 - the outlier rate (the share of examples the model flagged);
@@ -41,7 +47,8 @@ import tensorflow_data_validation as tfdv
 from tensorflow_data_validation.statistics import stats_impl
 from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
 
-from components.drift_check.drift import FeatureDrift, compare, divergence, measured, quantile_buckets
+from components.drift_check import drift as drift_tests
+from components.drift_check.drift import FeatureDrift, compare, measured, quantile_buckets
 from foundation.model_files import SCHEMA_FILE, TRAINING_STATISTICS_FILE
 from foundation import alerts
 from monitoring import live_metrics, request_logs
@@ -98,6 +105,13 @@ class VersionReport:
     alerts: List[Dict] = dataclasses.field(default_factory=list)
     # Numeric features: share of training and of served examples per training quantile bucket.
     buckets: Dict[str, Dict[str, tuple]] = dataclasses.field(default_factory=dict)
+    # Checks that could not run, and why (alerts.NotChecked records): not alerts, but said beside them.
+    not_checked: List[Dict] = dataclasses.field(default_factory=list)
+
+    @property
+    def not_checked_text(self) -> str:
+        """The checks that could not run, for the version's summary line ('' if every one ran)."""
+        return ''.join(f'; {alerts.NotChecked.from_record(n).text()}' for n in self.not_checked)
 
 
 def _load_version(model_base_path: str, version: int):
@@ -122,22 +136,63 @@ def _values(table: pa.Table, name: str) -> np.ndarray:
     return values[np.isfinite(values)] if values.dtype.kind == 'f' else values
 
 
-def _numeric_comparisons(comparator: str, schema, edges, current: pa.Table, reference) -> Dict[str, FeatureDrift]:
-    """Our divergence for each numeric feature whose `comparator` (skew or drift) is Jensen-Shannon.
-    `reference` is a table (the previous window) or None (the training data)."""
-    found = {}
-    for feature in schema.feature:
-        measure = getattr(feature, comparator)
-        if feature.name not in edges or not measure.HasField('jensen_shannon_divergence') \
-                or feature.name not in current.column_names:
+JSD_IN_TRAINING_BUCKETS = 'Jensen-Shannon divergence (training quantile buckets)'
+
+
+def _compared(schema, comparator: str) -> List[schema_pb2.Feature]:
+    """The features served requests carry that have a `comparator` (skew or drift)."""
+    return [f for f in schema.feature
+            if f.HasField(comparator) and SERVING_ENVIRONMENT not in f.not_in_environment]
+
+
+def _numeric_comparisons(comparator: str, schema, edges, current: pa.Table, reference):
+    """({feature: its tests}, {feature: why not checked}) of each numeric feature with a `comparator` (skew or
+    drift), both sides counted in the training quantile buckets. `reference` is a table (the previous window)
+    or None (the training data)."""
+    found, not_checked = {}, {}
+    for feature in _compared(schema, comparator):
+        name, measure = feature.name, getattr(feature, comparator)
+        if name not in edges:
             continue
-        buckets = edges[feature.name]
-        expected = buckets.shares(_values(reference, feature.name)) if reference is not None else buckets.training
-        value = divergence(expected, buckets.shares(_values(current, feature.name)))
-        threshold = measure.jensen_shannon_divergence.threshold
-        found[feature.name] = FeatureDrift(feature.name, 'Jensen-Shannon divergence (training quantile buckets)',
-                                           value, f'{threshold:g}', value > threshold)
-    return found
+        buckets = edges[name]
+        served = _values(current, name) if name in current.column_names else np.zeros(0)
+        if reference is None:
+            expected, reference_count = buckets.training, buckets.count
+        else:
+            values = _values(reference, name) if name in reference.column_names else np.zeros(0)
+            expected, reference_count = buckets.shares(values), len(values)
+        why = drift_tests.too_few(reference_count, len(served))
+        if why:
+            not_checked[name] = why
+            continue
+        jsd = measure.jensen_shannon_divergence.threshold if measure.HasField('jensen_shannon_divergence') else None
+        found[name] = drift_tests.numeric_tests(name, buckets, expected, buckets.shares(served), reference_count,
+                                                len(served), jsd, drift_tests.is_measurement(feature),
+                                                JSD_IN_TRAINING_BUCKETS)
+    return found, not_checked
+
+
+def _judged(comparator: str, schema, tfdv_findings: List[FeatureDrift], numeric: Dict, not_checked: Dict,
+            reference_counts: Dict, counts: Dict) -> List[FeatureDrift]:
+    """Every feature's findings: ours for numeric ones (`numeric`), TFDV's for the others (categorical ones
+    against the threshold for their sample sizes). A feature with a comparator and no finding is added to
+    `not_checked`, with why."""
+    found = [f for tests in numeric.values() for f in tests]
+    for f in tfdv_findings:
+        if f.feature in numeric or f.feature in not_checked:
+            continue
+        why = drift_tests.too_few(reference_counts.get(f.feature, 0), counts.get(f.feature, 0))
+        if why:
+            not_checked[f.feature] = why
+        else:
+            found.append(drift_tests.categorical_test(f, reference_counts[f.feature], counts[f.feature])
+                         if f.measure == 'L-infinity' else f)
+    judged = {f.feature for f in found}
+    for feature in _compared(schema, comparator):
+        if feature.name not in judged and feature.name not in not_checked:
+            not_checked[feature.name] = drift_tests.too_few(reference_counts.get(feature.name, 0),
+                                                            counts.get(feature.name, 0)) or 'not measured'
+    return sorted(found, key=lambda f: (f.feature, f.measure))
 
 
 def _bucket_shares(edges: Dict, window: pa.Table) -> Dict[str, Dict[str, tuple]]:
@@ -151,12 +206,38 @@ def _bucket_shares(edges: Dict, window: pa.Table) -> Dict[str, Dict[str, tuple]]
     return shares
 
 
-def _skew(training, serving, schema, edges, window: pa.Table) -> List[FeatureDrift]:
+def _skew(training, serving, schema, edges, window: pa.Table):
+    """(findings, {feature: why not checked}): the served window against the training statistics."""
     anomalies = tfdv.validate_statistics(training, schema, environment=SERVING_ENVIRONMENT,
                                          serving_statistics=serving)
-    found = {f.feature: f for f in measured(anomalies, 'skew_measurements')}
-    found.update(_numeric_comparisons('skew_comparator', schema, edges, window, None))
-    return [found[name] for name in sorted(found)]
+    numeric, not_checked = _numeric_comparisons('skew_comparator', schema, edges, window, None)
+    found = _judged('skew_comparator', schema, measured(anomalies, 'skew_measurements'), numeric, not_checked,
+                    drift_tests.value_counts(training), drift_tests.value_counts(serving))
+    return found, not_checked
+
+
+def _drift(serving, schema, edges, window: pa.Table, previous: pa.Table):
+    """(findings, {feature: why not checked}): the window against the one before. Numeric features in the
+    training quantile buckets from both windows' values; without training statistics, in the previous
+    window's buckets from both windows' statistics (drift.compare)."""
+    before = _statistics(previous, schema)
+    found, _ = compare(serving, before, _without_count(schema))
+    numeric, not_checked = _numeric_comparisons('drift_comparator', schema, edges, window, previous)
+    from_statistics = {}
+    for f in found.features:
+        if f.feature not in numeric and f.feature not in not_checked:
+            from_statistics.setdefault(f.feature, []).append(f)
+    found = _judged('drift_comparator', schema, [], {**from_statistics, **numeric}, not_checked,
+                    drift_tests.value_counts(before), drift_tests.value_counts(serving))
+    return found, not_checked
+
+
+def _not_checked(version: int, check: str, reasons: Dict[str, str]) -> List[Dict]:
+    """alerts.NotChecked records of one check: a record per reason, naming its features."""
+    by_reason = {}
+    for feature, why in sorted(reasons.items()):
+        by_reason.setdefault(why, []).append(feature)
+    return [alerts.NotChecked(check, version, why, tuple(features)).record() for why, features in by_reason.items()]
 
 
 def _without_count(schema: schema_pb2.Schema) -> schema_pb2.Schema:
@@ -214,6 +295,11 @@ class Pass:
     @property
     def alerts(self) -> List[Dict]:
         return [a for r in self.reports for a in r.alerts] + [u.alert for u in self.unmonitored]
+
+    @property
+    def not_checked(self) -> List[Dict]:
+        """The checks that could not run (alerts.NotChecked records): said beside the alerts, not alerts."""
+        return [n for r in self.reports for n in r.not_checked]
 
 
 @dataclasses.dataclass
@@ -326,23 +412,24 @@ def monitor(settings: Settings) -> Pass:
             continue
         serving = _statistics(window, schema) if window.num_rows else None
         edges = quantile_buckets(training) if training is not None else {}
-        skew = _skew(training, serving, schema, edges, window) if training is not None and serving else []
-        drift, prediction_drift = [], None
+        skew, drift, not_checked = _skew_and_drift(version, schema, training, serving, edges, window, previous)
+        prediction_drift = None
         prediction_schema = _prediction_schema(settings.prediction_key)
         if previous.num_rows and window.num_rows:
-            found, _ = compare(serving, _statistics(previous, schema), _without_count(schema))
-            by_feature = {f.feature: f for f in found.features}
-            by_feature.update(_numeric_comparisons('drift_comparator', schema, edges, window, previous))
-            drift = [by_feature[name] for name in sorted(by_feature)]
             current_predictions = _statistics(window, prediction_schema)
             previous_predictions = _statistics(previous, prediction_schema)
-            found, _ = compare(current_predictions, previous_predictions, prediction_schema)
+            found, _ = compare(current_predictions, previous_predictions, prediction_schema,
+                               location_and_scale=False)
             prediction_drift = next(iter(found.features), None)
+            if prediction_drift is None:
+                not_checked.append(alerts.NotChecked(alerts.PREDICTION_DRIFT, version, drift_tests.too_few(
+                    previous.num_rows, window.num_rows) or 'not measured').record())
         outliers = pc.list_flatten(window.column(settings.outlier_key).combine_chunks())
         outlier_rate = pc.mean(outliers).as_py() if len(outliers) else None
         report = VersionReport(version, window.num_rows, previous.num_rows, serving,
                                training, skew, drift, prediction_drift, outlier_rate, live, unlabelable)
         report.alerts = _alerts(report, settings)
+        report.not_checked = not_checked
         report.buckets = _bucket_shares(edges, window) if window.num_rows else {}
         reports.append(report)
     check = None
@@ -351,14 +438,40 @@ def monitor(settings: Settings) -> Pass:
     return Pass(reports, [Unmonitored(version, count) for version, count in sorted(skipped.items())], check)
 
 
+def _skew_and_drift(version: int, schema, training, serving, edges, window: pa.Table, previous: pa.Table):
+    """(skew findings, drift findings, alerts.NotChecked records) of a version's window: skew against the
+    training statistics it carries, drift against the window before; what could not be checked, and why."""
+    skew, drift, not_checked = [], [], []
+    if not window.num_rows:
+        return skew, drift, not_checked
+    if training is None:
+        not_checked.append(alerts.NotChecked(alerts.SKEW, version, 'the version carries no training statistics '
+                                             f'({TRAINING_STATISTICS_FILE})').record())
+    else:
+        skew, reasons = _skew(training, serving, schema, edges, window)
+        not_checked += _not_checked(version, alerts.SKEW, reasons)
+    if not previous.num_rows:
+        not_checked += [alerts.NotChecked(check, version, 'no traffic in the previous window').record()
+                        for check in (alerts.DRIFT, alerts.PREDICTION_DRIFT)]
+    else:
+        drift, reasons = _drift(serving, schema, edges, window, previous)
+        not_checked += _not_checked(version, alerts.DRIFT, reasons)
+    return skew, drift, not_checked
+
+
 def _alerts(report: VersionReport, settings: Settings) -> List[Dict]:
     """The version's alerts, as recorded (alerts.Alert.record())."""
     found = []
     for kind, findings in ((alerts.SKEW, report.skew), (alerts.DRIFT, report.drift)):
         drifted = [f for f in findings if f.drifted]
         if drifted:
-            found.append(alerts.Alert(kind, report.version, {'features': [f.feature for f in drifted],
-                                                             'distances': {f.feature: round(f.value, 4) for f in drifted}}))
+            # Each feature once, and per feature which tests fired: distances and thresholds by test.
+            distances, thresholds = {}, {}
+            for f in drifted:
+                distances.setdefault(f.feature, {})[drift_tests.test_name(f.measure)] = round(f.value, 4)
+                thresholds.setdefault(f.feature, {})[drift_tests.test_name(f.measure)] = float(f.threshold)
+            found.append(alerts.Alert(kind, report.version, {'features': list(distances), 'distances': distances,
+                                                             'thresholds': thresholds}))
     if report.prediction_drift is not None and report.prediction_drift.drifted:
         found.append(alerts.Alert(alerts.PREDICTION_DRIFT, report.version,
                                   {'distance': round(report.prediction_drift.value, 4)}))

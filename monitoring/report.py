@@ -1,20 +1,23 @@
 """The monitoring report: one self-contained HTML page per monitoring pass, gathered
 here and laid out by `reports` (templates/monitoring.html).
 
-Per version: its alerts; skew and drift distances against their thresholds
-(charts); each compared feature's training and serving distributions side by
-side; the outlier rate and the prediction's drift; live metrics from
-feedback with their confidence intervals and a calibration plot; and what
-in the feedback store could not be joined.
+Per version: its alerts, and the checks that could not run and why; skew and
+drift distances against their thresholds, a row per test (charts); each
+compared feature's training and serving distributions side by side; the
+outlier rate and the prediction's drift; live metrics from feedback with their
+confidence intervals and a calibration plot; and what in the feedback store
+could not be joined.
 """
 
+import dataclasses
 import datetime
 import os
 from typing import List, Optional
 
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
-from foundation.alerts import alert_text
+from components.drift_check.drift import test_name
+from foundation.alerts import NotChecked, alert_text
 from foundation.atomic_file import write_atomically
 from monitoring.monitor import Pass, Settings, VersionReport
 from reports import page as reports_page
@@ -48,13 +51,25 @@ def _distributions(report: VersionReport, features: List[str]) -> List[dict]:
     return found
 
 
+def _by_test(findings) -> list:
+    """The findings, a feature with more than one test named with its test ('fare (location/scale)'), so
+    that each test has its own bar and row."""
+    tests = {}
+    for f in findings:
+        tests[f.feature] = tests.get(f.feature, 0) + 1
+    return [dataclasses.replace(f, feature=f'{f.feature} ({test_name(f.measure)})') if tests[f.feature] > 1 else f
+            for f in findings]
+
+
 def _version(report: VersionReport, settings: Settings, history: List[dict]) -> dict:
-    compared = [f.feature for f in report.skew] or [f.feature for f in report.drift]
+    compared = list(dict.fromkeys([f.feature for f in report.skew] or [f.feature for f in report.drift]))
     return {'version': report.version, 'examples': report.examples, 'previous_examples': report.previous_examples,
             'alerts': [alert_text(a) for a in report.alerts], 'outlier_rate': report.outlier_rate,
+            'not_checked': [NotChecked.from_record(n).text() for n in report.not_checked],
             'prediction_drift': report.prediction_drift, 'history': _history(history),
             'live': _live(report, settings), 'has_training_statistics': report.training_statistics is not None,
-            'skew': report.skew, 'drift': report.drift, 'distributions': _distributions(report, compared)}
+            'skew': _by_test(report.skew), 'drift': _by_test(report.drift),
+            'distributions': _distributions(report, compared)}
 
 
 def _live(report: VersionReport, settings: Settings) -> Optional[dict]:

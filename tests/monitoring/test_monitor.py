@@ -1,12 +1,14 @@
 """The monitor over request logs in the server's own format: clean traffic raises
-nothing, drifted traffic names the features, a units bug upstream is skew,
-and a log that is not a log is a clear error."""
+nothing, drifted traffic names the features, a units bug upstream is skew (fares
+in cents, miles in km), a check that could not run says so, and a log that is
+not a log is a clear error."""
 
 import csv
 import dataclasses
 import datetime
 import json
 import os
+import random
 import shutil
 
 import numpy as np
@@ -22,7 +24,9 @@ from monitoring import metadata_record, monitor, request_logs
 from serving import feedback
 from serving.telemetry import log_examples
 from support.log_times import END, HOUR
+from support.samples import SAMPLE_ROWS, as_dicts
 from taxi_model import contract
+from taxi_model.features import FEATURES
 
 pytestmark = pytest.mark.e2e
 
@@ -47,7 +51,8 @@ def test_clean_traffic_raises_nothing(served, traffic, model_base, tmp_path):
     assert report.version == model_base[1]
     assert (report.examples, report.previous_examples) == (750, 750)
     assert report.alerts == [], report.alerts
-    assert {f.feature for f in report.skew} >= {'fare', 'payment_type'}
+    assert report.not_checked == []  # every check ran, for every feature
+    assert {f.feature for f in report.skew} == {f.feature for f in report.drift} == {f.name for f in FEATURES}
     assert report.outlier_rate < 0.05
 
 
@@ -71,6 +76,26 @@ def test_a_units_bug_upstream_is_caught_as_skew(served, traffic, model_base, tmp
     assert alerts['outlier_rate']['outlier_rate'] > 0.5
 
 
+def test_miles_sent_in_km_are_caught_as_skew_and_drift_in_location_and_scale(served, taxi_rows, model_base,
+                                                                             tmp_path):
+    """A units bug upstream that keeps the shape: in the training quantile buckets trip_miles' divergence
+    stayed at 0.03-0.04 against its 0.1, skew and drift alike. 2,000 examples a window: from there a x1.6
+    change on trip_miles is caught at any draw (docs/decisions.md#numeric-drift-location-scale-and-shape)."""
+    header, rows = taxi_rows
+    at = header.index('trip_miles')
+    previous, current = (random.Random(seed).choices(rows[:SAMPLE_ROWS], k=2000) for seed in (3, 4))
+    in_km = [row[:at] + [str(float(row[at]) * 1.609) if row[at] else ''] + row[at + 1:] for row in current]
+    served(tmp_path, as_dicts(header, previous), END - HOUR - 60_000_000, 'previous')
+    served(tmp_path, as_dicts(header, in_km), END - 60_000_000, 'current')
+    (report,) = _run(tmp_path, model_base)
+    alerts = {a['alert']: a for a in report.alerts}
+    for kind, findings in (('skew', report.skew), ('drift', report.drift)):
+        assert alerts[kind]['features'] == ['trip_miles'], alerts[kind]
+        assert set(alerts[kind]['distances']['trip_miles']) == {'location/scale'}
+        shape = next(f for f in findings if f.feature == 'trip_miles' and f.measure.startswith('Jensen-Shannon'))
+        assert not shape.drifted
+
+
 def test_traffic_outside_the_window_is_not_counted(served, traffic, model_base, tmp_path):
     served(tmp_path, traffic['clean'], END + 60_000_000, 'future')
     served(tmp_path, traffic['clean'], END - 3 * HOUR, 'old')
@@ -89,7 +114,11 @@ def test_the_command_writes_a_report_and_gauges_and_exits_3_on_alerts(served, tr
     assert code == monitoring_commands.ALERT_EXIT
     out = capsys.readouterr().out
     alerts = [json.loads(line) for line in out.splitlines() if line.startswith('{')]
-    assert any(a['alert'] == 'skew' and 'fare' in a['features'] for a in alerts)
+    assert any(a.get('alert') == 'skew' and 'fare' in a['features'] for a in alerts)
+    # Nothing was served the hour before: drift was not checked, and the pass says so, on its line and as JSON.
+    assert 'drift not checked: no traffic in the previous window' in out
+    assert {'not_checked': 'drift', 'model_version': model_base[1],
+            'reason': 'no traffic in the previous window'} in alerts
     report = next(line for line in out.splitlines() if line.startswith('Report: '))[len('Report: '):]
     page = open(report).read()
     assert '<svg' in page and 'Training/serving skew' in page and 'fare' in page
@@ -105,7 +134,7 @@ def test_a_mistyped_store_path_is_an_error_not_a_new_store(served, traffic, mode
                      '--end', '2027-01-15T08:00:00', '--report-dir', str(tmp_path / 'reports'),
                      '--feedback-dir', str(tmp_path / 'no-feedback'), '--metadata-path', str(typo)])
     out, err = capsys.readouterr()
-    alerted = any(line.startswith('{') for line in out.splitlines())
+    alerted = any('alert' in json.loads(line) for line in out.splitlines() if line.startswith('{'))
     # Alerts keep their exit code (they went out first); otherwise the unrecorded pass fails the command.
     assert code == (monitoring_commands.ALERT_EXIT if alerted else 1) and not typo.exists()
     assert f'the pass could not be recorded in ML Metadata: MissingStore: no ML Metadata store at {typo}' in err
