@@ -19,3 +19,8 @@ SCHEMA_FILE = 'assets.extra/schema.pbtxt'
 # What training did (early stopping: steps_taken, steps_kept), written by a run_fn in the model run
 # directory and recorded on the Model artifact.
 TRAINING_RECORD = 'training.json'
+# What the version's tip probability means on held-out data (foundation/calibration.py): an isotonic
+# calibration fitted on the eval split, the eval label rate and size, reliability, the reference values of
+# estimated and realised accuracy and AUC, and the mean |attribution| per feature on an eval sample. The
+# monitor estimates performance from it before labels arrive, and judges label and attribution drift by it.
+CALIBRATION_FILE = 'assets.extra/calibration.json'

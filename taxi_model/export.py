@@ -26,13 +26,19 @@ Next to the model, under `assets.extra/`:
 - `missing_values.json`: how `serving_raw` marks a missing value, so a server's
   request log can leave such values out without knowing this model;
 - `explanation.json`: how attributions are computed, the baseline input in
-  raw and transformed terms, the baseline probability and the outlier threshold.
+  raw and transformed terms, the baseline probability and the outlier threshold;
+- `calibration.json` (when the Trainer passes the eval split): an isotonic calibration of the
+  probability fitted on the eval split, its reliability, the eval label rate, the reference values
+  of estimated and realised accuracy and AUC, and the mean |attribution| per feature on an eval
+  sample (`foundation/calibration.py`), which the monitor judges unlabelled traffic by.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import time
 from typing import Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
@@ -47,6 +53,7 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 from tensorflow_serving.apis import (classification_pb2, model_pb2, predict_pb2, prediction_log_pb2,
                                      regression_pb2)
 
+from foundation import calibration as model_calibration
 from foundation import model_files
 from taxi_model import contract
 from taxi_model.features import FEATURES, Encoding, Feature, RawType
@@ -61,6 +68,12 @@ from taxi_model.preprocessing import OUTLIER_SHARE, densify
 # (docs/performance.md#explanations).
 IG_STEPS = 64
 COMPLETENESS_TOLERANCE = 0.05
+# The calibration the model carries: eval rows explained for the attribution reference (what it costs the
+# Trainer: docs/monitoring.md#what-the-model-carries), and the rows per call (an integrated-gradients call
+# holds IG_STEPS + 1 copies of its batch's representations).
+ATTRIBUTION_SAMPLE = 500
+EXPLAIN_CHUNK = 250
+PREDICT_CHUNK = 8192
 
 # TF Serving replays the PredictionLog records in this file at load time.
 WARMUP_FILE = model_files.WARMUP_FILE
@@ -196,7 +209,14 @@ class ExportModule(tf.Module):
         the head is differentiable there, ids are not. Each representation's
         attribution is summed back to the raw feature it came from."""
         transformed = self.tft_layer(raw_features)
-        representations = self.encoder(model_inputs(transformed))
+        outputs = self._integrated_gradients(model_inputs(transformed))
+        outputs.update(self._flags(raw_features, transformed))
+        return outputs
+
+    def _integrated_gradients(self, inputs) -> Dict[str, tf.Tensor]:
+        """`_explain`'s outputs but the flags, from the model's inputs (transformed features):
+        what the eval split, already transformed, is explained by at training time."""
+        representations = self.encoder(inputs)
         baseline = self._baseline
         alphas = tf.linspace(0.0, 1.0, IG_STEPS + 1)
         weights = tf.concat([[0.5], tf.ones([IG_STEPS - 1]), [0.5]], axis=0) / IG_STEPS
@@ -224,7 +244,6 @@ class ExportModule(tf.Module):
                 average = tf.tensordot(weights, steps, axes=1)
                 attribution += tf.reduce_sum(difference[key] * average, axis=1)
             outputs[contract.attribution_key(f.name)] = attribution
-        outputs.update(self._flags(raw_features, transformed))
         return outputs
 
     def _raw_parsed(self, features):
@@ -368,13 +387,63 @@ def write_warmup_requests(model_dir: str, logs=None) -> str:
     return path
 
 
+@dataclasses.dataclass(frozen=True)
+class Evaluation:
+    """The eval split as the model takes it, for the calibration the model carries."""
+
+    # Model inputs (`taxi_model.model.model_inputs` of transformed features), [n, 1] each.
+    inputs: Mapping[str, np.ndarray]
+    labels: np.ndarray
+    # What reading them took, counted in the calibration's cost.
+    seconds: float = 0.0
+
+
+def _in_chunks(function, inputs: Mapping[str, np.ndarray], size: int) -> Dict[str, np.ndarray]:
+    """`function` over `inputs` in chunks of `size` rows (an integrated-gradients path is STEPS + 1
+    times its batch), outputs concatenated."""
+    rows = len(next(iter(inputs.values())))
+    parts = [function({k: tf.constant(v[i:i + size]) for k, v in inputs.items()}) for i in range(0, rows, size)]
+    return {key: np.concatenate([np.reshape(p[key].numpy(), [-1]) for p in parts]) for key in parts[0]}
+
+
+def calibration(module: ExportModule, evaluation: Evaluation, seed: int = 0) -> model_calibration.Calibration:
+    """The calibration of the model's probability on the eval split, with the mean |attribution| per
+    feature of `explain`'s computation on a sample of it (ATTRIBUTION_SAMPLE rows)."""
+    started = time.perf_counter()
+    labels = np.reshape(evaluation.labels, [-1]).astype(int)
+    scores = _in_chunks(lambda x: {contract.PROBABILITIES: module.model(x, training=False)},
+                        evaluation.inputs, PREDICT_CHUNK)[contract.PROBABILITIES]
+    sample = np.random.default_rng(seed).permutation(len(labels))[:ATTRIBUTION_SAMPLE]
+    # Eagerly: tracing the computation would cost more than running it once.
+    explained = _in_chunks(module._integrated_gradients,
+                           {k: np.asarray(v)[sample] for k, v in evaluation.inputs.items()}, EXPLAIN_CHUNK)
+    outputs = {f.name: contract.attribution_key(f.name) for f in FEATURES}
+    attributions = model_calibration.AttributionReference(
+        signature=contract.EXPLAIN, outputs=outputs,
+        mean_abs={name: float(np.abs(explained[key]).mean()) for name, key in outputs.items()},
+        examples=len(sample))
+    fitted = model_calibration.fit(scores, labels, attributions=attributions)
+    return dataclasses.replace(fitted, seconds=round(evaluation.seconds + time.perf_counter() - started, 3))
+
+
+def _write(path: str, text: str) -> None:
+    """Through a temporary name and a rename (tf.io.gfile's, as the export may be on GCS): a reader
+    finds the whole file or none."""
+    temporary = f'{path}.partial'
+    with tf.io.gfile.GFile(temporary, 'w') as f:
+        f.write(text)
+    tf.io.gfile.rename(temporary, path, overwrite=True)
+
+
 def export_serving_model(model, tf_transform_output: tft.TFTransformOutput, export_dir: str,
-                         baseline: Mapping[str, np.ndarray], schema_path: Optional[str] = None) -> None:
+                         baseline: Mapping[str, np.ndarray], schema_path: Optional[str] = None,
+                         evaluation: Optional[Evaluation] = None) -> Optional[model_calibration.Calibration]:
     """Saves the SavedModel with every signature of the contract, and its assets.extra/.
 
     `baseline` is each encoder output's training mean (`taxi_model.model.mean_representations`);
     `schema_path` the curated schema the model was trained with: its domains
-    become the outlier flags' domain checks.
+    become the outlier flags' domain checks. With `evaluation` (the eval split), the model also
+    carries its calibration (`model_files.CALIBRATION_FILE`), which is returned.
     """
     module = ExportModule(model, tf_transform_output, baseline, schema_path)
     # Without Keras's own traces of every layer: every reader of this model (TF Serving, TFMA, our
@@ -389,3 +458,8 @@ def export_serving_model(model, tf_transform_output: tft.TFTransformOutput, expo
         f.write(contract.missing_values_json())
     with tf.io.gfile.GFile(os.path.join(export_dir, contract.EXPLANATION_FILE), 'w') as f:
         f.write(json.dumps(module.explanation(), indent=2, sort_keys=True))
+    if evaluation is None:
+        return None
+    calibrated = calibration(module, evaluation)
+    _write(os.path.join(export_dir, model_files.CALIBRATION_FILE), calibrated.to_json())
+    return calibrated

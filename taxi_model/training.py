@@ -10,7 +10,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from typing import List
+
+import numpy as np
 
 import tensorflow as tf
 # Keras 2, as tf.Transform uses: its transform layer and TFMA expect it, and
@@ -22,7 +25,7 @@ from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
 from foundation.model_files import TRAINING_RECORD
-from taxi_model.export import export_serving_model
+from taxi_model.export import Evaluation, export_serving_model
 from taxi_model.features import LABEL
 from taxi_model.hyperparameters import Hyperparameters
 from taxi_model.model import ENCODER, build_keras_model, mean_representations, model_inputs
@@ -34,6 +37,10 @@ BASELINE_BATCHES = 200
 # small or duplicated data overfit it (docs/performance.md#epochs-and-early-stopping).
 VALIDATE_EVERY = 1000
 PATIENCE = 2
+# The calibration the model carries is fitted on at most this many eval examples (all of them at the
+# sample's size); read in batches of EVAL_BATCH.
+CALIBRATION_EXAMPLES = 20_000
+EVAL_BATCH = 1024
 
 def _dataset(files: List[str], data_accessor, tf_transform_output: tft.TFTransformOutput,
              batch_size: int, seed: int) -> tf.data.Dataset:
@@ -41,6 +48,26 @@ def _dataset(files: List[str], data_accessor, tf_transform_output: tft.TFTransfo
         files,
         tfxio.TensorFlowDatasetOptions(batch_size=batch_size, label_key=LABEL.name, shuffle_seed=seed),
         tf_transform_output.transformed_metadata.schema).repeat()
+
+
+def evaluation_split(files: List[str], data_accessor, tf_transform_output: tft.TFTransformOutput,
+                     limit: int = CALIBRATION_EXAMPLES) -> Evaluation:
+    """The eval split once through, in order, as model inputs and labels (its first `limit` examples)."""
+    started = time.perf_counter()
+    dataset = data_accessor.tf_dataset_factory(
+        files, tfxio.TensorFlowDatasetOptions(batch_size=EVAL_BATCH, label_key=LABEL.name, shuffle=False,
+                                              num_epochs=1),
+        tf_transform_output.transformed_metadata.schema)
+    inputs, labels, count = {}, [], 0
+    for features, label in dataset.map(lambda features, label: (model_inputs(features), label)).as_numpy_iterator():
+        for key, value in features.items():
+            inputs.setdefault(key, []).append(value)
+        labels.append(np.reshape(label, [-1]))
+        count += len(labels[-1])
+        if count >= limit:
+            break
+    return Evaluation({key: np.concatenate(parts)[:limit] for key, parts in inputs.items()},
+                      np.concatenate(labels)[:limit], time.perf_counter() - started)
 
 
 def require_keras_2() -> None:
@@ -81,5 +108,9 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         json.dump(record, f)
     baseline = mean_representations(model.get_layer(ENCODER),
                                     train.map(lambda features, label: model_inputs(features)).take(BASELINE_BATCHES))
-    export_serving_model(model, tf_transform_output, fn_args.serving_model_dir, baseline,
-                         schema_path=fn_args.schema_path)
+    evaluated = evaluation_split(fn_args.eval_files, fn_args.data_accessor, tf_transform_output)
+    calibrated = export_serving_model(model, tf_transform_output, fn_args.serving_model_dir, baseline,
+                                      schema_path=fn_args.schema_path, evaluation=evaluated)
+    logging.info('Calibration on %d eval examples (label rate %.4f): ECE %.4f -> %.4f, %.2fs',
+                 calibrated.examples, calibrated.label_rate, calibrated.ece_before, calibrated.ece_after,
+                 calibrated.seconds)

@@ -51,8 +51,19 @@ def _instance(row, feature_spec):
     return out
 
 
-def train_and_export(rows, workdir, steps=300, seed=0):
+def _evaluation(output, rows):
+    """`rows` (typed dicts) through the Transform graph, as the Trainer reads the eval split."""
+    from taxi_model import contract
+    from taxi_model.export import Evaluation
+    examples = tf.constant([contract.to_tf_example(r).SerializeToString() for r in rows])
+    transformed = output.transform_features_layer()(tf.io.parse_example(examples, output.raw_feature_spec()))
+    inputs = {name: value.numpy() for name, value in model_lib.model_inputs(transformed).items()}
+    return Evaluation(inputs, np.reshape(transformed[LABEL.name].numpy(), [-1]))
+
+
+def train_and_export(rows, workdir, steps=300, seed=0, evaluation_rows=None):
     """Analyses and transforms `rows` (typed dicts), trains `steps` batches, exports.
+    With `evaluation_rows`, the export carries its calibration on them, as the Trainer's on the eval split.
     Returns the SavedModel directory."""
     schema = tfdv.load_schema_text(schemas.CURATED_SCHEMA)
     feature_spec = schema_utils.schema_as_feature_spec(schema).feature_spec
@@ -77,5 +88,7 @@ def train_and_export(rows, workdir, steps=300, seed=0):
     model.fit(inputs, labels, batch_size=batch, epochs=epochs, verbose=0, shuffle=True)
     export_dir = os.path.join(workdir, 'export')
     baseline = model_lib.mean_representations(model.get_layer(model_lib.ENCODER), [inputs])
-    export_serving_model(model, output, export_dir, baseline, schema_path=schemas.CURATED_SCHEMA)
+    evaluation = _evaluation(output, evaluation_rows) if evaluation_rows else None
+    export_serving_model(model, output, export_dir, baseline, schema_path=schemas.CURATED_SCHEMA,
+                         evaluation=evaluation)
     return export_dir

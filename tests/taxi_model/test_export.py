@@ -10,7 +10,8 @@ import tensorflow_data_validation as tfdv
 import schemas
 import pytest
 
-from foundation.model_files import SCHEMA_FILE, TRAINING_STATISTICS_FILE
+from foundation.calibration import Calibration
+from foundation.model_files import CALIBRATION_FILE, SCHEMA_FILE, TRAINING_STATISTICS_FILE
 from serving.servable import read_missing_values, read_signature_defs, read_warmup_requests
 from taxi_model import contract
 from taxi_model.features import FEATURES
@@ -58,3 +59,15 @@ def test_explanation_states_the_baseline_and_the_outlier_threshold(first_run):
     assert set(explanation['baseline']['features']) == {f.name for f in FEATURES}
     assert 0 <= explanation['baseline_probability'] <= 1
     assert explanation['outliers']['threshold'] > 0
+
+
+def test_pushed_version_carries_its_calibration_on_the_whole_eval_split(first_run):
+    _, result, _ = first_run
+    with open(os.path.join(result.pushed_to, CALIBRATION_FILE)) as f:
+        carried = Calibration.from_json(f.read())
+    assert carried.examples == result.rows['eval']
+    assert 0 < carried.label_rate < 1
+    # The realised AUC on eval is the one the Evaluator measured (TFMA's, on its thresholds: close, not equal).
+    assert carried.reference.realised_auc == pytest.approx(result.metrics['auc'], abs=0.01)
+    assert set(carried.attributions.mean_abs) == {f.name for f in FEATURES}
+    assert carried.seconds > 0
