@@ -31,6 +31,22 @@ FEATURE_KINDS = (SKEW, DRIFT)
 # unmonitored version about its export, and abuse about a caller.
 RETRAIN_KINDS = (SKEW, DRIFT, PREDICTION_DRIFT, LIVE_METRIC)
 
+# Before labels arrive, and what labels then show (monitoring/performance_estimation.py, label_drift.py,
+# attribution_drift.py):
+# - the accuracy or AUC estimated for the window's traffic from the version's calibration below its minimum;
+ESTIMATED_PERFORMANCE = 'estimated_performance'
+# - the label rate of the window's feedback far from the eval split's the version carries;
+LABEL_DRIFT = 'label_drift'
+# - realised performance below what the estimate allowed (or the reference) while the inputs did not drift;
+CONCEPT_DRIFT = 'concept_drift'
+# - the model leaning on features (its `features` detail) unlike in training.
+ATTRIBUTION_DRIFT = 'attribution_drift'
+KINDS += (ESTIMATED_PERFORMANCE, LABEL_DRIFT, CONCEPT_DRIFT, ATTRIBUTION_DRIFT)
+# A drop the estimate foresees, labels that moved, a concept that moved: a model trained on recent
+# traffic answers them. Attribution drift explains other findings (the inputs drifted, or the estimate
+# fell) and retrains through them.
+RETRAIN_KINDS += (ESTIMATED_PERFORMANCE, LABEL_DRIFT, CONCEPT_DRIFT)
+
 _KIND_KEY, _VERSION_KEY = 'alert', 'model_version'
 # A check that could not run (no traffic in the window before, no training statistics, too few values of a
 # feature): not an alert (it raises nothing, triggers nothing and leaves the exit code alone, as the monitor's
