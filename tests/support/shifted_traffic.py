@@ -13,14 +13,6 @@ from typing import List, Sequence
 PAYMENT, HOUR, CARD = 'payment_type', 'trip_start_hour', 'Credit Card'
 
 
-def label(row: dict):
-    """The model's label from a row of the sample (tips over a fifth of the fare), None when unknown."""
-    tips, fare = row.get('tips'), row.get('fare')
-    if tips in (None, '') or fare in (None, ''):
-        return None
-    return int(float(tips) > 0.2 * float(fare))
-
-
 def clean(rows: Sequence[dict], k: int, seed: int) -> List[dict]:
     """`k` rows drawn uniformly, with replacement."""
     return random.Random(seed).choices(list(rows), k=k)
