@@ -51,7 +51,7 @@ from components.drift_check import drift as drift_tests
 from components.drift_check.drift import FeatureDrift, compare, measured, quantile_buckets
 from foundation.model_files import SCHEMA_FILE, TRAINING_STATISTICS_FILE
 from foundation import alerts
-from monitoring import live_metrics, request_logs
+from monitoring import before_labels, live_metrics, request_logs, served_explanations
 from serving import feedback as feedback_lib
 
 SERVING_ENVIRONMENT = 'SERVING'
@@ -81,6 +81,9 @@ class Settings:
     min_labelled: int = 100
     # Live metrics only from examples served from then on (a canary's comparison); None: any time.
     served_since_micros: Optional[int] = None
+    # Served rows per version explained for attribution drift (monitoring/attribution_drift.py); 0: not
+    # checked (a pass then loads each version's SavedModel: about 2 s a version).
+    attribution_sample: int = 0
 
     @property
     def start_micros(self) -> int:
@@ -107,6 +110,9 @@ class VersionReport:
     buckets: Dict[str, Dict[str, tuple]] = dataclasses.field(default_factory=dict)
     # Checks that could not run, and why (alerts.NotChecked records): not alerts, but said beside them.
     not_checked: List[Dict] = dataclasses.field(default_factory=list)
+    # From the calibration the version carries (monitoring/before_labels.py): estimated accuracy and AUC, and
+    # with labels label drift and concept drift, attribution drift; None when it carries none.
+    estimation: Optional[before_labels.Findings] = None
 
     @property
     def not_checked_text(self) -> str:
@@ -342,8 +348,9 @@ def _join(fresh: Dict, logged: Optional[pa.Table], served_since: Optional[int] =
     return joined
 
 
-def _live(records: List, rows: List[int], logged: pa.Table, settings: Settings):
-    """(live metrics or None, feedback whose label or served score is unknown) of one version."""
+def _labelled(records: List, rows: List[int], logged: pa.Table, settings: Settings):
+    """(labels, served scores) of the examples feedback named whose label and score are known, and how
+    many it named whose label or score is unknown, of one version."""
     names = sorted({name for r in records for name in r.observed})
     observed = {name: np.array([r.observed.get(name, np.nan) for r in records], dtype=float) for name in names}
     examples = logged.take(pa.array(rows))
@@ -352,8 +359,33 @@ def _live(records: List, rows: List[int], logged: pa.Table, settings: Settings):
     # Examples answered by classify/regress have no probability to judge.
     scores = _firsts(examples, settings.prediction_key)
     usable = np.isfinite(labels) & np.isfinite(scores)
-    result = live_metrics.compute(labels[usable], scores[usable]) if usable.any() else None
-    return result, int((~usable).sum())
+    return labels[usable], scores[usable], int((~usable).sum())
+
+
+def _live(records: List, rows: List[int], logged: pa.Table, settings: Settings):
+    """(live metrics or None, feedback whose label or served score is unknown) of one version."""
+    labels, scores, unusable = _labelled(records, rows, logged, settings)
+    return (live_metrics.compute(labels, scores) if len(labels) else None), unusable
+
+
+def _before_labels(version: int, window: pa.Table, joined: '_Joined', logged: Optional[pa.Table],
+                   report: 'VersionReport', settings: Settings) -> Optional[before_labels.Findings]:
+    """What the version's calibration says of its window (None if it carries none): the estimate, with
+    the feedback's labels label and concept drift (the inputs drifted if skew or drift fired), and
+    attribution drift on `settings.attribution_sample` served rows."""
+    directory = os.path.join(settings.model_base_path, str(version))
+    calibration = before_labels.read_calibration(directory)
+    if calibration is None or not window.num_rows:
+        return None
+    labels = scores = None
+    if version in joined.records:
+        labels, scores, _ = _labelled(joined.records[version], joined.rows[version], logged, settings)
+    explain = None
+    if settings.attribution_sample and calibration.attributions is not None:
+        explain = served_explanations.explainer(directory, calibration.attributions)
+    return before_labels.judge(calibration, _firsts(window, settings.prediction_key), scores, labels,
+                               inputs_drifted=any(f.drifted for f in report.skew + report.drift), window=window,
+                               explain=explain, sample=settings.attribution_sample)
 
 
 def _firsts(table: pa.Table, name: str) -> np.ndarray:
@@ -428,6 +460,7 @@ def monitor(settings: Settings) -> Pass:
         outlier_rate = pc.mean(outliers).as_py() if len(outliers) else None
         report = VersionReport(version, window.num_rows, previous.num_rows, serving,
                                training, skew, drift, prediction_drift, outlier_rate, live, unlabelable)
+        report.estimation = _before_labels(version, window, joined, logged, report, settings)
         report.alerts = _alerts(report, settings)
         report.not_checked = not_checked
         report.buckets = _bucket_shares(edges, window) if window.num_rows else {}
@@ -488,4 +521,6 @@ def _alerts(report: VersionReport, settings: Settings) -> List[Dict]:
     if report.outlier_rate is not None and report.outlier_rate > settings.max_outlier_rate:
         found.append(alerts.Alert(alerts.OUTLIER_RATE, report.version, {
             'outlier_rate': round(report.outlier_rate, 4), 'allowed': settings.max_outlier_rate}))
-    return [a.record() for a in found]
+    estimated = (report.estimation.alerts(report.version, settings.min_accuracy, settings.min_auc,
+                                          settings.min_labelled) if report.estimation else [])
+    return [a.record() for a in found] + estimated

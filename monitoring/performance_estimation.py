@@ -37,6 +37,10 @@ from foundation import calibration as model_calibration
 
 SIMULATIONS = 1000
 CONFIDENCE = 0.95
+# Label draws per estimate: SIMULATIONS up to SIMULATED_CELLS / SIMULATIONS examples, fewer beyond (a
+# window's interval is then narrow, and its quantiles need fewer draws), never under MIN_SIMULATIONS.
+SIMULATED_CELLS = 100_000_000
+MIN_SIMULATIONS = 200
 # Label draws held in memory at once: simulations per chunk times examples.
 _CELLS = 20_000_000
 ACCURACY, AUC = 'accuracy', 'auc'
@@ -149,12 +153,18 @@ def _interval(values: np.ndarray, confidence: float) -> Optional[Tuple[float, fl
     return float(low), float(high)
 
 
-def estimate(scores, calibration: model_calibration.Calibration, simulations: int = SIMULATIONS,
+def simulations_for(examples: int) -> int:
+    return int(min(SIMULATIONS, max(MIN_SIMULATIONS, SIMULATED_CELLS // max(examples, 1))))
+
+
+def estimate(scores, calibration: model_calibration.Calibration, simulations: Optional[int] = None,
              confidence: float = CONFIDENCE, seed: int = 0) -> Estimate:
-    """The estimated accuracy and ROC AUC of the model's `scores` (probabilities it returned, at least one)."""
+    """The estimated accuracy and ROC AUC of the model's `scores` (probabilities it returned, at least
+    one); `simulations` label draws for the interval (by default `simulations_for` their number)."""
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
     if not len(scores):
         raise ValueError('no scores to estimate performance from')
+    simulations = simulations or simulations_for(len(scores))
     calibrated = calibration.apply(scores)
     accuracies, aucs = simulated(scores, calibration, simulations, seed)
     reference = calibration.reference
@@ -176,7 +186,7 @@ def realised(scores, labels, threshold: float = model_calibration.THRESHOLD) -> 
             model_calibration.realised_auc(scores, labels))
 
 
-def side_by_side(scores, labels, calibration: model_calibration.Calibration, simulations: int = SIMULATIONS,
+def side_by_side(scores, labels, calibration: model_calibration.Calibration, simulations: Optional[int] = None,
                  confidence: float = CONFIDENCE, seed: int = 0) -> Tuple[Estimate, List[Comparison]]:
     """The estimate for the labelled examples, and per metric the estimate next to the realised value."""
     found = estimate(scores, calibration, simulations, confidence, seed)

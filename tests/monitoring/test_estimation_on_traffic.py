@@ -5,6 +5,7 @@ explained as the model explains them."""
 
 import os
 import random
+import shutil
 
 import numpy as np
 import pytest
@@ -16,11 +17,12 @@ import schemas
 
 from foundation import alerts
 from foundation import calibration as model_calibration
-from foundation.model_files import CALIBRATION_FILE
-from monitoring import (attribution_drift, before_labels, label_drift, performance_estimation, request_logs,
-                        served_explanations)
+from foundation.model_files import CALIBRATION_FILE, SCHEMA_FILE
+from monitoring import (attribution_drift, before_labels, label_drift, monitor, performance_estimation,
+                        request_logs, served_explanations)
 from support import shifted_traffic
-from support.log_times import END
+from serving import feedback
+from support.log_times import END, HOUR
 from support.samples import as_dicts
 from support.served_traffic import LogWriter
 from support.small_model import train_and_export, typed_rows
@@ -203,3 +205,36 @@ def test_attribution_drift_on_a_logged_clean_window_is_quiet(split, model, tmp_p
     assert found.attribution_drift.examples == attribution_drift.SAMPLE
     assert found.attribution_drift.drifted == []
     assert found.alerts(7, min_accuracy=0.6, min_auc=0.7) == []
+
+
+def test_the_monitoring_pass_estimates_each_version_and_alerts_before_and_after_labels(split, model, tmp_path):
+    header, _, _, traffic = split
+    directory, _, _ = model
+    # The pipeline's Trainer puts the schema beside the model; the monitor judges only versions that carry one.
+    os.makedirs(os.path.join(directory, 'assets.extra'), exist_ok=True)
+    shutil.copy(schemas.CURATED_SCHEMA, os.path.join(directory, SCHEMA_FILE))
+    base = tmp_path / 'models'
+    base.mkdir()
+    os.symlink(directory, base / '1')
+    rows = shifted_traffic.covariate_shifted(as_dicts(header, traffic), WINDOW, seed=7)
+    LogWriter(str(base), 1).write(str(tmp_path / 'logs'), rows, END - 1000, 'shifted')
+
+    def settings(feedback_dir=None):
+        return monitor.Settings(str(tmp_path / 'logs'), str(base), END, HOUR, contract.PROBABILITIES,
+                                contract.IS_OUTLIER, feedback_dir=feedback_dir, labeler=contract.labels_from_feedback,
+                                label_features=contract.FEEDBACK_FEATURES, min_auc=0.9)
+    before = monitor.monitor(settings())
+    report, = before.reports
+    assert report.estimation.estimate.examples == WINDOW and report.estimation.label_drift is None
+    assert report.estimation.estimate.auc.value < 0.9
+    assert {a['alert'] for a in report.alerts} == {alerts.ESTIMATED_PERFORMANCE}
+
+    store = feedback.FeedbackStore(str(tmp_path / 'feedback'))
+    store.append(feedback.parse_all([{'request_id': 'shifted', 'example': i, 'tips': float(r['tips'])}
+                                     for i, r in enumerate(rows) if r['tips']]), source='test')
+    after = monitor.monitor(settings(str(tmp_path / 'feedback')))
+    report, = after.reports
+    kinds = {a['alert'] for a in report.alerts}
+    assert {alerts.ESTIMATED_PERFORMANCE, alerts.LIVE_METRIC, alerts.LABEL_DRIFT} <= kinds
+    assert report.estimation.labelled.examples == report.live.examples
+    assert {c.metric for c in report.estimation.comparisons} == {'accuracy', 'auc'}
