@@ -179,10 +179,12 @@ def gauges(reports, settings=None):
     import prometheus_client as prom
     from monitoring import live_metrics
     registry = prom.CollectorRegistry()
-    distance = prom.Gauge('taxi_monitor_distance', 'Skew or drift distance of a feature',
-                          ['model_version', 'feature', 'kind'], registry=registry)
-    threshold = prom.Gauge('taxi_monitor_threshold', 'Threshold of the distance', ['model_version', 'feature', 'kind'],
-                           registry=registry)
+    # A feature may have several tests (shape, and location/scale for amounts): `test` keeps them apart, so one
+    # test's value never hides another's breach.
+    distance = prom.Gauge('taxi_monitor_distance', 'Skew or drift distance of a feature, per test',
+                          ['model_version', 'feature', 'kind', 'test'], registry=registry)
+    threshold = prom.Gauge('taxi_monitor_threshold', 'Threshold of the distance',
+                           ['model_version', 'feature', 'kind', 'test'], registry=registry)
     examples = prom.Gauge('taxi_monitor_examples', 'Examples served in the window', ['model_version'],
                           registry=registry)
     outliers = prom.Gauge('taxi_monitor_outlier_rate', 'Share of served examples flagged as outliers',
@@ -226,8 +228,8 @@ def gauges(reports, settings=None):
         if report.prediction_drift is not None:
             found.append(('prediction_drift', report.prediction_drift))
         for kind, f in found:
-            distance.labels(version, f.feature, kind).set(f.value)
-            threshold.labels(version, f.feature, kind).set(float(f.threshold))
+            distance.labels(version, f.feature, kind, f.measure).set(f.value)
+            threshold.labels(version, f.feature, kind, f.measure).set(float(f.threshold))
     return registry
 
 

@@ -54,11 +54,33 @@ def link(store, model_base_path: str, version: int) -> Optional[str]:
     return find_pushed_model(store, model_base_path, version)[1]
 
 
+def _worst(findings):
+    """Per feature, the finding nearest its threshold (a breach first): a feature with several tests is recorded
+    by the one that matters, every test kept beside it."""
+    worst = {}
+    for f in findings:
+        try:
+            ratio = f.value / float(f.threshold) if float(f.threshold) > 0 else float('inf')
+        except ValueError:  # a range ("min-max"), not a distance
+            ratio = 0.0
+        key = (f.drifted, ratio)
+        if f.feature not in worst or key > worst[f.feature][0]:
+            worst[f.feature] = (key, f)
+    return [f for _, f in worst.values()]
+
+
 def _findings(report) -> str:
     def measured(findings):
-        return {f.feature: [round(f.value, 6), f.threshold] for f in findings}
+        return {f.feature: [round(f.value, 6), f.threshold] for f in _worst(findings)}
+
+    def tests(findings):
+        out = {}
+        for f in findings:
+            out.setdefault(f.feature, {})[f.measure] = [round(f.value, 6), f.threshold, f.drifted]
+        return out
     prediction = report.prediction_drift
     return json.dumps({'skew': measured(report.skew), 'drift': measured(report.drift),
+                       'skew_tests': tests(report.skew), 'drift_tests': tests(report.drift),
                        'prediction_drift': [round(prediction.value, 6), prediction.threshold] if prediction else None,
                        'alerts': report.alerts}, sort_keys=True)
 

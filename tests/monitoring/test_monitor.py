@@ -123,7 +123,9 @@ def test_the_command_writes_a_report_and_gauges_and_exits_3_on_alerts(served, tr
     page = open(report).read()
     assert '<svg' in page and 'Training/serving skew' in page and 'fare' in page
     gauges = metrics.read_text()
-    assert f'taxi_monitor_distance{{feature="fare",kind="skew",model_version="{model_base[1]}"}}' in gauges
+    # One series per test of a feature (shape, location/scale), each beside its own threshold.
+    assert f'taxi_monitor_distance{{feature="fare",kind="skew",model_version="{model_base[1]}",test="' in gauges
+    assert f'taxi_monitor_threshold{{feature="fare",kind="skew",model_version="{model_base[1]}",test="' in gauges
     assert f'taxi_monitor_alerts{{model_version="{model_base[1]}"}}' in gauges
 
 

@@ -115,7 +115,11 @@ def prometheus_url(tmp_path_factory, server, gateway, monitor_pass):
         # A request's series appears with its first request: scraped once, it must rise for a rate to show.
         _predict(server.rest_port, 1)
         _predict(gateway.rest_port, 1)
-        wait_for(lambda: len(_get(base, '/api/v1/query', query='tfserving_requests_total')['result']) == 2, timeout=30)
+        # Both fronts' series scraped (the gateway's upstream is the same server, so it has a gRPC series too).
+        def both_scraped():
+            found = _get(base, '/api/v1/query', query='tfserving_requests_total')['result']
+            return len({r['metric']['instance'] for r in found}) == 2
+        wait_for(both_scraped, timeout=30)
         _predict(server.rest_port, 20)
         _predict(gateway.rest_port, 20)
         wait_for(lambda: _get(base, '/api/v1/query', query='job_model:tfserving_requests:rate5m > 0')['result'],
@@ -164,7 +168,9 @@ def test_the_pass_findings_and_nothing_else_are_alerts(prometheus_url):
     }
     (skew,) = [a for a in alerts if a['labels']['alertname'] == 'TaxiMonitorDistanceAboveThreshold']
     assert skew['labels']['job'] == 'taxi-monitor' and skew['labels']['kind'] == 'skew'
-    assert skew['annotations']['description'].endswith('a skew distance of 0.7527 for feature fare of model '
+    # Its own threshold, looked up by every label including the test.
+    test = skew['labels']['test']
+    assert skew['annotations']['description'].endswith(f'a skew distance of 0.7527 ({test}) for feature fare of model '
                                                        'version 1796072544, above its threshold 0.1.')
 
 
