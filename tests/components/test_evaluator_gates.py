@@ -11,19 +11,19 @@ import os
 
 import numpy as np
 import pytest
-import tensorflow as tf
 import tensorflow_model_analysis as tfma
 from google.protobuf import json_format
 from tfx.components.pusher import executor as tfx_pusher_executor
 from tfx.dsl.components.base.base_beam_executor import BaseBeamExecutor
 from tfx.proto import pusher_pb2
-from tfx.types import artifact_utils, standard_artifacts, standard_component_specs as specs
+from tfx.types import standard_artifacts, standard_component_specs as specs
 from tfx.utils import proto_utils
 
 from components import evaluator, slice_gates
 from components.artifact_contents import OVERALL, metrics_by_slice
 from components.baseline_model import SERVING_SUBDIR
 from pipeline import run_report, run_summary
+from support import scored_examples
 from support.html_tables import read_tables
 from taxi_model.features import LABEL
 
@@ -49,40 +49,14 @@ def _examples(root):
     rows += [dict(payment_type=b'Cash', fare=10.0, tips=0.0, big_tipper=0, **{name: 0.4 * rng.rand()
                                                                             for name in card_scores})
              for _ in range(CASH_TRIPS)]
-    artifact = standard_artifacts.Examples()
-    artifact.uri = str(root / 'examples')
-    artifact.split_names = artifact_utils.encode_split_names(['eval'])
-    os.makedirs(os.path.join(artifact.uri, 'Split-eval'))
-    options = tf.io.TFRecordOptions(compression_type='GZIP')
-    with tf.io.TFRecordWriter(os.path.join(artifact.uri, 'Split-eval', 'data.gz'), options) as writer:
-        for row in rows:
-            writer.write(tf.train.Example(features=tf.train.Features(feature={
-                name: tf.train.Feature(bytes_list=tf.train.BytesList(value=[value])) if isinstance(value, bytes)
-                else tf.train.Feature(int64_list=tf.train.Int64List(value=[value])) if isinstance(value, int)
-                else tf.train.Feature(float_list=tf.train.FloatList(value=[value]))
-                for name, value in row.items()})).SerializeToString())
-    return artifact
-
-
-class _Scorer(tf.Module):
-    """A "model" whose probability is one float column of the example."""
-
-    def __init__(self, column):
-        super().__init__()
-        self._column = column
-
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='examples')])
-    def predict(self, examples):
-        parsed = tf.io.parse_example(examples, {self._column: tf.io.FixedLenFeature([1], tf.float32)})
-        return {'probabilities': parsed[self._column]}
+    return scored_examples.eval_split(str(root / 'examples'), rows)
 
 
 def _model(root, column):
     model = standard_artifacts.Model()
     model.uri = str(root / f'model-{column}')
     model.id = abs(hash(column)) % 1000
-    scorer = _Scorer(column)
-    tf.saved_model.save(scorer, os.path.join(model.uri, SERVING_SUBDIR), signatures={'serving_default': scorer.predict})
+    scored_examples.save_scorer(column, os.path.join(model.uri, SERVING_SUBDIR))
     return model
 
 

@@ -26,6 +26,7 @@ from tfx.types import artifact_utils, standard_artifacts, standard_component_spe
 from components import evaluator, slice_gates
 from components.baseline_model import SERVING_SUBDIR
 from pipeline import dag
+from support import scored_examples
 from support.small_model import train_and_export, typed_rows
 from taxi_model.features import LABEL
 
@@ -213,30 +214,7 @@ def _scored_examples(root):
         rows.append({'payment_type': b'Credit Card' if card else b'Cash', 'trip_start_hour': int(rng.randint(24)),
                      LABEL.name: label, 'good': good if card else 0.3 * good, 'flat': 0.5,
                      'nan': float('nan') if i % 10 == 0 else good})
-    examples = standard_artifacts.Examples()
-    examples.uri = str(root / 'examples')
-    examples.split_names = artifact_utils.encode_split_names(['eval'])
-    os.makedirs(os.path.join(examples.uri, 'Split-eval'))
-    options = tf.io.TFRecordOptions(compression_type='GZIP')
-    with tf.io.TFRecordWriter(os.path.join(examples.uri, 'Split-eval', 'data.gz'), options) as writer:
-        for row in rows:
-            writer.write(tf.train.Example(features=tf.train.Features(feature={
-                name: tf.train.Feature(bytes_list=tf.train.BytesList(value=[value])) if isinstance(value, bytes)
-                else tf.train.Feature(int64_list=tf.train.Int64List(value=[value])) if isinstance(value, int)
-                else tf.train.Feature(float_list=tf.train.FloatList(value=[value]))
-                for name, value in row.items()})).SerializeToString())
-    return examples
-
-
-class _Scorer(tf.Module):
-    def __init__(self, column):
-        super().__init__()
-        self._column = column
-
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='examples')])
-    def predict(self, examples):
-        parsed = tf.io.parse_example(examples, {self._column: tf.io.FixedLenFeature([1], tf.float32)})
-        return {'probabilities': parsed[self._column]}
+    return scored_examples.eval_split(str(root / 'examples'), rows)
 
 
 @pytest.fixture(scope='module')
@@ -244,9 +222,8 @@ def scored(tmp_path_factory):
     root = tmp_path_factory.mktemp('evaluator-scorers')
     models = {}
     for column in ('good', 'flat', 'nan'):
-        scorer = _Scorer(column)
         export = str(root / f'export-{column}')
-        tf.saved_model.save(scorer, export, signatures={'serving_default': scorer.predict})
+        scored_examples.save_scorer(column, export)
         models[column] = _model(root, column, export)
     return root, _scored_examples(root), models
 
