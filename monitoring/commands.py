@@ -172,12 +172,12 @@ def feedback_span_command(args) -> int:
     return 0
 
 
-def gauges(reports, settings=None):
+def gauges(reports, settings=None, caller_findings=()):
     """A Prometheus registry with the pass's findings; with its `settings`, also the limits it judged them by,
     per version as the thresholds are, so that alert rules compare each finding with its own limit
     (monitoring/prometheus/rules.yaml)."""
     import prometheus_client as prom
-    from monitoring import live_metrics
+    from monitoring import callers, live_metrics
     registry = prom.CollectorRegistry()
     # A feature may have several tests (shape, and location/scale for amounts): `test` keeps them apart, so one
     # test's value never hides another's breach.
@@ -230,6 +230,7 @@ def gauges(reports, settings=None):
         for kind, f in found:
             distance.labels(version, f.feature, kind, f.measure).set(f.value)
             threshold.labels(version, f.feature, kind, f.measure).set(float(f.threshold))
+    callers.add_gauges(registry, caller_findings)
     return registry
 
 
@@ -244,7 +245,7 @@ def _live_text(report) -> str:
 
 def monitor_command(args) -> int:
     from foundation import metadata_store
-    from monitoring import metadata_record, monitor, report
+    from monitoring import callers, metadata_record, monitor, report
     from taxi_model import contract
     window = parse_window(args.window)
     end = aligned_end(parse_end(None), window) if args.align else parse_end(args.end)
@@ -277,7 +278,10 @@ def monitor_command(args) -> int:
     path = os.path.join(args.report_dir, f'monitor-{end:%Y%m%dT%H%M%S}.html')
     path = path if '://' in path else os.path.abspath(path)
     # Alerts go out first: a metadata outage must not silence them.
-    registry = gauges(found.reports, settings)
+    for finding in found.callers:
+        if finding.flagged:
+            print(f'  {callers.describe(finding)}')
+    registry = gauges(found.reports, settings, found.callers)
     if args.metrics_file:
         import prometheus_client as prom
         prom.write_to_textfile(args.metrics_file, registry)

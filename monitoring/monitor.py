@@ -51,7 +51,7 @@ from components.drift_check import drift as drift_tests
 from components.drift_check.drift import FeatureDrift, compare, measured, quantile_buckets
 from foundation.model_files import SCHEMA_FILE, TRAINING_STATISTICS_FILE
 from foundation import alerts
-from monitoring import before_labels, live_metrics, request_logs, served_explanations
+from monitoring import before_labels, callers, live_metrics, request_logs, served_explanations
 from serving import feedback as feedback_lib
 
 SERVING_ENVIRONMENT = 'SERVING'
@@ -84,6 +84,8 @@ class Settings:
     # Served rows per version explained for attribution drift (monitoring/attribution_drift.py); 0: not
     # checked (a pass then loads each version's SavedModel: about 2 s a version).
     attribution_sample: int = 0
+    # When a caller is flagged for abuse or probing (monitoring/callers.py).
+    abuse_thresholds: callers.Thresholds = callers.Thresholds()
 
     @property
     def start_micros(self) -> int:
@@ -297,10 +299,13 @@ class Pass:
     reports: List[VersionReport]
     unmonitored: List[Unmonitored]
     feedback: Optional[FeedbackCheck] = None
+    # Every caller that called in the window (monitoring/callers.py): a caller is judged across versions.
+    callers: List = dataclasses.field(default_factory=list)
 
     @property
     def alerts(self) -> List[Dict]:
-        return [a for r in self.reports for a in r.alerts] + [u.alert for u in self.unmonitored]
+        return ([a for r in self.reports for a in r.alerts] + [u.alert for u in self.unmonitored]
+                + callers.abuse_alerts(self.callers))
 
     @property
     def not_checked(self) -> List[Dict]:
@@ -468,7 +473,19 @@ def monitor(settings: Settings) -> Pass:
     check = None
     if settings.feedback_dir:
         check = FeedbackCheck(len(fresh) + len(duplicates), joined.unknown, duplicates, joined.reused)
-    return Pass(reports, [Unmonitored(version, count) for version, count in sorted(skipped.items())], check)
+    return Pass(reports, [Unmonitored(version, count) for version, count in sorted(skipped.items())], check,
+                _callers(by_version, settings))
+
+
+def _callers(by_version: Dict, settings: Settings) -> List:
+    """Each caller's behaviour in the window, over every version it called (features from the newest schema)."""
+    windows = [window for _, _, window, _ in by_version.values() if window.num_rows]
+    if not windows:
+        return []
+    newest = max(version for version, (_, _, window, _) in by_version.items() if window.num_rows)
+    return callers.assess(windows, callers.feature_columns(by_version[newest][0]), settings.prediction_key,
+                          settings.outlier_key, window_seconds=settings.window_micros / 1e6,
+                          thresholds=settings.abuse_thresholds)
 
 
 def _skew_and_drift(version: int, schema, training, serving, edges, window: pa.Table, previous: pa.Table):

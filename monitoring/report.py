@@ -106,6 +106,21 @@ def _feedback(found: Pass) -> Optional[dict]:
 
 
 
+def _callers(found: Pass, shown: int = 20) -> Optional[dict]:
+    """The callers of the window: the named ones first, then the busiest (at most `shown` rows)."""
+    if not found.callers:
+        return None
+
+    def share(value):
+        return '-' if value is None else f'{value:.1%}'
+    ordered = sorted(found.callers, key=lambda f: (not f.flagged, -f.requests, f.caller))[:shown]
+    return {'count': len(found.callers), 'flagged': sum(f.flagged for f in found.callers),
+            'rows': [[f.caller or '(unknown)', f.requests, f.examples, f'{f.request_rate:.3g}',
+                      share(f.outlier_share), share(f.near_duplicate_share), share(f.near_threshold_share),
+                      '-' if f.shapiro_w is None else f'{f.shapiro_w:.3f}', ', '.join(f.reasons) or '-']
+                     for f in ordered]}
+
+
 def _history(entries: List[dict]) -> Optional[dict]:
     """The recorded passes over a version's traffic (from ML Metadata), oldest first, as the charts draw them."""
     if len(entries) < 2:
@@ -144,7 +159,7 @@ def render(found: Pass, settings: Settings, window_text: str, histories: Optiona
         max_outlier_rate=settings.max_outlier_rate,
         unmonitored=[{'version': u.version, 'examples': u.examples, 'reason': u.alert['reason']} for u in unmonitored],
         versions=[_version(r, settings, histories.get(r.version, [])) for r in reports],
-        feedback=_feedback(found))
+        feedback=_feedback(found), callers=_callers(found))
 
 
 def write(found: Pass, settings: Settings, window_text: str, path: str, histories: Optional[dict] = None) -> str:

@@ -7,6 +7,7 @@ names each prober and no one in the crowd."""
 
 import json
 import os
+import shutil
 import random
 import threading
 import time
@@ -15,10 +16,13 @@ import pytest
 import requests
 import tensorflow as tf
 import tensorflow_data_validation as tfdv
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from tensorflow_metadata.proto.v0 import schema_pb2
 
 import schemas
+from foundation.model_files import SCHEMA_FILE
+from monitoring import commands as monitoring_commands, monitor, report as monitoring_report
 from monitoring import callers, request_logs
 from serving import METRICS_PATH, access
 from serving.rate_limit import RateLimit
@@ -44,6 +48,8 @@ def base_path(tmp_path_factory):
     tf.saved_model.save(module, str(base / '1'), signatures={'serving_default': module.predict})
     os.makedirs(base / '1' / 'assets.extra', exist_ok=True)
     (base / '1' / 'assets.extra' / 'missing_values.json').write_text(json.dumps(probing.MISSING_VALUES))
+    # The schema a pushed version carries, so that the monitoring pass judges its traffic.
+    shutil.copy(schemas.CURATED_SCHEMA, base / '1' / SCHEMA_FILE)
     settle(base)
     return str(base)
 
@@ -133,6 +139,10 @@ def _play(server, secrets, trips, seed):
     return callers_
 
 
+def prometheus_text(registry) -> str:
+    return generate_latest(registry).decode()
+
+
 def _metric(server, name, **labels):
     text = requests.get(f'http://127.0.0.1:{server.rest_port}{METRICS_PATH}', timeout=30).text
     return sum(sample.value for family in text_string_to_metric_families(text) for sample in family.samples
@@ -183,3 +193,14 @@ def test_the_flooder_is_limited_the_probers_are_named_and_the_crowd_is_served_an
     assert callers.NEAR_DUPLICATES in named['duplicator']
     # The crowd was judged, not just too small to judge.
     assert all(by_caller[name].shapiro_w is not None for name in CROWD)
+
+    # The monitoring pass itself: the probers are abuse alerts (which the exit code counts), and gauges.
+    settings = monitor.Settings(log_dir=log_dir, model_base_path=base_path, end_micros=int((time.time() + 60) * 1e6),
+                                window_micros=3_600_000_000, prediction_key='probabilities', outlier_key='is_outlier')
+    found = monitor.monitor(settings)
+    abuse = {a['caller'] for a in found.alerts if a['alert'] == 'abuse'}
+    assert set(probing.PROBERS) <= abuse and not abuse & set(CROWD), abuse
+    gauges = prometheus_text(monitoring_commands.gauges(found.reports, None, found.callers))
+    assert 'taxi_monitor_caller_flagged{caller="duplicator"' in gauges
+    page = monitoring_report.render(found, settings, 'the window')
+    assert 'Callers' in page and 'duplicator' in page and 'near_duplicates' in page
