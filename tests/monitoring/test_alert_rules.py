@@ -88,10 +88,12 @@ NAMES = {
     'TaxiServingModelLoadFailed': ['model_name', 'instance'],
     'TaxiServingNoVersionAvailable': ['model_name', 'instance'],
     'TaxiGatewayUpstreamDisconnected': ['instance'],
+    'TaxiServingCallerRateLimited': ['instance', 'caller'],
     'TaxiMonitorDistanceAboveThreshold': ['model_version', 'feature', 'kind'],
     'TaxiMonitorLiveMetricBelowMinimum': ['model_version', 'metric'],
     'TaxiMonitorOutlierRateHigh': ['model_version'],
     'TaxiMonitorPassAlerted': ['model_version'],
+    'TaxiMonitorAbusiveCaller': ['caller', 'reason'],
     'TaxiMonitorPassesStopped': [],
     'TaxiMonitorNeverReported': [],
 }
