@@ -32,6 +32,8 @@ setup(
         'tensorflow-metadata>=1.16,<1.17',
         'tfx-bsl>=1.16,<1.17',
         'tf-keras>=2.16,<2.17',
+        # The Tuner's search (taxi_model/tuning.py); TFX installs it too, but we import it.
+        'keras-tuner>=1.4,<1.5',
         'kfp-server-api>=2.0,<2.1',
         'numpy>=1.26,<2',
         'pyarrow>=10,<11',
