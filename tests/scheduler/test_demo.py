@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from foundation import metadata_store
+from foundation import alerts, metadata_store
 from pipeline import run_trigger
 from pipeline.config import PipelineConfig
 from scheduler import demo
@@ -42,6 +42,5 @@ def test_drifted_traffic_with_feedback_triggers_exactly_one_retrain_that_ships_o
     (run,) = [c for c in store.get_contexts_by_type('pipeline_run') if c.name == summary.run_id]
     recorded = run_trigger.read(run)
     assert recorded.kind == run_trigger.ALERT and recorded.detail['monitoring_results']
-    assert json.loads(json.dumps(recorded.detail))['kinds'] == sorted(kinds & {'skew', 'drift', 'prediction_drift',
-                                                                               'live_metric'})
+    assert json.loads(json.dumps(recorded.detail))['kinds'] == sorted(kinds & set(alerts.RETRAIN_KINDS))
     assert any('nothing due' in line for line in lines)
