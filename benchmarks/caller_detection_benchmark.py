@@ -23,33 +23,10 @@ warnings.simplefilter('ignore')
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, 'tests'))
 
 import numpy as np  # noqa: E402
-import pyarrow as pa  # noqa: E402
 
-from monitoring import callers, request_logs  # noqa: E402
+from monitoring import callers  # noqa: E402
 from support import probing  # noqa: E402
 
-START = 1_700_000_000_000_000
-
-
-def _list(values, kind):
-    return pa.array([None if v is None else [v] for v in values], pa.list_(kind))
-
-
-def table(requests):
-    """A request log table (the columns `request_logs.read_by_version` gives) for (caller, [trips])."""
-    rows = [(caller, f'{caller}-{r}', i, trip) for r, (caller, batch) in enumerate(requests)
-            for i, trip in enumerate(batch)]
-    columns = {name: _list([row[3][name] for row in rows], pa.float32() if name in probing.FLOATS else pa.int64())
-               for name in probing.NUMERIC}
-    columns.update({name: _list([None if row[3][name] is None else row[3][name].encode() for row in rows],
-                                pa.binary()) for name in probing.CATEGORICAL})
-    columns['probabilities'] = _list([probing.tip_probability(row[3]) for row in rows], pa.float32())
-    columns['is_outlier'] = _list([int(probing.is_outlier(row[3])) for row in rows], pa.int64())
-    columns[request_logs.CALLER] = _list([row[0].encode() for row in rows], pa.binary())
-    columns[request_logs.REQUEST_ID] = _list([row[1].encode() for row in rows], pa.binary())
-    columns[request_logs.EXAMPLE_INDEX] = _list([row[2] for row in rows], pa.int64())
-    columns[request_logs.TIMESTAMP] = _list([START + 200_000 * i for i in range(len(rows))], pa.int64())
-    return pa.table(columns)
 
 
 def main():
@@ -79,8 +56,8 @@ def main():
                 everyone = dict(schedules, prober=[[t] for t in make(trips, prober_rng, max(size, 60))])
                 order = probing.interleave(everyone, random.Random(seed))
                 started = time.perf_counter()
-                findings = callers.assess(table([(c, everyone[c][i]) for c, i in order]), features, 'probabilities',
-                                          'is_outlier', window_seconds=3600)
+                table = probing.log_table([(c, everyone[c][i]) for c, i in order])
+                findings = callers.assess(table, features, 'probabilities', 'is_outlier', window_seconds=3600)
                 slowest = max(slowest, time.perf_counter() - started)
                 for f in findings:
                     if f.caller == 'prober':

@@ -8,7 +8,6 @@ import random
 
 import numpy as np
 import prometheus_client as prom
-import pyarrow as pa
 import pytest
 import tensorflow_data_validation as tfdv
 
@@ -20,35 +19,11 @@ from support import probing
 pytestmark = pytest.mark.unit
 
 FEATURES = callers.Features(probing.NUMERIC, probing.CATEGORICAL)
-START = 1_700_000_000_000_000
 
 
 @pytest.fixture(scope='module')
 def trips():
     return probing.taxi_trips()
-
-
-def _list(values, kind):
-    return pa.array([None if v is None else [v] for v in values], pa.list_(kind))
-
-
-def log_table(requests, with_caller=True):
-    """The columns `request_logs.read_by_version` reads, for (caller, [trips]) requests in the order
-    served, each answered by the stand-in model: one row per trip."""
-    rows = [(caller, f'{caller}-{r}', i, trip, START + 200_000 * r)
-            for r, (caller, batch) in enumerate(requests) for i, trip in enumerate(batch)]
-    columns = {name: _list([row[3][name] for row in rows], pa.float32() if name in probing.FLOATS else pa.int64())
-               for name in probing.NUMERIC}
-    columns.update({name: _list([None if row[3][name] is None else row[3][name].encode() for row in rows],
-                                pa.binary()) for name in probing.CATEGORICAL})
-    columns['probabilities'] = _list([probing.tip_probability(row[3]) for row in rows], pa.float32())
-    columns['is_outlier'] = _list([int(probing.is_outlier(row[3])) for row in rows], pa.int64())
-    columns[request_logs.REQUEST_ID] = _list([row[1].encode() for row in rows], pa.binary())
-    columns[request_logs.EXAMPLE_INDEX] = _list([row[2] for row in rows], pa.int64())
-    columns[request_logs.TIMESTAMP] = _list([row[4] for row in rows], pa.int64())
-    if with_caller:
-        columns[request_logs.CALLER] = _list([row[0].encode() for row in rows], pa.binary())
-    return pa.table(columns)
 
 
 def _traffic(trips, seed, probers, crowd=10, requests=60, queries=300, batch=1):
@@ -68,7 +43,7 @@ def _assess(table, **thresholds):
 
 @pytest.mark.parametrize('seed', range(5))
 def test_every_prober_is_named_and_no_normal_caller_is(trips, seed):
-    findings = _assess(log_table(_traffic(trips, seed, list(probing.PROBERS))))
+    findings = _assess(probing.log_table(_traffic(trips, seed, list(probing.PROBERS))))
     named = {f.caller: f.reasons for f in findings if f.flagged}
     assert set(named) == set(probing.PROBERS), named
     # Each for what it did.
@@ -83,7 +58,7 @@ def test_every_prober_is_named_and_no_normal_caller_is(trips, seed):
 
 @pytest.mark.parametrize('seed', range(5, 10))
 def test_probers_batching_their_queries_are_named_all_the_same(trips, seed):
-    findings = _assess(log_table(_traffic(trips, seed, ['line-walker', 'boundary-searcher'], batch=10)))
+    findings = _assess(probing.log_table(_traffic(trips, seed, ['line-walker', 'boundary-searcher'], batch=10)))
     assert {f.caller for f in findings if f.flagged} == {'line-walker', 'boundary-searcher'}
 
 
@@ -91,7 +66,7 @@ def test_a_crowd_alone_raises_nothing_over_many_seeds(trips):
     # 30 seeds of 10 callers: the crowd's W stays above δ (its lowest is what δ was chosen against).
     lowest = 1.0
     for seed in range(100, 130):
-        findings = _assess(log_table(_traffic(trips, seed, [], requests=80)))
+        findings = _assess(probing.log_table(_traffic(trips, seed, [], requests=80)))
         assert not [f.caller for f in findings if f.flagged], seed
         lowest = min(lowest, *(f.shapiro_w for f in findings))
     assert lowest > callers.Thresholds().shapiro_delta
@@ -103,7 +78,7 @@ def test_outliers_far_above_the_crowds_are_named(trips):
     # Out-of-domain fares, each a different trip: not near-duplicates, not a line.
     schedules['fuzzer'] = [[dict(rng.choice(trips), fare=rng.uniform(200, 5000))] for _ in range(80)]
     order = probing.interleave(schedules, rng)
-    findings = _assess(log_table([(c, schedules[c][i]) for c, i in order]))
+    findings = _assess(probing.log_table([(c, schedules[c][i]) for c, i in order]))
     fuzzer = next(f for f in findings if f.caller == 'fuzzer')
     assert callers.OUTLIERS in fuzzer.reasons and fuzzer.outlier_share == 1.0
     assert fuzzer.crowd_outlier_share < 0.05
@@ -114,7 +89,7 @@ def test_a_caller_with_too_few_queries_is_measured_but_not_judged(trips):
     rng = random.Random(0)
     schedules = probing.crowd(trips, rng, 6, 60)
     schedules['brief'] = [[t] for t in probing.near_duplicates(trips, rng, 20)]
-    findings = _assess(log_table([(c, schedules[c][i]) for c, i in probing.interleave(schedules, rng)]))
+    findings = _assess(probing.log_table([(c, schedules[c][i]) for c, i in probing.interleave(schedules, rng)]))
     brief = next(f for f in findings if f.caller == 'brief')
     assert brief.near_duplicate_share == 1.0 and brief.shapiro_w is None and not brief.flagged
 
@@ -123,7 +98,7 @@ def test_rates_counts_and_shares_are_per_caller_over_the_window(trips):
     rng = random.Random(1)
     requests = [('a', [rng.choice(trips) for _ in range(3)]) for _ in range(10)] + \
         [('b', [rng.choice(trips)]) for _ in range(4)]
-    found = {f.caller: f for f in callers.assess(log_table(requests), FEATURES, 'probabilities', 'is_outlier',
+    found = {f.caller: f for f in callers.assess(probing.log_table(requests), FEATURES, 'probabilities', 'is_outlier',
                                                  window_seconds=2.0)}
     assert (found['a'].requests, found['a'].examples, found['a'].request_rate, found['a'].example_rate) == \
         (10, 30, 5.0, 15.0)
@@ -135,7 +110,7 @@ def test_rates_counts_and_shares_are_per_caller_over_the_window(trips):
 def test_logs_written_before_callers_were_logged_read_as_one_unknown_caller(trips):
     rng = random.Random(2)
     requests = [('x', [rng.choice(trips)]) for _ in range(60)]
-    findings = _assess(log_table(requests, with_caller=False))
+    findings = _assess(probing.log_table(requests, with_caller=False))
     assert [(f.caller, f.examples) for f in findings] == [(request_logs.UNKNOWN_CALLER, 60)]
     assert callers.assess([], FEATURES, 'probabilities') == []
 
@@ -183,7 +158,7 @@ def test_features_come_from_the_schemas_serving_environment():
 # -- what the monitor gets ---------------------------------------------------------------------------------
 
 def test_the_alert_names_the_caller_and_its_reasons_and_reads_back(trips):
-    findings = _assess(log_table(_traffic(trips, 0, ['duplicator'])))
+    findings = _assess(probing.log_table(_traffic(trips, 0, ['duplicator'])))
     records = callers.abuse_alerts(findings, model_version=7)
     assert len(records) == 1
     record = records[0]
@@ -196,7 +171,7 @@ def test_the_alert_names_the_caller_and_its_reasons_and_reads_back(trips):
 
 
 def test_gauges_name_the_flagged_and_busiest_callers_only(trips):
-    findings = _assess(log_table(_traffic(trips, 1, list(probing.PROBERS), crowd=30, requests=20)))
+    findings = _assess(probing.log_table(_traffic(trips, 1, list(probing.PROBERS), crowd=30, requests=20)))
     registry = prom.CollectorRegistry()
     callers.add_gauges(registry, findings, max_named=5)
     value = registry.get_sample_value

@@ -10,6 +10,9 @@ import math
 import random
 from typing import Callable, Dict, List, Tuple
 
+import pyarrow as pa
+
+from monitoring import request_logs
 from pipeline import data
 
 FLOATS = ('fare', 'trip_miles', 'pickup_latitude', 'pickup_longitude', 'dropoff_latitude', 'dropoff_longitude')
@@ -187,3 +190,25 @@ def interleave(schedules: Dict[str, List], rng: random.Random) -> List[Tuple[str
         seen[name] = seen.get(name, 0) + 1
     return out
 
+
+def _list(values, kind):
+    return pa.array([None if v is None else [v] for v in values], pa.list_(kind))
+
+
+def log_table(requests, with_caller=True, start_micros: int = 1_700_000_000_000_000):
+    """The columns `request_logs.read_by_version` reads, for (caller, [trips]) requests in the order
+    served, each answered by the stand-in model: one row per trip."""
+    rows = [(caller, f'{caller}-{r}', i, trip, start_micros + 200_000 * r)
+            for r, (caller, batch) in enumerate(requests) for i, trip in enumerate(batch)]
+    columns = {name: _list([row[3][name] for row in rows], pa.float32() if name in FLOATS else pa.int64())
+               for name in NUMERIC}
+    columns.update({name: _list([None if row[3][name] is None else row[3][name].encode() for row in rows],
+                                pa.binary()) for name in CATEGORICAL})
+    columns['probabilities'] = _list([tip_probability(row[3]) for row in rows], pa.float32())
+    columns['is_outlier'] = _list([int(is_outlier(row[3])) for row in rows], pa.int64())
+    columns[request_logs.REQUEST_ID] = _list([row[1].encode() for row in rows], pa.binary())
+    columns[request_logs.EXAMPLE_INDEX] = _list([row[2] for row in rows], pa.int64())
+    columns[request_logs.TIMESTAMP] = _list([row[4] for row in rows], pa.int64())
+    if with_caller:
+        columns[request_logs.CALLER] = _list([row[0].encode() for row in rows], pa.binary())
+    return pa.table(columns)
