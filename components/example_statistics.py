@@ -9,6 +9,15 @@ TFXIO's does), with the same options, and `WriteStatisticsToBinaryFile` writes
 the same `FeatureStats.pb` per split; the artifact gets the same split names,
 span and properties. A test compares the statistics with TFX's executor's.
 
+With a sample rate (`stats_options.sample_rate`, `sample_rate_by_split`) the
+statistics are of a Bernoulli sample of the split's examples: each kept with
+that probability, on its own, before decoding, and TFDV is given the sample
+with no rate of its own. TFDV samples whole record batches
+(`random.random() <= sample_rate` per batch), so fed this executor's batches
+of 1,000 rows a split of a few thousand rows was sampled in thousands, often
+to nothing; TFX's executor feeds batches Beam grows from 1 row to 1,000, less
+often empty but no closer an estimate (issue 27, docs/decisions.md).
+
 Anything it does not mirror goes to TFX's executor unchanged: Beam on a remote
 runner (Dataflow scales TFDV out), sharded output, reading filtered paths,
 custom split patterns, or input that is not gzipped tf.Example records.
@@ -86,11 +95,14 @@ class Executor(statistics_executor.Executor):
                 split_options = tfdv.StatsOptions.from_json(options.to_json())
                 if rates.get(split) is not None:
                     split_options.sample_rate = rates[split]
+                # The sample is drawn here, per example, and TFDV samples nothing more (see the docstring).
+                rate, split_options.sample_rate = split_options.sample_rate, None
                 output = os.path.join(artifact_utils.get_split_uri([statistics], split),
                                       statistics_executor.DEFAULT_FILE_NAME)
                 _ = (pipeline
                      | f'ReadAndDecode[{split}]' >> record_files.RecordBatches(
-                         [io_utils.all_files_pattern(artifact_utils.get_split_uri([examples], split))], None, BATCH)
+                         [io_utils.all_files_pattern(artifact_utils.get_split_uri([examples], split))], None, BATCH,
+                         sample_rate=rate if rate is not None and rate < 1 else None)
                      | f'GenerateStatistics[{split}]' >> tfdv.GenerateStatistics(split_options)
                      | f'WriteStatsOutput[{split}]' >> tfdv.WriteStatisticsToBinaryFile(output))
                 logging.info('Statistics for split %s written to %s.', split, output)

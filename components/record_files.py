@@ -4,6 +4,7 @@ for the Evaluator's sample, the run's row accounting, and Beam run in process.""
 from typing import Iterator, List, Optional, Sequence
 
 import apache_beam as beam
+import numpy as np
 import pyarrow as pa
 import tensorflow as tf
 from tensorflow_metadata.proto.v0 import schema_pb2
@@ -43,18 +44,36 @@ def records(patterns: Sequence[str]) -> tf.data.Dataset:
     return tf.data.TFRecordDataset(files, compression_type='GZIP')
 
 
-def _decoded(patterns: Sequence[str], schema: Optional[bytes], batch_size: int) -> Iterator[pa.RecordBatch]:
+def _decoded(patterns: Sequence[str], schema: Optional[bytes], batch_size: int,
+             sample_rate: Optional[float] = None) -> Iterator[pa.RecordBatch]:
     decoder = example_coder.ExamplesToRecordBatchDecoder(schema)
-    for batch in records(patterns).batch(batch_size).prefetch(1):
-        yield decoder.DecodeBatch(batch.numpy())
+    if sample_rate is None:
+        for batch in records(patterns).batch(batch_size).prefetch(1):
+            yield decoder.DecodeBatch(batch.numpy())
+        return
+    # Each record kept with probability sample_rate, on its own, before decoding; the kept
+    # records are decoded in batches of batch_size.
+    draws = np.random.default_rng()
+    kept: List[bytes] = []
+    for batch in records(patterns).batch(_BATCH).prefetch(1):
+        serialized = batch.numpy()
+        kept.extend(serialized[draws.random(len(serialized)) < sample_rate])
+        while len(kept) >= batch_size:
+            yield decoder.DecodeBatch(kept[:batch_size])
+            del kept[:batch_size]
+    if kept:
+        yield decoder.DecodeBatch(kept)
 
 
 @beam.ptransform_fn
 def RecordBatches(pipeline: beam.Pipeline, patterns: Sequence[str],  # noqa: N802
-                  schema: Optional[schema_pb2.Schema], batch_size: int) -> beam.PCollection:
+                  schema: Optional[schema_pb2.Schema], batch_size: int,
+                  sample_rate: Optional[float] = None) -> beam.PCollection:
     """The tf.Examples in the files `patterns` match, decoded by `schema` (without one, with types
     inferred from the data) into Arrow record batches of `batch_size` rows, as TFXIO's `BeamSource`
-    gives them (the same decoder).
+    gives them (the same decoder). With `sample_rate`, a sample of them: each record kept with that
+    probability, independently (a Bernoulli sample, fresh random numbers every run), in batches
+    of `batch_size` kept rows.
 
     For Beam in process only: one DoFn reads every file through tf.data. TFXIO's
     source reads with Beam's Python TFRecord reader (Python CRC and gunzip) and
@@ -65,4 +84,4 @@ def RecordBatches(pipeline: beam.Pipeline, patterns: Sequence[str],  # noqa: N80
     serialized = None if schema is None else schema.SerializeToString()
     return (pipeline
             | 'Patterns' >> beam.Create([list(patterns)])
-            | 'ReadAndDecode' >> beam.FlatMap(_decoded, serialized, batch_size))
+            | 'ReadAndDecode' >> beam.FlatMap(_decoded, serialized, batch_size, sample_rate))

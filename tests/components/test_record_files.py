@@ -73,3 +73,30 @@ def test_record_batches_decode_as_tfxio_does(tmp_path):
         tfxio = pipeline | 'TFXIO' >> tf_example_record.TFExampleRecord(patterns, schema=schema).BeamSource()
         assert_that(tfxio, same_as(expected, 1000), label='TFXIOCheck')
 
+
+
+def test_a_sampled_read_keeps_each_record_on_its_own(tmp_path):
+    """With a sample rate, a Bernoulli sample of the records (issue 27): distinct records in file
+    order, about rate x records of them from the whole of every file, in full batches but the last,
+    and another sample every read. (The decoding itself is the unsampled read's, tested above.)"""
+    import pyarrow as pa
+
+    from components import record_files
+
+    def example(i):
+        features = {'n': tf.train.Feature(int64_list=tf.train.Int64List(value=[i]))}
+        return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
+
+    _write(tmp_path / 'a.gz', [example(i) for i in range(9000)])
+    _write(tmp_path / 'b.gz', [example(i) for i in range(9000, 10000)])
+    samples = []
+    for _ in range(2):
+        batches = list(record_files._decoded([str(tmp_path / '*.gz')], None, 300, sample_rate=0.1))
+        assert [b.num_rows for b in batches[:-1]] == [300] * (len(batches) - 1) and batches[-1].num_rows <= 300
+        kept = [n for (n,) in pa.Table.from_batches(batches).column('n').to_pylist()]
+        assert kept == sorted(set(kept)) and set(kept) <= set(range(10000))
+        # Binomial(10,000, 0.1): 1,000 +- 30 (6 sigma); whole batches of 1,000 would give a multiple of 1,000.
+        assert abs(len(kept) - 1000) <= 6 * 30, len(kept)
+        assert kept[0] < 1000 and kept[-1] >= 9000  # from the start of the first file to the second
+        samples.append(kept)
+    assert samples[0] != samples[1]
