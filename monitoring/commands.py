@@ -1,10 +1,11 @@
 """`monitor`: one monitoring pass over a window of request logs; `feedback`: ground truth in.
 
-`monitor` prints a line per version and one JSON line per alert, writes the HTML
-report, exposes the distances as Prometheus gauges (a textfile for
-node-exporter's collector, or a Pushgateway, as batch jobs do), posts the
-alerts to a webhook, and exits with ALERT_EXIT when anything alerted, so a
-CronJob or CI step fails visibly.
+`monitor` prints a line per version (with the accuracy and AUC estimated before
+labels, and a second line of what the labels said once they came) and one JSON
+line per alert, writes the HTML report, exposes the distances and estimates as
+Prometheus gauges (a textfile for node-exporter's collector, or a Pushgateway,
+as batch jobs do), posts the alerts to a webhook, and exits with ALERT_EXIT
+when anything alerted, so a CronJob or CI step fails visibly.
 """
 
 import argparse
@@ -25,7 +26,8 @@ def register(commands: argparse._SubParsersAction, workspace: Workspace) -> None
     default_log_dir, default_feedback_dir = workspace.request_log_dir, workspace.feedback_dir
     default_metadata_path = workspace.metadata_path
     monitor = commands.add_parser(
-        'monitor', help='skew, drift, prediction drift and outlier rate of served traffic, per model version')
+        'monitor', help='skew, drift, prediction drift, outlier rate, estimated and live performance of served '
+        'traffic, per model version')
     monitor.add_argument('--request-log-dir', default=default_log_dir,
                          help='the server\'s --request-log-dir, local or gs:// (default: %(default)s)')
     monitor.add_argument('--model-base-path', default=default_model_base_path,
@@ -47,7 +49,12 @@ def register(commands: argparse._SubParsersAction, workspace: Workspace) -> None
     monitor.add_argument('--min-accuracy', type=float, default=0.6,
                          help='alert when live accuracy is below (default: %(default)s)')
     monitor.add_argument('--min-labelled', type=int, default=100,
-                         help='judge live metrics from this many labelled examples on (default: %(default)s)')
+                         help='judge live metrics from this many labelled examples on, and the estimate before '
+                         'labels from this many served ones (default: %(default)s)')
+    monitor.add_argument('--attribution-sample', type=attribution_sample, default=0, metavar='N',
+                         help='explain N served rows per version for attribution drift (500 is the reference\'s '
+                         f'size; at least {ATTRIBUTION_MIN_SAMPLE}); loads each version\'s SavedModel, about 2 s '
+                         'a version (default: 0, off)')
     monitor.add_argument('--report-dir', default=workspace.report_dir,
                          help='where the HTML report goes (default: %(default)s)')
     record = monitor.add_mutually_exclusive_group()
@@ -79,6 +86,22 @@ def register(commands: argparse._SubParsersAction, workspace: Workspace) -> None
     span.add_argument('--data-root', default=os.path.join(os.path.dirname(default_log_dir), 'data'),
                       help='the pipeline\'s span-N/ directories (default: %(default)s)')
     span.set_defaults(handler=feedback_span_command)
+
+
+# The fewest explained rows attribution drift judges (monitoring/attribution_drift.py, MIN_SAMPLE): a smaller
+# sample would never be judged, so it is refused here rather than silently ignored.
+ATTRIBUTION_MIN_SAMPLE = 200
+
+
+def attribution_sample(text: str) -> int:
+    try:
+        rows = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'a number of rows, not {text!r}') from None
+    if rows != 0 and rows < ATTRIBUTION_MIN_SAMPLE:
+        raise argparse.ArgumentTypeError(f'0 (off) or at least {ATTRIBUTION_MIN_SAMPLE} rows, not {rows}: '
+                                         'fewer are never judged')
+    return rows
 
 
 def parse_window(text: str) -> int:
@@ -198,6 +221,25 @@ def gauges(reports, settings=None, caller_findings=()):
                                   ['model_version'], registry=registry)
     live_minimum = prom.Gauge('taxi_monitor_live_metric_minimum', 'Minimum of a live metric, for the metrics the '
                               'pass judged (enough labelled examples)', ['model_version', 'metric'], registry=registry)
+    # Before labels (monitoring/before_labels.py): the estimate of each metric with its 95% interval, the minimum
+    # for the metrics the pass judged (enough served examples), the label rate of the feedback against training,
+    # and whether the labels moved with the inputs where they were (concept drift).
+    estimated = prom.Gauge('taxi_monitor_estimated_metric', 'Metric estimated from the calibrated probabilities '
+                           'of the served examples, before labels (CBPE)', ['model_version', 'metric'],
+                           registry=registry)
+    estimated_lower = prom.Gauge('taxi_monitor_estimated_metric_lower', 'Lower end of the estimate\'s 95% interval',
+                                 ['model_version', 'metric'], registry=registry)
+    estimated_upper = prom.Gauge('taxi_monitor_estimated_metric_upper', 'Upper end of the estimate\'s 95% interval',
+                                 ['model_version', 'metric'], registry=registry)
+    estimated_minimum = prom.Gauge('taxi_monitor_estimated_metric_minimum', 'Minimum of an estimated metric, for '
+                                   'the metrics the pass judged (enough served examples)', ['model_version', 'metric'],
+                                   registry=registry)
+    label_rate = prom.Gauge('taxi_monitor_label_rate', 'Share of positive labels: in the window\'s feedback, and in '
+                            'the training (eval) data the version carries', ['model_version', 'source'],
+                            registry=registry)
+    concept_drift = prom.Gauge('taxi_monitor_concept_drift', '1 when performance on labelled examples fell below '
+                               'the estimate while the inputs did not drift (concept drift), else 0',
+                               ['model_version'], registry=registry)
     # A CronJob that stops leaves its last gauges in the Pushgateway: this says how old they are.
     last_pass = prom.Gauge('taxi_monitor_last_pass_timestamp_seconds', 'When the pass that set these gauges ran',
                            registry=registry)
@@ -224,6 +266,26 @@ def gauges(reports, settings=None, caller_findings=()):
             for metric, value in values.items():
                 if value is not None:
                     live.labels(version, metric).set(value)
+        findings = report.estimation
+        estimate = findings.estimate if findings is not None else None
+        if estimate is not None:
+            # What monitor.py judges (before_labels.Findings.alerts): the estimate from min_labelled examples on.
+            judged = settings is not None and estimate.examples >= settings.min_labelled
+            minimum = {'accuracy': settings.min_accuracy, 'auc': settings.min_auc} if settings is not None else {}
+            for metric in estimate.metrics:
+                if metric.value is None:
+                    continue
+                estimated.labels(version, metric.metric).set(metric.value)
+                if metric.interval is not None:
+                    estimated_lower.labels(version, metric.metric).set(metric.interval[0])
+                    estimated_upper.labels(version, metric.metric).set(metric.interval[1])
+                if judged:
+                    estimated_minimum.labels(version, metric.metric).set(minimum[metric.metric])
+        if findings is not None and findings.label_drift is not None:
+            label_rate.labels(version, 'feedback').set(findings.label_drift.rate)
+            label_rate.labels(version, 'training').set(findings.label_drift.reference_rate)
+        if findings is not None and findings.concept_drift is not None:
+            concept_drift.labels(version).set(int(findings.concept_drift.signal))
         found = [('skew', f) for f in report.skew] + [('drift', f) for f in report.drift]
         if report.prediction_drift is not None:
             found.append(('prediction_drift', report.prediction_drift))
@@ -243,28 +305,102 @@ def _live_text(report) -> str:
             f'[{live.accuracy_ci[0]:.3f}, {live.accuracy_ci[1]:.3f}], calibration error {live.calibration_error:.3f}')
 
 
-def monitor_command(args) -> int:
-    from foundation import metadata_store
-    from monitoring import callers, metadata_record, monitor, report
+def settings_from(args, end: datetime.datetime, window: int):
+    """The pass's monitor.Settings from the command's arguments, for the window of `window` seconds to `end`."""
+    from monitoring import monitor
     from taxi_model import contract
-    window = parse_window(args.window)
-    end = aligned_end(parse_end(None), window) if args.align else parse_end(args.end)
-    settings = monitor.Settings(
-        log_dir=args.request_log_dir,
-        model_base_path=args.model_base_path if '://' in args.model_base_path else os.path.abspath(args.model_base_path),
+    base = args.model_base_path
+    return monitor.Settings(
+        log_dir=args.request_log_dir, model_base_path=base if '://' in base else os.path.abspath(base),
         end_micros=int(end.timestamp() * 1e6), window_micros=window * 1_000_000,
         prediction_key=contract.PROBABILITIES, outlier_key=contract.IS_OUTLIER,
         max_outlier_rate=args.max_outlier_rate, feedback_dir=args.feedback_dir,
         labeler=contract.labels_from_feedback, label_features=contract.FEEDBACK_FEATURES,
-        min_auc=args.min_auc, min_accuracy=args.min_accuracy, min_labelled=args.min_labelled)
+        min_auc=args.min_auc, min_accuracy=args.min_accuracy, min_labelled=args.min_labelled,
+        attribution_sample=args.attribution_sample)
+
+
+def _interval_text(metric) -> str:
+    """'0.912 [0.894, 0.930]' of a performance_estimation.MetricEstimate ('n/a' without a value)."""
+    if metric.value is None:
+        return 'n/a'
+    interval = f' [{metric.interval[0]:.3f}, {metric.interval[1]:.3f}]' if metric.interval else ''
+    return f'{metric.value:.3f}{interval}'
+
+
+def _estimate_text(report) -> str:
+    """What the version's calibration says of its window before labels, with a separator ('' for a version
+    that served nothing in the window)."""
+    if not report.examples:
+        return ''
+    estimation = report.estimation
+    if estimation is None:
+        return 'no estimate (the version carries no calibration), '
+    estimate = estimation.estimate
+    if estimate is None:
+        return 'no estimate (no answer with a probability), '
+    return (f'estimated accuracy {_interval_text(estimate.accuracy)}, AUC {_interval_text(estimate.auc)}, ')
+
+
+_METRIC_NAMES = {'accuracy': 'accuracy', 'auc': 'AUC'}
+
+
+def _dropped_text(estimation, concept) -> str:
+    """The metrics concept drift names: realised below the estimate's interval, or below the reference."""
+    texts = [f'realised {_METRIC_NAMES[c.metric]} {c.realised:.3f} below [{c.interval[0]:.3f}, {c.interval[1]:.3f}]'
+             for c in estimation.comparisons if c.metric in concept.below_estimate]
+    texts += [f'realised {_METRIC_NAMES[metric]} below the reference' for metric in concept.below_reference
+              if metric not in concept.below_estimate]
+    return ', '.join(texts)
+
+
+def _labelled_text(report) -> str:
+    """Once labels came: label drift, concept drift; attribution drift when measured ('' when neither)."""
+    estimation = report.estimation
+    if estimation is None:
+        return ''
+    parts = []
+    if estimation.labelled is not None:
+        drift = estimation.label_drift
+        if drift is None:
+            parts.append(f'{estimation.labelled.examples} labelled: too few to judge label or concept drift')
+        else:
+            parts.append(f'{"label drift" if drift.drifted else "no label drift"}: label rate {drift.rate:.3f} '
+                         f'vs {drift.reference_rate:.3f} in training (p={drift.p_value:.2g})')
+        concept = estimation.concept_drift
+        if concept is not None:
+            if concept.signal:
+                parts.append(f'concept drift: {_dropped_text(estimation, concept)}')
+            elif concept.dropped:
+                parts.append(f'{_dropped_text(estimation, concept)} with the inputs drifted (not called concept '
+                             'drift)')
+            else:
+                parts.append('no concept drift')
+    attribution = estimation.attribution_drift
+    if attribution is not None:
+        drifted = attribution.drifted
+        parts.append(f'attribution drift in {", ".join(f.feature for f in drifted)}' if drifted else
+                     f'no attribution drift ({attribution.examples} rows explained)')
+    return '; '.join(parts)
+
+
+def monitor_command(args) -> int:
+    from foundation import metadata_store
+    from monitoring import callers, metadata_record, monitor, report
+    window = parse_window(args.window)
+    end = aligned_end(parse_end(None), window) if args.align else parse_end(args.end)
+    settings = settings_from(args, end, window)
     found = monitor.monitor(settings)
     start = end - datetime.timedelta(seconds=window)
     window_text = f'{start:%Y-%m-%d %H:%M:%S} to {end:%Y-%m-%d %H:%M:%S} UTC'
     print(f'Monitoring {window_text}: {len(found.reports)} version(s) served')
     for r in found.reports:
         rate = f'{r.outlier_rate:.2%}' if r.outlier_rate is not None else 'n/a'
-        print(f'  version {r.version}: {r.examples} examples, outlier rate {rate}, {_live_text(r)}, '
-              f'{len(r.alerts)} alert(s){r.not_checked_text}')
+        print(f'  version {r.version}: {r.examples} examples, outlier rate {rate}, {_estimate_text(r)}'
+              f'{_live_text(r)}, {len(r.alerts)} alert(s){r.not_checked_text}')
+        labelled = _labelled_text(r)
+        if labelled:
+            print(f'    {labelled}')
     for u in found.unmonitored:
         print(f'  version {u.version}: {u.examples} examples NOT monitored (it carries no schema)')
     check = found.feedback

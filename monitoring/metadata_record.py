@@ -5,7 +5,8 @@ ML Metadata is the system's one record: each pass is an execution of type
 path; for every version it judged it consumes that version's PushedModel
 artifact (the Pusher's output, found by its push destination, else by its
 version) and produces a `ServingMonitoringResult` artifact holding what was
-measured (examples, outlier rate, live metrics, distances and alerts). The
+measured (examples, outlier rate, live metrics, distances, alerts, and the
+estimate before labels with label, concept and attribution drift). The
 lineage of a pushed model so leads to every judgement of its traffic, and a
 version's history across windows is one filtered query. Everything a pass
 writes goes in one `put_execution` transaction: a killed pass leaves nothing
@@ -31,7 +32,8 @@ _RESULT_PROPERTIES = {
     # How the PushedModel it consumed was found: 'destination', 'version' (the push destination
     # differs, e.g. models copied elsewhere), or 'none'.
     'pushed_model_link': STRING,
-    # JSON: {"skew": {feature: [value, threshold]}, "drift": {...}, "prediction_drift": [...], "alerts": [...]}
+    # JSON: {"skew": {feature: [value, threshold]}, "drift": {...}, "prediction_drift": [...], "alerts": [...],
+    # "estimation": before_labels.Findings.record() (the estimate before labels; None without a calibration)}
     'findings': STRING,
 }
 _EXECUTION_PROPERTIES = {'window_start_micros': INT, 'window_end_micros': INT, 'alerts': INT,
@@ -82,7 +84,9 @@ def _findings(report) -> str:
     return json.dumps({'skew': measured(report.skew), 'drift': measured(report.drift),
                        'skew_tests': tests(report.skew), 'drift_tests': tests(report.drift),
                        'prediction_drift': [round(prediction.value, 6), prediction.threshold] if prediction else None,
-                       'alerts': report.alerts}, sort_keys=True)
+                       'alerts': report.alerts,
+                       'estimation': report.estimation.record() if report.estimation is not None else None},
+                      sort_keys=True)
 
 
 def record(store, found, settings, report_uri: str) -> int:

@@ -196,6 +196,67 @@ def paired_bar_chart(values: Mapping[str, Tuple[Optional[float], Optional[float]
     return grouped_bar_chart({key: dict(zip(names, pair)) for key, pair in values.items()}, list(names), **options)
 
 
+# Colours of interval_chart's kinds of row.
+INTERVAL_KINDS = {'estimated': _BAR, 'realised': '#e08a2c', 'reference': '#777'}
+
+
+def interval_chart(rows: Mapping[str, Tuple[Optional[float], Optional[Tuple[float, float]], str]],
+                   x_range: Tuple[float, float], marks: Optional[Mapping[str, float]] = None, width: int = 560,
+                   row_height: int = 22) -> str:
+    """One row per key, in the given order: (value, 95% interval or None, kind) drawn as a dot on a
+    horizontal whisker, coloured by kind (INTERVAL_KINDS, named in a legend), on one scale over `x_range`;
+    a missing value reads 'n/a'. `marks`: dashed vertical lines at named values (a minimum)."""
+    marks = dict(marks or {})
+    label_width = min(240, 12 + 7 * max((len(k) for k in rows), default=4))
+    value_width, top = 160, 6 + 14 * len(marks)
+    (x0, x1) = x_range
+    span = (x1 - x0) or 1.0
+    plot = width - label_width - value_width
+
+    def at(value):
+        return label_width + plot * (min(max(value, x0), x1) - x0) / span
+    parts = []
+    bottom = top + len(rows) * row_height
+    for k, (name, value) in enumerate(marks.items()):
+        colour, x = _MARKS[k % len(_MARKS)], at(value)
+        parts.append(f'<line x1="{x:.1f}" y1="{top - 3}" x2="{x:.1f}" y2="{bottom}" stroke="{colour}" '
+                     f'stroke-dasharray="4 3"><title>{html.escape(name)}: {value:.4g}</title></line>'
+                     f'<text x="{x:.1f}" y="{11 + 14 * k}" text-anchor="middle" fill="{colour}">'
+                     f'{html.escape(name)} {value:.3g}</text>')
+    kinds = []
+    for i, (key, (value, interval, kind)) in enumerate(rows.items()):
+        y = top + i * row_height + row_height / 2
+        colour = INTERVAL_KINDS.get(kind, '#999')
+        if kind not in kinds:
+            kinds.append(kind)
+        parts.append(f'<text x="{label_width - 6}" y="{y + 4:.1f}" text-anchor="end">{html.escape(key)}</text>')
+        if finite(value) is None:
+            parts.append(f'<text x="{label_width + 4}" y="{y + 4:.1f}" fill="#999">n/a</text>')
+            continue
+        text = f'{value:.3f}'
+        if interval is not None:
+            low, high = at(interval[0]), at(interval[1])
+            parts.append(f'<line x1="{low:.1f}" y1="{y:.1f}" x2="{high:.1f}" y2="{y:.1f}" stroke="{colour}" '
+                         f'stroke-width="2"/>' + ''.join(
+                             f'<line x1="{x:.1f}" y1="{y - 5:.1f}" x2="{x:.1f}" y2="{y + 5:.1f}" stroke="{colour}" '
+                             'stroke-width="2"/>' for x in (low, high)))
+            text += f' [{interval[0]:.3f}, {interval[1]:.3f}]'
+        parts.append(f'<circle cx="{at(value):.1f}" cy="{y:.1f}" r="4.5" fill="{colour}"><title>{html.escape(key)}: '
+                     f'{html.escape(text)}</title></circle>'
+                     f'<text x="{label_width + plot + 8}" y="{y + 4:.1f}">{html.escape(text)}</text>')
+    parts.append(f'<line x1="{label_width}" y1="{bottom}" x2="{label_width + plot}" y2="{bottom}" stroke="#bbb"/>')
+    for x in (x0, (x0 + x1) / 2, x1):
+        anchor = 'start' if x == x0 else 'end' if x == x1 else 'middle'
+        parts.append(f'<text x="{at(x):.1f}" y="{bottom + 14}" text-anchor="{anchor}" fill="#555">{x:.3g}</text>')
+    legend_x = label_width
+    for kind in kinds:
+        parts.append(f'<text x="{legend_x}" y="{bottom + 32}" fill="{INTERVAL_KINDS.get(kind, "#999")}">■ '
+                     f'{html.escape(kind)}</text>')
+        legend_x += 24 + 7 * len(kind)
+    return (f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{bottom + 40}" '
+            f'font-family="system-ui, sans-serif" font-size="12" role="img">{"".join(parts)}</svg>')
+
+
 def signed_bar_chart(values: Mapping[str, Optional[float]], unit: str = '', width: int = 640,
                      bar_height: int = 18) -> str:
     """Horizontal bars either side of a zero line, scaled to the largest magnitude: changes, where a bar

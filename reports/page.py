@@ -110,7 +110,8 @@ def environment() -> jinja2.Environment:
                        count=formatting.count_text, percent=_percent)
     env.globals.update(threshold_ratios=threshold_ratios, distance_rows=distance_rows, zip=zip)
     env.globals.update({name: _drawing(getattr(charts, name)) for name in (
-        'bar_chart', 'grouped_bar_chart', 'paired_bar_chart', 'signed_bar_chart', 'line_chart', 'timeline', 'dag')})
+        'bar_chart', 'grouped_bar_chart', 'paired_bar_chart', 'signed_bar_chart', 'line_chart', 'timeline', 'dag',
+        'interval_chart')})
     return env
 
 

@@ -65,6 +65,13 @@ def test_every_alert_has_a_case_that_fires_and_one_that_does_not():
     # The monitor alerts above the threshold, not at it.
     ('taxi_monitor_distance > taxi_monitor_threshold', 'taxi_monitor_distance >= taxi_monitor_threshold',
      'TaxiMonitorDistanceAboveThreshold'),
+    # The monitor compares the estimate with the minimum, not an end of its interval (below_minimum).
+    ('taxi_monitor_estimated_metric < taxi_monitor_estimated_metric_minimum',
+     'taxi_monitor_estimated_metric_upper < taxi_monitor_estimated_metric_minimum',
+     'TaxiMonitorEstimatedPerformanceLow'),
+    ('taxi_monitor_estimated_metric < taxi_monitor_estimated_metric_minimum',
+     'taxi_monitor_estimated_metric_lower < taxi_monitor_estimated_metric_minimum',
+     'TaxiMonitorEstimatedPerformanceLow'),
 ])
 def test_a_plausible_wrong_rule_fails_the_cases(promtool, tmp_path, right, wrong, alert):
     """The cases bite: each edit makes a rule wrong in a way that looks right, and promtool says which."""
@@ -91,6 +98,7 @@ NAMES = {
     'TaxiServingCallerRateLimited': ['instance', 'caller'],
     'TaxiMonitorDistanceAboveThreshold': ['model_version', 'feature', 'kind'],
     'TaxiMonitorLiveMetricBelowMinimum': ['model_version', 'metric'],
+    'TaxiMonitorEstimatedPerformanceLow': ['model_version', 'metric'],
     'TaxiMonitorOutlierRateHigh': ['model_version'],
     'TaxiMonitorPassAlerted': ['model_version'],
     'TaxiMonitorAbusiveCaller': ['caller', 'reason'],
@@ -198,6 +206,68 @@ def test_a_live_metric_is_below_its_exported_minimum_exactly_when_the_pass_alert
              and series['taxi_monitor_live_metric', (('metric', metric), ('model_version', '7'))]
              < series['taxi_monitor_live_metric_minimum', (('metric', metric), ('model_version', '7'))]}
     assert below == alerted
+
+
+def _estimate(examples, accuracy, auc):
+    """An estimate (performance_estimation.Estimate) with intervals of +-0.05 around each value given."""
+    from monitoring import performance_estimation as estimation
+
+    def metric(name, value):
+        return estimation.MetricEstimate(name, value, None if value is None else (value - 0.05, value + 0.05),
+                                         0.01, 0.9)
+    return estimation.Estimate(examples, 0.3, metric('accuracy', accuracy), metric('auc', auc))
+
+
+@pytest.mark.parametrize('estimate', [
+    _estimate(750, 0.55, 0.62),  # judged, both low
+    _estimate(750, 0.58, None),  # accuracy low; AUC undefined (one class expected): no value, nothing judged
+    _estimate(60, 0.3, 0.3),  # too few served examples to judge
+    _estimate(750, 0.62, 0.75),  # judged, both fine though their intervals reach below the minimums
+])
+def test_an_estimate_is_below_its_exported_minimum_exactly_when_the_pass_alerts(estimate):
+    from monitoring import before_labels, commands, monitor
+    settings = monitor.Settings('logs', 'models', 0, 3600, 'probabilities', 'is_outlier')
+    report = _report(7)
+    report.estimation = before_labels.Findings(estimate)
+    report.alerts = monitor._alerts(report, settings)
+    series = _series(commands.gauges([report], settings))
+
+    def value(name, metric):
+        return series.get((name, (('metric', metric), ('model_version', '7'))))
+    alerted = {a['metric'] for a in report.alerts if a['alert'] == 'estimated_performance'}
+    below = {metric for metric in ('accuracy', 'auc') if value('taxi_monitor_estimated_metric_minimum', metric)
+             is not None and value('taxi_monitor_estimated_metric', metric)
+             < value('taxi_monitor_estimated_metric_minimum', metric)}
+    assert below == alerted
+    for m in estimate.metrics:
+        if m.value is None:
+            assert value('taxi_monitor_estimated_metric', m.metric) is None
+            continue
+        assert value('taxi_monitor_estimated_metric', m.metric) == m.value
+        assert (value('taxi_monitor_estimated_metric_lower', m.metric),
+                value('taxi_monitor_estimated_metric_upper', m.metric)) == m.interval
+
+
+def test_label_rates_and_concept_drift_are_exported_when_labels_judged_them():
+    from monitoring import before_labels, commands, label_drift, performance_estimation as estimation
+    estimate = _estimate(750, 0.89, 0.95)
+    labels = [1] * 40 + [0] * 160
+    comparisons = [estimation.Comparison('accuracy', 0.89, (0.87, 0.91), 0.74),
+                   estimation.Comparison('auc', 0.95, (0.93, 0.97), 0.94)]
+    moved = label_drift.label_drift(labels, 0.4, 5000)
+    concept = label_drift.concept_drift(comparisons, _estimate(200, 0.89, 0.95), inputs_drifted=False)
+    labelled, unlabelled = _report(7), _report(8)
+    labelled.estimation = before_labels.Findings(estimate, _estimate(200, 0.89, 0.95), comparisons, moved, concept)
+    unlabelled.estimation = before_labels.Findings(estimate)
+    series = _series(commands.gauges([labelled, unlabelled]))
+    assert series['taxi_monitor_label_rate', (('model_version', '7'), ('source', 'feedback'))] == 0.2
+    assert series['taxi_monitor_label_rate', (('model_version', '7'), ('source', 'training'))] == 0.4
+    assert concept.signal and series['taxi_monitor_concept_drift', (('model_version', '7'),)] == 1
+    # Without labels nothing was judged: no series, rather than a 0 that says "judged, fine".
+    assert not [key for key in series if key[0] in ('taxi_monitor_label_rate', 'taxi_monitor_concept_drift')
+                and ('model_version', '8') in key[1]]
+    # Without settings there are no limits to export.
+    assert not [key for key in series if key[0] == 'taxi_monitor_estimated_metric_minimum']
 
 
 def test_the_outlier_limit_and_the_time_of_the_pass_are_exported():

@@ -9,6 +9,7 @@ import datetime
 import json
 import os
 import random
+import re
 import shutil
 
 import numpy as np
@@ -308,6 +309,36 @@ def test_the_command_shows_live_metrics_in_the_report_and_the_gauges(served, tra
     assert f'taxi_monitor_live_metric{{metric="accuracy",model_version="{model_base[1]}"}}' in gauges
     assert f'taxi_monitor_labelled_examples{{model_version="{model_base[1]}"}}' in gauges
 
+    # The estimate before labels, from the calibration the version carries: on its summary line, as gauges, in
+    # the report; the labels (all wrong) beside it: the label rate moved and the realised accuracy fell below
+    # what the estimate allows for the same examples, the inputs undrifted: label drift and concept drift.
+    lines = out.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith(f'  version {model_base[1]}: 750 examples'))
+    shown = re.search(r', estimated accuracy (0\.\d{3}) \[(0\.\d{3}), (0\.\d{3})\], AUC (0\.\d{3}) \[', lines[at])
+    assert shown, lines[at]
+    assert lines[at].index('estimated accuracy') < lines[at].index('live on ')
+
+    def gauge(name, **labels):
+        text = ','.join(f'{k}="{v}"' for k, v in sorted({**labels, 'model_version': model_base[1]}.items()))
+        return float(re.search(rf'^{name}{{{re.escape(text)}}} (\S+)$', gauges, re.M).group(1))
+    accuracy = [gauge(f'taxi_monitor_estimated_metric{end}', metric='accuracy') for end in ('', '_lower', '_upper')]
+    assert [f'{v:.3f}' for v in accuracy] == list(shown.groups()[:3])
+    assert accuracy[1] < accuracy[0] < accuracy[2] and accuracy[0] > 0.7  # clean traffic: the model is good on it
+    assert f'{gauge("taxi_monitor_estimated_metric", metric="auc"):.3f}' == shown.group(4)
+    assert gauge('taxi_monitor_estimated_metric_minimum', metric='accuracy') == 0.6  # judged: 750 served
+    assert gauge('taxi_monitor_label_rate', source='feedback') > 0.6 > gauge('taxi_monitor_label_rate',
+                                                                             source='training')
+    assert gauge('taxi_monitor_concept_drift') == 1
+    assert lines[at + 1].startswith('    label drift: label rate ')
+    assert '; concept drift: realised accuracy ' in lines[at + 1]
+    alerted = {json.loads(line).get('alert') for line in lines if line.startswith('{')}
+    assert {'label_drift', 'concept_drift'} <= alerted
+    before = page.split('Before labels')[1].split('<h3>Live metrics')[0]
+    estimated = f'{shown.group(1)} [{shown.group(2)}, {shown.group(3)}]'
+    realised = re.search(r'accuracy (0\.\d{3}) \[', lines[at].split('live on ')[1]).group(1)
+    assert estimated in before and f'>{realised}</text>' in before  # each drawn, in the accuracy chart
+    assert 'Label drift' in before and 'Concept drift:' in before
+
 
 # -- the record: every pass in ML Metadata, linked to the pushed model it judged ------------
 
@@ -348,8 +379,14 @@ def test_passes_are_recorded_in_ml_metadata_linked_to_the_pushed_model_with_hist
     results = [a for a in graph.artifacts if a.type_id == store.get_artifact_type(metadata_record.RESULT_TYPE).id]
     assert sorted(a.properties['window_end_micros'].int_value for a in results) == [END - HOUR, END]
 
+    # The estimate before labels is recorded with the findings, and drawn across the recorded windows.
+    for entry in history:
+        estimate = entry['findings']['estimation']['estimate']
+        assert estimate['examples'] == 750 and 0.5 < estimate['accuracy']['estimated'] <= 1
+        assert estimate['auc']['interval'][0] <= estimate['auc']['estimated'] <= estimate['auc']['interval'][1]
     page = open(history[1]['report']).read()
     assert 'History: 2 recorded windows' in page
+    assert 'Live and estimated metrics' in page and '■ estimated AUC' in page
 
 
 # -- what the review found: late feedback, classify rows, reused ids, old logs, aligned windows ----

@@ -1,5 +1,5 @@
 """reports.charts: a lineage-sized graph drawn readably, as SVG a page can hold inline; bars side by side
-and either side of zero."""
+and either side of zero; values on their intervals."""
 
 import random
 import re
@@ -108,3 +108,17 @@ def test_signed_bars_put_decreases_left_of_zero_in_red():
     assert float(recall_x) == pytest.approx(zero, abs=0.1)
     assert float(recall_width) == pytest.approx(2 * float(auc_width), abs=0.2) and auc_fill != recall_fill
     assert '+0.04' in svg and '-0.02' in svg
+
+
+def test_an_interval_chart_draws_each_value_on_its_whisker_and_says_what_is_missing():
+    drawn = charts.interval_chart({'estimated': (0.8, (0.75, 0.85), 'estimated'), 'realised': (0.7, None, 'realised'),
+                                   'undefined': (None, None, 'realised'), '<b>': (0.2, None, 'reference')},
+                                  (0.5, 1.0), marks={'minimum': 0.6})
+    root = ElementTree.fromstring(drawn)
+    dots = {c.find(f'{_SVG}title').text: float(c.get('cx')) for c in root.iter(f'{_SVG}circle')}
+    assert set(dots) == {'estimated: 0.800 [0.750, 0.850]', 'realised: 0.700', '<b>: 0.200'}
+    # On one scale: the realised value left of the estimate; a value off the scale sits at its end.
+    assert dots['<b>: 0.200'] < dots['realised: 0.700'] < dots['estimated: 0.800 [0.750, 0.850]']
+    assert '>n/a</text>' in drawn and '>minimum 0.6</text>' in drawn and '&lt;b&gt;' in drawn
+    whisker = [line for line in root.iter(f'{_SVG}line') if line.get('stroke-width') == '2']
+    assert len(whisker) == 3  # one interval: its line and two end caps
