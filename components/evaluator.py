@@ -23,9 +23,10 @@ Two things TFX's Evaluator leaves to the pipeline author:
 Two paths evaluate, and the evaluation records which (`evaluator_path`, and
 `evaluator_path_reason` when TFMA's ran):
 - in process (components/model_evaluation.py), wherever it mirrors TFMA: the
-  whole eval split scored by the models' own signatures in large batches, TFMA's
-  metrics computed vectorised and written as TFMA writes them, the blessing as
-  TFX's executor writes it; tests compare it with TFMA's executor;
+  whole eval split read once and scored by the models' own signatures in large
+  batches, the gated slices counted from the same pass, TFMA's metrics computed
+  vectorised and written as TFMA writes them, the blessing as TFX's executor
+  writes it; tests compare it with TFMA's executor;
 - TFMA's executor (TFX's Evaluator on Beam) for anything else: Beam on a remote
   runner, `evaluation_engine` 'tfma', or an EvalConfig or data the in-process
   path does not mirror (model_evaluation.unmirrored, NotMirrored). TFMA scores a
@@ -52,6 +53,7 @@ import os
 import time
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_model_analysis as tfma
 from google.protobuf import json_format
@@ -118,27 +120,72 @@ def gated(eval_config: tfma.EvalConfig, min_auc: float, min_accuracy: float, max
 def slice_counts(examples, columns: Sequence[str] = features_lib.GATED_SLICE_COLUMNS) -> List[SliceCount]:
     """Each value of `columns` in the eval split of `examples`, with its examples of each class: the label as
     Transform derives it (taxi_model.preprocessing.label), from the raw columns TFMA slices on."""
-    from taxi_model.preprocessing import label  # TensorFlow Transform: only where counting happens
     if not columns:
         return []
     label_columns = (features_lib.LABEL.tips_column, features_lib.LABEL.fare_column)
     spec = {name: tf.io.VarLenFeature(tf.float32) for name in label_columns}
     spec.update({column: tf.io.VarLenFeature(tf.as_dtype(features_lib.raw_columns()[column].tf_dtype))
                  for column in columns})
-    counts: Dict[tuple, List[int]] = {}
+    parts: Dict[str, List[Tuple[np.ndarray, np.ndarray]]] = {column: [] for column in columns}
+    labels = []
     files = tf.io.gfile.glob(os.path.join(examples.uri, f'Split-{EVAL_SPLIT}', '*'))
     for batch in tf.data.TFRecordDataset(files, compression_type='GZIP').batch(4096):
         parsed = tf.io.parse_example(batch, spec)
-        labels = label(parsed).numpy()
+        labels.append(_label(parsed))
         for column in columns:
             # Each row's first value (TFMA slices a missing value nowhere, so a row without one is skipped).
             sparse = parsed[column]
             first = sparse.indices[:, 1].numpy() == 0
-            for row, raw in zip(sparse.indices[:, 0].numpy()[first], sparse.values.numpy()[first]):
-                value = raw.decode() if isinstance(raw, bytes) else str(raw)
-                counts.setdefault((column, value), [0, 0])[0 if labels[row] else 1] += 1
+            parts[column].append((sparse.indices[:, 0].numpy()[first], sparse.values.numpy()[first]))
+    offsets = np.cumsum([0] + [len(b) for b in labels])
+    values = {}
+    for column in columns:
+        rows = np.concatenate([r + offsets[i] for i, (r, _) in enumerate(parts[column])] or [np.zeros(0, np.int64)])
+        values[column] = (rows, np.concatenate([v for _, v in parts[column]] or [np.zeros(0)]))
+    return count_slices(np.concatenate(labels) if labels else np.zeros(0, np.int64), values)
+
+
+def _label(inputs) -> np.ndarray:
+    from taxi_model.preprocessing import label  # TensorFlow Transform: only where counting happens
+    return label(inputs).numpy()
+
+
+def count_slices(labels: np.ndarray, columns: Dict[str, Tuple[np.ndarray, np.ndarray]]) -> List[SliceCount]:
+    """Each value of each column, with its examples of each class: `labels` (1 positive) per example, and per
+    column (the examples that have a value, their first values)."""
+    counts: Dict[tuple, List[int]] = {}
+    for column, (rows, raw) in columns.items():
+        if not len(rows):
+            continue
+        unique, inverse = model_evaluation.factorize(raw)
+        positive = labels[rows].astype(bool)
+        positives = np.bincount(inverse, weights=positive, minlength=len(unique))
+        examples = np.bincount(inverse, minlength=len(unique))
+        for value, p, n in zip(unique.tolist(), positives.tolist(), examples.tolist()):
+            text = value.decode() if isinstance(value, bytes) else str(raw.dtype.type(value))
+            found = counts.setdefault((column, text), [0, 0])
+            found[0] += int(p)
+            found[1] += int(n - p)
     return [SliceCount(column, value, positives, negatives) for (column, value), (positives, negatives)
             in counts.items()]
+
+
+def scored_slice_counts(columns: Dict[str, model_evaluation.Column],
+                        gated_columns: Sequence[str] = features_lib.GATED_SLICE_COLUMNS) -> List[SliceCount]:
+    """`slice_counts` from the raw columns the in-process path parsed while scoring (model_evaluation.score:
+    the gated columns and the label's raw columns), without reading the split again."""
+    if not gated_columns:
+        return []
+    dense = {}
+    for name, missing in ((features_lib.LABEL.tips_column, 0.0), (features_lib.LABEL.fare_column, float('nan'))):
+        present, values, multivalent = columns[name]
+        if multivalent or (present.any() and values.dtype != np.float32):
+            raise model_evaluation.NotMirrored(f'{name} has several values in an example, or is not a float')
+        dense[name] = tf.constant(np.where(present, values, np.float32(missing)).astype(np.float32)[:, None])
+    labels = _label(dense)
+    return count_slices(labels, {column: (np.flatnonzero(columns[column].present),
+                                          columns[column].values[columns[column].present])
+                                 for column in gated_columns})
 
 
 def read_gates(evaluation_uri: str, min_auc: float, min_accuracy: float, max_auc_drop: float,
@@ -319,18 +366,28 @@ class Executor(evaluator_executor.Executor):
         examples = input_dict[standard_component_specs.EXAMPLES_KEY][0]
         candidate = input_dict[standard_component_specs.MODEL_KEY][0]
         baselines = input_dict.get(standard_component_specs.BASELINE_MODEL_KEY) or []
-        slices = slice_gates.judge(slice_counts(examples), thresholds.min_class_examples)
-        eval_config = _with_defaults(gated(config, *overall_gates, slices=slices, slice_thresholds=thresholds),
-                                     bool(baselines))
+        has_baseline = bool(baselines)
+        # Scored once, with the gates as they stand before the gated slices are counted: the counts come from
+        # the same pass (the raw columns), and the per-slice thresholds they decide change no metric.
+        scoring_config = _with_defaults(gated(config, *overall_gates), has_baseline)
         paths = {spec.name: _serving_path(baselines[0] if spec.is_baseline else candidate)
-                 for spec in eval_config.model_specs}
+                 for spec in scoring_config.model_specs}
         evaluation_uri = output_dict[standard_component_specs.EVALUATION_KEY][0].uri
+        label_columns = (features_lib.LABEL.tips_column, features_lib.LABEL.fare_column)
         started = time.perf_counter()
-        rows = model_evaluation.evaluate(eval_config, paths, [io_utils.all_files_pattern(
-            artifact_utils.get_split_uri([examples], EVAL_SPLIT))], evaluation_uri)
+        scored = model_evaluation.score(scoring_config, paths, [io_utils.all_files_pattern(
+            artifact_utils.get_split_uri([examples], EVAL_SPLIT))],
+            extra_columns=tuple(features_lib.GATED_SLICE_COLUMNS) + label_columns)
+        done = time.perf_counter()
+        slices = slice_gates.judge(scored_slice_counts(scored.columns), thresholds.min_class_examples)
+        eval_config = _with_defaults(gated(config, *overall_gates, slices=slices, slice_thresholds=thresholds),
+                                     has_baseline)
+        model_evaluation.write(eval_config, scored, paths, evaluation_uri)
         seconds = time.perf_counter() - started
-        logging.info('Evaluator: in process, the whole eval split: %s examples, %d model(s), %.1f s (%.0f examples/s)',
-                     f'{rows:,}', len(paths), seconds, rows / max(seconds, 1e-9))
+        rows = scored.rows
+        logging.info('Evaluator: in process, the whole eval split: %s examples, %d model(s), %.1f s (%.0f examples/s;'
+                     ' scored in %.1f s, metrics and files in %.1f s)', f'{rows:,}', len(paths), seconds,
+                     rows / max(seconds, 1e-9), done - started, time.perf_counter() - done)
         _write_blessing(output_dict[standard_component_specs.BLESSING_KEY][0], evaluation_uri, candidate,
                         baselines[0] if baselines else None, exec_properties.get('current_component_id'))
         return slices, rows, rows

@@ -4,18 +4,21 @@ TFMA scores about 1k examples a second per model here, a small fraction of the m
 (docs/performance.md#tfmas-rate): its extractors and combiners handle each example, for each slice, in
 Python. For the configurations it mirrors, this module writes what TFMA's writers write instead:
 
-- the same inputs: each model's SavedModel loaded once, its signature (`ModelSpec.signature_name`) called
-  on batches of serialized tf.Examples of the eval split, and its preprocessing functions
-  (`preprocessing_function_names`: the Transform graph's `transform_features`), where the label is looked
-  up first, as TFMA looks it up (then among the raw features); slices from the raw features, as TFMA's
-  slice key extractor finds them when the transformed features do not hold the column;
+- the same inputs, in one pass over the eval split (`score`): each model's SavedModel loaded once, its
+  signature (`ModelSpec.signature_name`) called on batches of serialized tf.Examples, and its preprocessing
+  functions (`preprocessing_function_names`: the Transform graph's `transform_features`), where the label is
+  looked up first, as TFMA looks it up (then among the raw features); slices from the raw features, as
+  TFMA's slice key extractor finds them when the transformed features do not hold the column, parsed from
+  the same batches, only the columns wanted (typed as TFMA's decoder types them), and any other raw column
+  the caller asks for (the Evaluator's gated-slice counts);
 - the same metrics: the metric keys come from TFMA's own `metric_specs.to_computations` on the EvalConfig,
   their values from components/binary_metrics.py (TFMA's definitions, vectorised over every slice at
   once), the baseline's alongside and the candidate's differences to it, as TFMA adds them;
-- the same files: `metrics-*`, `plots-*` and `attributions-*` records per slice (converted by TFMA's
-  writer functions), `validations.tfrecord` (TFMA's `validate_metrics` per slice, combined by its
-  `CombineValidations`: missing slices, thresholds, change thresholds) and `eval_config.json`, so
-  `tfma.load_eval_result` and `tfma.load_validation_result` read them as TFMA's.
+- the same files (`write`, once the caller has the thresholds): `metrics-*`, `plots-*` and
+  `attributions-*` records per slice (converted by TFMA's writer functions), `validations.tfrecord`
+  (TFMA's `validate_metrics` per slice, combined by its `CombineValidations`: missing slices, thresholds,
+  change thresholds) and `eval_config.json`, so `tfma.load_eval_result` and `tfma.load_validation_result`
+  read them as TFMA's.
 
 A configuration it does not mirror raises `NotMirrored` before anything is written (`unmirrored`), and so
 does data it does not mirror (a multivalent slice column, labels outside [0, 1], NaN predictions, which
@@ -24,11 +27,12 @@ TFMA's histogram cannot bucket); the Evaluator then runs TFMA's executor. Import
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
 import time
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 import pyarrow as pa
@@ -46,6 +50,10 @@ from components import binary_metrics
 
 # Serialized examples per signature call: large enough that a call's overhead is small against its work.
 BATCH = 8192
+# Bytes the record reader buffers: fewer, larger reads of the gzipped files.
+READ_BUFFER = 4 << 20
+# Batches read ahead of the models: what the reader reads while the models load (about 2.5 MB a batch).
+READ_AHEAD = 16
 # TFMA's output file names (single shard, TFRecord), as its writers name them.
 METRICS_FILE = 'metrics-00000-of-00001.tfrecord'
 PLOTS_FILE = 'plots-00000-of-00001.tfrecord'
@@ -137,9 +145,8 @@ def _confusion_thresholds(eval_config: tfma.EvalConfig) -> List[float]:
 class _Model:
     """A loaded SavedModel: its prediction and, where the spec names them, its preprocessing functions."""
 
-    def __init__(self, spec: tfma.ModelSpec, path: str):
+    def __init__(self, spec: tfma.ModelSpec, loaded):
         self.spec = spec
-        loaded = tf.saved_model.load(path)
         self._loaded = loaded  # keeps the signatures' variables alive
         name = spec.signature_name
         if not name:
@@ -186,73 +193,189 @@ def _one_per_example(values: np.ndarray, what: str) -> np.ndarray:
     return values
 
 
-def _column_values(batch: pa.RecordBatch, column: str) -> Tuple[np.ndarray, Optional[np.ndarray]]:
-    """(present, values) of a raw feature in a batch: each row's single value where it has one (values: None
-    when no row has one)."""
-    index = batch.schema.get_field_index(column)
-    if index < 0:
-        return np.zeros(batch.num_rows, bool), None
-    array = batch.column(index)
-    lengths = np.asarray(array.value_lengths().fill_null(0))
-    if (lengths > 1).any():
-        raise NotMirrored(f'feature {column} has several values in an example')
-    present = lengths == 1
-    if not present.any():
-        return present, None
-    offsets = np.asarray(array.offsets)[:-1][present]
-    values = array.values.take(pa.array(offsets, pa.int64())).to_numpy(zero_copy_only=False)
-    full = np.full(batch.num_rows, b'', dtype=object) if values.dtype.kind == 'O' else np.zeros(
-        batch.num_rows, dtype=values.dtype)
-    full[present] = values
-    return present, full
+class Column(NamedTuple):
+    """A raw feature over the examples: which have a value, each one's first value (None: no example has
+    one), and whether any has several."""
+
+    present: np.ndarray
+    values: Optional[np.ndarray]
+    multivalent: bool = False
+
+    def single(self, what: str) -> 'Column':
+        """The column, where no example has several values (NotMirrored otherwise)."""
+        if self.multivalent:
+            raise NotMirrored(f'{what} has several values in an example')
+        return self
 
 
-def _joined(parts: List[Tuple[np.ndarray, Optional[np.ndarray]]]) -> Tuple[np.ndarray, np.ndarray]:
-    """A column's (present, values) over all batches, values in the type of the batches that have any."""
-    present = np.concatenate([p for p, _ in parts]) if parts else np.zeros(0, bool)
-    typed = [v for _, v in parts if v is not None]
+# Arrow value types of the decoder TFMA reads with (tfx_bsl, schema inferred), as tf.io.parse_example types.
+_PARSED_TYPES = ((pa.types.is_integer, tf.int64), (pa.types.is_floating, tf.float32),
+                 (lambda t: pa.types.is_binary(t) or pa.types.is_large_binary(t), tf.string))
+
+
+# Examples decoded first to learn the raw features' types.
+_TYPING_EXAMPLES = 64
+
+
+class _RawColumns:
+    """Raw features of serialized examples, parsed alone with tf.io.parse_example (a small fraction of
+    decoding every feature). Each feature's type is the one TFMA's decoder (tfx_bsl's, no schema) infers:
+    read from the decoded batches until every feature asked for has shown a value; a later batch where a
+    feature has another type is not mirrored (as TFMA's decoder would type it differently per batch)."""
+
+    def __init__(self):
+        self.types: Dict[str, tf.DType] = {}
+        self._decoder = example_coder.ExamplesToRecordBatchDecoder()
+
+    def _learn_types(self, serialized: tf.Tensor, columns: Sequence[str]) -> None:
+        records = serialized.numpy()
+        # A few examples show most features' types; the whole batch only for those still unseen.
+        for part in (records[:_TYPING_EXAMPLES], records[_TYPING_EXAMPLES:]):
+            unseen = [c for c in columns if c not in self.types]
+            if len(part) and unseen:
+                self._types_in(self._decoder.DecodeBatch(part), unseen)
+
+    def _types_in(self, batch: pa.RecordBatch, columns: Sequence[str]) -> None:
+        for column in columns:
+            index = batch.schema.get_field_index(column)
+            if index < 0:
+                continue
+            field_type = batch.schema.field(index).type
+            if not (pa.types.is_list(field_type) or pa.types.is_large_list(field_type)):
+                continue
+            value_type = field_type.value_type
+            if pa.types.is_null(value_type):
+                continue
+            for matches, dtype in _PARSED_TYPES:
+                if matches(value_type):
+                    self.types[column] = dtype
+                    break
+            else:
+                raise NotMirrored(f'feature {column} decoded as {field_type}')
+
+    def parse(self, serialized: tf.Tensor, columns: Sequence[str]) -> Dict[str, Column]:
+        rows = int(serialized.shape[0])
+        if any(c not in self.types for c in columns):
+            self._learn_types(serialized, [c for c in columns if c not in self.types])
+        typed = [c for c in columns if c in self.types]
+        result = {c: Column(np.zeros(rows, bool), None) for c in columns}
+        if not typed:
+            return result
+        try:
+            parsed = tf.io.parse_example(serialized, {c: tf.io.VarLenFeature(self.types[c]) for c in typed})
+        except tf.errors.InvalidArgumentError as e:
+            raise NotMirrored(f'a feature of another type in another batch ({e.message.splitlines()[0]})')
+        for column in typed:
+            sparse = parsed[column]
+            indices = sparse.indices.numpy()
+            example, position = indices[:, 0], indices[:, 1]
+            values = sparse.values.numpy()
+            if not len(values):
+                continue
+            first = position == 0
+            present = np.zeros(rows, bool)
+            present[example[first]] = True
+            full = np.full(rows, b'', dtype=object) if values.dtype.kind == 'O' else np.zeros(rows, values.dtype)
+            full[example[first]] = values[first]
+            result[column] = Column(present, full, bool((position > 0).any()))
+        return result
+
+
+def _joined(parts: List[Column]) -> Column:
+    """A column over all batches, values in the type of the batches that have any."""
+    present = np.concatenate([p.present for p in parts]) if parts else np.zeros(0, bool)
+    typed = [p.values for p in parts if p.values is not None]
     dtypes = {v.dtype for v in typed}
     if len(dtypes) > 1:
         raise NotMirrored(f'a feature decoded as {sorted(map(str, dtypes))} in different batches')
-    dtype = typed[0].dtype if typed else np.float64
-    values = [v if v is not None else (np.full(len(p), b'', dtype=object) if np.dtype(dtype).kind == 'O'
-                                       else np.zeros(len(p), dtype)) for p, v in parts]
-    return present, np.concatenate(values) if values else np.zeros(0, dtype)
+    dtype = typed[0].dtype if typed else np.dtype(np.float64)
+    values = [p.values if p.values is not None else (np.full(len(p.present), b'', dtype=object)
+                                                     if dtype.kind == 'O' else np.zeros(len(p.present), dtype))
+              for p in parts]
+    return Column(present, np.concatenate(values), any(p.multivalent for p in parts))
+
+
+class Scored(NamedTuple):
+    """One pass over the eval split: each model's labels and predictions (float64), and the raw columns
+    (the slicing specs' and those asked for besides), for the model and slicing specs it was scored with."""
+
+    labels: Dict[str, np.ndarray]
+    predictions: Dict[str, np.ndarray]
+    columns: Dict[str, Column]
+    rows: int
+    model_specs: Tuple[bytes, ...]
+    slicing_specs: Tuple[bytes, ...]
+
+
+def _specs(specs) -> Tuple[bytes, ...]:
+    return tuple(s.SerializeToString(deterministic=True) for s in specs)
 
 
 class _Read:
-    """What a pass over the eval split gathers: each model's labels and predictions, the slice columns."""
+    """What a pass over the eval split gathers: each model's labels and predictions, the raw columns.
+    Models with the same SavedModel and the same spec but the name are scored once."""
 
-    def __init__(self, models: Dict[str, _Model], columns: Sequence[str]):
-        self.models, self.columns = models, list(columns)
+    def __init__(self, models: Dict[str, _Model], same_as: Dict[str, str], slice_columns: Sequence[str],
+                 extra_columns: Sequence[str]):
+        self.models, self.same_as = models, same_as
+        self.slice_columns = list(slice_columns)
+        self.extra_columns = [c for c in extra_columns if c not in self.slice_columns]
         self.labels: Dict[str, List[np.ndarray]] = {name: [] for name in models}
         self.predictions: Dict[str, List[np.ndarray]] = {name: [] for name in models}
-        self.raw: Dict[str, List[Tuple[np.ndarray, np.ndarray]]] = {c: [] for c in columns}
-        self._decoder = example_coder.ExamplesToRecordBatchDecoder()
+        self.raw: Dict[str, List[Column]] = {c: [] for c in self.slice_columns + self.extra_columns}
+        self._parser = _RawColumns()
 
     def add(self, serialized: tf.Tensor) -> None:
-        batch = self._decoder.DecodeBatch(serialized.numpy())
+        transformed_by = {}
+        raw_labels = []
         for name, model in self.models.items():
+            if self.same_as[name] != name:
+                continue
             transformed = model.transformed(serialized)
-            for column in self.columns:
+            for column in self.slice_columns:
                 if column in transformed:
                     raise NotMirrored(f'slice column {column} is a transformed feature')
+            transformed_by[name] = transformed
+            if model.spec.label_key not in transformed:
+                raw_labels.append(model.spec.label_key)
+        wanted = list(dict.fromkeys(self.slice_columns + self.extra_columns + raw_labels))
+        raw = self._parser.parse(serialized, wanted)
+        for name, model in self.models.items():
+            if self.same_as[name] != name:
+                continue
             key = model.spec.label_key
-            if key in transformed:
-                labels = _one_per_example(transformed[key].numpy(), 'label')
+            if key in transformed_by[name]:
+                labels = _one_per_example(transformed_by[name][key].numpy(), 'label')
             else:
-                present, labels = _column_values(batch, key)
+                present, labels, _ = raw[key].single(f'label {key}')
                 if labels is None or not present.all():
                     raise NotMirrored(f'label {key} missing in an example')
             self.labels[name].append(labels.astype(np.float64))
             self.predictions[name].append(model.predictions(serialized).astype(np.float64))
-        for column in self.columns:
-            self.raw[column].append(_column_values(batch, column))
+        for column in self.slice_columns:
+            self.raw[column].append(raw[column].single(f'feature {column}'))
+        for column in self.extra_columns:
+            self.raw[column].append(raw[column])
 
     def arrays(self):
         labels = {n: np.concatenate(v) if v else np.zeros(0) for n, v in self.labels.items()}
         predictions = {n: np.concatenate(v) if v else np.zeros(0) for n, v in self.predictions.items()}
+        for name, same in self.same_as.items():
+            labels[name], predictions[name] = labels[same], predictions[same]
         return labels, predictions, {column: _joined(parts) for column, parts in self.raw.items()}
+
+
+def factorize(values: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """np.unique(values, return_inverse=True): the sorted distinct values and each value's index among them.
+    Byte strings are hashed by Arrow and only the distinct ones sorted (np.unique sorts every Python object)."""
+    if values.dtype.kind != 'O':
+        return np.unique(values, return_inverse=True)
+    encoded = pa.array(values, pa.binary()).dictionary_encode()
+    distinct = encoded.dictionary.to_numpy(zero_copy_only=False)
+    order = np.argsort(distinct, kind='stable')
+    rank = np.empty(len(order), np.int64)
+    rank[order] = np.arange(len(order))
+    return distinct[order], rank[encoded.indices.to_numpy(zero_copy_only=False)]
 
 
 def _slice_value(value) -> Any:
@@ -278,7 +401,7 @@ def _slices(eval_config: tfma.EvalConfig, raw: Dict[str, Tuple[np.ndarray, np.nd
         combined = np.zeros(int(present.sum()), np.int64)
         uniques = []
         for column in columns:
-            unique, inverse = np.unique(raw[column][1][present], return_inverse=True)
+            unique, inverse = factorize(raw[column][1][present])
             uniques.append(unique)
             combined = combined * len(unique) + inverse
         distinct, group = np.unique(combined, return_inverse=True)
@@ -346,39 +469,66 @@ def _write_records(path: str, records) -> None:
             records_file.write(record.SerializeToString())
 
 
-def evaluate(eval_config: tfma.EvalConfig, model_paths: Dict[str, str], patterns: Sequence[str],
-             output_uri: str) -> int:
-    """Evaluates the models (by ModelSpec name; `eval_config` with TFMA's defaults applied) on the
-    examples `patterns` match and writes TFMA's files to `output_uri`; returns the examples evaluated.
-    Raises NotMirrored, having written nothing, where TFMA's executor has to evaluate instead."""
+def score(eval_config: tfma.EvalConfig, model_paths: Dict[str, str], patterns: Sequence[str],
+          extra_columns: Sequence[str] = ()) -> Scored:
+    """One pass over the examples `patterns` match: each model (by ModelSpec name; `eval_config` with TFMA's
+    defaults applied) loaded once and called on batches of serialized examples, and the raw columns of the
+    slicing specs and `extra_columns` parsed from the same batches. Raises NotMirrored, having written
+    nothing, where TFMA's executor has to evaluate instead."""
     reason = unmirrored(eval_config)
     if reason:
         raise NotMirrored(reason)
-    started = time.perf_counter()
-    keys = _output_keys(eval_config)
-    baseline_spec = model_util.get_baseline_model_spec(eval_config)
-    baseline_name = baseline_spec.name if baseline_spec else None
-    models = {spec.name: _Model(spec, model_paths[spec.name]) for spec in eval_config.model_specs}
-    columns = sorted({c for spec in eval_config.slicing_specs for c in spec.feature_keys})
-    read = _Read(models, columns)
     files = [f for pattern in patterns for f in sorted(tf.io.gfile.glob(pattern))]
-    for serialized in tf.data.TFRecordDataset(files, compression_type='GZIP').batch(BATCH).prefetch(1):
+    batches = iter(tf.data.TFRecordDataset(files, compression_type='GZIP', buffer_size=READ_BUFFER)
+                   .batch(BATCH).prefetch(READ_AHEAD))
+    # The first batch starts the reader, which reads ahead (in tf.data's threads) while the models load.
+    first = next(batches, None)
+    loaded, models, same_as, scoring = {}, {}, {}, {}
+    for spec in eval_config.model_specs:
+        path = model_paths[spec.name]
+        if path not in loaded:
+            loaded[path] = tf.saved_model.load(path)
+        models[spec.name] = _Model(spec, loaded[path])
+        # The same SavedModel under the same spec but the name (a baseline that is the candidate) scores once.
+        unnamed = tfma.ModelSpec()
+        unnamed.CopyFrom(spec)
+        unnamed.ClearField('name')
+        unnamed.ClearField('is_baseline')
+        same_as[spec.name] = scoring.setdefault((path, unnamed.SerializeToString(deterministic=True)), spec.name)
+    columns = sorted({c for spec in eval_config.slicing_specs for c in spec.feature_keys})
+    read = _Read(models, same_as, columns, extra_columns)
+    for serialized in itertools.chain([] if first is None else [first], batches):
         read.add(serialized)
     labels, predictions, raw = read.arrays()
     rows = len(next(iter(labels.values())))
-    scored = time.perf_counter()
     for name in models:
         if np.isnan(predictions[name]).any():
             raise NotMirrored(f'model {name!r} predicts NaN for {int(np.isnan(predictions[name]).sum())} examples')
         if ((labels[name] < 0) | (labels[name] > 1) | np.isnan(labels[name])).any():
             raise NotMirrored('labels outside [0, 1]')
+    return Scored(labels, predictions, raw, rows, _specs(eval_config.model_specs),
+                  _specs(eval_config.slicing_specs))
 
+
+def write(eval_config: tfma.EvalConfig, scored: Scored, model_paths: Dict[str, str], output_uri: str) -> None:
+    """TFMA's metrics, plots, attributions, validations and config for `scored` under `eval_config` (the
+    config it was scored with, thresholds aside) to `output_uri`."""
+    reason = unmirrored(eval_config)
+    if reason:
+        raise NotMirrored(reason)
+    if (_specs(eval_config.model_specs), _specs(eval_config.slicing_specs)) != (scored.model_specs,
+                                                                               scored.slicing_specs):
+        raise ValueError('the models or slicing specs differ from those the examples were scored with')
+    keys = _output_keys(eval_config)
+    baseline_spec = model_util.get_baseline_model_spec(eval_config)
+    baseline_name = baseline_spec.name if baseline_spec else None
+    labels, predictions = scored.labels, scored.predictions
     sliced: Dict[Tuple, Dict[metric_types.MetricKey, Any]] = {}
     confusion_thresholds = _confusion_thresholds(eval_config)
-    for slice_keys, groups in _slices(eval_config, raw, rows):
+    for slice_keys, groups in _slices(eval_config, scored.columns, scored.rows):
         if not slice_keys:
             continue
-        for name in models:
+        for name in labels:
             for key, values in zip(slice_keys, _metric_values(name, keys, labels[name], predictions[name], groups,
                                                               len(slice_keys), confusion_thresholds)):
                 sliced.setdefault(key, {}).update(values)
@@ -401,6 +551,17 @@ def evaluate(eval_config: tfma.EvalConfig, model_paths: Dict[str, str], patterns
     with tf.io.gfile.GFile(os.path.join(output_uri, EVAL_CONFIG_FILE), 'w') as f:
         f.write(eval_config_writer._serialize_eval_run(  # pylint: disable=protected-access
             eval_config, '<user provided PCollection>', '<unknown>', dict(model_paths)))
+
+
+def evaluate(eval_config: tfma.EvalConfig, model_paths: Dict[str, str], patterns: Sequence[str],
+             output_uri: str) -> int:
+    """Evaluates the models (by ModelSpec name; `eval_config` with TFMA's defaults applied) on the
+    examples `patterns` match and writes TFMA's files to `output_uri`; returns the examples evaluated.
+    Raises NotMirrored, having written nothing, where TFMA's executor has to evaluate instead."""
+    started = time.perf_counter()
+    scored = score(eval_config, model_paths, patterns)
+    done = time.perf_counter()
+    write(eval_config, scored, model_paths, output_uri)
     logging.info('Evaluated %s examples with %d model(s) in process: scored in %.1f s, metrics and files in '
-                 '%.1f s', f'{rows:,}', len(models), scored - started, time.perf_counter() - scored)
-    return rows
+                 '%.1f s', f'{scored.rows:,}', len(scored.labels), done - started, time.perf_counter() - done)
+    return scored.rows
