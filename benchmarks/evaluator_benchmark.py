@@ -4,21 +4,29 @@ and TFMA's executor (TFX's Evaluator on Beam, `evaluation_engine` 'tfma').
 For each size: the eval split of the taxi sample (15k rows) or of a span drawn from it
 (`prepare-data --rows N --seed 1`) through our ExampleGen, a taxi model (the latest the workspace's Trainer
 wrote, or `--model`), the pipeline's EvalConfig and gates. Each repeat runs both paths alternately in this
-process, the model as candidate alone and, with `--baseline`, against itself as the baseline (two models
-scored). TFMA evaluates at most `--max-eval-examples` (the pipeline's sample, 50k; 0: the whole split), the
-in-process path always the whole split. Prints each run's seconds and examples/s, then medians and the
-ratio of the rates, and the largest difference between the two paths' metrics.
+process, the model as candidate alone and, with `--baseline`, against a copy of itself as the baseline (two
+SavedModels scored, as a pipeline's candidate and pushed baseline are). TFMA evaluates at most
+`--max-eval-examples` (the pipeline's sample, 50k; 0: the whole split), the in-process path always the whole
+split. Prints each run's seconds and examples/s, then medians and the ratio of the rates, and the largest
+difference between the two paths' metrics.
+
+With `--before DIR` (a source tree of an earlier commit: `git worktree add DIR COMMIT`), each repeat also
+runs the in-process path of that tree and of this one, each in a fresh process (as a pipeline's Evaluator
+runs: model loading and first calls included), alternately, and prints their medians, the ratio and whether
+they wrote the same metrics, validation and blessing. `--skip-tfma` leaves TFMA's executor out.
 
     .venv/bin/python benchmarks/evaluator_benchmark.py [--rows 15002 1500000] [--repeats 3] [--baseline]
-        [--max-eval-examples 50000] [--model DIR]
+        [--max-eval-examples 50000] [--model DIR] [--before DIR] [--skip-tfma]
 """
 
 import argparse
 import glob
+import json
 import math
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -81,7 +89,7 @@ def evaluate(root: str, name: str, examples, model_uri: str, baseline: bool, eng
     os.makedirs(blessing.uri)
     inputs = {specs.EXAMPLES_KEY: [examples], specs.MODEL_KEY: [model]}
     if baseline:
-        inputs[specs.BASELINE_MODEL_KEY] = [model]
+        inputs[specs.BASELINE_MODEL_KEY] = [baseline_copy(root, model_uri)]
     thresholds = Thresholds()
     properties = {specs.EVAL_CONFIG_KEY: json_format.MessageToJson(dag.eval_config()),
                   'max_eval_examples': max_eval_examples, evaluator.EVALUATION_ENGINE: engine,
@@ -93,6 +101,49 @@ def evaluate(root: str, name: str, examples, model_uri: str, baseline: bool, eng
                                    properties)
     seconds = time.perf_counter() - started
     return seconds, evaluation.get_int_custom_property('evaluated_examples'), evaluation
+
+
+def baseline_copy(root: str, model_uri: str):
+    """A copy of the model, as a second Model artifact: the baseline is another SavedModel, as in a pipeline."""
+    from tfx.types import standard_artifacts
+    baseline = standard_artifacts.Model()
+    baseline.uri, baseline.id = os.path.join(root, 'baseline-model'), 2
+    if not os.path.exists(baseline.uri):
+        shutil.copytree(model_uri, baseline.uri)
+    return baseline
+
+
+def in_child(tree: str, root: str, name: str, examples, model: str, baseline: bool):
+    """(seconds, examples evaluated, evaluation uri) of one in-process run of `tree`'s code in a fresh process."""
+    command = [sys.executable, os.path.abspath(__file__), '--child', tree, root, name, examples.uri,
+               examples.split_names, model, '1' if baseline else '0']
+    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    result = json.loads(output.strip().splitlines()[-1])
+    if result['path'] != 'in_process':
+        raise SystemExit(f'{tree}: the in-process path did not run ({result["path"]})')
+    return result['seconds'], result['evaluated'], result['uri']
+
+
+def child(tree: str, root: str, name: str, examples_uri: str, split_names: str, model: str, baseline: str) -> int:
+    sys.path.insert(0, os.path.abspath(tree))  # before anything imports `components`
+    from tfx.types import standard_artifacts
+    examples = standard_artifacts.Examples()
+    examples.uri, examples.split_names = examples_uri, split_names
+    from components import evaluator
+    took, evaluated, evaluation = evaluate(root, name, examples, model, baseline == '1', evaluator.AUTO, 0)
+    print(json.dumps({'seconds': took, 'evaluated': evaluated, 'uri': evaluation.uri,
+                      'path': evaluation.get_string_custom_property(evaluator.PATH_PROPERTY)}))
+    return 0
+
+
+def same_outputs(before_uri: str, after_uri: str) -> bool:
+    """Whether two in-process runs wrote the same metrics (every value, exactly) and validation."""
+    import tensorflow_model_analysis as tfma
+
+    def written(uri):
+        return (sorted(m.SerializeToString(deterministic=True) for m in tfma.load_metrics(uri)),
+                tfma.load_validation_result(uri).SerializeToString(deterministic=True))
+    return written(before_uri) == written(after_uri)
 
 
 def largest_difference(ours_uri: str, tfma_uri: str) -> float:
@@ -109,13 +160,20 @@ def largest_difference(ours_uri: str, tfma_uri: str) -> float:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ['--child']:
+        return child(*argv[1:])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--rows', type=int, nargs='+', default=[SAMPLE_ROWS, 1_500_000])
     parser.add_argument('--repeats', type=int, default=3)
-    parser.add_argument('--baseline', action='store_true', help='score the model against itself as the baseline')
+    parser.add_argument('--baseline', action='store_true',
+                        help='score the model against a copy of itself as the baseline')
     parser.add_argument('--max-eval-examples', type=int, default=50_000, help="TFMA's sample; 0: the whole split")
     parser.add_argument('--model', help='a Trainer model directory (holding Format-Serving)')
     parser.add_argument('--workspace', default='workspace')
+    parser.add_argument('--before', metavar='DIR', help="an earlier commit's source tree: its in-process path "
+                        'side by side with this one')
+    parser.add_argument('--skip-tfma', action='store_true', help="leave TFMA's executor out")
     args = parser.parse_args(argv)
     from components import evaluator
     model = args.model or latest_model(args.workspace)
@@ -127,26 +185,42 @@ def main(argv=None) -> int:
             started = time.perf_counter()
             examples = examples_for(size_root, rows)
             print(f'\n{rows:,} rows: examples in {time.perf_counter() - started:.1f} s')
-            rates = {evaluator.AUTO: [], evaluator.TFMA: []}
-            seconds = {evaluator.AUTO: [], evaluator.TFMA: []}
+            engines = [] if args.skip_tfma else [evaluator.AUTO, evaluator.TFMA]
+            trees = {'before': args.before, 'after': os.path.dirname(os.path.dirname(os.path.abspath(__file__)))}
+            runs = (list(trees) if args.before else []) + engines
+            rates = {run: [] for run in runs}
+            seconds = {run: [] for run in runs}
             last, counts = {}, {}
             for repeat in range(args.repeats):
-                for engine in (evaluator.AUTO, evaluator.TFMA):
-                    took, evaluated, evaluation = evaluate(size_root, f'{engine}-{repeat}', examples, model,
-                                                           args.baseline, engine, args.max_eval_examples)
-                    path = evaluation.get_string_custom_property(evaluator.PATH_PROPERTY)
-                    rates[engine].append(evaluated / took)
-                    seconds[engine].append(took)
-                    last[engine], counts[engine] = evaluation, evaluated
-                    print(f'  repeat {repeat + 1} {path:10s} {evaluated:>9,} examples in {took:6.1f} s: '
+                for run in runs:
+                    if run in trees:
+                        took, evaluated, last[run] = in_child(trees[run], size_root, f'{run}-{repeat}', examples,
+                                                              model, args.baseline)
+                        path = f'{run}: in_process'
+                    else:
+                        took, evaluated, evaluation = evaluate(size_root, f'{run}-{repeat}', examples, model,
+                                                               args.baseline, run, args.max_eval_examples)
+                        path, last[run] = evaluation.get_string_custom_property(evaluator.PATH_PROPERTY), evaluation.uri
+                    rates[run].append(evaluated / took)
+                    seconds[run].append(took)
+                    counts[run] = evaluated
+                    print(f'  repeat {repeat + 1} {path:20s} {evaluated:>9,} examples in {took:6.1f} s: '
                           f'{evaluated / took:>9,.0f} examples/s', flush=True)
+            if args.before:
+                before, after = statistics.median(rates['before']), statistics.median(rates['after'])
+                print(f'  median, each in a fresh process: before {statistics.median(seconds["before"]):.1f} s, '
+                      f'{before:,.0f} examples/s; after {statistics.median(seconds["after"]):.1f} s, '
+                      f'{after:,.0f} examples/s; ratio {after / before:.2f}; same metrics and validation: '
+                      f'{same_outputs(last["before"], last["after"])}')
+            if not engines:
+                continue
             ours, tfma = statistics.median(rates[evaluator.AUTO]), statistics.median(rates[evaluator.TFMA])
             print(f'  median: in process {statistics.median(seconds[evaluator.AUTO]):.1f} s, '
                   f'{ours:,.0f} examples/s; TFMA {statistics.median(seconds[evaluator.TFMA]):.1f} s, '
                   f'{tfma:,.0f} examples/s; ratio {ours / tfma:.1f}')
             if counts[evaluator.AUTO] == counts[evaluator.TFMA]:
                 print(f'  largest metric difference: '
-                      f'{largest_difference(last[evaluator.AUTO].uri, last[evaluator.TFMA].uri):.2e}')
+                      f'{largest_difference(last[evaluator.AUTO], last[evaluator.TFMA]):.2e}')
             else:
                 print('  metrics not compared: TFMA evaluated its sample (--max-eval-examples 0 compares)')
     return 0
