@@ -1,6 +1,7 @@
 """The Grafana dashboard (monitoring/grafana/taxi-serving-monitoring.json): every query is PromQL that
 promtool parses, names only metrics the server, the gateway and the monitor export or the rules record,
-and uses only variables the dashboard defines; it shows what serving and the monitor are watched by.
+and uses only variables the dashboard defines; it shows what serving and the monitor are watched by, and
+every gauge the monitor pushes (its callers and its estimates before labels included).
 That each query also runs against a real Prometheus is test_prometheus_live.py's."""
 
 import re
@@ -22,6 +23,14 @@ SHOWN = {
     'taxi_monitor_distance', 'taxi_monitor_threshold', 'taxi_monitor_live_metric',
     'taxi_monitor_live_metric_minimum', 'taxi_monitor_outlier_rate', 'taxi_monitor_examples',
     'taxi_monitor_last_pass_timestamp_seconds',
+    # Callers (monitoring/callers.py add_gauges) and the servers' per-caller rate limit (serving/rate_limit.py).
+    'taxi_monitor_callers', 'taxi_monitor_abusive_callers', 'taxi_monitor_caller_flagged',
+    'taxi_monitor_caller_request_rate', 'taxi_monitor_caller_example_rate', 'taxi_monitor_caller_outlier_share',
+    'taxi_monitor_caller_near_duplicate_share', 'taxi_monitor_caller_shapiro_w',
+    'taxi_monitor_caller_near_threshold_share', 'tfserving_rate_limited_total',
+    # Before labels (monitoring/before_labels.py, pushed by monitoring/commands.py gauges).
+    'taxi_monitor_estimated_metric', 'taxi_monitor_estimated_metric_lower', 'taxi_monitor_estimated_metric_upper',
+    'taxi_monitor_estimated_metric_minimum', 'taxi_monitor_label_rate', 'taxi_monitor_concept_drift',
 }
 
 
@@ -67,6 +76,14 @@ def test_it_names_only_metrics_that_are_exported_or_recorded(queries):
 def test_it_shows_serving_and_the_monitor(queries):
     shown = set().union(*(prometheus.metric_names(expr) for _, expr in queries))
     assert SHOWN <= shown, f'not shown: {sorted(SHOWN - shown)}'
+
+
+def test_every_gauge_the_monitor_pushes_has_a_panel(queries):
+    """Read off the monitor's own registry (commands.gauges), so a gauge added there without a panel fails
+    here."""
+    shown = set().union(*(prometheus.metric_names(expr) for _, expr in queries))
+    pushed = {name for name in prometheus.exported_names() if name.startswith('taxi_monitor_')}
+    assert pushed <= shown, f'no panel shows {sorted(pushed - shown)}'
 
 
 def test_every_panel_queries_the_chosen_data_source_and_has_its_place(board):

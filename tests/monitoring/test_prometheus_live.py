@@ -1,7 +1,7 @@
 """A real Prometheus with our rules, scraping the real embedded server and gateway (TF Serving's
 half_plus_two) and the gauges of a monitoring pass with known findings, as the Pushgateway would serve
 them: every rule evaluates without an error, the recording rules see the traffic, exactly the monitor's
-alerts that the pass's findings call for go pending (no serving alert), every dashboard query runs, and
+alerts that the pass's findings call for go pending or fire (no serving alert), every dashboard query runs, and
 what the servers expose passes `promtool check metrics`. About ten seconds."""
 
 import subprocess
@@ -12,7 +12,8 @@ import requests
 import yaml
 
 from components.drift_check.drift import FeatureDrift
-from monitoring import commands, live_metrics, monitor
+from monitoring import before_labels, callers, commands, label_drift, live_metrics, monitor
+from monitoring.performance_estimation import Comparison, Estimate, MetricEstimate
 from serving.gateway import GatewayServer, GatewaySettings
 from serving.server import ModelServer, ServerSettings
 from support import prometheus
@@ -23,9 +24,10 @@ pytestmark = pytest.mark.component
 
 METRICS = 'http://127.0.0.1:{}/monitoring/prometheus/metrics'
 # Queried by the dashboard, and empty on a healthy server with no canary split: nothing dropped, nothing
-# failed to load, no split configured.
+# failed to load, no caller over a rate limit (none is set), no split configured.
 ONLY_ON_TROUBLE_OR_A_SPLIT = {'instance:tfserving_request_log_dropped:increase5m',
-                              'instance:tfserving_model_load_failures:increase15m', 'tfserving_traffic_split_total'}
+                              'instance:tfserving_model_load_failures:increase15m', 'tfserving_rate_limited_total',
+                              'tfserving_traffic_split_total'}
 
 
 @pytest.fixture(scope='module')
@@ -53,17 +55,37 @@ def _drift(feature, value, threshold):
 @pytest.fixture(scope='module')
 def monitor_pass():
     """A pass's gauges over HTTP: version 1796072544 with skew in fare and most examples outliers,
-    1796076741 with wrong feedback (live AUC and accuracy far below their minimums)."""
+    1796076741 with wrong feedback (live AUC and accuracy far below their minimums, and far below what its
+    calibration estimated before the labels: label drift and concept drift, while the estimate itself is above
+    the minimums); two callers, one of them flagged as probing and for its near-duplicates."""
     settings = monitor.Settings('logs', 'models', 0, 3600, 'probabilities', 'is_outlier')
     common = dict(serving_statistics=None, training_statistics=None, drift=[], prediction_drift=None)
     skewed = monitor.VersionReport(1796072544, examples=2000, previous_examples=2000, outlier_rate=0.9985,
                                    skew=[_drift('fare', 0.7527, 0.1), _drift('trip_miles', 0.02, 0.1)], **common)
     wrong = live_metrics.LiveMetrics(750, 300, 0.0733, (0.057, 0.094), 0.0275, (0.018, 0.037), 0.5, 0.4, 0.847, [])
+    accuracy = MetricEstimate('accuracy', 0.887, (0.870, 0.906), 0.0096, 0.888)
+    auc = MetricEstimate('auc', 0.950, (0.934, 0.964), 0.0081, 0.947)
+    estimate = Estimate(750, 0.231, accuracy, auc)
+    comparisons = [Comparison('accuracy', 0.887, (0.870, 0.906), wrong.accuracy),
+                   Comparison('auc', 0.950, (0.934, 0.964), wrong.auc)]
+    labels_moved = label_drift.LabelDrift(750, 300, 0.222, 4966, 0.178, (0.142, 0.214), 1e-25, 0.05, 0.01, True)
+    concept = label_drift.ConceptDrift(['accuracy', 'auc'], [], inputs_drifted=False, examples=750)
+    estimation = before_labels.Findings(estimate, estimate, comparisons, labels_moved, concept)
     misjudged = monitor.VersionReport(1796076741, examples=750, previous_examples=700, outlier_rate=0.0133,
-                                      skew=[], live=wrong, **common)
+                                      skew=[], live=wrong, estimation=estimation, **common)
     for report in (skewed, misjudged):
         report.alerts = monitor._alerts(report, settings)
-    httpd, thread = prom.start_http_server(0, addr='127.0.0.1', registry=commands.gauges([skewed, misjudged], settings))
+    crowd = callers.CallerFinding('dashboard', requests=720, examples=1400, request_rate=0.2, example_rate=0.389,
+                                  outlier_share=0.01, crowd_outlier_share=0.012, near_duplicate_share=0.0,
+                                  shapiro_w=0.981, distances=1400, near_threshold_share=0.07,
+                                  crowd_near_threshold_share=0.08)
+    prober = callers.CallerFinding('line-walker', requests=300, examples=300, request_rate=0.0833,
+                                   example_rate=0.0833, outlier_share=0.0, crowd_outlier_share=0.01,
+                                   near_duplicate_share=0.7, shapiro_w=0.674, distances=300,
+                                   near_threshold_share=0.05, crowd_near_threshold_share=0.07,
+                                   reasons=('probing', 'near_duplicates'))
+    registry = commands.gauges([skewed, misjudged], settings, caller_findings=[crowd, prober])
+    httpd, thread = prom.start_http_server(0, addr='127.0.0.1', registry=registry)
     yield httpd.server_port
     httpd.shutdown()
     httpd.server_close()
@@ -154,10 +176,11 @@ def test_the_recording_rules_see_the_traffic(prometheus_url):
 def test_the_pass_findings_and_nothing_else_are_alerts(prometheus_url):
     def active():
         alerts = _get(prometheus_url, '/api/v1/alerts')['alerts']
-        return alerts if len(alerts) >= 6 else None
+        return alerts if len(alerts) >= 8 else None
     alerts = wait_for(active, timeout=30)
-    found = {(a['labels']['alertname'], a['labels'].get('model_version'), a['labels'].get('feature') or
-              a['labels'].get('metric'), a['state']) for a in alerts}
+    found = {(a['labels']['alertname'], a['labels'].get('model_version') or a['labels'].get('caller'),
+              a['labels'].get('feature') or a['labels'].get('metric') or a['labels'].get('reason'), a['state'])
+             for a in alerts}
     assert found == {
         ('TaxiMonitorDistanceAboveThreshold', '1796072544', 'fare', 'pending'),
         ('TaxiMonitorOutlierRateHigh', '1796072544', None, 'pending'),
@@ -165,6 +188,9 @@ def test_the_pass_findings_and_nothing_else_are_alerts(prometheus_url):
         ('TaxiMonitorLiveMetricBelowMinimum', '1796076741', 'accuracy', 'pending'),
         ('TaxiMonitorLiveMetricBelowMinimum', '1796076741', 'auc', 'pending'),
         ('TaxiMonitorPassAlerted', '1796076741', None, 'pending'),
+        # `for: 0m`: firing from its first evaluation.
+        ('TaxiMonitorAbusiveCaller', 'line-walker', 'probing', 'firing'),
+        ('TaxiMonitorAbusiveCaller', 'line-walker', 'near_duplicates', 'firing'),
     }
     (skew,) = [a for a in alerts if a['labels']['alertname'] == 'TaxiMonitorDistanceAboveThreshold']
     assert skew['labels']['job'] == 'taxi-monitor' and skew['labels']['kind'] == 'skew'
