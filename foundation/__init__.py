@@ -6,6 +6,10 @@
 - `model_files`: the names of the files a pushed model carries beside its SavedModel.
 - `alerts`: typed alert records, their kinds defined once.
 - `atomic_file`: the one atomic write.
+- `file_lock`: an exclusive lock on a file that names its holder.
+- `durations`: durations as people type them (30s, 10m, 1h, 1d).
+- `calibration`: the calibration a model carries (what its probability means on held-out data),
+  written at training time and read by the monitor without the model's code.
 
 Importing this package imports none of its modules, so the model server can take a file name
 from `model_files` without loading ML Metadata.
