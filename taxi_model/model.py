@@ -112,7 +112,8 @@ def build_keras_model(hp: Hyperparameters) -> keras.Model:
     model.compile(
         optimizer=keras.optimizers.Adam(hp.learning_rate),
         loss='binary_crossentropy',
-        metrics=[keras.metrics.AUC(name='auc'), keras.metrics.BinaryAccuracy(name='accuracy')])
+        metrics=[keras.metrics.AUC(name='auc'), keras.metrics.BinaryAccuracy(name='accuracy')],
+        steps_per_execution=hp.steps_per_execution)
     return model
 
 

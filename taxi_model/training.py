@@ -92,6 +92,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     chunk = math.ceil(fn_args.train_steps / checks)
     stopper = keras.callbacks.EarlyStopping(monitor='val_auc', mode='max', patience=PATIENCE,
                                             restore_best_weights=True)
+    started = time.perf_counter()
     model.fit(
         train.map(lambda features, label: (model_inputs(features), label)),
         steps_per_epoch=chunk, epochs=checks,
@@ -99,9 +100,11 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         validation_steps=fn_args.eval_steps,
         verbose=0,
         callbacks=[keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq='epoch'), stopper])
+    fit_seconds = time.perf_counter() - started
     record = {'steps_planned': checks * chunk, 'steps_taken': len(model.history.epoch) * chunk,
               'steps_kept': (stopper.best_epoch + 1) * chunk, 'validate_every': chunk,
-              'validation_auc': [float(v) for v in model.history.history['val_auc']]}
+              'validation_auc': [float(v) for v in model.history.history['val_auc']],
+              'batch_size': hp.batch_size, 'fit_seconds': round(fit_seconds, 3)}
     logging.info('Training: %s', record)
     tf.io.gfile.makedirs(fn_args.model_run_dir)
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, TRAINING_RECORD), 'w') as f:
