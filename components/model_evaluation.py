@@ -479,8 +479,12 @@ def score(eval_config: tfma.EvalConfig, model_paths: Dict[str, str], patterns: S
     if reason:
         raise NotMirrored(reason)
     files = [f for pattern in patterns for f in sorted(tf.io.gfile.glob(pattern))]
+    # A fixed read-ahead, no autotuning: with tf.data's autotuning on, deleting the spent iterator took
+    # about 2 s in some runs (docs/performance.md#the-evaluator-in-process).
+    options = tf.data.Options()
+    options.autotune.enabled = False
     batches = iter(tf.data.TFRecordDataset(files, compression_type='GZIP', buffer_size=READ_BUFFER)
-                   .batch(BATCH).prefetch(READ_AHEAD))
+                   .batch(BATCH).prefetch(READ_AHEAD).with_options(options))
     # The first batch starts the reader, which reads ahead (in tf.data's threads) while the models load.
     first = next(batches, None)
     loaded, models, same_as, scoring = {}, {}, {}, {}
