@@ -10,6 +10,7 @@ from tfx.types import artifact_utils, standard_artifacts
 from tfx.utils import json_utils
 
 from components import example_statistics
+from support.sample_examples import examples_of_sample
 
 pytestmark = pytest.mark.component
 
@@ -70,27 +71,7 @@ def test_what_it_does_not_mirror_goes_to_tfx_executor(taxi_examples, tmp_path, m
 @pytest.fixture(scope='module')
 def small_examples(tmp_path_factory):
     """The sample's first 5,000 rows through ExampleGen: train 3,279 rows, eval 1,721."""
-    from tfx.proto import example_gen_pb2
-    from tfx.utils import proto_utils
-
-    from components import csv_examples
-    from pipeline import data
-
-    root = tmp_path_factory.mktemp('small-examples')
-    data.prepare_sample(str(root / 'data'), rows=5000)
-    artifact = standard_artifacts.Examples()
-    artifact.uri = str(root / 'examples')
-    csv_examples.Executor(BaseBeamExecutor.Context(beam_pipeline_args=[])).Do({}, {'examples': [artifact]}, {
-        'input_base': str(root / 'data'),
-        'input_config': proto_utils.proto_to_json(example_gen_pb2.Input(splits=[
-            example_gen_pb2.Input.Split(name='span', pattern='span-1/*')])),
-        'output_config': proto_utils.proto_to_json(example_gen_pb2.Output(
-            split_config=example_gen_pb2.SplitConfig(splits=[
-                example_gen_pb2.SplitConfig.Split(name='train', hash_buckets=2),
-                example_gen_pb2.SplitConfig.Split(name='eval', hash_buckets=1)]))),
-        'output_data_format': example_gen_pb2.FORMAT_TF_EXAMPLE,
-        'output_file_format': example_gen_pb2.FORMAT_TFRECORDS_GZIP})
-    return artifact
+    return examples_of_sample(tmp_path_factory.mktemp('small-examples'), rows=5000)
 
 
 # Bounded features: their sample means are close to normal at a few hundred rows (over 100,000
