@@ -45,8 +45,9 @@ class Hyperparameters:
     hidden_units: tuple = (64, 32)
     embedding_dim: int = 8
     seed: int = 42
-    # Training steps Keras runs per call into the graph: the same training, less Python between steps
-    # (the model is small enough that per-step dispatch is much of a step's time).
+    # Training steps Keras runs per call into the graph: the same training, less Python between steps.
+    # 1, because more was slower on the sample, where the fit is mostly fixed costs
+    # (docs/performance.md#the-trainers-batch-size-and-steps-per-execution).
     steps_per_execution: int = 1
 
     @classmethod
