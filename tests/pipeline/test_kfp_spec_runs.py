@@ -10,11 +10,21 @@ and push a model that serves, as the local runner does, and leave the views
 the Kubeflow Pipelines UI renders. Against the store the open-source backend
 populated, served over ML Metadata's gRPC API as on a cluster, the operate
 commands answer: runs, lineage, the registry, model cards, monitoring passes
-and the continuous-training trigger."""
+and the continuous-training trigger.
+
+The open-source run also sets the `tune` parameter, as a Kubeflow Pipelines UI user sets it, on a spec
+compiled with the cluster's metadata service: the Tuner searches (one trial: the budget is a parameter
+too), its best values reach the Trainer, every trial is in the cluster's ML Metadata, and the
+BulkInferrer scores the new span with the blessed candidate into PredictionLogs carrying the outlier
+flags. Then runs that do not tune, their upstream tasks reused as the backend's cache would (only Tuner
+and Trainer execute): on open-source KFP the Tuner hands on the tuning ML Metadata knows and passes over
+a record whose artifact was never published; on Vertex AI (no store a task reaches) the records
+directory alone decides. One tuned run serves both, rather than a third full run of the spec."""
 
 import contextlib
 import json
 import os
+import pathlib
 import shutil
 import time
 
@@ -25,6 +35,8 @@ from ml_metadata.proto import metadata_store_pb2 as pb
 
 import schemas
 from components.baseline_model import latest_pushed_version
+from components.bulk_inferrer import scoring
+from components.tuner import tuning_records
 from cli import main as cli
 from foundation import metadata_store
 from foundation.model_files import TRAINING_RECORD
@@ -37,33 +49,47 @@ from support.kubeflow.run import KfpRun, TaskFailed, image_environment
 from support.kubeflow.vertex import VertexBackend
 from support.served_traffic import LogWriter
 from taxi_model import contract
+from taxi_model.hyperparameters import SEARCH_SPACE
 
 pytestmark = pytest.mark.e2e
 
 
 ROWS = 2000
 TRAIN_STEPS = 200
+TUNING_TRIAL_STEPS = 60
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+UNPUBLISHED = {'learning_rate': 0.01, 'hidden_units': '32-16', 'embedding_dim': 4}
+
+
+def _compile(root, name, **settings):
+    # Compiled for a bucket the run never sees: the run's data_root parameter points to root/data instead.
+    config = PipelineConfig.for_kubeflow(
+        'chicago-taxi-pipeline:test', str(root / 'pipeline_root'), 'gs://never-read/data',
+        str(root / 'serving_model'), schema_file=schemas.CURATED_SCHEMA, tuning_trial_steps=TUNING_TRIAL_STEPS,
+        **settings)
+    return config, kubeflow_compile.compile_pipeline(config, str(root / name))[0]
+
+
+def _parameters(root, tune):
+    return {'data_root': str(root / 'data'), 'train_steps': TRAIN_STEPS, 'eval_steps': 20, 'tune': tune,
+            'tuning_max_trials': 1}
 
 
 def _run(backend: str, tmp_path_factory, stack: contextlib.ExitStack):
     root = tmp_path_factory.mktemp(f'kfp_{backend}')
     data.prepare_sample(str(root / 'data'), rows=ROWS)
-    # Compiled for a bucket the run never sees: the run's data_root parameter points here instead.
-    config = PipelineConfig.for_kubeflow(
-        'chicago-taxi-pipeline:test', str(root / 'pipeline_root'), 'gs://never-read/data',
-        str(root / 'serving_model'), schema_file=schemas.CURATED_SCHEMA)
-    spec_path, _ = kubeflow_compile.compile_pipeline(config, str(root / 'compiled'))
     # A container's /tmp is its own: the tasks' temp files stay in this run's directory.
     (root / 'tmp').mkdir()
     env = {**image_environment(os.path.join(REPO, 'Dockerfile')), 'TMPDIR': str(root / 'tmp')}
-    parameters = {'data_root': str(root / 'data'), 'train_steps': TRAIN_STEPS, 'eval_steps': 20}
     if backend == 'vertex':
-        run = KfpRun(spec_path, config.pipeline_root, VertexBackend(), env=env, parameters=parameters)
+        config, spec_path = _compile(root, 'compiled')
+        run = KfpRun(spec_path, config.pipeline_root, VertexBackend(), env=env, parameters=_parameters(root, 0))
         return config, run, run.run(), None, None
     service = stack.enter_context(MetadataService(str(root / 'metadata.sqlite')))
     store = metadata_store.connect(grpc_address=service.address)
-    run = KfpRun(spec_path, config.pipeline_root, OpenSourceKfpBackend(store), env=env, parameters=parameters)
+    config, spec_path = _compile(root, 'compiled', metadata_grpc=service.address)
+    run = KfpRun(spec_path, config.pipeline_root, OpenSourceKfpBackend(store), env=env,
+                 parameters=_parameters(root, 1))
     return config, run, run.run(), store, service.address
 
 
@@ -269,6 +295,97 @@ def test_the_operate_commands_answer_from_the_store_open_source_kfp_populated_ov
         finally:
             shutil.rmtree(os.path.join(data_root, 'span-2'))
     assert code == 0 and '"last_trained_span": 1, "span": 2' in out and len(api.runs) == 1
+
+
+def _rerun(spec, config, backend, parameters, env, upstream):
+    """Tuner and Trainer of a new run, every other task's outputs taken from `upstream` (a cache hit)."""
+    run = KfpRun(spec, config.pipeline_root, backend, env=env, parameters=parameters)
+    run.results = dict(upstream.results)
+    backend.run_started(run)
+    for name in ('Tuner', 'Trainer'):
+        assert run.run_task(name).returncode == 0, open(run.results[name].log_path).read()[-3000:]
+    backend.run_finished(run, None)
+    return run.results
+
+
+@pytest.fixture(scope='module')
+def untuned_reruns(open_source_run, tmp_path_factory):
+    """After the tuned open-source run, a newer tuning record whose artifact was never published (a run
+    killed after writing it), then a run that does not tune on each backend. The open-source one runs
+    against a copy of the cluster's store as the tuned run left it, so the tuned run's own records stay
+    as its tests read them."""
+    config, tuned, _, _, _ = open_source_run
+    origin = pathlib.Path(tuned.parameters['data_root']).parent  # the pipeline root and records are the tuned run's
+    copy = tmp_path_factory.mktemp('kfp_reruns') / 'metadata.sqlite'
+    tuning_records.write(config.tuning_records_dir, tuning_records.new_record(
+        UNPUBLISHED, [], 'val_auc', str(copy.parent / 'never-published'), 0.0, 1, 60.0, TUNING_TRIAL_STEPS))
+    shutil.copy(origin / 'metadata.sqlite', copy)
+    parameters = dict(tuned.parameters, tune=0)
+    with MetadataService(str(copy)) as service:
+        _, spec = _compile(origin, 'rerun_open_source', metadata_grpc=service.address)
+        reused = OpenSourceKfpBackend(metadata_store.connect(grpc_address=service.address))
+        reused.executions = dict(tuned.backend.executions)  # the same ids in the copy
+        open_source = _rerun(spec, config, reused, parameters, tuned.env, tuned)
+    _, vertex_spec = _compile(origin, 'rerun_vertex')
+    vertex = _rerun(vertex_spec, config, VertexBackend(), parameters, tuned.env, tuned)
+    return {'open_source': open_source, 'vertex': vertex}
+
+
+def _best(results):
+    return results['Tuner'].outputs['best_hyperparameters'][0]
+
+
+def _trained_with(results):
+    return results['Trainer'].outputs['model'][0]['metadata']
+
+
+def test_a_tuning_run_searches_and_the_trainer_trains_with_its_best(open_source_run):
+    _, _, tuned, store, _ = open_source_run
+    best = _best(tuned)
+    assert best['metadata']['source'] == tuning_records.TUNED
+    [trial] = json.loads(best['metadata']['trials'])
+    assert set(trial['values']) == set(SEARCH_SPACE) and 0.5 < trial['score'] <= 1
+    model = _trained_with(tuned)
+    assert model['hyperparameters_source'] == tuning_records.TUNED and model['hyperparameters_tuned_uri'] == best['uri']
+    trained = json.loads(model['hyperparameters'])
+    assert trained['learning_rate'] == trial['values']['learning_rate']
+    assert trained['hidden_units'] == [int(u) for u in trial['values']['hidden_units'].split('-')]
+    # Every trial is in the cluster's ML Metadata, on the artifact the launcher recorded.
+    [recorded] = store.get_artifacts_by_uri(best['uri'])
+    assert json.loads(recorded.custom_properties['trials'].string_value) == [trial]
+
+
+def test_the_bulk_inferrer_scores_the_span_with_the_blessed_candidate_and_its_flags(open_source_run):
+    _, _, tuned, _, _ = open_source_run
+    assert tuned['Evaluator'].outputs['blessing'][0]['metadata']['blessed'] == 1
+    scored = tuned['BulkInferrer'].outputs['inference_result'][0]
+    assert scored['metadata']['inferred'] == 1 and scored['metadata']['splits'] == 'eval'
+    logs = scoring.read_prediction_logs(scored['uri'])
+    assert len(logs) == scored['metadata']['examples'] > 0
+    outputs = logs[0].predict_log.response.outputs
+    assert {contract.PROBABILITIES, contract.IS_OUTLIER, contract.OUTLIER_SCORE} <= set(outputs)
+    assert sum(log.predict_log.response.outputs[contract.IS_OUTLIER].bool_val[0] for log in logs) == \
+        scored['metadata']['outliers']
+
+
+def test_on_open_source_kfp_a_run_that_does_not_tune_hands_on_the_tuning_ml_metadata_knows(open_source_run,
+                                                                                         untuned_reruns):
+    _, _, tuned, _, _ = open_source_run
+    rerun = untuned_reruns['open_source']
+    best = _best(rerun)
+    assert best['metadata']['source'] == tuning_records.PREVIOUS
+    assert best['metadata']['tuned_uri'] == _best(tuned)['uri']  # not the unpublished newer record
+    model = _trained_with(rerun)
+    assert model['hyperparameters_source'] == tuning_records.PREVIOUS
+    assert json.loads(model['hyperparameters']) == json.loads(_trained_with(tuned)['hyperparameters'])
+
+
+def test_on_vertex_the_records_directory_alone_decides(untuned_reruns):
+    best = _best(untuned_reruns['vertex'])
+    assert best['metadata']['source'] == tuning_records.PREVIOUS
+    assert json.loads(best['metadata']['hyperparameters']) == UNPUBLISHED
+    trained = json.loads(_trained_with(untuned_reruns['vertex'])['hyperparameters'])
+    assert trained['hidden_units'] == [32, 16] and trained['embedding_dim'] == 4
 
 
 def test_a_failing_task_stops_the_run_before_its_downstream_tasks(tmp_path):
