@@ -33,7 +33,7 @@ run: $(STAMP)
 	$(BIN)/taxi-pipeline run --workspace $(WORKSPACE) $(RUN_ARGS)
 
 test: $(STAMP) prometheus-tools
-	$(BIN)/python -m pytest -q --durations=30 tests
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=30 tests
 
 # The tiers of `make test` one at a time (pytest.ini, "markers"; docs/testing.md): unit is the fast lane.
 test-unit: $(STAMP) prometheus-tools

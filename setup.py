@@ -59,6 +59,7 @@ setup(
         'dockerfile-parse>=2,<3',
     ],
     # openapi-spec-validator: the served OpenAPI documents are checked against the OpenAPI 3.1 schema.
-    extras_require={'test': ['pytest', 'openapi-spec-validator']},
+    # pytest-xdist: `make test` runs the suite on two workers, one per core of the machine CI runs on.
+    extras_require={'test': ['pytest', 'pytest-xdist', 'openapi-spec-validator']},
     entry_points={'console_scripts': ['taxi-pipeline=cli.main:console_main']},
 )
