@@ -1,21 +1,33 @@
 """What a trained model says about the eval split, through its own `explain`
 signature: global feature importance (mean absolute attribution) and the
-share of examples it flags as outliers. For the run report."""
+share of examples it flags as outliers. For the run report.
+
+Loading the model and explaining the split took most of a cached run's report
+(docs/performance.md), for an answer that cannot have changed: `cached` keeps
+each answer in a file named by what it is a function of, the model's and the
+split's files (name, size, modification time) and the limit, so a re-run of the
+same model on the same split reads it, and a model or split written anew (a
+workspace deleted and run again reuses artifact paths) misses."""
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import os
 from typing import Dict, Optional
 
 import tensorflow as tf
 
+from foundation.atomic_file import write_atomically
 from taxi_model import contract
 
 # Enough for stable means (standard error of a share near 1% is 0.2 points
 # at 2,000 examples), few enough to take seconds.
 MAX_EXAMPLES = 2000
 _BATCH = 500
+# Part of every cache key: a change to what the insights hold or how they are computed bumps it.
+CACHE_FORMAT = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,3 +70,41 @@ def explain_eval_split(model_dir: str, examples_uri: str, limit: int = MAX_EXAMP
     n = len(rows)
     importance = dict(sorted(((k, v / n) for k, v in absolute.items()), key=lambda kv: -kv[1]))
     return EvalInsights(n, importance, outliers / n, {k: v / n for k, v in sorted(flagged.items())})
+
+
+def _files(root: str):
+    """(path relative to `root`, size, modification time in ns) of every file under `root`, sorted."""
+    found = []
+    for directory, _, names in tf.io.gfile.walk(root):
+        for name in names:
+            path = os.path.join(directory, name)
+            found.append((os.path.relpath(path, root), *_size_and_time(path)))
+    return sorted(found)
+
+
+def _size_and_time(path: str):
+    if '://' in path:  # a bucket: tf.io.gfile's stat
+        stat = tf.io.gfile.stat(path)
+        return stat.length, stat.mtime_nsec
+    stat = os.stat(path)  # gfile's local stat has whole seconds only
+    return stat.st_size, stat.st_mtime_ns
+
+
+def cache_key(model_dir: str, examples_uri: str, split: str = 'eval', limit: int = MAX_EXAMPLES) -> str:
+    """A digest of what `explain_eval_split` is a function of."""
+    described = {'format': CACHE_FORMAT, 'limit': limit, 'split': split, 'model': _files(model_dir),
+                 'examples': _files(os.path.join(examples_uri, f'Split-{split}'))}
+    return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()
+
+
+def cached(model_dir: str, examples_uri: str, cache_dir: str, limit: int = MAX_EXAMPLES) -> Optional[EvalInsights]:
+    """`explain_eval_split`, read from `cache_dir` when the same model and split were explained before;
+    else computed and kept there (written whole or not at all)."""
+    path = os.path.join(cache_dir, f'insights-{cache_key(model_dir, examples_uri, limit=limit)[:32]}.json')
+    if os.path.exists(path):
+        with open(path) as f:
+            kept = json.load(f)
+        return None if kept is None else EvalInsights(**kept)
+    insights = explain_eval_split(model_dir, examples_uri, limit)
+    write_atomically(path, json.dumps(None if insights is None else dataclasses.asdict(insights)))
+    return insights

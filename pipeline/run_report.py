@@ -32,6 +32,9 @@ from pipeline.schema_review import differences
 from reports import page as reports_page
 from taxi_model.preprocessing import OUTLIER_SHARE
 
+# Under the reports directory: the eval split's insights per model and split (pipeline/model_insights.py `cached`).
+INSIGHTS_CACHE = '.insights'
+
 
 def _statistics_rows(stats: statistics_pb2.DatasetFeatureStatisticsList) -> List[list]:
     """statistics_rows with '' where a column does not apply, a string's unique and top values in one column."""
@@ -82,13 +85,16 @@ def _infra(result) -> Optional[Dict]:
                                        for c in recorded.get('checks', [])]}
 
 
-def _insights(result: RunSummary) -> Optional[dict]:
-    """Feature importance and outliers of the eval split; None where the run left no model to explain."""
+def _insights(result: RunSummary, reports_dir: Optional[str] = None) -> Optional[dict]:
+    """Feature importance and outliers of the eval split; None where the run left no model to explain.
+    With `reports_dir`, kept in its INSIGHTS_CACHE for the next page of the same model and split."""
     model = result.outputs.get('Trainer', {}).get('model')
     examples = result.outputs.get('CsvExampleGen', {}).get('examples')
     if not (model and examples and os.path.exists(os.path.join(model, SERVING_SUBDIR))):
         return None
-    insights = model_insights.explain_eval_split(os.path.join(model, SERVING_SUBDIR), examples)
+    model_dir = os.path.join(model, SERVING_SUBDIR)
+    insights = (model_insights.cached(model_dir, examples, os.path.join(reports_dir, INSIGHTS_CACHE)) if reports_dir
+                else model_insights.explain_eval_split(model_dir, examples))
     if insights is None:
         return {'explained': False}
     return {'explained': True, 'examples': insights.examples, 'importance': insights.importance,
@@ -135,7 +141,7 @@ def render(result: RunSummary, reports_dir: Optional[str] = None) -> str:
                     'unjudged': _unjudged_rows(result), 'min_class_examples': result.min_slice_class_examples}
         if evaluation else None,
         infra=_infra(result),
-        insights=_insights(result),
+        insights=_insights(result, reports_dir),
         anomalies=[(split, line) for split in ('train', 'eval')
                    for line in describe(read_split_anomalies(anomalies, split))] if anomalies else None,
         schema_differences=[[d] for d in differences(tfdv.load_schema_text(schemas.CURATED_SCHEMA),
