@@ -16,13 +16,16 @@ with no rate of its own. TFDV samples whole record batches
 (`random.random() <= sample_rate` per batch), so fed this executor's batches
 of 1,000 rows a split of a few thousand rows was sampled in thousands, often
 to nothing; TFX's executor feeds batches Beam grows from 1 row to 1,000, less
-often empty but no closer an estimate (issue 27, docs/decisions.md).
+often empty but no closer an estimate (issue 27, docs/decisions.md). Unlike TFDV's, the
+sample is seeded by the split's location (recorded as `sample_seed_by_split`): executed again on
+the same Examples, StatisticsGen computes the same statistics, as an audit of a run expects.
 
 Anything it does not mirror goes to TFX's executor unchanged: Beam on a remote
 runner (Dataflow scales TFDV out), sharded output, reading filtered paths,
 custom split patterns, or input that is not gzipped tf.Example records.
 """
 
+import hashlib
 import os
 from typing import Any, Dict, List
 
@@ -40,6 +43,13 @@ from components import beam_runner, record_files
 
 # Records per batch TFDV sees: TFXIO's largest (its batches grow to 1,000).
 BATCH = 1000
+# The statistics artifact's record of each split's sample seed (JSON), beside TFX's sample_rate_by_split.
+SAMPLE_SEED_PROPERTY = 'sample_seed_by_split'
+
+
+def sample_seed(split_uri: str) -> int:
+    """A split's sample seed: from its location, so the same Examples are sampled alike on every execution."""
+    return int.from_bytes(hashlib.sha256(split_uri.encode()).digest()[:8], 'big')
 
 
 def _options(exec_properties: Dict[str, Any]) -> tfdv.StatsOptions:
@@ -90,6 +100,7 @@ class Executor(statistics_executor.Executor):
         statistics.set_json_value_custom_property(
             statistics_executor.SAMPLE_RATE_BY_SPLIT_PROPERTY_NAME,
             json_utils.dumps({s: rates.get(s, options.sample_rate or 1.0) for s in splits}))
+        seeds = {}  # of the sampled splits
         with self._make_beam_pipeline() as pipeline:
             for split in splits:
                 split_options = tfdv.StatsOptions.from_json(options.to_json())
@@ -97,15 +108,20 @@ class Executor(statistics_executor.Executor):
                     split_options.sample_rate = rates[split]
                 # The sample is drawn here, per example, and TFDV samples nothing more (see the docstring).
                 rate, split_options.sample_rate = split_options.sample_rate, None
+                if rate is not None and rate < 1:
+                    # Seeded by the split's location: executed again on the same Examples, the same sample.
+                    seeds[split] = sample_seed(artifact_utils.get_split_uri([examples], split))
                 output = os.path.join(artifact_utils.get_split_uri([statistics], split),
                                       statistics_executor.DEFAULT_FILE_NAME)
                 _ = (pipeline
                      | f'ReadAndDecode[{split}]' >> record_files.RecordBatches(
                          [io_utils.all_files_pattern(artifact_utils.get_split_uri([examples], split))], None, BATCH,
-                         sample_rate=rate if rate is not None and rate < 1 else None)
+                         sample_rate=rate if split in seeds else None, sample_seed=seeds.get(split))
                      | f'GenerateStatistics[{split}]' >> tfdv.GenerateStatistics(split_options)
                      | f'WriteStatsOutput[{split}]' >> tfdv.WriteStatisticsToBinaryFile(output))
                 logging.info('Statistics for split %s written to %s.', split, output)
+        if seeds:
+            statistics.set_json_value_custom_property(SAMPLE_SEED_PROPERTY, json_utils.dumps(seeds))
 
 
 class StatisticsGen(statistics_component.StatisticsGen):

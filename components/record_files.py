@@ -45,7 +45,7 @@ def records(patterns: Sequence[str]) -> tf.data.Dataset:
 
 
 def _decoded(patterns: Sequence[str], schema: Optional[bytes], batch_size: int,
-             sample_rate: Optional[float] = None) -> Iterator[pa.RecordBatch]:
+             sample_rate: Optional[float] = None, sample_seed: Optional[int] = None) -> Iterator[pa.RecordBatch]:
     decoder = example_coder.ExamplesToRecordBatchDecoder(schema)
     if sample_rate is None:
         for batch in records(patterns).batch(batch_size).prefetch(1):
@@ -53,7 +53,7 @@ def _decoded(patterns: Sequence[str], schema: Optional[bytes], batch_size: int,
         return
     # Each record kept with probability sample_rate, on its own, before decoding; the kept
     # records are decoded in batches of batch_size.
-    draws = np.random.default_rng()
+    draws = np.random.default_rng(sample_seed)
     kept: List[bytes] = []
     for batch in records(patterns).batch(_BATCH).prefetch(1):
         serialized = batch.numpy()
@@ -68,12 +68,12 @@ def _decoded(patterns: Sequence[str], schema: Optional[bytes], batch_size: int,
 @beam.ptransform_fn
 def RecordBatches(pipeline: beam.Pipeline, patterns: Sequence[str],  # noqa: N802
                   schema: Optional[schema_pb2.Schema], batch_size: int,
-                  sample_rate: Optional[float] = None) -> beam.PCollection:
+                  sample_rate: Optional[float] = None, sample_seed: Optional[int] = None) -> beam.PCollection:
     """The tf.Examples in the files `patterns` match, decoded by `schema` (without one, with types
     inferred from the data) into Arrow record batches of `batch_size` rows, as TFXIO's `BeamSource`
     gives them (the same decoder). With `sample_rate`, a sample of them: each record kept with that
-    probability, independently (a Bernoulli sample, fresh random numbers every run), in batches
-    of `batch_size` kept rows.
+    probability, independently (a Bernoulli sample), in batches of `batch_size` kept rows; the same
+    `sample_seed` draws the same sample of the same files, None fresh random numbers every run.
 
     For Beam in process only: one DoFn reads every file through tf.data. TFXIO's
     source reads with Beam's Python TFRecord reader (Python CRC and gunzip) and
@@ -84,4 +84,4 @@ def RecordBatches(pipeline: beam.Pipeline, patterns: Sequence[str],  # noqa: N80
     serialized = None if schema is None else schema.SerializeToString()
     return (pipeline
             | 'Patterns' >> beam.Create([list(patterns)])
-            | 'ReadAndDecode' >> beam.FlatMap(_decoded, serialized, batch_size, sample_rate))
+            | 'ReadAndDecode' >> beam.FlatMap(_decoded, serialized, batch_size, sample_rate, sample_seed))

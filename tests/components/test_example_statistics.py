@@ -111,3 +111,19 @@ def test_a_sampled_split_is_a_sample_of_its_examples_not_of_its_batches(small_ex
             # The mean of a Bernoulli(rate) sample of `present` values: sd / sqrt(present rate / (1 - rate)).
             bound = 6 * whole.std_dev * ((1 - rate) / (present * rate)) ** 0.5
             assert abs(part.mean - whole.mean) <= bound, (split, name, part.mean, whole.mean, bound)
+
+
+def test_executed_again_on_the_same_examples_a_sampled_run_has_the_same_statistics(small_examples, tmp_path):
+    """An audit re-executes a run and expects its statistics: the sample is seeded by the split's location
+    and the seed recorded. (TFDV's own sample draws fresh random numbers every run.)"""
+    properties = {'stats_options_json': tfdv.StatsOptions(sample_rate=0.2).to_json()}
+    first, again = (_run(example_statistics.Executor, small_examples, tmp_path / name, properties)
+                    for name in ('first', 'again'))
+    seeds = json_utils.loads(first.get_json_value_custom_property(example_statistics.SAMPLE_SEED_PROPERTY))
+    assert set(seeds) == {'train', 'eval'} and seeds['train'] != seeds['eval']
+    assert json_utils.loads(again.get_json_value_custom_property(example_statistics.SAMPLE_SEED_PROPERTY)) == seeds
+    for split in ('train', 'eval'):
+        assert _by_feature(first, split) == _by_feature(again, split)
+    # Unsampled statistics record no seed.
+    full = _run(example_statistics.Executor, small_examples, tmp_path / 'full')
+    assert not full.has_custom_property(example_statistics.SAMPLE_SEED_PROPERTY)
