@@ -9,6 +9,7 @@ from absl import logging
 from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils, standard_component_specs
 
+from components import record_files
 from components.bulk_inferrer import scoring
 from taxi_model import contract
 
@@ -23,11 +24,12 @@ def _blessed(blessing) -> bool:
 
 
 def read_examples(examples_uri: str, split: str) -> list:
-    """The serialized tf.Examples of one split of an Examples artifact (GZIP TFRecords)."""
-    files = tf.io.gfile.glob(os.path.join(examples_uri, f'Split-{split}', '*'))
-    if not files:
+    """The serialized tf.Examples of one split of an Examples artifact (GZIP TFRecords), in file order.
+    Read in batches: one eager step per record cost 130 us, most of a 50k-row split's scoring (2026-12-07)."""
+    pattern = os.path.join(examples_uri, f'Split-{split}', '*')
+    if not tf.io.gfile.glob(pattern):
         raise ValueError(f'no examples in split {split!r} at {examples_uri}')
-    return [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type='GZIP')]
+    return list(record_files.batched(record_files.records([pattern])))
 
 
 class Executor(base_executor.BaseExecutor):
@@ -47,15 +49,18 @@ class Executor(base_executor.BaseExecutor):
         explain = bool(int(exec_properties.get(EXPLAIN) or 0))
         model = tf.saved_model.load(os.path.join(model_uri, SERVING_SUBDIR))
         serialized = [e for split in splits for e in read_examples(examples.uri, split)]
-        rows = [contract.from_tf_example(tf.train.Example.FromString(e)) for e in serialized]
-        outputs = scoring.score(model, rows, explain=explain)
+        if explain:  # `explain` takes raw features
+            outputs = scoring.score(model, [contract.from_tf_example(tf.train.Example.FromString(e))
+                                            for e in serialized], explain=True)
+        else:
+            outputs = scoring.score_examples(model, serialized)
         scoring.write_prediction_logs(result.uri, scoring.prediction_logs(serialized, outputs, 'candidate'))
         flags = np.asarray(outputs[contract.IS_OUTLIER]).astype(bool)
-        for name, value in {'inferred': 1, 'examples': len(rows), 'outliers': int(flags.sum())}.items():
+        for name, value in {'inferred': 1, 'examples': len(serialized), 'outliers': int(flags.sum())}.items():
             result.set_int_custom_property(name, value)
         result.set_string_custom_property('splits', ','.join(splits))
         result.set_int_custom_property('explained', int(explain))
         result.set_float_custom_property('mean_probability', float(np.mean(outputs[contract.PROBABILITIES])))
         result.set_float_custom_property('seconds', round(time.perf_counter() - started, 3))
-        logging.info('BulkInferrer: scored %d examples of %s (%d outliers) in %.1f s', len(rows), splits,
+        logging.info('BulkInferrer: scored %d examples of %s (%d outliers) in %.1f s', len(serialized), splits,
                      int(flags.sum()), time.perf_counter() - started)

@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import tensorflow as tf
-from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+from tensorflow_serving.apis import prediction_log_pb2
 
 from foundation.atomic_file import write_atomically
 from serving import request_log
@@ -79,37 +79,53 @@ def score(model, rows: Sequence[Mapping[str, object]], explain: bool = False) ->
     return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
 
 
-def _tensor(values, dtype) -> 'tf.compat.v1.TensorProto':
-    from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
-    shape = tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=1)])
-    if dtype == 'string':
-        return tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING, tensor_shape=shape, string_val=[values])
-    if dtype == 'bool':
-        return tensor_pb2.TensorProto(dtype=types_pb2.DT_BOOL, tensor_shape=shape, bool_val=[values])
-    return tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, tensor_shape=shape, float_val=[values])
+def score_examples(model, serialized: Sequence[bytes]) -> Dict[str, np.ndarray]:
+    """As `score` without attributions, for serialized tf.Examples: the model's `serving_default` parses
+    them in its graph, where `score` needs each example read into a row in Python first (most of the
+    BulkInferrer's time at 150k rows: docs/performance.md)."""
+    signature = model.signatures[contract.PREDICT_EXAMPLES]
+    parts: List[Dict[str, np.ndarray]] = []
+    for start in range(0, len(serialized), BATCH):
+        batch = list(serialized[start:start + BATCH])
+        outputs = signature(**{contract.EXAMPLES_INPUT: tf.constant(batch)})
+        parts.append({k: np.reshape(v.numpy(), [len(batch), -1])[:, 0] for k, v in outputs.items()})
+    if not parts:
+        raise ValueError('no examples to score')
+    return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
 
 
 def prediction_logs(serialized: Sequence[bytes], outputs: Mapping[str, np.ndarray], model_name: str
                     ) -> List[bytes]:
     """One PredictionLog per example, as TFX's BulkInferrer writes them for a predict signature: the
     serialized tf.Example as the request's `examples`, each output (probability, flags, attributions)
-    in the response."""
+    in the response, a tensor of shape [1] each. Built in place, each output's values converted once:
+    temporary tensors copied into every log took most of the time (docs/performance.md)."""
+    from tensorflow.core.framework import types_pb2
+    columns = []
+    for key, values in outputs.items():
+        if values.dtype.kind in 'SOU':
+            column = [v if isinstance(v, bytes) else str(v).encode() for v in values]
+            columns.append((key, types_pb2.DT_STRING, 'string_val', column))
+        elif values.dtype.kind == 'b':
+            columns.append((key, types_pb2.DT_BOOL, 'bool_val', [bool(v) for v in values]))
+        else:
+            columns.append((key, types_pb2.DT_FLOAT, 'float_val', [float(v) for v in values]))
     logs = []
-    kinds = {key: 'string' if values.dtype.kind in 'SOU' else 'bool' if values.dtype.kind == 'b' else 'float'
-             for key, values in outputs.items()}
     for i, example in enumerate(serialized):
-        request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(
-            name=model_name, signature_name=contract.PREDICT_EXAMPLES))
-        request.inputs[contract.EXAMPLES_INPUT].CopyFrom(_tensor(example, 'string'))
-        response = predict_pb2.PredictResponse()
-        for key, values in outputs.items():
-            value = values[i]
-            value = (value if isinstance(value, bytes) else str(value).encode()) if kinds[key] == 'string' else (
-                bool(value) if kinds[key] == 'bool' else float(value))
-            response.outputs[key].CopyFrom(_tensor(value, kinds[key]))
-        logs.append(prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(
-            request=request, response=response)).SerializeToString())
+        log = prediction_log_pb2.PredictionLog()
+        request, response = log.predict_log.request, log.predict_log.response
+        request.model_spec.name, request.model_spec.signature_name = model_name, contract.PREDICT_EXAMPLES
+        _fill(request.inputs[contract.EXAMPLES_INPUT], types_pb2.DT_STRING, 'string_val', example)
+        for key, dtype, field, column in columns:
+            _fill(response.outputs[key], dtype, field, column[i])
+        logs.append(log.SerializeToString())
     return logs
+
+
+def _fill(tensor, dtype, field: str, value) -> None:
+    tensor.dtype = dtype
+    tensor.tensor_shape.dim.add().size = 1
+    getattr(tensor, field).append(value)
 
 
 def write_prediction_logs(directory: str, logs: Sequence[bytes]) -> str:

@@ -74,6 +74,24 @@ def test_the_bulk_inferrer_scores_the_spans_eval_split_with_flags(first_run):
     assert f'Scored: {result.rows["eval"]:,} examples of the span (eval)' in result.render()
 
 
+def test_examples_scored_in_the_models_graph_get_the_answers_of_their_rows_scored_raw(first_run):
+    """The BulkInferrer scores serialized examples through `serving_default`, which parses them in the
+    model's graph; `score` reads each into a row first and calls `serving_raw`. Every output agrees."""
+    from components.bulk_inferrer.executor import read_examples
+    config, result, _ = first_run
+    model = tf.saved_model.load(os.path.join(_outputs(config, result, 'Trainer')[1]['model'].uri, 'Format-Serving'))
+    serialized = read_examples(result.outputs['CsvExampleGen']['examples'], 'eval')
+    assert len(serialized) == result.rows['eval']
+    in_graph = scoring.score_examples(model, serialized)
+    raw = scoring.score(model, [contract.from_tf_example(tf.train.Example.FromString(e)) for e in serialized])
+    assert set(in_graph) == set(raw)
+    for key, values in raw.items():
+        if values.dtype.kind == 'f':
+            assert in_graph[key] == pytest.approx(values, abs=1e-6), key
+        else:
+            assert list(in_graph[key]) == list(values), key
+
+
 @pytest.fixture(scope='module')
 def tuned_runs(first_run, tmp_path_factory):
     """On a copy of the first run's store and data: a run that tunes, then one that does not."""
