@@ -43,8 +43,9 @@ class EvalInsights:
 def eval_examples(examples_uri: str, split: str = 'eval', limit: int = MAX_EXAMPLES):
     """Up to `limit` rows of an ExampleGen split (gzipped TFRecords of tf.Examples)."""
     files = sorted(tf.io.gfile.glob(os.path.join(examples_uri, f'Split-{split}', '*')))
-    dataset = tf.data.TFRecordDataset(files, compression_type='GZIP').take(limit)
-    return [contract.from_tf_example(tf.train.Example.FromString(record)) for record in dataset.as_numpy_iterator()]
+    dataset = tf.data.TFRecordDataset(files, compression_type='GZIP').take(limit).batch(_BATCH)
+    return [contract.from_tf_example(tf.train.Example.FromString(record))
+            for batch in dataset.as_numpy_iterator() for record in batch]
 
 
 def explain_eval_split(model_dir: str, examples_uri: str, limit: int = MAX_EXAMPLES) -> Optional[EvalInsights]:
