@@ -2,8 +2,9 @@
 signature: global feature importance (mean absolute attribution) and the
 share of examples it flags as outliers. For the run report.
 
-Loading the model and explaining the split took most of a cached run's report
-(docs/performance.md), for an answer that cannot have changed: `cached` keeps
+Loading the model and explaining the split was most of what a cached re-run
+spent on its report (about a second: docs/performance.md#a-cached-re-run), for
+an answer that cannot have changed: `cached` keeps
 each answer in a file named by what it is a function of, the model's and the
 split's files (name, size, modification time) and the limit, so a re-run of the
 same model on the same split reads it, and a model or split written anew (a
