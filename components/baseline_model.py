@@ -19,7 +19,9 @@ from typing import Optional
 
 from absl import logging
 import tensorflow as tf
-from tfx import v1 as tfx
+from tfx.dsl.component.experimental.decorators import component
+from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact, Parameter
+from tfx.types import standard_artifacts
 from tfx.utils import io_utils
 
 from components.pusher import push_destination
@@ -49,16 +51,16 @@ def latest_pushed_version(serving_model_dir: str, store: Optional[metadata_store
     return None
 
 
-def has_model(model: tfx.types.standard_artifacts.Model) -> bool:
+def has_model(model: standard_artifacts.Model) -> bool:
     return tf.io.gfile.exists(os.path.join(model.uri, SERVING_SUBDIR, COMPLETE_MARKER))
 
 
-@tfx.dsl.components.component
+@component
 def LatestPushedModel(
-    candidate: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Model],
-    serving_model_dir: tfx.dsl.components.Parameter[str],
-    baseline: tfx.dsl.components.OutputArtifact[tfx.types.standard_artifacts.Model],
-    metadata_connection: tfx.dsl.components.Parameter[str] = '',
+    candidate: InputArtifact[standard_artifacts.Model],
+    serving_model_dir: Parameter[str],
+    baseline: OutputArtifact[standard_artifacts.Model],
+    metadata_connection: Parameter[str] = '',
 ):
     """Copies the latest pushed model into `baseline`; leaves it empty if none.
 

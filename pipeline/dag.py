@@ -21,7 +21,12 @@ import os
 from typing import Dict, List, Optional
 
 import tensorflow_model_analysis as tfma
-from tfx import v1 as tfx
+from tfx.components import ExampleValidator, SchemaGen
+from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
+from tfx.orchestration.pipeline import Pipeline
+from tfx.dsl.components.base.base_node import BaseNode
+from tfx.orchestration import data_types
+from tfx.proto import example_gen_pb2
 
 from components.anomalies_gate.component import AnomaliesGate
 from components.baseline_model import LatestPushedModel
@@ -113,7 +118,7 @@ def _parameters(config: PipelineConfig) -> Dict[str, object]:
     values = {p.name: p.value(config) for p in RUNTIME_PARAMETERS}
     if config.kubeflow is None:
         return values
-    return {p.name: tfx.dsl.experimental.RuntimeParameter(name=p.name, ptype=p.ptype, default=values[p.name])
+    return {p.name: data_types.RuntimeParameter(name=p.name, ptype=p.ptype, default=values[p.name])
             for p in RUNTIME_PARAMETERS}
 
 
@@ -137,20 +142,20 @@ def _known_tuning(config: PipelineConfig) -> str:
     return os.path.basename(found[0].path) if found else ''
 
 
-def create_components(config: PipelineConfig) -> List[tfx.dsl.components.base.base_node.BaseNode]:
+def create_components(config: PipelineConfig) -> List[BaseNode]:
     params = _parameters(config)
     registry = metadata_connection(config)
     example_gen = CsvExampleGen(
         input_base=params['data_root'],
-        input_config=tfx.proto.Input(splits=[tfx.proto.Input.Split(name='span', pattern=SPAN_PATTERN)]),
-        output_config=tfx.proto.Output(split_config=tfx.proto.SplitConfig(splits=[
-            tfx.proto.SplitConfig.Split(name='train', hash_buckets=2),
-            tfx.proto.SplitConfig.Split(name='eval', hash_buckets=1)])))
+        input_config=example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(name='span', pattern=SPAN_PATTERN)]),
+        output_config=example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=[
+            example_gen_pb2.SplitConfig.Split(name='train', hash_buckets=2),
+            example_gen_pb2.SplitConfig.Split(name='eval', hash_buckets=1)])))
     statistics_gen = StatisticsGen(examples=example_gen.outputs['examples'])
-    draft_schema = tfx.components.SchemaGen(
+    draft_schema = SchemaGen(
         statistics=statistics_gen.outputs['statistics'], infer_feature_shape=True).with_id('DraftSchemaGen')
-    curated_schema = tfx.components.ImportSchemaGen(schema_file=config.schema_file)
-    example_validator = tfx.components.ExampleValidator(
+    curated_schema = ImportSchemaGen(schema_file=config.schema_file)
+    example_validator = ExampleValidator(
         statistics=statistics_gen.outputs['statistics'], schema=curated_schema.outputs['schema'])
     # Against the serving version's training data, read from the push destination (no Resolver), a version
     # ML Metadata knows. Cached with its span like every component: a re-run of the same span reuses the comparison.
@@ -247,10 +252,10 @@ def create_components(config: PipelineConfig) -> List[tfx.dsl.components.base.ba
     return components
 
 
-def create_pipeline(config: PipelineConfig, metadata_connection_config: Optional[object]) -> tfx.dsl.Pipeline:
+def create_pipeline(config: PipelineConfig, metadata_connection_config: Optional[object]) -> Pipeline:
     """The pipeline. Local runs pass their ML Metadata connection; Kubeflow's backend owns
     ML Metadata, so a compile passes None."""
-    return tfx.dsl.Pipeline(
+    return Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
         components=create_components(config),

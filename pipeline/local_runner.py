@@ -13,7 +13,7 @@ import os
 import time
 from typing import Callable, Optional
 
-from tfx import v1 as tfx
+from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
 from foundation.atomic_file import write_atomically
 from components import code_version
@@ -84,7 +84,7 @@ def _run_alone(config: PipelineConfig, emit_line: Callable[[str], None], trigger
     started = time.time()
     failure: Optional[BaseException] = None
     try:
-        tfx.orchestration.LocalDagRunner().run(create_pipeline(config, metadata))
+        LocalDagRunner().run(create_pipeline(config, metadata))
     except BaseException as e:  # summarised first, then re-raised
         failure = e
     progress.stop()

@@ -21,7 +21,7 @@ import tensorflow as tf
 import tf_keras as keras
 import tensorflow_transform as tft
 from absl import logging
-from tfx import v1 as tfx
+from tfx.components.trainer.fn_args_utils import FnArgs
 from tfx_bsl.public import tfxio
 
 from foundation.model_files import TRAINING_RECORD
@@ -78,7 +78,7 @@ def require_keras_2() -> None:
                            'need Keras 2: set TF_USE_LEGACY_KERAS=1 in the environment before TensorFlow loads')
 
 
-def run_fn(fn_args: tfx.components.FnArgs) -> None:
+def run_fn(fn_args: FnArgs) -> None:
     """TFX Trainer entry point."""
     require_keras_2()
     hp = Hyperparameters.from_custom_config(fn_args.custom_config)

@@ -24,7 +24,8 @@ from typing import Dict, List
 import keras_tuner
 import tensorflow as tf
 import tensorflow_transform as tft
-from tfx import v1 as tfx
+from tfx.components.trainer.fn_args_utils import FnArgs
+from tfx.components.tuner.component import TunerFnResult
 from tfx_bsl.public import tfxio
 
 from taxi_model.features import LABEL
@@ -93,7 +94,7 @@ def _dataset(files, data_accessor, tf_transform_output, batch_size: int, seed: i
             lambda features, label: (model_inputs(features), label))
 
 
-def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
+def tuner_fn(fn_args: FnArgs) -> TunerFnResult:
     """TFX Tuner entry point: the tuner and what its `search` is called with."""
     config = fn_args.custom_config or {}
     base = Hyperparameters.from_custom_config(config)
@@ -106,7 +107,7 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
                              max_trials=max_trials, hyperparameters=search_space(), seed=base.seed)
     tuner = TaxiTuner(oracle, base, directory=fn_args.working_dir, project_name='taxi_tuning', overwrite=True)
     transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
-    return tfx.components.TunerFnResult(tuner=tuner, fit_kwargs={
+    return TunerFnResult(tuner=tuner, fit_kwargs={
         'train': lambda batch: _dataset(fn_args.train_files, fn_args.data_accessor, transform_output, batch,
                                         base.seed),
         'validation': lambda batch: _dataset(fn_args.eval_files, fn_args.data_accessor, transform_output, batch,

@@ -6,7 +6,7 @@ from typing import Optional
 
 import tensorflow as tf
 from tensorflow_metadata.proto.v0 import anomalies_pb2
-from tfx import v1 as tfx
+from tfx.types import standard_artifacts
 from tfx.components.example_validator.executor import DEFAULT_FILE_NAME as ANOMALIES_FILE  # per split
 from tfx.types import artifact_utils
 
@@ -21,8 +21,8 @@ def read_split_anomalies(anomalies_uri: str, split: str) -> anomalies_pb2.Anomal
     return result
 
 
-def check(anomalies: tfx.types.standard_artifacts.ExampleAnomalies,
-          drift_report: Optional[tfx.types.standard_artifacts.ExampleAnomalies]) -> None:
+def check(anomalies: standard_artifacts.ExampleAnomalies,
+          drift_report: Optional[standard_artifacts.ExampleAnomalies]) -> None:
     """Raises DataAnomaliesError if any split of `anomalies` is not empty, and
     DataDriftError if `drift_report` found drift under the blocking policy."""
     problems = {}

@@ -9,7 +9,8 @@ import os
 import tensorflow as tf
 import tensorflow_data_validation as tfdv
 from tensorflow_metadata.proto.v0 import anomalies_pb2
-from tfx import v1 as tfx
+from tfx.types import standard_artifacts
+from tfx.dsl.io import fileio
 from tfx.components.example_validator.executor import DEFAULT_FILE_NAME as ANOMALIES_FILE  # per split
 from tfx.types import artifact_utils
 
@@ -33,9 +34,9 @@ def _load_baseline(serving_model_dir: str, metadata_connection: str):
     return version, tfdv.load_stats_binary(path)
 
 
-def check(statistics: tfx.types.standard_artifacts.ExampleStatistics, schema: tfx.types.standard_artifacts.Schema,
+def check(statistics: standard_artifacts.ExampleStatistics, schema: standard_artifacts.Schema,
           serving_model_dir: str, drift_policy: str,
-          drift_report: tfx.types.standard_artifacts.ExampleAnomalies, metadata_connection: str = '') -> None:
+          drift_report: standard_artifacts.ExampleAnomalies, metadata_connection: str = '') -> None:
     """Compares the new span's training split with the serving version's training data."""
     if drift_policy not in POLICIES:
         raise ValueError(f'drift_policy must be one of {", ".join(POLICIES)}, not {drift_policy!r}')
@@ -48,7 +49,7 @@ def check(statistics: tfx.types.standard_artifacts.ExampleStatistics, schema: tf
         result, anomalies = DriftResult(NO_BASELINE, version, []), anomalies_pb2.Anomalies()
     else:
         current = tfdv.load_stats_binary(os.path.join(statistics.uri, f'Split-{TRAIN_SPLIT}', 'FeatureStats.pb'))
-        schema_file = tfx.dsl.io.fileio.listdir(schema.uri)[0]
+        schema_file = fileio.listdir(schema.uri)[0]
         result, anomalies = compare(current, baseline, tfdv.load_schema_text(os.path.join(schema.uri, schema_file)),
                                     version)
     tf.io.gfile.makedirs(os.path.join(drift_report.uri, f'Split-{TRAIN_SPLIT}'))

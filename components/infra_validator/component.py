@@ -1,16 +1,18 @@
 """Infra validation as a TFX component; what it does is `executor.validate`."""
 
-from tfx import v1 as tfx
+from tfx.dsl.component.experimental.decorators import component
+from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact, Parameter
+from tfx.types import standard_artifacts
 
 from components.infra_validator import executor
 
 
-@tfx.dsl.components.component
+@component
 def InfraValidation(
-    model: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Model],
-    blessing: tfx.dsl.components.OutputArtifact[tfx.types.standard_artifacts.InfraBlessing],
-    limits: tfx.dsl.components.Parameter[str],
-    behaviour_suite: tfx.dsl.components.Parameter[str] = '',
+    model: InputArtifact[standard_artifacts.Model],
+    blessing: OutputArtifact[standard_artifacts.InfraBlessing],
+    limits: Parameter[str],
+    behaviour_suite: Parameter[str] = '',
 ):
     """Serves the candidate as the deployment would and blesses it only if it loads, answers every client
     signature well over REST and gRPC, meets the latency and memory `limits` (checks.Limits as JSON) and

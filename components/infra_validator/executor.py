@@ -8,7 +8,7 @@ import os
 
 import tensorflow as tf
 from absl import logging
-from tfx import v1 as tfx
+from tfx.types import standard_artifacts
 
 from components.baseline_model import SERVING_SUBDIR
 from components.infra_validator import behaviour, checks
@@ -21,7 +21,7 @@ REASON, LOAD_SECONDS, P99_MS, MEMORY_MB, CHECKS_PASSED, CHECKS_FAILED = (
     'reason', 'load_seconds', 'p99_ms', 'memory_mb', 'checks_passed', 'checks_failed')
 
 
-def validate(model: tfx.types.standard_artifacts.Model, blessing: tfx.types.standard_artifacts.InfraBlessing,
+def validate(model: standard_artifacts.Model, blessing: standard_artifacts.InfraBlessing,
              limits: str, behaviour_suite: str) -> checks.Report:
     """Validates `model`, records the outcome on `blessing`. A model that fails is not blessed (the Pusher
     then pushes nothing); only a broken configuration raises."""

@@ -2,13 +2,15 @@
 
 from typing import Optional
 
-from tfx import v1 as tfx
+from tfx.types.channel import Channel
+from tfx.components import Pusher as TfxPusher
+from tfx.proto import pusher_pb2
 from tfx.dsl.components.base import executor_spec
 
 from components.pusher import executor
 
 
-class Pusher(tfx.components.Pusher):
+class Pusher(TfxPusher):
     """TFX's Pusher to a filesystem destination, pushing atomically and sweeping leftovers first.
 
     `metadata_connection` (foundation.metadata_store.connection_parameter; '' for none) lets the sweep
@@ -18,10 +20,10 @@ class Pusher(tfx.components.Pusher):
 
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
 
-    def __init__(self, model: tfx.dsl.Channel, model_blessing: tfx.dsl.Channel, serving_model_dir: str,
-                 metadata_connection: Optional[str] = '', infra_blessing: Optional[tfx.dsl.Channel] = None):
+    def __init__(self, model: Channel, model_blessing: Channel, serving_model_dir: str,
+                 metadata_connection: Optional[str] = '', infra_blessing: Optional[Channel] = None):
         super().__init__(
             model=model, model_blessing=model_blessing, infra_blessing=infra_blessing,
-            push_destination=tfx.proto.PushDestination(
-                filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir)),
+            push_destination=pusher_pb2.PushDestination(
+                filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=serving_model_dir)),
             custom_config={executor.METADATA_CONNECTION: metadata_connection} if metadata_connection else None)

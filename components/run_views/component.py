@@ -1,26 +1,28 @@
 """The run's views as a TFX component: what the Kubeflow Pipelines UI shows of a run
 (and what a local run leaves beside its other outputs); `executor.make_views` makes them."""
 
-from tfx import v1 as tfx
+from tfx.dsl.component.experimental.decorators import component
+from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact
+from tfx.types import standard_artifacts
 
 from components.run_views import executor
 from components.run_views.artifacts import HTML, ClassificationMetrics, Markdown, Metrics
 
-standard = tfx.types.standard_artifacts
+standard = standard_artifacts
 
 
-@tfx.dsl.components.component
+@component
 def RunViews(
-    statistics: tfx.dsl.components.InputArtifact[standard.ExampleStatistics],
-    anomalies: tfx.dsl.components.InputArtifact[standard.ExampleAnomalies],
-    drift_report: tfx.dsl.components.InputArtifact[standard.ExampleAnomalies],
-    evaluation: tfx.dsl.components.InputArtifact[standard.ModelEvaluation],
-    blessing: tfx.dsl.components.InputArtifact[standard.ModelBlessing],
-    pushed_model: tfx.dsl.components.InputArtifact[standard.PushedModel],
-    metrics: tfx.dsl.components.OutputArtifact[Metrics],
-    classification_metrics: tfx.dsl.components.OutputArtifact[ClassificationMetrics],
-    report: tfx.dsl.components.OutputArtifact[HTML],
-    summary: tfx.dsl.components.OutputArtifact[Markdown],
+    statistics: InputArtifact[standard.ExampleStatistics],
+    anomalies: InputArtifact[standard.ExampleAnomalies],
+    drift_report: InputArtifact[standard.ExampleAnomalies],
+    evaluation: InputArtifact[standard.ModelEvaluation],
+    blessing: InputArtifact[standard.ModelBlessing],
+    pushed_model: InputArtifact[standard.PushedModel],
+    metrics: OutputArtifact[Metrics],
+    classification_metrics: OutputArtifact[ClassificationMetrics],
+    report: OutputArtifact[HTML],
+    summary: OutputArtifact[Markdown],
 ):
     """Metrics overall and per slice, ROC curve and confusion matrix, the run's report page, a summary."""
     executor.make_views(statistics, anomalies, drift_report, evaluation, blessing, pushed_model,
