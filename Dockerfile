@@ -17,7 +17,7 @@ WORKDIR /pipeline
 # the image's tested TFX/TensorFlow stack is not re-resolved. Transform and
 # Trainer tasks need taxi_model/, components/ and schemas/; pipeline/, cli/ and
 # serving/ are for the operator's commands run from the same image.
-COPY setup.py README.md ./
+COPY setup.py pyproject.toml README.md ./
 COPY foundation/ foundation/
 COPY taxi_model/ taxi_model/
 COPY components/ components/
@@ -35,6 +35,7 @@ COPY kfp/ kfp/
 # The operator's commands need two libraries the TFX image lacks: the scheduler's
 # and the metrics client (pinned as in constraints.txt).
 RUN pip install --no-cache-dir APScheduler==3.10.4 prometheus_client==0.26.0
+# pyproject.toml: built as a wheel (PEP 660), with a plain console script (docs/installing.md).
 RUN pip install --no-cache-dir --no-deps -e /pipeline \
     && python -c "import taxi_model.training, taxi_model.preprocessing, components.trainer.component, schemas; print(schemas.CURATED_SCHEMA)"
 

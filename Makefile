@@ -23,7 +23,7 @@ CI_WORKSPACE ?= build/ci-run
 venv: $(STAMP)
 
 # tfx 1.16 declares Requires-Python <3.11; its cp311 wheels work, hence the flag.
-$(STAMP): setup.py constraints.txt
+$(STAMP): setup.py pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade 'pip==24.2'
 	$(BIN)/pip install --ignore-requires-python -c constraints.txt -e '.[test]'

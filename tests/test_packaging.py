@@ -38,3 +38,21 @@ def test_templates_and_policies_ship_with_their_packages():
         for pattern in patterns:
             assert list((REPO / package.replace('.', '/')).glob(pattern)), f'{package}: nothing matches {pattern}'
     assert 'templates/*.html' in data.get('reports', [])
+
+
+def test_the_console_script_leaves_pkg_resources_nothing_to_resolve():
+    # A `setup.py develop` script sets __requires__ in __main__; the first import of pkg_resources
+    # (TensorFlow's import makes one) then resolves every requirement of the project: ~2 s a start.
+    import sys
+    script = pathlib.Path(sys.executable).parent / 'taxi-pipeline'
+    seen = {}
+
+    def console_main():
+        seen['requires'] = sys._getframe(1).f_globals.get('__requires__')
+        seen['name'] = sys._getframe(1).f_globals.get('__name__')
+        return 0
+
+    with mock.patch('cli.main.console_main', console_main), pytest.raises(SystemExit) as exit_:
+        runpy.run_path(str(script), run_name='__main__')
+    assert exit_.value.code == 0 and seen['name'] == '__main__'
+    assert seen['requires'] is None, f'{script} sets __requires__ = {seen["requires"]!r}: reinstall with `make venv`'
