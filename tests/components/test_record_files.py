@@ -100,3 +100,34 @@ def test_a_sampled_read_keeps_each_record_on_its_own(tmp_path):
         assert kept[0] < 1000 and kept[-1] >= 9000  # from the start of the first file to the second
         samples.append(kept)
     assert samples[0] != samples[1]
+
+
+def test_decoding_ahead_keeps_order_raises_in_place_and_stops_with_its_caller():
+    import threading
+    from components.record_files import ahead
+
+    assert list(ahead(iter(range(1000)), depth=2)) == list(range(1000))
+
+    def failing():
+        yield 1
+        yield 2
+        raise ValueError('record 3 is corrupt')
+
+    got = []
+    with pytest.raises(ValueError, match='record 3 is corrupt'):
+        for item in ahead(failing()):
+            got.append(item)
+    assert got == [1, 2]  # everything before the error, then the error itself
+
+    made = []
+
+    def endless():
+        while True:
+            made.append(len(made))
+            yield made[-1]
+
+    items = ahead(endless(), depth=2)
+    assert [next(items) for _ in range(3)] == [0, 1, 2]
+    items.close()  # the caller stops: the thread stops too, having made at most a few more
+    assert not any(t.name == 'record-files-ahead' and t.is_alive() for t in threading.enumerate())
+    assert len(made) <= 3 + 2 + 1
