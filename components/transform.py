@@ -154,6 +154,11 @@ class TransformedWriter:
         self._encoder = example_coder.RecordBatchToExamplesEncoder(schema)
 
     def _encoded(self, pattern: str) -> Iterator[List[bytes]]:
+        # Encoded a batch ahead, in a thread: tfx_bsl's encoder releases Python's lock, so it
+        # runs while the writer writes the batch before (docs/performance.md#decoding-ahead).
+        return record_files.ahead(self._encode(pattern))
+
+    def _encode(self, pattern: str) -> Iterator[List[bytes]]:
         batches = record_files.records([pattern]).batch(BATCH).map(self._transform).prefetch(2)
         for batch in batches:
             yield self._encoder.encode(self._to_arrow.convert({k: v.numpy() for k, v in batch.items()}))
