@@ -11,7 +11,7 @@ import json
 import math
 import os
 import time
-from typing import List
+from typing import List, Tuple
 
 import numpy as np
 
@@ -32,15 +32,23 @@ from taxi_model.model import ENCODER, build_keras_model, mean_representations, m
 
 # Training batches averaged for the explanation baseline (12,800 examples at the default batch size).
 BASELINE_BATCHES = 200
-# Training is validated every ~VALIDATE_EVERY steps (once, at the end, when there are fewer) and stops
-# when validation AUC has not improved for PATIENCE checks, keeping the best weights: more passes over
-# small or duplicated data overfit it (docs/performance.md#epochs-and-early-stopping).
-VALIDATE_EVERY = 1000
+# Training is validated every ~VALIDATE_EVERY examples (1,000 steps at the default batch of 64; once,
+# at the end, when there are fewer) and stops when validation AUC has not improved for PATIENCE checks,
+# keeping the best weights: more passes over small or duplicated data overfit it
+# (docs/performance.md#epochs-and-early-stopping). Counted in examples, not steps, so a larger batch
+# is checked as often per example seen (docs/performance.md#the-trainers-batch-size-and-steps-per-execution).
+VALIDATE_EVERY = 64_000
 PATIENCE = 2
 # The calibration the model carries is fitted on at most this many eval examples (all of them at the
 # sample's size); read in batches of EVAL_BATCH.
 CALIBRATION_EXAMPLES = 20_000
 EVAL_BATCH = 1024
+
+def validation_schedule(train_steps: int, batch_size: int) -> Tuple[int, int]:
+    """(checks, steps between them): a check about every VALIDATE_EVERY examples, the last at `train_steps`."""
+    checks = math.ceil(train_steps / max(1, round(VALIDATE_EVERY / batch_size)))
+    return checks, math.ceil(train_steps / checks)
+
 
 def _dataset(files: List[str], data_accessor, tf_transform_output: tft.TFTransformOutput,
              batch_size: int, seed: int) -> tf.data.Dataset:
@@ -88,8 +96,7 @@ def run_fn(fn_args: FnArgs) -> None:
     evaluation = _dataset(fn_args.eval_files, fn_args.data_accessor, tf_transform_output, hp.batch_size, hp.seed)
 
     model = build_keras_model(hp)
-    checks = math.ceil(fn_args.train_steps / VALIDATE_EVERY)
-    chunk = math.ceil(fn_args.train_steps / checks)
+    checks, chunk = validation_schedule(fn_args.train_steps, hp.batch_size)
     stopper = keras.callbacks.EarlyStopping(monitor='val_auc', mode='max', patience=PATIENCE,
                                             restore_best_weights=True)
     started = time.perf_counter()
