@@ -62,20 +62,23 @@ def ahead(items: Iterator[T], depth: int = _AHEAD) -> Iterator[T]:
     made: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
+    def offer(entry) -> bool:  # False once the caller has stopped: nothing waits for the entry then
+        while not stop.is_set():
+            try:
+                made.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                pass
+        return False
+
     def make() -> None:
         try:
             for item in items:
-                while not stop.is_set():
-                    try:
-                        made.put((item, None), timeout=0.1)
-                        break
-                    except queue.Full:
-                        pass
-                if stop.is_set():
+                if not offer((item, None)):
                     return
-            made.put((done, None))
+            offer((done, None))
         except BaseException as e:  # handed to the caller, raised where the item would have been
-            made.put((done, e))
+            offer((done, e))
 
     thread = threading.Thread(target=make, name='record-files-ahead', daemon=True)
     thread.start()

@@ -131,3 +131,22 @@ def test_decoding_ahead_keeps_order_raises_in_place_and_stops_with_its_caller():
     items.close()  # the caller stops: the thread stops too, having made at most a few more
     assert not any(t.name == 'record-files-ahead' and t.is_alive() for t in threading.enumerate())
     assert len(made) <= 3 + 2 + 1
+
+
+def test_a_caller_that_stops_while_the_maker_fails_or_finishes_is_not_kept_waiting():
+    import threading
+    import time
+    from components.record_files import ahead
+
+    def failing_after_two():
+        yield from range(2)
+        raise ValueError('never seen')
+
+    for source in (failing_after_two(), iter(range(2))):
+        items = ahead(source, depth=1)
+        assert next(items) == 0
+        time.sleep(0.5)  # the maker has queued 1 and reached the end (or the error) with the queue full
+        stopper = threading.Thread(target=items.close, daemon=True)
+        stopper.start()
+        stopper.join(timeout=10)
+        assert not stopper.is_alive(), 'closing waited for a maker blocked on a full queue'
