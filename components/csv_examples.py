@@ -240,8 +240,7 @@ def write_splits(files: List[str], buckets: List[int], split_dirs: List[str]) ->
     columns = {name: _Column(name, kind) for name, kind in column_types(files).items()}
     for directory in split_dirs:
         tf.io.gfile.makedirs(directory)
-    options = _WRITE_OPTIONS
-    writers = [tf.io.TFRecordWriter(os.path.join(d, SHARD_NAME), options) for d in split_dirs]
+    writers = [tf.io.TFRecordWriter(os.path.join(d, SHARD_NAME), _WRITE_OPTIONS) for d in split_dirs]
     counts = [0] * len(split_dirs)
     total = buckets[-1]
     try:

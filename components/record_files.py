@@ -18,7 +18,7 @@ from tfx_bsl.coders import example_coder
 # Records per dataset step: a step per record costs far more than the record
 # (docs/performance.md#reading-records-in-batches).
 _BATCH = 4096
-# Decoded batches made ahead of their consumer (see `ahead`).
+# Batches made ahead of their consumer (see `ahead`).
 _AHEAD = 2
 
 T = TypeVar('T')
@@ -53,9 +53,9 @@ def records(patterns: Sequence[str]) -> tf.data.Dataset:
 def ahead(items: Iterator[T], depth: int = _AHEAD) -> Iterator[T]:
     """`items`, in order, made by a thread up to `depth` ahead of the caller.
 
-    tfx_bsl's decoder releases Python's lock while it decodes, so a batch is decoded
-    on the machine's other core while TFDV or tf.Transform works on the one before
-    (docs/performance.md#decoding-ahead). An error raised making an item is raised
+    tfx_bsl's decoder (and encoder) release Python's lock while they work, so a batch
+    is decoded on the machine's other core while TFDV or tf.Transform works on the one
+    before (docs/performance.md#decoding-ahead). An error raised making an item is raised
     here, in its place; a caller that stops early stops the thread.
     """
     done = object()

@@ -3,12 +3,10 @@
 
 from tfx.dsl.component.experimental.decorators import component
 from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact
-from tfx.types import standard_artifacts
+from tfx.types import standard_artifacts as standard
 
 from components.run_views import executor
 from components.run_views.artifacts import HTML, ClassificationMetrics, Markdown, Metrics
-
-standard = standard_artifacts
 
 
 @component
