@@ -2,8 +2,8 @@
 
 The rules are read from the table under "## Import rules" in docs/architecture.md: that table is
 the one place they are written, and this test fails on any import it forbids, lazy imports inside
-functions included. It also fails on an import of a CLI module from outside `cli`, and on any
-cycle between modules.
+functions included. It also fails on an import of a CLI module from outside `cli`, on an import of
+TFX's `v1` API, and on any cycle between modules.
 """
 
 from __future__ import annotations
@@ -101,6 +101,21 @@ def imports_tfx(path: pathlib.Path) -> bool:
     return False
 
 
+def tfx_v1_lines(path: pathlib.Path) -> List[int]:
+    """Lines importing TFX's `v1` API wherever they stand: `import tfx.v1`, `from tfx import v1`, `from tfx.v1...`."""
+    lines = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            names = [f'{node.module}.{a.name}' for a in node.names] + [node.module or '']
+        else:
+            continue
+        if any(n == 'tfx.v1' or n.startswith('tfx.v1.') for n in names):
+            lines.append(node.lineno)
+    return lines
+
+
 def plain_logic_only(doc: pathlib.Path = RULES_DOC) -> Set[str]:
     """The packages whose row allows `components` "(plain-logic modules only...)"."""
     return set(re.findall(r'^\| `(\w+)` \|[^\n]*`components` \(plain-logic modules only', doc.read_text(), re.M))
@@ -118,6 +133,7 @@ def violations(root: pathlib.Path, rules: Dict[str, Set[str]],
         if allowed is None:
             found.append(f'{where}: package {package!r} is in no row of the import rules')
             allowed = set()
+        found.extend(f'{where}:{line}: imports tfx.v1 (TFX\'s own modules instead)' for line in tfx_v1_lines(path))
         for target, line in imports(path, module, known):
             graph[module].add(target)
             target_package = target.split('.')[0]
@@ -187,6 +203,8 @@ def _plant(root: pathlib.Path, files: Dict[str, str]) -> None:
     ({'monitoring/monitor.py': 'from components import trainer\n',
       'components/trainer.py': 'from tfx import v1\n'}, 'not a TFX component or executor'),
     ({'newpackage/x.py': 'import os\n'}, 'in no row of the import rules'),
+    ({'pipeline/dag.py': 'def f():\n    from tfx import v1 as tfx\n'}, 'imports tfx.v1'),
+    ({'components/c.py': 'from tfx.v1.dsl import Pipeline\n'}, 'imports tfx.v1'),
 ])
 def test_a_planted_violation_is_found(tmp_path, planted, expected):
     rules = read_rules()
