@@ -67,7 +67,6 @@ def _mirrored(input_dict: Dict[str, List[types.Artifact]], output_dict: Dict[str
               exec_properties: Dict[str, Any]) -> bool:
     examples = input_dict[standard_component_specs.EXAMPLES_KEY]
     return (len(examples) == 1
-            and bool(output_dict.get(standard_component_specs.TRANSFORMED_EXAMPLES_KEY))
             and bool(exec_properties.get(standard_component_specs.DISABLE_STATISTICS_KEY))
             and not output_dict.get(standard_component_specs.UPDATED_ANALYZER_CACHE_KEY)
             and not input_dict.get(standard_component_specs.ANALYZER_CACHE_KEY)
@@ -106,7 +105,9 @@ class Executor(transform_executor.Executor):
                       bool(exec_properties.get(standard_component_specs.FORCE_TF_COMPAT_V1_KEY, 0)))
         logging.info('Analysed %s in %.1f s', ', '.join(splits.analyze), time.perf_counter() - started)
 
-        transformed = output_dict[standard_component_specs.TRANSFORMED_EXAMPLES_KEY]
+        transformed = output_dict.get(standard_component_specs.TRANSFORMED_EXAMPLES_KEY)
+        if not transformed:  # materialize=False: the graph alone
+            return
         executor_utils.SetSplitNames(splits.transform, transformed)
         writer = TransformedWriter(graph_uri)
         for split in splits.transform:

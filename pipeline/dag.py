@@ -3,7 +3,8 @@
 ExampleGen -> StatisticsGen -> SchemaGen (draft, for review)
                             -> ExampleValidator (curated schema) -> AnomaliesGate
                             -> DriftCheck (vs the serving model's data) -^
-           -> Transform (after the gate) -> Tuner (searches when asked) -> Trainer
+           -> Transform (after the gate; the graph only) -> Tuner (searches when asked) -> Trainer
+              (both read ExampleGen's examples through the graph)
            -> LatestBlessedModel (baseline) -> Evaluator (candidate vs baseline) -> Pusher (blessed only)
            -> BulkInferrer (the blessed candidate scores the new span)
            -> RunViews (what the Kubeflow Pipelines UI shows of the run)
@@ -175,6 +176,9 @@ def create_components(config: PipelineConfig) -> List[BaseNode]:
         # Nothing feeds the analyzer cache back in (that would take a Resolver), so writing it only
         # added a dozen Beam write stages to every run.
         disable_analyzer_cache=True,
+        # The Trainer and the Tuner read ExampleGen's examples through the graph (taxi_model/inputs.py):
+        # encoding every row again cost more than all they read (docs/decisions.md).
+        materialize=False,
         force_tf_compat_v1=True)
     transform.add_upstream_node(anomalies_gate)
 
@@ -182,7 +186,7 @@ def create_components(config: PipelineConfig) -> List[BaseNode]:
     # last tuning recorded under tuning_records_dir that ML Metadata knows, or the configured defaults.
     tuner = Tuner(
         tuner_fn=TUNER_FN,
-        examples=transform.outputs['transformed_examples'],
+        examples=example_gen.outputs['examples'],
         transform_graph=transform.outputs['transform_graph'],
         schema=curated_schema.outputs['schema'],
         tune=params['tune'], max_trials=params['tuning_max_trials'], max_seconds=params['tuning_max_seconds'],
@@ -193,7 +197,7 @@ def create_components(config: PipelineConfig) -> List[BaseNode]:
     trainer = Trainer(
         run_fn=RUN_FN,
         hyperparameters=tuner.outputs['best_hyperparameters'],
-        examples=transform.outputs['transformed_examples'],
+        examples=example_gen.outputs['examples'],
         transform_graph=transform.outputs['transform_graph'],
         schema=curated_schema.outputs['schema'],
         statistics=statistics_gen.outputs['statistics'],

@@ -63,8 +63,9 @@ class RunSummary:
     drift: Optional[drift_check.DriftResult] = None
     drift_policy: Optional[str] = None
     trigger: Optional[run_trigger.Trigger] = None
-    # Where every row went: 'read' (the span's CSV rows), 'train'/'eval' (ExampleGen's splits), 'transformed
-    # train'/'transformed eval', 'evaluated' (TFMA's overall example count); only what this run got to.
+    # Where every row went: 'read' (the span's CSV rows), 'train'/'eval' (ExampleGen's splits), 'evaluated'
+    # (the evaluation's overall example count); only what this run got to. Transform writes no examples: the
+    # Trainer reads ExampleGen's (taxi_model/inputs.py).
     rows: Dict[str, int] = dataclasses.field(default_factory=dict)
     # The Trainer's steps (planned; taken and kept when validation stopped it early) and batch size.
     training: Dict[str, int] = dataclasses.field(default_factory=dict)
@@ -183,8 +184,6 @@ def _rows_line(rows: Dict[str, int]) -> str:
     shown = [f'read {rows["read"]:,}'] if 'read' in rows else []
     if 'train' in rows:
         shown.append(f'train {rows["train"]:,} + eval {rows["eval"]:,}')
-    if 'transformed train' in rows:
-        shown.append(f'transformed {rows["transformed train"]:,} + {rows["transformed eval"]:,}')
     if 'evaluated' in rows:
         shown.append(f'evaluated {rows["evaluated"]:,}' + (' (an evenly spaced sample of the eval split)'
                                                            if 'eval sample' in rows else ''))
@@ -212,10 +211,6 @@ def unaccounted(rows: Dict[str, int]) -> List[str]:
     if 'read' in rows and 'train' in rows and rows['read'] != rows['train'] + rows['eval']:
         problems.append(f'the span has {rows["read"]:,} rows but ExampleGen split {rows["train"] + rows["eval"]:,} '
                         f'(train {rows["train"]:,} + eval {rows["eval"]:,})')
-    for split in ('train', 'eval'):
-        key = f'transformed {split}'
-        if key in rows and split in rows and rows[key] != rows[split]:
-            problems.append(f'Transform wrote {rows[key]:,} {split} examples of {rows[split]:,}')
     if 'eval sample' in rows and 'eval' in rows and rows['eval sample'] > rows['eval']:
         problems.append(f'the Evaluator sampled {rows["eval sample"]:,} examples of an eval split of {rows["eval"]:,}')
     expected = rows.get('eval sample', rows.get('eval'))
@@ -269,13 +264,6 @@ def _split_sizes(statistics_uri: str) -> Dict[str, int]:
                        .datasets[0].num_examples) for split in ('train', 'eval')}
 
 
-def _records(directory: str) -> int:
-    """tf.Examples in a split directory of gzipped TFRecord files."""
-    import tensorflow as tf
-    from components.record_files import record_count
-    return record_count(tf.io.gfile.glob(os.path.join(directory, '*')))
-
-
 def _component_runs(store, config: PipelineConfig, run: metadata_store_pb2.Context):
     """(ComponentRun, execution) pairs of one pipeline run, in execution order."""
     prefix = f'{config.pipeline_name}.'
@@ -310,7 +298,7 @@ def summarize_latest_run(config: PipelineConfig, wall_seconds: float,
                          rows_read: Optional[int] = None) -> RunSummary:
     """The newest run that started after `since_ms`; records `trigger` and `code` with it when given.
 
-    With `rows_read` (the span's CSV rows), every row is accounted for: split, transformed, evaluated; a run
+    With `rows_read` (the span's CSV rows), every row is accounted for: split, evaluated; a run
     whose counts do not add up fails (`failure` says where rows went missing).
     """
     failure_text = f'{type(failure).__name__}: {failure}' if failure else None
@@ -347,10 +335,6 @@ def summarize_latest_run(config: PipelineConfig, wall_seconds: float,
             read_gates(summary, outputs['evaluation'], outputs['blessing'])
         if 'statistics' in outputs and component.node_id == 'StatisticsGen':
             summary.rows.update(_split_sizes(outputs['statistics'].uri))
-        if 'transformed_examples' in outputs:
-            uri = outputs['transformed_examples'].uri
-            summary.rows.update({f'transformed {split}': _records(os.path.join(uri, f'Split-{split}'))
-                                 for split in ('train', 'eval')})
         if 'evaluation' in outputs and 'example_count' in summary.metrics:
             summary.rows['evaluated'] = int(summary.metrics['example_count'])
             kept = number(outputs['evaluation'].custom_properties, 'evaluated_examples')

@@ -1,4 +1,4 @@
-"""Trainer module: trains the model on Transform's output and exports it.
+"""Trainer module: trains the model on ExampleGen's examples through Transform's graph, and exports it.
 
 `run_fn` is referenced by module path (`taxi_model.training.run_fn`). The
 model is `taxi_model.model`; the export (`taxi_model.export`) embeds the
@@ -26,9 +26,9 @@ from tfx_bsl.public import tfxio
 
 from foundation.model_files import TRAINING_RECORD
 from taxi_model.export import Evaluation, export_serving_model
-from taxi_model.features import LABEL
 from taxi_model.hyperparameters import Hyperparameters
-from taxi_model.model import ENCODER, build_keras_model, mean_representations, model_inputs
+from taxi_model.inputs import transformed_batches
+from taxi_model.model import ENCODER, build_keras_model, mean_representations
 
 # Training batches averaged for the explanation baseline (12,800 examples at the default batch size).
 BASELINE_BATCHES = 200
@@ -52,22 +52,18 @@ def validation_schedule(train_steps: int, batch_size: int) -> Tuple[int, int]:
 
 def _dataset(files: List[str], data_accessor, tf_transform_output: tft.TFTransformOutput,
              batch_size: int, seed: int) -> tf.data.Dataset:
-    return data_accessor.tf_dataset_factory(
-        files,
-        tfxio.TensorFlowDatasetOptions(batch_size=batch_size, label_key=LABEL.name, shuffle_seed=seed),
-        tf_transform_output.transformed_metadata.schema).repeat()
+    return transformed_batches(files, data_accessor, tf_transform_output,
+                               tfxio.TensorFlowDatasetOptions(batch_size=batch_size, shuffle_seed=seed)).repeat()
 
 
 def evaluation_split(files: List[str], data_accessor, tf_transform_output: tft.TFTransformOutput,
                      limit: int = CALIBRATION_EXAMPLES) -> Evaluation:
     """The eval split once through, in order, as model inputs and labels (its first `limit` examples)."""
     started = time.perf_counter()
-    dataset = data_accessor.tf_dataset_factory(
-        files, tfxio.TensorFlowDatasetOptions(batch_size=EVAL_BATCH, label_key=LABEL.name, shuffle=False,
-                                              num_epochs=1),
-        tf_transform_output.transformed_metadata.schema)
+    dataset = transformed_batches(files, data_accessor, tf_transform_output,
+                                  tfxio.TensorFlowDatasetOptions(batch_size=EVAL_BATCH, shuffle=False, num_epochs=1))
     inputs, labels, count = {}, [], 0
-    for features, label in dataset.map(lambda features, label: (model_inputs(features), label)).as_numpy_iterator():
+    for features, label in dataset.as_numpy_iterator():
         for key, value in features.items():
             inputs.setdefault(key, []).append(value)
         labels.append(np.reshape(label, [-1]))
@@ -101,9 +97,9 @@ def run_fn(fn_args: FnArgs) -> None:
                                             restore_best_weights=True)
     started = time.perf_counter()
     model.fit(
-        train.map(lambda features, label: (model_inputs(features), label)),
+        train,
         steps_per_epoch=chunk, epochs=checks,
-        validation_data=evaluation.map(lambda features, label: (model_inputs(features), label)),
+        validation_data=evaluation,
         validation_steps=fn_args.eval_steps,
         verbose=0,
         callbacks=[keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq='epoch'), stopper])
@@ -117,7 +113,7 @@ def run_fn(fn_args: FnArgs) -> None:
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, TRAINING_RECORD), 'w') as f:
         json.dump(record, f)
     baseline = mean_representations(model.get_layer(ENCODER),
-                                    train.map(lambda features, label: model_inputs(features)).take(BASELINE_BATCHES))
+                                    train.map(lambda inputs, label: inputs).take(BASELINE_BATCHES))
     evaluated = evaluation_split(fn_args.eval_files, fn_args.data_accessor, tf_transform_output)
     calibrated = export_serving_model(model, tf_transform_output, fn_args.serving_model_dir, baseline,
                                       schema_path=fn_args.schema_path, evaluation=evaluated)

@@ -2,8 +2,8 @@
 
 `tuner_fn` is referenced by module path (`taxi_model.tuning.tuner_fn`). Each
 trial builds the model of `taxi_model.model` with the trial's values laid over
-the configured hyperparameters, trains it on the transformed training split
-for `fn_args.train_steps` steps and scores it by its best validation AUC on
+the configured hyperparameters, trains it on the training split, transformed
+as it is read (`taxi_model.inputs`), for `fn_args.train_steps` steps and scores it by its best validation AUC on
 the eval split (`fn_args.eval_steps` batches per check).
 
 KerasTuner's own `Tuner` insists on a Keras 3 model, and this model is Keras 2
@@ -28,9 +28,9 @@ from tfx.components.trainer.fn_args_utils import FnArgs
 from tfx.components.tuner.component import TunerFnResult
 from tfx_bsl.public import tfxio
 
-from taxi_model.features import LABEL
 from taxi_model.hyperparameters import SEARCH_SPACE, Hyperparameters
-from taxi_model.model import build_keras_model, model_inputs
+from taxi_model.inputs import transformed_batches
+from taxi_model.model import build_keras_model
 
 OBJECTIVE = 'val_auc'
 # A trial is validated this often (in steps), at least once at its end; its score is its best check.
@@ -88,10 +88,8 @@ class TaxiTuner(keras_tuner.engine.base_tuner.BaseTuner):
 
 
 def _dataset(files, data_accessor, tf_transform_output, batch_size: int, seed: int) -> tf.data.Dataset:
-    return data_accessor.tf_dataset_factory(
-        files, tfxio.TensorFlowDatasetOptions(batch_size=batch_size, label_key=LABEL.name, shuffle_seed=seed),
-        tf_transform_output.transformed_metadata.schema).repeat().map(
-            lambda features, label: (model_inputs(features), label))
+    return transformed_batches(files, data_accessor, tf_transform_output,
+                               tfxio.TensorFlowDatasetOptions(batch_size=batch_size, shuffle_seed=seed)).repeat()
 
 
 def tuner_fn(fn_args: FnArgs) -> TunerFnResult:

@@ -43,6 +43,11 @@ def _run(executor_class, examples, out, properties=None, beam_args=()):
     return graph, transformed
 
 
+def _channel(artifact_type):
+    from tfx.types import channel
+    return channel.Channel(type=artifact_type)
+
+
 def _records(pattern):
     files = glob.glob(pattern)
     return [r for batch in tf.data.TFRecordDataset(files, compression_type='GZIP').batch(4096)
@@ -109,7 +114,7 @@ def test_the_same_transformed_examples_as_tfx_from_the_same_graph(taxi_examples,
         assert len(_records(os.path.join(artifact_utils.get_split_uri([ours], split), '*'))) == rows
 
 
-def test_the_artifact_reads_as_the_trainer_reads_it(both):
+def test_the_artifact_reads_as_tfx_trainer_reads_it(both):
     (graph, transformed), _ = both
     spec = tft.TFTransformOutput(graph.uri).transformed_feature_spec()
     files = glob.glob(os.path.join(artifact_utils.get_split_uri([transformed], 'train'), '*'))
@@ -119,6 +124,64 @@ def test_the_artifact_reads_as_the_trainer_reads_it(both):
     # No temporary or partial files left behind.
     assert not [f for f in glob.glob(os.path.join(transformed.uri, '**'), recursive=True) if 'partial' in f]
     assert not os.path.exists(os.path.join(graph.uri, '.temp_path'))
+
+
+def test_without_materialisation_the_graph_alone_in_process(taxi_examples, both, tmp_path, monkeypatch):
+    """materialize=False (the pipeline's): TFX's component declares no transformed_examples; the in-process
+    analysis still runs, writes the same graph, and no examples."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("TFX's executor ran")
+    monkeypatch.setattr(tfx_transform_executor.Executor, 'Do', refuse)
+    assert 'transformed_examples' not in transform.Transform(
+        examples=_channel(standard_artifacts.Examples), schema=_channel(standard_artifacts.Schema),
+        preprocessing_fn=PROPERTIES['preprocessing_fn'], materialize=False).outputs
+    graph = standard_artifacts.TransformGraph()
+    graph.uri = str(tmp_path / 'graph')
+    schema = standard_artifacts.Schema()
+    schema.uri = str(tmp_path / 'schema')
+    os.makedirs(schema.uri)
+    shutil.copy(schemas.CURATED_SCHEMA, schema.uri)
+    transform.Executor(BaseBeamExecutor.Context(beam_pipeline_args=[])).Do(
+        {'examples': [taxi_examples], 'schema': [schema]}, {'transform_graph': [graph]}, dict(PROPERTIES))
+    (materialised, _), _ = both
+    alone, before = tft.TFTransformOutput(graph.uri), tft.TFTransformOutput(materialised.uri)
+    assert alone.transformed_metadata.schema == before.transformed_metadata.schema
+    with open(alone.vocabulary_file_by_name('company'), 'rb') as a, \
+            open(before.vocabulary_file_by_name('company'), 'rb') as b:
+        assert a.read() == b.read()
+    assert sorted(os.listdir(tmp_path)) == ['graph', 'schema']
+
+
+def test_the_trainer_reads_raw_examples_through_the_graph_as_the_materialised_ones(taxi_examples, both):
+    """What taxi_model.inputs gives the Trainer and the Tuner (ExampleGen's examples through the graph)
+    equals what the materialised examples would have given, batch for batch."""
+    from tfx.components.util import tfxio_utils
+    from tfx_bsl.public import tfxio
+    from taxi_model.features import LABEL
+    from taxi_model.inputs import transformed_batches
+    from taxi_model.model import model_inputs
+    (graph, transformed), _ = both
+    output = tft.TFTransformOutput(graph.uri)
+    options = tfxio.TensorFlowDatasetOptions(batch_size=256, shuffle=False, num_epochs=1)
+    raw = transformed_batches(
+        [os.path.join(artifact_utils.get_split_uri([taxi_examples], 'eval'), '*')],
+        type('Accessor', (), {'tf_dataset_factory': staticmethod(
+            tfxio_utils.get_tf_dataset_factory_from_artifact([taxi_examples], []))}), output, options)
+    materialised = tfxio_utils.get_tf_dataset_factory_from_artifact([transformed], [])(
+        [os.path.join(artifact_utils.get_split_uri([transformed], 'eval'), '*')],
+        tfxio.TensorFlowDatasetOptions(batch_size=256, shuffle=False, num_epochs=1, label_key=LABEL.name),
+        output.transformed_metadata.schema)
+    batches = 0
+    for (inputs, label), (features, expected_label) in zip(raw, materialised, strict=True):
+        expected = model_inputs(features)
+        assert sorted(inputs) == sorted(expected)
+        for name in expected:
+            np.testing.assert_array_equal(inputs[name].numpy(), expected[name].numpy(), err_msg=name)
+        np.testing.assert_array_equal(label.numpy(), expected_label.numpy())
+        batches += 1
+    assert batches > 3
+    with pytest.raises(ValueError, match='the label is an output of the transform graph'):
+        transformed_batches([], None, output, tfxio.TensorFlowDatasetOptions(batch_size=1, label_key=LABEL.name))
 
 
 def test_a_remote_runner_or_an_unmirrored_config_gets_tfx_executor(taxi_examples, tmp_path, monkeypatch):
