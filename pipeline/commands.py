@@ -123,7 +123,7 @@ def _steps_and_thresholds(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--train-steps', type=int, default=config_lib.default('train_steps'),
                         help='training steps, instead of --train-epochs; 0: from the epochs (default: %(default)s)')
     parser.add_argument('--eval-steps', type=int, default=config_lib.default('eval_steps'),
-                        help='validation steps (default: %(default)s)')
+                        help='validation batches read at each check during training (default: %(default)s)')
     parser.add_argument('--max-eval-examples', type=int, default=config_lib.default('max_eval_examples'),
                         help='the Evaluator scores an evenly spaced sample of at most this many eval examples; 0: '
                         'all (default: %(default)s)')

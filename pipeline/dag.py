@@ -47,6 +47,7 @@ from foundation import metadata_store
 from pipeline.config import PipelineConfig
 from taxi_model import contract
 from taxi_model.features import LABEL, SLICE_COLUMNS
+from taxi_model.inputs import VALIDATION_BATCH
 
 PREPROCESSING_FN = 'taxi_model.preprocessing.preprocessing_fn'
 RUN_FN = 'taxi_model.training.run_fn'
@@ -81,7 +82,8 @@ RUNTIME_PARAMETERS = (
     RuntimeParameter('data_root', str, 'span-N/ CSV directories; ExampleGen reads the latest span'),
     RuntimeParameter('train_epochs', float, 'passes over the training split, when train_steps is 0'),
     RuntimeParameter('train_steps', int, 'training steps; 0: from train_epochs'),
-    RuntimeParameter('eval_steps', int, 'validation steps during training'),
+    RuntimeParameter('eval_steps', int,
+                     f'validation batches of {VALIDATION_BATCH} examples at each check during training'),
     RuntimeParameter('min_auc', float, 'AUC a model needs to be blessed (overall slice)'),
     RuntimeParameter('min_accuracy', float, 'accuracy a model needs to be blessed (overall slice)'),
     RuntimeParameter('max_auc_drop', float, "how far AUC may fall below the latest pushed model's"),

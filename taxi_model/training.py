@@ -27,7 +27,7 @@ from tfx_bsl.public import tfxio
 from foundation.model_files import TRAINING_RECORD
 from taxi_model.export import Evaluation, export_serving_model
 from taxi_model.hyperparameters import Hyperparameters
-from taxi_model.inputs import transformed_batches
+from taxi_model.inputs import VALIDATION_BATCH, TransformedReader
 from taxi_model.model import ENCODER, build_keras_model, mean_representations
 
 # Training batches averaged for the explanation baseline (12,800 examples at the default batch size).
@@ -50,18 +50,14 @@ def validation_schedule(train_steps: int, batch_size: int) -> Tuple[int, int]:
     return checks, math.ceil(train_steps / checks)
 
 
-def _dataset(files: List[str], data_accessor, tf_transform_output: tft.TFTransformOutput,
-             batch_size: int, seed: int) -> tf.data.Dataset:
-    return transformed_batches(files, data_accessor, tf_transform_output,
-                               tfxio.TensorFlowDatasetOptions(batch_size=batch_size, shuffle_seed=seed)).repeat()
+def _dataset(files: List[str], reader: TransformedReader, batch_size: int, seed: int) -> tf.data.Dataset:
+    return reader.batches(files, tfxio.TensorFlowDatasetOptions(batch_size=batch_size, shuffle_seed=seed)).repeat()
 
 
-def evaluation_split(files: List[str], data_accessor, tf_transform_output: tft.TFTransformOutput,
-                     limit: int = CALIBRATION_EXAMPLES) -> Evaluation:
+def evaluation_split(files: List[str], reader: TransformedReader, limit: int = CALIBRATION_EXAMPLES) -> Evaluation:
     """The eval split once through, in order, as model inputs and labels (its first `limit` examples)."""
     started = time.perf_counter()
-    dataset = transformed_batches(files, data_accessor, tf_transform_output,
-                                  tfxio.TensorFlowDatasetOptions(batch_size=EVAL_BATCH, shuffle=False, num_epochs=1))
+    dataset = reader.batches(files, tfxio.TensorFlowDatasetOptions(batch_size=EVAL_BATCH, shuffle=False, num_epochs=1))
     inputs, labels, count = {}, [], 0
     for features, label in dataset.as_numpy_iterator():
         for key, value in features.items():
@@ -88,8 +84,9 @@ def run_fn(fn_args: FnArgs) -> None:
     hp = Hyperparameters.from_custom_config(fn_args.custom_config)
     keras.utils.set_random_seed(hp.seed)
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
-    train = _dataset(fn_args.train_files, fn_args.data_accessor, tf_transform_output, hp.batch_size, hp.seed)
-    evaluation = _dataset(fn_args.eval_files, fn_args.data_accessor, tf_transform_output, hp.batch_size, hp.seed)
+    reader = TransformedReader(fn_args.data_accessor, tf_transform_output)
+    train = _dataset(fn_args.train_files, reader, hp.batch_size, hp.seed)
+    evaluation = _dataset(fn_args.eval_files, reader, VALIDATION_BATCH, hp.seed)
 
     model = build_keras_model(hp)
     checks, chunk = validation_schedule(fn_args.train_steps, hp.batch_size)
@@ -107,6 +104,7 @@ def run_fn(fn_args: FnArgs) -> None:
     record = {'steps_planned': checks * chunk, 'steps_taken': len(model.history.epoch) * chunk,
               'steps_kept': (stopper.best_epoch + 1) * chunk, 'validate_every': chunk,
               'validation_auc': [float(v) for v in model.history.history['val_auc']],
+              'validation_examples': fn_args.eval_steps * VALIDATION_BATCH,
               'batch_size': hp.batch_size, 'fit_seconds': round(fit_seconds, 3)}
     logging.info('Training: %s', record)
     tf.io.gfile.makedirs(fn_args.model_run_dir)
@@ -114,7 +112,7 @@ def run_fn(fn_args: FnArgs) -> None:
         json.dump(record, f)
     baseline = mean_representations(model.get_layer(ENCODER),
                                     train.map(lambda inputs, label: inputs).take(BASELINE_BATCHES))
-    evaluated = evaluation_split(fn_args.eval_files, fn_args.data_accessor, tf_transform_output)
+    evaluated = evaluation_split(fn_args.eval_files, reader)
     calibrated = export_serving_model(model, tf_transform_output, fn_args.serving_model_dir, baseline,
                                       schema_path=fn_args.schema_path, evaluation=evaluated)
     logging.info('Calibration on %d eval examples (label rate %.4f): ECE %.4f -> %.4f, %.2fs',

@@ -29,7 +29,7 @@ from tfx.components.tuner.component import TunerFnResult
 from tfx_bsl.public import tfxio
 
 from taxi_model.hyperparameters import SEARCH_SPACE, Hyperparameters
-from taxi_model.inputs import transformed_batches
+from taxi_model.inputs import VALIDATION_BATCH, TransformedReader
 from taxi_model.model import build_keras_model
 
 OBJECTIVE = 'val_auc'
@@ -77,7 +77,7 @@ class TaxiTuner(keras_tuner.engine.base_tuner.BaseTuner):
         model = build_keras_model(hp)
         checks = math.ceil(train_steps / VALIDATE_EVERY)
         history = model.fit(train(hp.batch_size), steps_per_epoch=math.ceil(train_steps / checks), epochs=checks,
-                            validation_data=validation(hp.batch_size), validation_steps=validation_steps, verbose=0)
+                            validation_data=validation(VALIDATION_BATCH), validation_steps=validation_steps, verbose=0)
         scores = [float(v) for v in history.history[OBJECTIVE]]
         self.timings[trial.trial_id] = time.perf_counter() - started
         self.checks[trial.trial_id] = scores
@@ -87,9 +87,8 @@ class TaxiTuner(keras_tuner.engine.base_tuner.BaseTuner):
         """Nothing to keep: the Trainer trains the winner again, for the full steps."""
 
 
-def _dataset(files, data_accessor, tf_transform_output, batch_size: int, seed: int) -> tf.data.Dataset:
-    return transformed_batches(files, data_accessor, tf_transform_output,
-                               tfxio.TensorFlowDatasetOptions(batch_size=batch_size, shuffle_seed=seed)).repeat()
+def _dataset(files, reader: TransformedReader, batch_size: int, seed: int) -> tf.data.Dataset:
+    return reader.batches(files, tfxio.TensorFlowDatasetOptions(batch_size=batch_size, shuffle_seed=seed)).repeat()
 
 
 def tuner_fn(fn_args: FnArgs) -> TunerFnResult:
@@ -104,10 +103,8 @@ def tuner_fn(fn_args: FnArgs) -> TunerFnResult:
     oracle = _DeadlineOracle(time.monotonic() + max_seconds, objective=keras_tuner.Objective(OBJECTIVE, 'max'),
                              max_trials=max_trials, hyperparameters=search_space(), seed=base.seed)
     tuner = TaxiTuner(oracle, base, directory=fn_args.working_dir, project_name='taxi_tuning', overwrite=True)
-    transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
+    reader = TransformedReader(fn_args.data_accessor, tft.TFTransformOutput(fn_args.transform_graph_path))
     return TunerFnResult(tuner=tuner, fit_kwargs={
-        'train': lambda batch: _dataset(fn_args.train_files, fn_args.data_accessor, transform_output, batch,
-                                        base.seed),
-        'validation': lambda batch: _dataset(fn_args.eval_files, fn_args.data_accessor, transform_output, batch,
-                                             base.seed),
+        'train': lambda batch: _dataset(fn_args.train_files, reader, batch, base.seed),
+        'validation': lambda batch: _dataset(fn_args.eval_files, reader, batch, base.seed),
         'train_steps': fn_args.train_steps, 'validation_steps': fn_args.eval_steps})

@@ -158,15 +158,14 @@ def test_the_trainer_reads_raw_examples_through_the_graph_as_the_materialised_on
     from tfx.components.util import tfxio_utils
     from tfx_bsl.public import tfxio
     from taxi_model.features import LABEL
-    from taxi_model.inputs import transformed_batches
+    from taxi_model.inputs import TransformedReader
     from taxi_model.model import model_inputs
     (graph, transformed), _ = both
     output = tft.TFTransformOutput(graph.uri)
     options = tfxio.TensorFlowDatasetOptions(batch_size=256, shuffle=False, num_epochs=1)
-    raw = transformed_batches(
-        [os.path.join(artifact_utils.get_split_uri([taxi_examples], 'eval'), '*')],
-        type('Accessor', (), {'tf_dataset_factory': staticmethod(
-            tfxio_utils.get_tf_dataset_factory_from_artifact([taxi_examples], []))}), output, options)
+    reader = TransformedReader(type('Accessor', (), {'tf_dataset_factory': staticmethod(
+        tfxio_utils.get_tf_dataset_factory_from_artifact([taxi_examples], []))}), output)
+    raw = reader.batches([os.path.join(artifact_utils.get_split_uri([taxi_examples], 'eval'), '*')], options)
     materialised = tfxio_utils.get_tf_dataset_factory_from_artifact([transformed], [])(
         [os.path.join(artifact_utils.get_split_uri([transformed], 'eval'), '*')],
         tfxio.TensorFlowDatasetOptions(batch_size=256, shuffle=False, num_epochs=1, label_key=LABEL.name),
@@ -181,7 +180,7 @@ def test_the_trainer_reads_raw_examples_through_the_graph_as_the_materialised_on
         batches += 1
     assert batches > 3
     with pytest.raises(ValueError, match='the label is an output of the transform graph'):
-        transformed_batches([], None, output, tfxio.TensorFlowDatasetOptions(batch_size=1, label_key=LABEL.name))
+        reader.batches([], tfxio.TensorFlowDatasetOptions(batch_size=1, label_key=LABEL.name))
 
 
 def test_a_remote_runner_or_an_unmirrored_config_gets_tfx_executor(taxi_examples, tmp_path, monkeypatch):

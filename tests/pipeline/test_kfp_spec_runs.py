@@ -50,12 +50,14 @@ from support.kubeflow.vertex import VertexBackend
 from support.served_traffic import LogWriter
 from taxi_model import contract
 from taxi_model.hyperparameters import SEARCH_SPACE
+from taxi_model.inputs import VALIDATION_BATCH
 
 pytestmark = pytest.mark.e2e
 
 
 ROWS = 2000
 TRAIN_STEPS = 200
+EVAL_STEPS = 20
 TUNING_TRIAL_STEPS = 60
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 UNPUBLISHED = {'learning_rate': 0.01, 'hidden_units': '32-16', 'embedding_dim': 4}
@@ -71,7 +73,7 @@ def _compile(root, name, **settings):
 
 
 def _parameters(root, tune):
-    return {'data_root': str(root / 'data'), 'train_steps': TRAIN_STEPS, 'eval_steps': 20, 'tune': tune,
+    return {'data_root': str(root / 'data'), 'train_steps': TRAIN_STEPS, 'eval_steps': EVAL_STEPS, 'tune': tune,
             'tuning_max_trials': 1}
 
 
@@ -134,7 +136,9 @@ def test_the_runs_parameters_reach_the_tasks(kfp_run):
     # ... and run_fn got them: what it planned is in the model run's training record.
     run_dir = results['Trainer'].outputs['model_run'][0]['uri']
     with open(os.path.join(run_dir, TRAINING_RECORD)) as f:
-        assert json.load(f)['steps_planned'] == TRAIN_STEPS
+        record = json.load(f)
+    assert record['steps_planned'] == TRAIN_STEPS
+    assert record['validation_examples'] == EVAL_STEPS * VALIDATION_BATCH
 
 
 def test_example_gen_resolved_the_span_pattern_and_records_the_span(kfp_run):
