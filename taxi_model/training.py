@@ -30,9 +30,10 @@ from taxi_model.hyperparameters import Hyperparameters
 from taxi_model.inputs import VALIDATION_BATCH, TransformedReader
 from taxi_model.model import ENCODER, build_keras_model, mean_representations
 
-# Training batches averaged for the explanation baseline (12,800 examples at the default batch size).
-BASELINE_BATCHES = 200
-# Training is validated every ~VALIDATE_EVERY examples (1,000 steps at the default batch of 64; once,
+# Training examples averaged for the explanation baseline: the first of the shuffled training stream,
+# the same examples whatever the batch size.
+BASELINE_EXAMPLES = 12_800
+# Training is validated every ~VALIDATE_EVERY examples (250 steps at the default batch of 256; once,
 # at the end, when there are fewer) and stops when validation AUC has not improved for PATIENCE checks,
 # keeping the best weights: more passes over small or duplicated data overfit it
 # (docs/performance.md#epochs-and-early-stopping). Counted in examples, not steps, so a larger batch
@@ -111,7 +112,8 @@ def run_fn(fn_args: FnArgs) -> None:
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, TRAINING_RECORD), 'w') as f:
         json.dump(record, f)
     baseline = mean_representations(model.get_layer(ENCODER),
-                                    train.map(lambda inputs, label: inputs).take(BASELINE_BATCHES))
+                                    train.map(lambda inputs, label: inputs).take(
+                                        math.ceil(BASELINE_EXAMPLES / hp.batch_size)))
     evaluated = evaluation_split(fn_args.eval_files, reader)
     calibrated = export_serving_model(model, tf_transform_output, fn_args.serving_model_dir, baseline,
                                       schema_path=fn_args.schema_path, evaluation=evaluated)
