@@ -43,7 +43,7 @@ def test_the_newest_record_ml_metadata_knows_is_the_last_tuning(tmp_path):
     directory = str(tmp_path / 'records')
     assert tuning_records.latest(directory) is None  # no directory yet: the defaults
     old = {'learning_rate': 0.001, 'hidden_units': '32-16', 'embedding_dim': 4}
-    new = {'learning_rate': 0.006, 'hidden_units': '128-64', 'embedding_dim': 8}
+    new = {'learning_rate': 0.005, 'hidden_units': '128-64', 'embedding_dim': 8}
     tuning_records.write(directory, _record(old, 'uri/old', 1000.0))
     tuning_records.write(directory, _record(new, 'uri/new', 2000.0))
     (tmp_path / 'records' / 'junk.json').write_text('{not json')
