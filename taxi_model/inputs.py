@@ -27,8 +27,9 @@ VALIDATION_BATCH = 64
 class TransformedReader:
     """Reads (model inputs, label) batches of raw examples through one transform graph.
 
-    The graph is loaded and traced once per reader, not once per dataset: each trace of the
-    Transform graph into a tf.data function took 0.5-1.8 s, and the Trainer reads three datasets.
+    The graph is loaded and traced once per reader, not once per dataset: tracing the Transform
+    graph into a tf.data function is slow (docs/performance.md#transform-without-materialisation),
+    and the Trainer reads three datasets.
     """
 
     def __init__(self, data_accessor, tf_transform_output: tft.TFTransformOutput):
@@ -52,3 +53,7 @@ class TransformedReader:
             raise ValueError(f'the label is an output of the transform graph, not a raw column; got label_key '
                              f'{options.label_key!r}')
         return self._factory(files, options, self._raw_schema).map(self._transform)
+
+    def shuffled(self, files: List[str], batch_size: int, seed: int) -> tf.data.Dataset:
+        """Shuffled batches, repeated without end: what training and its validation read."""
+        return self.batches(files, tfxio.TensorFlowDatasetOptions(batch_size=batch_size, shuffle_seed=seed)).repeat()

@@ -33,7 +33,7 @@ from taxi_model.model import ENCODER, build_keras_model, mean_representations
 # Training examples averaged for the explanation baseline: the first of the shuffled training stream,
 # the same examples whatever the batch size.
 BASELINE_EXAMPLES = 12_800
-# Training is validated every ~VALIDATE_EVERY examples (250 steps at the default batch of 256; once,
+# Training is validated every ~VALIDATE_EVERY examples (1,000 steps at the default batch of 64; once,
 # at the end, when there are fewer) and stops when validation AUC has not improved for PATIENCE checks,
 # keeping the best weights: more passes over small or duplicated data overfit it
 # (docs/performance.md#epochs-and-early-stopping). Counted in examples, not steps, so a larger batch
@@ -49,10 +49,6 @@ def validation_schedule(train_steps: int, batch_size: int) -> Tuple[int, int]:
     """(checks, steps between them): a check about every VALIDATE_EVERY examples, the last at `train_steps`."""
     checks = math.ceil(train_steps / max(1, round(VALIDATE_EVERY / batch_size)))
     return checks, math.ceil(train_steps / checks)
-
-
-def _dataset(files: List[str], reader: TransformedReader, batch_size: int, seed: int) -> tf.data.Dataset:
-    return reader.batches(files, tfxio.TensorFlowDatasetOptions(batch_size=batch_size, shuffle_seed=seed)).repeat()
 
 
 def evaluation_split(files: List[str], reader: TransformedReader, limit: int = CALIBRATION_EXAMPLES) -> Evaluation:
@@ -86,8 +82,8 @@ def run_fn(fn_args: FnArgs) -> None:
     keras.utils.set_random_seed(hp.seed)
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     reader = TransformedReader(fn_args.data_accessor, tf_transform_output)
-    train = _dataset(fn_args.train_files, reader, hp.batch_size, hp.seed)
-    evaluation = _dataset(fn_args.eval_files, reader, VALIDATION_BATCH, hp.seed)
+    train = reader.shuffled(fn_args.train_files, hp.batch_size, hp.seed)
+    evaluation = reader.shuffled(fn_args.eval_files, VALIDATION_BATCH, hp.seed)
 
     model = build_keras_model(hp)
     checks, chunk = validation_schedule(fn_args.train_steps, hp.batch_size)

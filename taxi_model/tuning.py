@@ -22,11 +22,9 @@ import time
 from typing import Dict, List
 
 import keras_tuner
-import tensorflow as tf
 import tensorflow_transform as tft
 from tfx.components.trainer.fn_args_utils import FnArgs
 from tfx.components.tuner.component import TunerFnResult
-from tfx_bsl.public import tfxio
 
 from taxi_model.hyperparameters import SEARCH_SPACE, Hyperparameters
 from taxi_model.inputs import VALIDATION_BATCH, TransformedReader
@@ -87,10 +85,6 @@ class TaxiTuner(keras_tuner.engine.base_tuner.BaseTuner):
         """Nothing to keep: the Trainer trains the winner again, for the full steps."""
 
 
-def _dataset(files, reader: TransformedReader, batch_size: int, seed: int) -> tf.data.Dataset:
-    return reader.batches(files, tfxio.TensorFlowDatasetOptions(batch_size=batch_size, shuffle_seed=seed)).repeat()
-
-
 def tuner_fn(fn_args: FnArgs) -> TunerFnResult:
     """TFX Tuner entry point: the tuner and what its `search` is called with."""
     config = fn_args.custom_config or {}
@@ -105,6 +99,6 @@ def tuner_fn(fn_args: FnArgs) -> TunerFnResult:
     tuner = TaxiTuner(oracle, base, directory=fn_args.working_dir, project_name='taxi_tuning', overwrite=True)
     reader = TransformedReader(fn_args.data_accessor, tft.TFTransformOutput(fn_args.transform_graph_path))
     return TunerFnResult(tuner=tuner, fit_kwargs={
-        'train': lambda batch: _dataset(fn_args.train_files, reader, batch, base.seed),
-        'validation': lambda batch: _dataset(fn_args.eval_files, reader, batch, base.seed),
+        'train': lambda batch: reader.shuffled(fn_args.train_files, batch, base.seed),
+        'validation': lambda batch: reader.shuffled(fn_args.eval_files, batch, base.seed),
         'train_steps': fn_args.train_steps, 'validation_steps': fn_args.eval_steps})
