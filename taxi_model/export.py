@@ -197,18 +197,24 @@ class ExportModule(tf.Module):
                 contract.FLAGGED_FEATURES: tf.strings.reduce_join(tf.ragged.boolean_mask(names, flagged), axis=1,
                                                                   separator=',')}
 
-    def _predict(self, raw_features) -> Dict[str, tf.Tensor]:
-        transformed = self.tft_layer(raw_features)
+    def _parsed_specs(self) -> Dict[str, tf.TypeSpec]:
+        """The serving features as `tf.io.parse_example` gives them, and as `_as_parsed` makes them of a
+        raw request: what the shared functions below are traced for, once."""
+        return {name: tf.TensorSpec([None, *spec.shape], spec.dtype) if isinstance(spec, tf.io.FixedLenFeature)
+                else tf.SparseTensorSpec([None, None], spec.dtype) for name, spec in self._serving_spec.items()}
+
+    def _predict(self, raw_features, transform) -> Dict[str, tf.Tensor]:
+        transformed = transform(raw_features)
         return {contract.PROBABILITIES: self.model(model_inputs(transformed)),
                 **self._flags(raw_features, transformed)}
 
-    def _explain(self, raw_features) -> Dict[str, tf.Tensor]:
+    def _explain(self, raw_features, transform) -> Dict[str, tf.Tensor]:
         """Integrated gradients over the encoder's representations (one-hot and
         embedding of a categorical feature, the scaled value of a numeric one and its
         fixed-bin one-hot where it has steps):
         the head is differentiable there, ids are not. Each representation's
         attribution is summed back to the raw feature it came from."""
-        transformed = self.tft_layer(raw_features)
+        transformed = transform(raw_features)
         outputs = self._integrated_gradients(model_inputs(transformed))
         outputs.update(self._flags(raw_features, transformed))
         return outputs
@@ -255,17 +261,26 @@ class ExportModule(tf.Module):
         # features, not tensors (a tensor in a Python `if` fails the trace), and the rewrite only costs
         # time (docs/decisions.md#a-lean-savedmodel).
 
+        # Parsed examples and raw requests meet in the same parsed form, so the Transform layer and the
+        # model are traced once for all the signatures that serve them, not once per signature: the
+        # export and every load of the model take less time (docs/performance.md#shared-functions-in-the-export).
+        # (Locals, not attributes: the module would save them as functions of their own.)
+        parsed = self._parsed_specs()
+        transform = tf.function(self.tft_layer, input_signature=[parsed], autograph=False)
+        predict = tf.function(lambda features: self._predict(features, transform), input_signature=[parsed],
+                              autograph=False)
+
         @tf.function(input_signature=[examples], autograph=False)
         def serve_tf_examples(serialized):
-            return self._predict(tf.io.parse_example(serialized, self._serving_spec))
+            return predict(tf.io.parse_example(serialized, self._serving_spec))
 
         @tf.function(input_signature=[_raw_input_specs()], autograph=False)
         def serve_raw(features):
-            return self._predict(self._raw_parsed(features))
+            return predict(self._raw_parsed(features))
 
         @tf.function(input_signature=[_raw_input_specs()], autograph=False)
         def explain(features):
-            return self._explain(self._raw_parsed(features))
+            return self._explain(self._raw_parsed(features), transform)
 
         @tf.function(input_signature=[examples], autograph=False)
         def transform_features(serialized):
