@@ -51,8 +51,10 @@ from tfx_bsl.tfxio import tensor_representation_util, tf_example_record
 
 from components import beam_runner, record_files
 
-# Records per batch the analyzers see: TFXIO's largest (its batches grow to 1,000).
-ANALYSIS_BATCH = 1000
+# Records per batch the analyzers see (tf.Transform's `desired_batch_size`): ten times TFXIO's largest
+# (its batches grow to 1,000), as each batch costs a graph run and its conversions on top of its rows
+# (docs/performance.md#transforms-analysis-batches).
+ANALYSIS_BATCH = 10_000
 # Records per batch through the transform graph and the encoder.
 BATCH = 4096
 # What TFX's executor names the one shard it writes per split (WriteToTFRecord, prefix and suffix).
