@@ -28,8 +28,9 @@ warnings.simplefilter('ignore')
 VENV_BIN = os.path.dirname(sys.executable)
 
 
-def measure(cmd, env=None, cwd=None):
-    """(wall seconds, peak RSS of the whole process tree in MiB, exit code)."""
+def measure(cmd, env=None, cwd=None, cpu=None):
+    """(wall seconds, peak RSS of the whole process tree in MiB, exit code). Given a list as `cpu`, appends
+    (time since the epoch, CPU seconds the tree has used so far) at every look, five a second."""
     # Logs go to a file: a pipe that nobody drains fills up and blocks the child.
     log = tempfile.TemporaryFile(mode='w+')
     started = time.monotonic()
@@ -40,6 +41,10 @@ def measure(cmd, env=None, cwd=None):
         try:
             tree = [root] + root.children(recursive=True)
             peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
+            if cpu is not None:
+                times = [p.cpu_times() for p in tree if p.is_running()]
+                cpu.append((time.time(), sum(t.user + t.system + t.children_user + t.children_system
+                                             for t in times)))
         except psutil.Error:
             pass
         time.sleep(0.2)

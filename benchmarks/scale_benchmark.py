@@ -3,14 +3,17 @@ the physical limits of this machine measured in the same run.
 
 For each size: a span drawn deterministically from the taxi sample (`prepare-data --rows N --seed 1`), a
 fresh `taxi-pipeline run` in its own process (wall time, peak RSS of its process tree), then each
-component's time from ML Metadata. The limits, measured on the same data: Python's csv module parsing the
-span, `tf.io.decode_csv` on it, and the pushed model scoring the eval split in process (what ExampleGen and
-the Evaluator could approach). Prints every measurement, then medians and ratios.
+component's time from ML Metadata, and the cores it kept busy (the process tree's CPU seconds in its window,
+sampled five times a second, over its seconds). The limits, measured on the same data: Python's csv module
+parsing the span, `tf.io.decode_csv` on it, the pushed model scoring the eval split in process (what
+ExampleGen and the Evaluator could approach), and the machine's cores: the run's CPU seconds over them are
+the least time the same work could take here. Prints every measurement, then medians and ratios.
 
     .venv/bin/python benchmarks/scale_benchmark.py [--rows 15002 150000 1500000] [--repeats 1]
 """
 
 import argparse
+import bisect
 import csv
 import os
 import statistics
@@ -63,12 +66,30 @@ def scoring_rate(examples_uri: str, model_dir: str) -> float:
     return rows / (time.perf_counter() - started)
 
 
+def cpu_seconds(samples, start: float, end: float) -> float:
+    """CPU seconds used between `start` and `end` (epoch seconds), from cumulative (time, CPU) samples,
+    interpolated linearly between the two samples around each end."""
+    times = [t for t, _ in samples]
+
+    def used(at: float) -> float:
+        i = bisect.bisect_left(times, at)
+        if i == 0:
+            return samples[0][1] if samples else 0.0
+        if i == len(samples):
+            return samples[-1][1]
+        (t0, c0), (t1, c1) = samples[i - 1], samples[i]
+        return c0 + (c1 - c0) * (at - t0) / max(t1 - t0, 1e-9)
+    return max(0.0, used(end) - used(start))
+
+
 def one_size(rows: int):
     from pipeline import run_summary
     from pipeline.config import PipelineConfig
     with tempfile.TemporaryDirectory() as workspace:
         span_csv = prepare(workspace, rows)
-        wall, rss, code = measure([os.path.join(VENV_BIN, 'taxi-pipeline'), 'run', '--workspace', workspace])
+        cpu = []
+        wall, rss, code = measure([os.path.join(VENV_BIN, 'taxi-pipeline'), 'run', '--workspace', workspace],
+                                  cpu=cpu)
         config = PipelineConfig.for_workspace(workspace)
         summary = run_summary.summarize_latest_run(config, wall_seconds=wall)
         limits = {'csv module': csv_module_rate(span_csv), 'tf.io.decode_csv': decode_csv_rate(span_csv)}
@@ -76,7 +97,9 @@ def one_size(rows: int):
         if examples and summary.pushed_to:
             limits['model scoring'] = scoring_rate(examples, summary.pushed_to)
         return {'wall': wall, 'rss_mib': rss, 'exit': code, 'rows': summary.rows,
-                'components': {c.node_id: c.seconds for c in summary.components}, 'limits': limits,
+                'components': {c.node_id: c.seconds for c in summary.components},
+                'cpu': {c.node_id: cpu_seconds(cpu, c.started, c.started + c.seconds) for c in summary.components},
+                'cpu_total': cpu[-1][1] if cpu else 0.0, 'limits': limits,
                 'auc': summary.metrics.get('auc'), 'training': summary.training}
 
 
@@ -95,8 +118,15 @@ def report(rows: int, runs) -> None:
     eval_rows = counted.get('evaluated') or counted.get('eval') or 1
     for name in first['components']:
         seconds = statistics.median(r['components'].get(name, 0.0) for r in runs)
+        cores = statistics.median(r['cpu'].get(name, 0.0) / max(r['components'].get(name, 0.0), 1e-9)
+                                  for r in runs)
         rate = f'{counted[RATE_OF[name]] / seconds:>10,.0f} rows/s' if name in RATE_OF and seconds > 0 else ''
-        print(f'  {name:<20} {seconds:7.1f} s  {100 * seconds / wall:5.1f}%  {rate}')
+        busy = f'{cores:4.2f} cores' if seconds >= 1 else ' ' * 10
+        print(f'  {name:<20} {seconds:7.1f} s  {100 * seconds / wall:5.1f}%  {busy}  {rate}')
+    cpu_total = statistics.median(r['cpu_total'] for r in runs)
+    machine = os.cpu_count() or 1
+    print(f'  the run: {cpu_total:.0f} CPU seconds, {cpu_total / wall:.2f} cores on average; on {machine} cores '
+          f'the same work takes at least {cpu_total / machine:.1f} s')
     limits = {k: statistics.median(r['limits'][k] for r in runs if k in r['limits']) for k in first['limits']}
     example_gen = statistics.median(r['components'].get('CsvExampleGen', 0.0) for r in runs)
     evaluator = statistics.median(r['components'].get('Evaluator', 0.0) for r in runs)

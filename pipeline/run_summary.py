@@ -35,6 +35,8 @@ class ComponentRun:
     node_id: str
     state: str
     seconds: float
+    # When ML Metadata recorded its execution (seconds since the epoch): with `seconds`, its window in the run.
+    started: float = 0.0
 
 
 @dataclasses.dataclass
@@ -271,7 +273,8 @@ def _component_runs(store, config: PipelineConfig, run: metadata_store_pb2.Conte
         node = next((c.name for c in store.get_contexts_by_execution(execution.id) if c.type == 'node'), '?')
         node_id = node[len(prefix):] if node.startswith(prefix) else node
         seconds = (execution.last_update_time_since_epoch - execution.create_time_since_epoch) / 1000
-        yield ComponentRun(node_id, _STATE_NAMES.get(execution.last_known_state, 'unknown'), seconds), execution
+        yield ComponentRun(node_id, _STATE_NAMES.get(execution.last_known_state, 'unknown'), seconds,
+                           execution.create_time_since_epoch / 1000), execution
 
 
 def latest_run(store, since_ms: int = 0) -> Optional[metadata_store_pb2.Context]:
