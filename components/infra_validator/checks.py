@@ -36,7 +36,7 @@ MODEL_NAME = 'candidate'
 
 @dataclasses.dataclass(frozen=True)
 class Limits:
-    """What the candidate must meet to be pushed (pipeline config; docs/pipeline.md#infra-validation)."""
+    """What the candidate must meet to be pushed (pipeline config; docs/validation.md#what-it-checks)."""
 
     max_load_seconds: float = 120.0
     max_p99_ms: float = 500.0
