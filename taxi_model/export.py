@@ -69,8 +69,8 @@ from taxi_model.preprocessing import OUTLIER_SHARE, densify
 IG_STEPS = 64
 COMPLETENESS_TOLERANCE = 0.05
 # The calibration the model carries: eval rows explained for the attribution reference (what it costs the
-# Trainer: docs/monitoring.md#before-labels-arrive-estimated-performance), and the rows per call (an integrated-gradients call
-# holds IG_STEPS + 1 copies of its batch's representations).
+# Trainer: docs/monitoring.md#before-labels-arrive-estimated-performance), and the rows per call (an
+# integrated-gradients call holds IG_STEPS + 1 copies of its batch's representations).
 ATTRIBUTION_SAMPLE = 500
 EXPLAIN_CHUNK = 250
 PREDICT_CHUNK = 8192
