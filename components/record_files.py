@@ -1,9 +1,20 @@
 """Counting, reading and decoding the records of gzipped TFRecord files (TFX's Examples splits) in batches:
-for the Evaluator's sample, the run's row accounting, and Beam run in process."""
+for the Evaluator's sample, the run's row accounting, and Beam run in process.
+
+Two decodings into Arrow record batches:
+- `RecordBatches`: tfx_bsl's decoder, TFXIO's own. It tells a feature an example lacks (a null
+  list) from one it holds with no values (an empty list), which TFDV counts apart.
+- `ParsedRecordBatches`: `tf.io.parse_example`, for a reader that sees the batches only through a
+  TensorAdapter (tf.Transform's analysis). It gives that reader the same tensors: through a dense
+  representation it fails where the TensorAdapter fails and fills defaults where it fills them; through
+  a varlen sparse one, a null list and an empty one are the same row. It parses on tf.data's
+  threads, in C++, while the decoder holds one core per batch
+  (docs/performance.md#parsing-for-transforms-analysis).
+"""
 
 import queue
 import threading
-from typing import Iterator, List, Optional, Sequence, TypeVar
+from typing import Dict, Iterator, List, Mapping, Optional, Sequence, TypeVar, Union
 
 import apache_beam as beam
 import numpy as np
@@ -119,6 +130,84 @@ def _decode(patterns: Sequence[str], schema: Optional[bytes], batch_size: int,
             del kept[:batch_size]
     if kept:
         yield decoder.DecodeBatch(kept)
+
+
+_ParseSpec = Dict[str, Union[tf.io.FixedLenFeature, tf.io.VarLenFeature]]
+_TF_TYPES = {pa.large_list(pa.float32()): tf.float32, pa.large_list(pa.int64()): tf.int64,
+             pa.large_list(pa.large_binary()): tf.string}
+
+
+def parse_spec(tensor_representations: Mapping[str, schema_pb2.TensorRepresentation],
+               arrow_schema: pa.Schema) -> Optional[_ParseSpec]:
+    """The `tf.io.parse_example` spec that gives, column by column, the tensors the TensorAdapter of
+    `tensor_representations` over `arrow_schema` (TFXIO's TensorAdapterConfig) makes of tfx_bsl's
+    batches; None where that cannot be said (a representation other than dense or varlen sparse, a column
+    of another type or in two representations): the caller decodes with `RecordBatches` then.
+
+    A dense representation parses as a FixedLenFeature with its default, or none: parse_example fails
+    on an example with too few values, and on one lacking the feature when there is no default, as
+    the adapter does; a default fills where the adapter fills it (a lacking feature).
+    """
+    spec: _ParseSpec = {}
+    for representation in tensor_representations.values():
+        kind = representation.WhichOneof('kind')
+        column = (representation.dense_tensor.column_name if kind == 'dense_tensor'
+                  else representation.varlen_sparse_tensor.column_name if kind == 'varlen_sparse_tensor' else None)
+        if column is None or column in spec or arrow_schema.get_field_index(column) < 0:
+            return None
+        dtype = _TF_TYPES.get(arrow_schema.field(column).type)
+        if dtype is None:
+            return None
+        if kind == 'varlen_sparse_tensor':
+            spec[column] = tf.io.VarLenFeature(dtype)
+            continue
+        dense = representation.dense_tensor
+        shape = [d.size for d in dense.shape.dim]
+        default = None
+        if dense.HasField('default_value'):
+            # The adapter fills a lacking feature with the default repeated to the shape.
+            default = [getattr(dense.default_value, dense.default_value.WhichOneof('kind'))] * int(np.prod(shape))
+        spec[column] = tf.io.FixedLenFeature(shape, dtype, default)
+    return spec
+
+
+def _as_lists(tensor: Union[tf.Tensor, tf.SparseTensor], value_type: pa.DataType) -> pa.Array:
+    """A batch's parsed feature as the Arrow list array tfx_bsl's decoder would make of it (a row per
+    example; the rows a sparse feature lacks are empty lists, which a TensorAdapter reads as null ones)."""
+    if isinstance(tensor, tf.SparseTensor):
+        rows = int(tensor.dense_shape[0])
+        # parse_example orders a sparse feature's values by example.
+        counts = np.bincount(tensor.indices[:, 0].numpy(), minlength=rows)
+        values = tensor.values.numpy()
+    else:
+        array = tensor.numpy()
+        rows, width = array.shape[0], int(np.prod(array.shape[1:], dtype=np.int64))
+        counts, values = np.full(rows, width, np.int64), array.reshape(-1)
+    offsets = np.zeros(rows + 1, np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    return pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(values, type=value_type))
+
+
+def _parsed(patterns: Sequence[str], spec: _ParseSpec, arrow_schema: pa.Schema,
+            batch_size: int) -> Iterator[pa.RecordBatch]:
+    dataset = (records(patterns).batch(batch_size)
+               .map(lambda serialized: tf.io.parse_example(serialized, spec),
+                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+               .prefetch(1))
+    for parsed in dataset:
+        yield pa.RecordBatch.from_arrays([_as_lists(parsed[f.name], f.type.value_type) for f in arrow_schema],
+                                         schema=arrow_schema)
+
+
+@beam.ptransform_fn
+def ParsedRecordBatches(pipeline: beam.Pipeline, patterns: Sequence[str], spec: _ParseSpec,  # noqa: N802
+                        arrow_schema: pa.Schema, batch_size: int) -> beam.PCollection:
+    """The tf.Examples in the files `patterns` match, as Arrow record batches of `arrow_schema` and
+    `batch_size` rows, parsed by `spec` (`parse_spec`): for a reader that sees them only through
+    the TensorAdapter `spec` was made for. For Beam in process only, as `RecordBatches`."""
+    return (pipeline
+            | 'Patterns' >> beam.Create([list(patterns)])
+            | 'ReadAndParse' >> beam.FlatMap(_parsed, spec, arrow_schema, batch_size))
 
 
 @beam.ptransform_fn

@@ -9,10 +9,13 @@ the transformed examples and writes them with Beam's Python TFRecord writer.
 
 This executor makes the same artifacts with the same libraries and less IO:
 - analysis: tf.Transform's `AnalyzeDataset` on the same preprocessing_fn, fed
-  by `record_files.RecordBatches` (tf.data reads in C++, tfx_bsl's decoder makes
-  the same Arrow batches as TFXIO, projected on the columns the analyzers read,
-  as TFX projects them), then TFT's `WriteTransformFn` and `WriteMetadata`:
-  the transform graph directory TFX's executor writes;
+  by `record_files.ParsedRecordBatches` (tf.data reads and parses in C++ the
+  columns the analyzers read, as TFX projects them, into Arrow batches that its
+  TensorAdapter turns into the same tensors as TFXIO's; where the schema's
+  tensor representations are other than dense and varlen sparse,
+  `record_files.RecordBatches`, tfx_bsl's decoder), then TFT's
+  `WriteTransformFn` and `WriteMetadata`: the transform graph directory TFX's
+  executor writes;
 - materialisation: tf.data parses each split, the transform graph just written
   runs on batches of `BATCH`, TFT's own tensor-to-Arrow converter and tfx_bsl's
   encoder (what TFX's executor encodes with) make the tf.Examples, and
@@ -127,15 +130,20 @@ class Executor(transform_executor.Executor):
         columns = tft.get_analyze_input_columns(
             preprocessing_fn, raw.TensorAdapter().OriginalTypeSpecs(), force_tf_compat_v1=force_tf_compat_v1)
         temp_dir = os.path.join(graph_uri, '.temp_path')
+        # Only the columns the analyzers read, as TFX's executor projects them.
+        adapter_config = raw.Project(columns).TensorAdapterConfig()
+        spec = record_files.parse_spec(adapter_config.tensor_representations, adapter_config.arrow_schema)
         with self._make_beam_pipeline() as pipeline:
             with tft_beam.Context(temp_dir=temp_dir, desired_batch_size=ANALYSIS_BATCH,
                                   use_deep_copy_optimization=True, force_tf_compat_v1=force_tf_compat_v1):
-                # Decoding only the columns the analyzers read, as TFX's executor projects them.
-                data = pipeline | 'ReadAndDecode' >> record_files.RecordBatches(
-                    patterns, tensor_representation_util.ProjectTensorRepresentationsInSchema(schema, columns),
-                    ANALYSIS_BATCH)
-                transform_fn = ((data, raw.Project(columns).TensorAdapterConfig())
-                                | 'Analyze' >> tft_beam.AnalyzeDataset(preprocessing_fn))
+                # The analyzers see the batches only through the TensorAdapter, so they can be parsed
+                # rather than decoded: the same tensors, made on tf.data's threads.
+                data = (pipeline | 'ReadAndParse' >> record_files.ParsedRecordBatches(
+                            patterns, spec, adapter_config.arrow_schema, ANALYSIS_BATCH) if spec is not None
+                        else pipeline | 'ReadAndDecode' >> record_files.RecordBatches(
+                            patterns, tensor_representation_util.ProjectTensorRepresentationsInSchema(schema, columns),
+                            ANALYSIS_BATCH))
+                transform_fn = ((data, adapter_config) | 'Analyze' >> tft_beam.AnalyzeDataset(preprocessing_fn))
                 _ = (dataset_metadata.DatasetMetadata(schema)
                      | 'WriteMetadata' >> tft_beam.WriteMetadata(
                          os.path.join(graph_uri, tft.TFTransformOutput.RAW_METADATA_DIR), pipeline))

@@ -75,6 +75,128 @@ def test_record_batches_decode_as_tfxio_does(tmp_path):
 
 
 
+def _mixed_example(i):
+    """Rows that differ where a decoder could: a varlen feature lacking (i % 4 == 1), present with no
+    values (i % 4 == 2) or with two; a dense feature with a default lacking every fifth row."""
+    feature = {'fare': tf.train.Feature(float_list=tf.train.FloatList(value=[i / 7])),
+               'trip_seconds': tf.train.Feature(int64_list=tf.train.Int64List(value=[i, -i]))}
+    if i % 4 != 1:
+        company = [] if i % 4 == 2 else [b'c%d' % (i % 11), b'x']
+        feature['company'] = tf.train.Feature(bytes_list=tf.train.BytesList(value=company))
+    if i % 5:
+        feature['month'] = tf.train.Feature(int64_list=tf.train.Int64List(value=[i % 12]))
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def _adapter_config(arrow_schema, **representations):
+    from tfx_bsl.tfxio import tensor_adapter
+    from google.protobuf import text_format
+    from tensorflow_metadata.proto.v0 import schema_pb2
+    return tensor_adapter.TensorAdapterConfig(arrow_schema, {
+        name: text_format.Parse(text, schema_pb2.TensorRepresentation()) for name, text in representations.items()})
+
+
+_REPRESENTATIONS = dict(
+    fare='dense_tensor { column_name: "fare" shape { dim { size: 1 } } }',
+    trip_seconds='dense_tensor { column_name: "trip_seconds" shape { dim { size: 2 } } }',
+    company='varlen_sparse_tensor { column_name: "company" }',
+    month='dense_tensor { column_name: "month" shape { dim { size: 1 } } default_value { int_value: -1 } }')
+
+
+def _schema(**types):
+    """A tf.Example schema of the features `types` names (schema_pb2.FLOAT, ...), and the Arrow schema
+    of what the decoder makes of it."""
+    from tensorflow_metadata.proto.v0 import schema_pb2
+    from tfx_bsl.coders import example_coder
+    schema = schema_pb2.Schema()
+    for name, kind in types.items():
+        schema.feature.add(name=name, type=kind)
+    return schema, example_coder.ExamplesToRecordBatchDecoder(schema.SerializeToString()).ArrowSchema()
+
+
+def _decoded_and_parsed(path, schema, config, batch_size):
+    from tfx_bsl.tfxio import tensor_adapter
+
+    from components import record_files
+    spec = record_files.parse_spec(config.tensor_representations, config.arrow_schema)
+    assert spec is not None
+    adapter = tensor_adapter.TensorAdapter(config)
+    decoded = [adapter.ToBatchTensors(b)
+               for b in record_files._decode([path], schema.SerializeToString(), batch_size)]
+    parsed = [adapter.ToBatchTensors(b) for b in record_files._parsed([path], spec, config.arrow_schema, batch_size)]
+    return decoded, parsed
+
+
+def test_parsed_batches_give_the_tensor_adapter_the_tensors_of_decoded_ones(tmp_path):
+    """Transform's analysis reads `ParsedRecordBatches`: through the TensorAdapter it sees exactly
+    what tfx_bsl's decoder gives it, batch by batch, whether a feature is lacking, empty or
+    multi-valued, and a dense default filled where the adapter fills it."""
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    path = _write(tmp_path / 'e.gz', [_mixed_example(i) for i in range(2503)])
+    schema, arrow_schema = _schema(fare=schema_pb2.FLOAT, trip_seconds=schema_pb2.INT, company=schema_pb2.BYTES,
+                                   month=schema_pb2.INT)
+    decoded, parsed = _decoded_and_parsed(path, schema, _adapter_config(arrow_schema, **_REPRESENTATIONS), 1000)
+    assert len(decoded) == len(parsed) == 3
+    for ours, theirs in zip(parsed, decoded):
+        assert ours.keys() == theirs.keys()
+        for name, expected in theirs.items():
+            got = ours[name]
+            assert isinstance(got, type(expected)), name
+            if isinstance(expected, tf.SparseTensor):
+                for part in ('indices', 'values', 'dense_shape'):
+                    assert getattr(got, part).numpy().tolist() == getattr(expected, part).numpy().tolist(), name
+            else:
+                assert got.dtype == expected.dtype and got.numpy().tolist() == expected.numpy().tolist(), name
+    assert -1 in decoded[0]['month'].numpy()  # the default was filled
+
+
+@pytest.mark.parametrize('rows, representation', [
+    # A dense feature an example lacks, with no default to fill.
+    ([{'fare': [1.0]}, {}], 'dense_tensor { column_name: "fare" shape { dim { size: 1 } } }'),
+    # Present with no values, where a default fills only what is lacking.
+    ([{'fare': [1.0]}, {'fare': []}],
+     'dense_tensor { column_name: "fare" shape { dim { size: 1 } } default_value { float_value: 0 } }'),
+    # More values than the shape holds.
+    ([{'fare': [1.0, 2.0]}, {'fare': [1.0, 2.0]}], 'dense_tensor { column_name: "fare" shape { dim { size: 1 } } }'),
+])
+def test_parsed_batches_fail_where_the_tensor_adapter_fails(tmp_path, rows, representation):
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    def example(row):
+        return tf.train.Example(features=tf.train.Features(feature={
+            name: tf.train.Feature(float_list=tf.train.FloatList(value=values)) for name, values in row.items()}))
+
+    serialized = [example(row).SerializeToString() for row in rows]
+    path = _write(tmp_path / 'e.gz', serialized)
+    schema, arrow_schema = _schema(fare=schema_pb2.FLOAT)
+    config = _adapter_config(arrow_schema, fare=representation)
+    with pytest.raises(ValueError):  # the adapter
+        _decoded_and_parsed(path, schema, config, 10)
+    from components import record_files
+    with pytest.raises(tf.errors.InvalidArgumentError):  # parse_example
+        list(record_files._parsed([path], record_files.parse_spec(config.tensor_representations, arrow_schema),
+                                  arrow_schema, 10))
+
+
+def test_representations_parse_example_cannot_mirror_are_left_to_the_decoder():
+    import pyarrow as pa
+
+    from components.record_files import parse_spec
+    arrow_schema = pa.schema([('a', pa.large_list(pa.float32())), ('b', pa.large_list(pa.float32())),
+                              ('s', pa.large_list(pa.large_utf8()))])
+    assert parse_spec(_adapter_config(arrow_schema, a='varlen_sparse_tensor { column_name: "a" }')
+                      .tensor_representations, arrow_schema) is not None
+    for representations in [
+            {'r': 'ragged_tensor { feature_path { step: "a" } }'},
+            {'x': 'sparse_tensor { index_column_names: "a" value_column_name: "b" dense_shape { dim { size: 9 } } }'},
+            {'a': 'varlen_sparse_tensor { column_name: "a" }', 'a2': 'varlen_sparse_tensor { column_name: "a" }'},
+            {'s': 'varlen_sparse_tensor { column_name: "s" }'},  # not the decoder's type for bytes
+            {'m': 'varlen_sparse_tensor { column_name: "missing" }'}]:
+        config = _adapter_config(arrow_schema, **representations)
+        assert parse_spec(config.tensor_representations, arrow_schema) is None, representations
+
+
 def test_a_sampled_read_keeps_each_record_on_its_own(tmp_path):
     """With a sample rate, a Bernoulli sample of the records (issue 27): distinct records in file
     order, about rate x records of them from the whole of every file, in full batches but the last,
