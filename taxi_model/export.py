@@ -39,7 +39,7 @@ import dataclasses
 import json
 import os
 import time
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -68,6 +68,9 @@ from taxi_model.preprocessing import OUTLIER_SHARE, densify
 # (docs/performance.md#explanations).
 IG_STEPS = 64
 COMPLETENESS_TOLERANCE = 0.05
+# The path's points, and the trapezoidal rule's weight of each.
+_ALPHAS = np.linspace(0.0, 1.0, IG_STEPS + 1, dtype=np.float32)
+_WEIGHTS = np.concatenate([[0.5], np.ones(IG_STEPS - 1), [0.5]]).astype(np.float32) / IG_STEPS
 # The calibration the model carries: eval rows explained for the attribution reference (what it costs the
 # Trainer: docs/monitoring.md#before-labels-arrive-estimated-performance), and the rows per call (an
 # integrated-gradients call holds IG_STEPS + 1 copies of its batch's representations).
@@ -122,6 +125,19 @@ def _values_and_presence(x, missing_value) -> Tuple[tf.Tensor, tf.Tensor]:
     return values, tf.ones_like(values, tf.bool)
 
 
+def _feature_sums(keys: Sequence[str], widths: Sequence[int]) -> np.ndarray:
+    """[sum(widths), len(FEATURES)]: 1 where a column of the representations side by side (`keys` of
+    `widths`) belongs to a feature's representations, so a product with it sums them per feature."""
+    owner = {key: i for i, f in enumerate(FEATURES) for key in representation_keys(f)}
+    sums = np.zeros([sum(widths), len(FEATURES)], np.float32)
+    start = 0
+    for key, width in zip(keys, widths):
+        if key in owner:
+            sums[start:start + width, owner[key]] = 1.0
+        start += width
+    return sums
+
+
 def _raw_input_specs() -> Dict[str, tf.TensorSpec]:
     return {f.name: tf.TensorSpec([None], f.raw_type.tf_dtype, name=f.name) for f in FEATURES}
 
@@ -142,7 +158,7 @@ def _as_parsed(values: tf.Tensor, spec) -> tf.Tensor | tf.SparseTensor:
     else:
         present = tf.greater_equal(values, 0)
     rows = tf.where(present)
-    return tf.SparseTensor(tf.concat([rows, tf.zeros_like(rows)], axis=1), tf.boolean_mask(values, present),
+    return tf.SparseTensor(tf.concat([rows, tf.zeros_like(rows)], axis=1), tf.gather(values, rows[:, 0]),
                            tf.stack([tf.shape(values, out_type=tf.int64)[0], 1]))
 
 
@@ -190,12 +206,13 @@ class ExportModule(tf.Module):
                 outside |= transformed[f.transformed_name] >= len(self._vocabularies[f.name])
             flagged.append(present & outside)
         flagged = tf.stack(flagged, axis=1)
-        names = tf.broadcast_to(tf.constant([f.name for f in FEATURES]), tf.shape(flagged))
+        # "name," for each flagged feature, joined, less the last comma: what a ragged mask and a join
+        # with separators gives, in a few operations rather than a ragged tensor's many.
+        named = tf.where(flagged, tf.constant([[f'{f.name},' for f in FEATURES]]), '')
         score = transformed[contract.OUTLIER_SCORE]
         return {contract.OUTLIER_SCORE: score,
                 contract.IS_OUTLIER: (score > transformed[contract.OUTLIER_THRESHOLD]) | tf.reduce_any(flagged, axis=1),
-                contract.FLAGGED_FEATURES: tf.strings.reduce_join(tf.ragged.boolean_mask(names, flagged), axis=1,
-                                                                  separator=',')}
+                contract.FLAGGED_FEATURES: tf.strings.regex_replace(tf.strings.reduce_join(named, axis=1), ',$', '')}
 
     def _parsed_specs(self) -> Dict[str, tf.TypeSpec]:
         """The serving features as `tf.io.parse_example` gives them, and as `_as_parsed` makes them of a
@@ -221,35 +238,37 @@ class ExportModule(tf.Module):
 
     def _integrated_gradients(self, inputs) -> Dict[str, tf.Tensor]:
         """`_explain`'s outputs but the flags, from the model's inputs (transformed features):
-        what the eval split, already transformed, is explained by at training time."""
+        what the eval split, already transformed, is explained by at training time.
+
+        The representations are side by side in one [batch, width] tensor, so the path, its
+        gradient, their trapezoidal average and the sums back to raw features are one operation
+        each rather than one per representation: a smaller graph to trace, save, load and run
+        first (docs/performance.md#one-path-for-the-explanation)."""
         representations = self.encoder(inputs)
-        baseline = self._baseline
-        alphas = tf.linspace(0.0, 1.0, IG_STEPS + 1)
-        weights = tf.concat([[0.5], tf.ones([IG_STEPS - 1]), [0.5]], axis=0) / IG_STEPS
-        difference, path = {}, {}
-        for key, value in representations.items():
-            difference[key] = value - baseline[key]
-            # [steps + 1, batch, width] -> [(steps + 1) * batch, width]: one head call for the whole path.
-            path[key] = tf.reshape(baseline[key][None] + alphas[:, None, None] * difference[key][None],
-                                   [-1, value.shape[-1]])
+        keys = list(representations)
+        # The widths are static: an empty batch cannot infer them.
+        widths = [representations[key].shape[-1] for key in keys]
+        value = tf.concat([representations[key] for key in keys], axis=1)
+        baseline = tf.concat([self._baseline[key] for key in keys], axis=1)
+        difference = value - baseline
+        # [steps + 1, batch, width] -> [(steps + 1) * batch, width]: one head call for the whole path.
+        path = tf.reshape(baseline[None] + _ALPHAS[:, None, None] * difference[None], [-1, sum(widths)])
         with tf.GradientTape() as tape:
             tape.watch(path)
-            log_odds = self.logit(path)
+            log_odds = self.logit(dict(zip(keys, tf.split(path, widths, axis=1))))
         gradients = tape.gradient(log_odds, path)
-        batch = tf.shape(difference[next(iter(difference))])[0]
+        batch = tf.shape(value)[0]
+        # The trapezoidal average over the steps: [1, steps + 1] x [steps + 1, batch * width].
+        average = tf.reshape(tf.matmul(_WEIGHTS[None], tf.reshape(gradients, [IG_STEPS + 1, -1])), [batch, sum(widths)])
+        # Each representation's attribution summed back to the raw feature it came from.
+        attributions = tf.matmul(difference * average, _feature_sums(keys, widths))
         log_odds = tf.reshape(self.logit(representations), [-1])
-        baseline_log_odds = tf.fill([batch], tf.reshape(self.logit(baseline), []))
+        baseline_log_odds = tf.fill([batch], tf.reshape(self.logit(self._baseline), []))
         outputs = {contract.PROBABILITIES: tf.reshape(tf.sigmoid(log_odds), [-1, 1]),
                    contract.BASELINE_PROBABILITY: tf.sigmoid(baseline_log_odds),
                    contract.LOG_ODDS: log_odds, contract.BASELINE_LOG_ODDS: baseline_log_odds}
-        for f in FEATURES:
-            attribution = 0.0
-            for key in representation_keys(f):
-                # The width is static: an empty batch cannot infer it.
-                steps = tf.reshape(gradients[key], [IG_STEPS + 1, batch, difference[key].shape[-1]])
-                average = tf.tensordot(weights, steps, axes=1)
-                attribution += tf.reduce_sum(difference[key] * average, axis=1)
-            outputs[contract.attribution_key(f.name)] = attribution
+        for i, f in enumerate(FEATURES):
+            outputs[contract.attribution_key(f.name)] = attributions[:, i]
         return outputs
 
     def _raw_parsed(self, features):
