@@ -6,8 +6,9 @@ Two decodings into Arrow record batches:
   list) from one it holds with no values (an empty list), which TFDV counts apart.
 - `ParsedRecordBatches`: `tf.io.parse_example`, for a reader that sees the batches only through a
   TensorAdapter (tf.Transform's analysis). It gives that reader the same tensors: through a dense
-  representation it fails where the TensorAdapter fails and fills defaults where it fills them; through
-  a varlen sparse one, a null list and an empty one are the same row. It parses on tf.data's
+  representation it fills defaults where the TensorAdapter fills them and fails where it fails (and
+  on an example of the wrong length in a batch whose lengths add up, which the adapter would misread);
+  through a varlen sparse one, a null list and an empty one are the same row. It parses on tf.data's
   threads, in C++, while the decoder holds one core per batch
   (docs/performance.md#parsing-for-transforms-analysis).
 """
@@ -144,9 +145,10 @@ def parse_spec(tensor_representations: Mapping[str, schema_pb2.TensorRepresentat
     batches; None where that cannot be said (a representation other than dense or varlen sparse, a column
     of another type or in two representations): the caller decodes with `RecordBatches` then.
 
-    A dense representation parses as a FixedLenFeature with its default, or none: parse_example fails
-    on an example with too few values, and on one lacking the feature when there is no default, as
-    the adapter does; a default fills where the adapter fills it (a lacking feature).
+    A dense representation parses as a FixedLenFeature with its default, or none: a default fills where
+    the adapter fills it (a lacking feature), and parse_example fails on an example with another number
+    of values than the shape holds, or lacking the feature without a default. The adapter fails on those
+    too, but checks a batch's total: an example short and another long by as much, it would misread.
     """
     spec: _ParseSpec = {}
     for representation in tensor_representations.values():
