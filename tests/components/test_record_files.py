@@ -179,6 +179,29 @@ def test_parsed_batches_fail_where_the_tensor_adapter_fails(tmp_path, rows, repr
                                   arrow_schema, 10))
 
 
+def test_a_batch_whose_wrong_lengths_add_up_is_refused_not_misread(tmp_path):
+    """The TensorAdapter checks a dense feature's values per batch, so an example lacking its one value
+    beside one holding two would pass as two rows shifted; parsing refuses the batch."""
+    from tensorflow_metadata.proto.v0 import schema_pb2
+    from tfx_bsl.tfxio import tensor_adapter
+
+    from components import record_files
+
+    def example(values):
+        return tf.train.Example(features=tf.train.Features(feature={
+            'fare': tf.train.Feature(float_list=tf.train.FloatList(value=values))})).SerializeToString()
+
+    path = _write(tmp_path / 'e.gz', [example([]), example([1.0, 2.0])])
+    schema, arrow_schema = _schema(fare=schema_pb2.FLOAT)
+    config = _adapter_config(arrow_schema, fare=_REPRESENTATIONS['fare'])
+    (misread,) = [tensor_adapter.TensorAdapter(config).ToBatchTensors(b)['fare'].numpy().tolist()
+                  for b in record_files._decoded([path], schema.SerializeToString(), 10)]
+    assert misread == [[1.0], [2.0]]  # the adapter's reading: the second example's values, one per row
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        list(record_files._parsed([path], record_files.parse_spec(config.tensor_representations, arrow_schema),
+                                  arrow_schema, 10))
+
+
 def test_representations_parse_example_cannot_mirror_are_left_to_the_decoder():
     import pyarrow as pa
 
