@@ -41,7 +41,7 @@ def main():
     print(f'model {base_path}/{version}; {args.repeats} repeats, {args.requests} requests each')
 
     results = {}
-    server = ServerProcess(base_path)
+    server = ServerProcess('--model-base-path', base_path)
     try:
         for _ in range(args.repeats):
             for size, batch in batches.items():
