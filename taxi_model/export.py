@@ -240,28 +240,31 @@ class ExportModule(tf.Module):
         """`_explain`'s outputs but the flags, from the model's inputs (transformed features):
         what the eval split, already transformed, is explained by at training time.
 
-        The representations are side by side in one [batch, width] tensor, so the path, its
-        gradient, their trapezoidal average and the sums back to raw features are one operation
-        each rather than one per representation: a smaller graph to trace, save, load and run
-        first (docs/performance.md#one-path-for-the-explanation)."""
+        The trapezoidal average is one matrix product per representation, and the sums back to raw
+        features one product for them all, side by side: a smaller graph to trace, save, load and run
+        first than a chain of operations per representation and feature
+        (docs/performance.md#one-path-for-the-explanation)."""
         representations = self.encoder(inputs)
         keys = list(representations)
         # The widths are static: an empty batch cannot infer them.
         widths = [representations[key].shape[-1] for key in keys]
-        value = tf.concat([representations[key] for key in keys], axis=1)
-        baseline = tf.concat([self._baseline[key] for key in keys], axis=1)
-        difference = value - baseline
+        difference = {key: representations[key] - self._baseline[key] for key in keys}
         # [steps + 1, batch, width] -> [(steps + 1) * batch, width]: one head call for the whole path.
-        path = tf.reshape(baseline[None] + _ALPHAS[:, None, None] * difference[None], [-1, sum(widths)])
+        # Each representation keeps a path of its own: split from one wide path, and joined again for
+        # its gradient, the copies cost more than the head's pass at a batch of 100.
+        path = {key: tf.reshape(self._baseline[key][None] + _ALPHAS[:, None, None] * difference[key][None],
+                                [-1, width]) for key, width in zip(keys, widths)}
         with tf.GradientTape() as tape:
             tape.watch(path)
-            log_odds = self.logit(dict(zip(keys, tf.split(path, widths, axis=1))))
+            log_odds = self.logit(path)
         gradients = tape.gradient(log_odds, path)
-        batch = tf.shape(value)[0]
-        # The trapezoidal average over the steps: [1, steps + 1] x [steps + 1, batch * width].
-        average = tf.reshape(tf.matmul(_WEIGHTS[None], tf.reshape(gradients, [IG_STEPS + 1, -1])), [batch, sum(widths)])
-        # Each representation's attribution summed back to the raw feature it came from.
-        attributions = tf.matmul(difference * average, _feature_sums(keys, widths))
+        batch = tf.shape(representations[keys[0]])[0]
+        # The trapezoidal average over the steps, [1, steps + 1] x [steps + 1, batch * width], then the
+        # representations side by side, small now, summed back to the raw feature each came from.
+        average = tf.concat([tf.reshape(tf.matmul(_WEIGHTS[None], tf.reshape(gradients[key], [IG_STEPS + 1, -1])),
+                                        [batch, width]) for key, width in zip(keys, widths)], axis=1)
+        attributions = tf.matmul(tf.concat([difference[key] for key in keys], axis=1) * average,
+                                 _feature_sums(keys, widths))
         log_odds = tf.reshape(self.logit(representations), [-1])
         baseline_log_odds = tf.fill([batch], tf.reshape(self.logit(self._baseline), []))
         outputs = {contract.PROBABILITIES: tf.reshape(tf.sigmoid(log_odds), [-1, 1]),
