@@ -243,7 +243,7 @@ class ExportModule(tf.Module):
         The trapezoidal average is one matrix product per representation, and the sums back to raw
         features one product for them all, side by side: a smaller graph to trace, save, load and run
         first than a chain of operations per representation and feature
-        (docs/performance.md#one-path-for-the-explanation)."""
+        (docs/performance.md#the-explanations-smaller-graph)."""
         representations = self.encoder(inputs)
         keys = list(representations)
         # The widths are static: an empty batch cannot infer them.
