@@ -25,11 +25,12 @@ config, a partition feature, or Parquet output. CSV quoting follows RFC 4180
 (Arrow's parser); TFX's csv module tolerates some malformed quoting differently.
 """
 
-import bisect
 import hashlib
+import itertools
 import os
 from typing import Any, Dict, Iterator, List
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
@@ -55,8 +56,9 @@ _HANDLERS = {ColumnType.INT: csv_executor._int_handler,  # pylint: disable=prote
              ColumnType.FLOAT: csv_executor._float_handler,  # pylint: disable=protected-access
              ColumnType.STRING: csv_executor._bytes_handler}  # pylint: disable=protected-access
 
-# Arrow parses a block of this size at a time (several threads on one block).
-BLOCK_BYTES = 32 << 20
+# Arrow parses a block of this size at a time (several threads on one block) and reads several ahead: the
+# block bounds ExampleGen's memory (docs/performance.md#examplegens-blocks-and-split-hashing).
+BLOCK_BYTES = 8 << 20
 # WriteSplit's names: beam.io.WriteToTFRecord with prefix data_tfrecord and suffix .gz.
 SHARD_NAME = 'data_tfrecord-00000-of-00001.gz'
 # zlib's fastest level: gzip as TFX writes it, files about a quarter larger, written in three
@@ -233,6 +235,25 @@ def _serialized(block: pa.RecordBatch, columns: Dict[str, _Column]) -> List[byte
                                        pa.scalar(b'', pa.binary())).to_pylist()
 
 
+def split_indexes(records: List[bytes], buckets: List[int]) -> np.ndarray:
+    """Each record's split: TFX's bucket, the SHA-256 of its bytes (a big-endian integer) modulo the
+    buckets' total, placed among the splits' cumulative buckets as `bisect.bisect` places it.
+
+    The modulo is taken byte by byte (each byte times 256**k mod total), so no 256-bit integer is built.
+    """
+    total = buckets[-1]
+    digests = [hashlib.sha256(r).digest() for r in records]
+    if total < 1 << 40:  # 32 bytes of at most 255 times a weight under `total` stay within int64
+        matrix = np.frombuffer(b''.join(digests), np.uint8).reshape(-1, 32)
+        bucket = np.zeros(len(records), np.int64)
+        for k in range(32):  # a column at a time: no int64 copy of the whole matrix
+            bucket += matrix[:, k].astype(np.int64) * pow(256, 31 - k, total)
+        bucket %= total
+    else:
+        bucket = np.array([int.from_bytes(d, 'big') % total for d in digests], object)
+    return np.searchsorted(np.array(buckets), bucket, side='right')
+
+
 def write_splits(files: List[str], buckets: List[int], split_dirs: List[str]) -> List[int]:
     """Write the rows of `files` into gzipped TFRecords under `split_dirs`, split as
     TFX splits (SHA-256 of the serialised Example modulo the buckets); the row count per split."""
@@ -242,14 +263,17 @@ def write_splits(files: List[str], buckets: List[int], split_dirs: List[str]) ->
         tf.io.gfile.makedirs(directory)
     writers = [tf.io.TFRecordWriter(os.path.join(d, SHARD_NAME), _WRITE_OPTIONS) for d in split_dirs]
     counts = [0] * len(split_dirs)
-    total = buckets[-1]
     try:
         for path in files:
             for block in _blocks(path, names):
-                for record in _serialized(block, columns):
-                    split = bisect.bisect(buckets, int.from_bytes(hashlib.sha256(record).digest(), 'big') % total)
-                    writers[split].write(record)
-                    counts[split] += 1
+                records = _serialized(block, columns)
+                if not records:
+                    continue
+                splits = split_indexes(records, buckets)
+                for index, writer in enumerate(writers):
+                    for record in itertools.compress(records, splits == index):
+                        writer.write(record)
+                    counts[index] += int(np.count_nonzero(splits == index))
                 logging.info('ExampleGen: %s rows written', f'{sum(counts):,}')
     finally:
         for writer in writers:

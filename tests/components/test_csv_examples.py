@@ -1,9 +1,12 @@
 """The in-process CSV executor writes the artifact TFX's CsvExampleGen executor writes."""
 
+import bisect
 import collections
 import csv
 import glob
+import hashlib
 import os
+import random
 
 import pytest
 import tensorflow as tf
@@ -138,3 +141,13 @@ def test_blocks_bound_memory_without_changing_the_output(inputs, tmp_path, monke
     monkeypatch.setattr(csv_examples, 'BLOCK_BYTES', 16 << 10)  # many blocks, values seen again across them
     _, blocked = _run(csv_examples.Executor, properties, tmp_path / 'blocked')
     assert blocked == whole
+
+
+@pytest.mark.parametrize('buckets', [[2, 3], [1, 2, 3], [7, 10], [5], [3, 10**13, 2**80]])
+def test_split_indexes_place_records_as_the_sha256_bucket_does(buckets):
+    rng = random.Random(7)
+    records = [rng.randbytes(rng.randint(0, 300)) for _ in range(3000)]
+    expected = [bisect.bisect(buckets, int.from_bytes(hashlib.sha256(r).digest(), 'big') % buckets[-1])
+                for r in records]
+    assert csv_examples.split_indexes(records, buckets).tolist() == expected
+
