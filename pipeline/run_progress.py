@@ -30,7 +30,7 @@ class MetadataProgress(threading.Thread):
     (pipeline.workspace_lock), after the runs before have ended.
     """
 
-    def __init__(self, config: PipelineConfig, emit_line: Callable[[str], None], interval: float = 0.5,
+    def __init__(self, config: PipelineConfig, emit_line: Callable[[str], None], interval: float = 1.0,
                  on_run: Optional[Callable[[object, metadata_store_pb2.Context], None]] = None):
         super().__init__(daemon=True)
         self._config = config
@@ -40,6 +40,7 @@ class MetadataProgress(threading.Thread):
         self._since_ms = int(time.time() * 1000)
         self._seen = {}
         self._on_run = on_run
+        self._store = None
 
     def run(self) -> None:
         while not self._finished.wait(self._interval):
@@ -54,9 +55,13 @@ class MetadataProgress(threading.Thread):
         if not os.path.exists(self._config.metadata_path):
             return
         try:
-            store = metadata_store.connect(self._config.metadata_path, mode=metadata_store.READ)
+            # One connection for the run's polls: opening the store cost as much as a poll's queries.
+            if self._store is None:
+                self._store = metadata_store.connect(self._config.metadata_path, mode=metadata_store.READ)
+            store = self._store
             run = run_summary.latest_run(store, self._since_ms)
-        except Exception:  # the runner may hold the SQLite lock; try next tick
+        except Exception:  # the runner may hold the SQLite lock; reopen and try next tick
+            self._store = None
             return
         if run is None:
             return
@@ -69,6 +74,7 @@ class MetadataProgress(threading.Thread):
         try:
             current = run_summary.components_of(store, self._config, run)
         except Exception:
+            self._store = None
             return
         for component in current:
             if self._seen.get(component.node_id) == component.state:
