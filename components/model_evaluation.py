@@ -47,6 +47,7 @@ from tensorflow_model_analysis.writers import eval_config_writer, metrics_plots_
 from tfx_bsl.coders import example_coder
 
 from components import binary_metrics
+from foundation import saved_models
 
 # Serialized examples per signature call: large enough that a call's overhead is small against its work.
 BATCH = 8192
@@ -491,7 +492,7 @@ def score(eval_config: tfma.EvalConfig, model_paths: Dict[str, str], patterns: S
     for spec in eval_config.model_specs:
         path = model_paths[spec.name]
         if path not in loaded:
-            loaded[path] = tf.saved_model.load(path)
+            loaded[path] = saved_models.load(path)
         models[spec.name] = _Model(spec, loaded[path])
         # The same SavedModel under the same spec but the name (a baseline that is the candidate) scores once.
         unnamed = tfma.ModelSpec()

@@ -20,6 +20,7 @@ from typing import Dict, Optional
 
 import tensorflow as tf
 
+from foundation import saved_models
 from foundation.atomic_file import write_atomically
 from taxi_model import contract
 
@@ -51,7 +52,7 @@ def eval_examples(examples_uri: str, split: str = 'eval', limit: int = MAX_EXAMP
 
 def explain_eval_split(model_dir: str, examples_uri: str, limit: int = MAX_EXAMPLES) -> Optional[EvalInsights]:
     """The model's view of the eval split; None if the model has no `explain` signature."""
-    model = tf.saved_model.load(model_dir)
+    model = saved_models.load(model_dir)
     if contract.EXPLAIN not in model.signatures:
         return None
     explain = model.signatures[contract.EXPLAIN]
@@ -74,28 +75,10 @@ def explain_eval_split(model_dir: str, examples_uri: str, limit: int = MAX_EXAMP
     return EvalInsights(n, importance, outliers / n, {k: v / n for k, v in sorted(flagged.items())})
 
 
-def _files(root: str):
-    """(path relative to `root`, size, modification time in ns) of every file under `root`, sorted."""
-    found = []
-    for directory, _, names in tf.io.gfile.walk(root):
-        for name in names:
-            path = os.path.join(directory, name)
-            found.append((os.path.relpath(path, root), *_size_and_time(path)))
-    return sorted(found)
-
-
-def _size_and_time(path: str):
-    if '://' in path:  # a bucket: tf.io.gfile's stat
-        stat = tf.io.gfile.stat(path)
-        return stat.length, stat.mtime_nsec
-    stat = os.stat(path)  # gfile's local stat has whole seconds only
-    return stat.st_size, stat.st_mtime_ns
-
-
 def cache_key(model_dir: str, examples_uri: str, split: str = 'eval', limit: int = MAX_EXAMPLES) -> str:
     """A digest of what `explain_eval_split` is a function of."""
-    described = {'format': CACHE_FORMAT, 'limit': limit, 'split': split, 'model': _files(model_dir),
-                 'examples': _files(os.path.join(examples_uri, f'Split-{split}'))}
+    described = {'format': CACHE_FORMAT, 'limit': limit, 'split': split, 'model': saved_models.files(model_dir),
+                 'examples': saved_models.files(os.path.join(examples_uri, f'Split-{split}'))}
     return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()
 
 

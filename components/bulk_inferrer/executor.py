@@ -11,6 +11,7 @@ from tfx.types import artifact_utils, standard_component_specs
 
 from components import record_files
 from components.bulk_inferrer import scoring
+from foundation import saved_models
 from taxi_model import contract
 
 SPLITS, EXPLAIN = 'splits', 'explain'
@@ -47,7 +48,7 @@ class Executor(base_executor.BaseExecutor):
         if not splits:
             raise ValueError('BulkInferrer splits must name at least one split, e.g. eval')
         explain = bool(int(exec_properties.get(EXPLAIN) or 0))
-        model = tf.saved_model.load(os.path.join(model_uri, SERVING_SUBDIR))
+        model = saved_models.load(os.path.join(model_uri, SERVING_SUBDIR))
         serialized = [e for split in splits for e in read_examples(examples.uri, split)]
         if explain:  # `explain` takes raw features
             outputs = scoring.score(model, [contract.from_tf_example(tf.train.Example.FromString(e))
