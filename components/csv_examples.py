@@ -271,9 +271,10 @@ def write_splits(files: List[str], buckets: List[int], split_dirs: List[str]) ->
                     continue
                 splits = split_indexes(records, buckets)
                 for index, writer in enumerate(writers):
-                    for record in itertools.compress(records, splits == index):
+                    chosen = splits == index
+                    for record in itertools.compress(records, chosen):
                         writer.write(record)
-                    counts[index] += int(np.count_nonzero(splits == index))
+                    counts[index] += int(np.count_nonzero(chosen))
                 logging.info('ExampleGen: %s rows written', f'{sum(counts):,}')
     finally:
         for writer in writers:

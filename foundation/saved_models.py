@@ -6,6 +6,7 @@ function of the model in Python, and each first call of a signature instantiates
 (docs/performance.md#one-load-of-the-candidate-per-run); the second and third readers get the first one's
 object instead. A model is known by its directory's files (path, size, modification time), so a directory
 written again is loaded again. Only the last few models are kept: a run's candidate and its baseline.
+A model in a bucket is loaded each time: on Kubeflow every component runs in a container of its own.
 """
 
 import collections
@@ -41,8 +42,11 @@ def _size_and_time(path: str) -> Tuple[int, int]:
 
 
 def load(path: str):
-    """`tf.saved_model.load(path)`, or the object an earlier call in this process loaded from the same files."""
-    key = path if '://' in path else os.path.abspath(path)
+    """`tf.saved_model.load(path)`, or the object an earlier call in this process loaded from the same local
+    files."""
+    if '://' in path:  # a bucket: a container runs one component, and listing it costs a request per file
+        return tf.saved_model.load(path)
+    key = os.path.abspath(path)
     listing = files(path)
     if not listing:  # not a SavedModel directory: tf.saved_model.load says so
         return tf.saved_model.load(path)

@@ -150,4 +150,3 @@ def test_split_indexes_place_records_as_the_sha256_bucket_does(buckets):
     expected = [bisect.bisect(buckets, int.from_bytes(hashlib.sha256(r).digest(), 'big') % buckets[-1])
                 for r in records]
     assert csv_examples.split_indexes(records, buckets).tolist() == expected
-
