@@ -156,18 +156,22 @@ def _run_settings(args) -> dict:
 
 
 def run_command(args) -> int:
-    from components.anomalies_gate.gate import GATE_ERRORS
-    from pipeline import data, local_runner
-    from pipeline.workspace_lock import WorkspaceBusy
+    from pipeline import data
     trigger = _trigger(args)
     config = PipelineConfig.for_workspace(
         args.workspace, data_root=args.data_root, enable_cache=not args.no_cache,
         beam=config_lib.BeamSettings(direct_workers=args.beam_workers), **_run_settings(args))
     if args.data_root is None and not data.span_dirs(config.data_root):
         print(f'Prepared the TFX Chicago Taxi sample as {data.prepare_sample(config.data_root)}')
+    # The data is checked while the pipeline's libraries load (before them: a fork is safe only then).
+    checked = data.check_and_count_ahead(config.data_root)
+    from components.anomalies_gate.gate import GATE_ERRORS
+    from pipeline import local_runner
+    from pipeline.workspace_lock import WorkspaceBusy
     print(f'Running pipeline {config.pipeline_name!r}: data {config.data_root}, workspace {args.workspace}')
     try:
-        result = local_runner.run(config, trigger=trigger, wait_seconds=args.wait, pages=args.run_pages)
+        result = local_runner.run(config, trigger=trigger, wait_seconds=args.wait, pages=args.run_pages,
+                                  checked=checked)
     except (data.DataError, WorkspaceBusy, *GATE_ERRORS):
         raise
     except Exception as e:  # a component failed; its own error says why

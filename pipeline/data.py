@@ -7,12 +7,16 @@ adding a directory; the pipeline does not change.
 
 from __future__ import annotations
 
+import concurrent.futures
 import csv
 import io
+import multiprocessing
 import os
 import random
 import re
-from typing import Iterable, List, Optional
+import sys
+import threading
+from typing import Callable, Iterable, List, Optional
 
 from foundation.atomic_file import write_atomically
 from taxi_model.features import raw_columns
@@ -118,6 +122,31 @@ def check_and_count(data_root: str) -> tuple[str, int]:
         raise DataError(f'span {span} ({span_dir}) has no .csv files')
     rows = sum(_check_csv(os.path.join(span_dir, name)) for name in files)
     return span_dir, rows
+
+
+def check_and_count_ahead(data_root: str) -> Callable[[], tuple[str, int]]:
+    """`check_and_count` begun in a child process; returns what waits for its answer (or raises its DataError).
+
+    For a caller about to import the pipeline's libraries: the check reads every row of the span with
+    Python's csv module, seconds at a million rows, and the imports take seconds on one core, so on a
+    second core the two overlap (docs/performance.md#the-data-check-beside-the-imports). A fork is safe
+    only before TensorFlow is loaded and while this process has no other thread; otherwise, or if the
+    child dies, the check runs in this process when it is waited for. Either way the run waits for the
+    check before it writes anything.
+    """
+    if 'tensorflow' in sys.modules or threading.active_count() > 1:
+        return lambda: check_and_count(data_root)
+    pool = concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context('fork'))
+    future = pool.submit(check_and_count, data_root)
+
+    def answer() -> tuple[str, int]:
+        try:
+            return future.result()
+        except concurrent.futures.process.BrokenProcessPool:  # the child died (killed, out of memory): here
+            return check_and_count(data_root)
+        finally:
+            pool.shutdown()
+    return answer
 
 
 def _check_csv(path: str) -> int:

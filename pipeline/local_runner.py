@@ -47,17 +47,21 @@ def content_addressed_schema(config: PipelineConfig) -> PipelineConfig:
 
 
 def run(config: PipelineConfig, emit_line: Callable[[str], None] = print, trigger: Trigger = Trigger(),
-        wait_seconds: float = 0.0, pages: Optional[PageWriter] = None) -> run_summary.RunSummary:
+        wait_seconds: float = 0.0, pages: Optional[PageWriter] = None,
+        checked: Optional[Callable[[], tuple]] = None) -> run_summary.RunSummary:
     """Runs the pipeline once, alone on its workspace; returns the run's summary, or raises if a
     component failed, or WorkspaceBusy if another run held the workspace for `wait_seconds`.
 
     `pages(config, summary, emit_line)`, if given, writes the run's pages once it is summarised,
     failed or not (the command asks for them: `provenance.reports.write_run_pages`).
 
+    `checked`, if given, answers `data.check_and_count` for `config.data_root` (begun ahead by the
+    command, `data.check_and_count_ahead`); else the data is checked here. Nothing runs before it answers.
+
     On failure the raised exception is the component's own (for example the
     anomalies gate's DataAnomaliesError); nothing downstream of it ran.
     """
-    _, rows = data.check_and_count(config.data_root)
+    _, rows = checked() if checked is not None else data.check_and_count(config.data_root)
     with WorkspaceLock(os.path.dirname(config.metadata_path), wait_seconds, emit_line=emit_line):
         return _run_alone(config, emit_line, trigger, rows, pages)
 
