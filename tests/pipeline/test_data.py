@@ -1,4 +1,6 @@
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -74,10 +76,9 @@ except data.DataError as e:
 
 
 def _ahead(root, how='wait'):
-    import subprocess
-    import sys
+    """(child processes right after the check began, the answer or the refusal) in a fresh interpreter."""
     done = subprocess.run([sys.executable, '-c', _AHEAD, str(root), how], capture_output=True, text=True,
-                          timeout=60, cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+                          timeout=60)
     assert done.returncode == 0, done.stderr
     children, *rest = done.stdout.split(maxsplit=1)
     return int(children), rest[0].strip() if rest else ''
@@ -101,7 +102,7 @@ def test_the_check_begun_ahead_in_a_child_answers_as_the_check(tmp_path, taxi_ro
 
 
 def test_with_tensorflow_loaded_the_check_runs_here_when_waited_for(tmp_path, taxi_rows, monkeypatch):
-    monkeypatch.setitem(__import__('sys').modules, 'tensorflow', object())
+    monkeypatch.setitem(sys.modules, 'tensorflow', object())
     (tmp_path / 'span-1').mkdir()
     answer = data.check_and_count_ahead(str(tmp_path))  # no files yet: refused only when waited for
     header, rows = taxi_rows
