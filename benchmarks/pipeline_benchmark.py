@@ -4,7 +4,10 @@ Runs, back to back and alternating, (a) this project's pipeline on the 15k-row
 taxi sample with default settings on a fresh workspace, then a fully cached
 re-run of it, and (b) TFX's `chicago_taxi_pipeline/taxi_pipeline_native_keras.py`
 (BeamDagRunner, 1000 train steps) on the same data, each in its own process.
-Prints every measurement, then medians and ratios.
+Prints every measurement, then medians and ratios. Beside wall time and peak
+memory, the CPU seconds each run's process tree used and so the cores it kept
+busy on average: TFX's example runs Beam with a worker process per core
+(`--direct_running_mode=multi_processing`), this pipeline runs Beam in process.
 
     .venv/bin/python benchmarks/pipeline_benchmark.py [--repeats 3]
 """
@@ -19,6 +22,8 @@ import tempfile
 import time
 import warnings
 
+import resource
+
 import psutil
 
 # This process only reads results back; keep TensorFlow's and Google's chatter out of the figures.
@@ -26,6 +31,13 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 warnings.simplefilter('ignore')
 
 VENV_BIN = os.path.dirname(sys.executable)
+
+
+def children_cpu_seconds() -> float:
+    """CPU seconds (user and system) of this process's children that have ended and been waited for, and
+    of theirs that they waited for: after `measure`, the whole tree's."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def measure(cmd, env=None, cwd=None, cpu=None):
@@ -54,6 +66,13 @@ def measure(cmd, env=None, cwd=None, cpu=None):
         sys.stderr.write(log.read()[-3000:])
     log.close()
     return wall, peak / 2**20, proc.returncode
+
+
+def with_cpu(run, *args):
+    """`run(*args)`'s (wall, peak RSS, exit code) and the CPU seconds its process tree used."""
+    before = children_cpu_seconds()
+    wall, rss, code = run(*args)
+    return wall, rss, code, children_cpu_seconds() - before
 
 
 def run_ours(workspace):
@@ -90,32 +109,32 @@ def main():
     args = parser.parse_args()
 
     results = {'ours': [], 'ours_cached': [], 'reference': []}
+
+    def show(key, label, i, wall, rss, code, cpu):
+        print(f'[{i + 1}/{args.repeats}] {label:<15} {wall:6.1f} s  {rss:7.0f} MiB  {cpu:6.1f} CPU s '
+              f'({cpu / wall:.2f} cores)  exit {code}', flush=True)
+        results[key].append((wall, rss, cpu))
+
     for i in range(args.repeats):
         with tempfile.TemporaryDirectory() as ours, tempfile.TemporaryDirectory() as home:
-            wall, rss, code = run_ours(ours)
-            print(f'[{i + 1}/{args.repeats}] ours (fresh):   {wall:6.1f} s  {rss:7.0f} MiB  exit {code}', flush=True)
-            results['ours'].append((wall, rss))
+            show('ours', 'ours (fresh):', i, *with_cpu(run_ours, ours))
             metrics, blessed = eval_metrics(ours)
-            wall, rss, code = run_ours(ours)
-            print(f'[{i + 1}/{args.repeats}] ours (cached):  {wall:6.1f} s  {rss:7.0f} MiB  exit {code}', flush=True)
-            results['ours_cached'].append((wall, rss))
+            show('ours_cached', 'ours (cached):', i, *with_cpu(run_ours, ours))
             print(f'           eval: auc={metrics.get("auc", float("nan")):.4f} '
                   f'accuracy={metrics.get("binary_accuracy", float("nan")):.4f} blessed={blessed}', flush=True)
             if not args.skip_reference:
-                wall, rss, code = run_reference(home)
-                print(f'[{i + 1}/{args.repeats}] TFX example:    {wall:6.1f} s  {rss:7.0f} MiB  exit {code}',
-                      flush=True)
-                results['reference'].append((wall, rss))
+                show('reference', 'TFX example:', i, *with_cpu(run_reference, home))
 
     print('\nmedians')
-    med = {k: (statistics.median(w for w, _ in v), statistics.median(r for _, r in v)) for k, v in results.items() if v}
+    med = {k: tuple(statistics.median(run[i] for run in v) for i in range(3)) for k, v in results.items() if v}
     for key, label in (('ours', 'ours, fresh run'), ('ours_cached', 'ours, cached re-run'),
                        ('reference', 'TFX native-Keras example')):
         if key in med:
-            print(f'  {label:<26} {med[key][0]:6.1f} s  {med[key][1]:7.0f} MiB peak RSS')
+            print(f'  {label:<26} {med[key][0]:6.1f} s  {med[key][1]:7.0f} MiB peak RSS  {med[key][2]:6.1f} CPU s')
     if 'reference' in med:
         print(f'  wall ratio ours/TFX: {med["ours"][0] / med["reference"][0]:.2f}   '
-              f'memory ratio: {med["ours"][1] / med["reference"][1]:.2f}')
+              f'memory ratio: {med["ours"][1] / med["reference"][1]:.2f}   '
+              f'CPU ratio: {med["ours"][2] / med["reference"][2]:.2f}')
 
 
 if __name__ == '__main__':
