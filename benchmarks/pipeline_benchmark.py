@@ -14,6 +14,7 @@ busy on average: TFX's example runs Beam with a worker process per core
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -21,8 +22,6 @@ import sys
 import tempfile
 import time
 import warnings
-
-import resource
 
 import psutil
 
@@ -35,7 +34,8 @@ VENV_BIN = os.path.dirname(sys.executable)
 
 def children_cpu_seconds() -> float:
     """CPU seconds (user and system) of this process's children that have ended and been waited for, and
-    of theirs that they waited for: after `measure`, the whole tree's."""
+    of theirs that they waited for: after `measure`, the whole tree's to its end (the kernel's count, where
+    `measure`'s samples stop up to a fifth of a second before it)."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
 
